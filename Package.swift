@@ -1,0 +1,74 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "elastic",
+    products: [
+        .executable(name: "mount.elastic", targets: ["MountElastic"]),
+        .executable(name: "elastic", targets: ["ElasticCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    ],
+    targets: [
+        // C shims: libfuse3, OpenSSL 3, Linux (GNU-only) calls.
+        .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .target(name: "CElasticLinux"),
+
+        // Syscall and crypto wrappers.
+        .target(
+            name: "ElasticSystem",
+            dependencies: ["CElasticLinux", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "ElasticCrypto",
+            dependencies: ["COpenSSL"],
+            swiftSettings: swiftSettings),
+
+        // On-disk format: config, key slots, content and name encryption. Knows nothing of FUSE.
+        .target(
+            name: "ElasticFormat",
+            dependencies: ["ElasticCrypto", "ElasticSystem"],
+            swiftSettings: swiftSettings),
+
+        // FUSE frontend: the only layer that speaks errno to the kernel.
+        .target(
+            name: "ElasticFUSE",
+            dependencies: [
+                "CFuse3", "ElasticFormat", "ElasticSystem", "ElasticCrypto",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+
+        // Thin executables.
+        .executableTarget(
+            name: "MountElastic",
+            dependencies: [
+                "ElasticFUSE", "ElasticFormat", "ElasticSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "ElasticCLI",
+            dependencies: [
+                "ElasticFormat", "ElasticCrypto", "ElasticSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings),
+
+        .testTarget(name: "ElasticCryptoTests", dependencies: ["ElasticCrypto"], swiftSettings: swiftSettings),
+        .testTarget(name: "ElasticFormatTests", dependencies: ["ElasticFormat", "ElasticCrypto"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ElasticIntegrationTests",
+            dependencies: ["ElasticSystem"],
+            swiftSettings: swiftSettings),
+    ]
+)

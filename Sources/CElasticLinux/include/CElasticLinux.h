@@ -1,0 +1,32 @@
+#ifndef CELASTIC_LINUX_H
+#define CELASTIC_LINUX_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+/// GNU-only constants and calls, compiled in a C file with _GNU_SOURCE so that the
+/// Swift Glibc module (built without it) stays consistent.
+extern const int CElasticLinux_O_PATH;
+extern const int CElasticLinux_AT_EMPTY_PATH;
+extern const unsigned int CElasticLinux_RENAME_NOREPLACE;
+extern const unsigned int CElasticLinux_RENAME_EXCHANGE;
+extern const int CElasticLinux_FALLOC_FL_KEEP_SIZE;
+
+int CElasticLinux_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
+int CElasticLinux_fallocate(int fd, int mode, off_t offset, off_t len);
+/// Marks the process non-dumpable (no core dumps, no ptrace by other users).
+int CElasticLinux_set_nondumpable(void);
+/// Raises RLIMIT_NOFILE to its hard limit.
+int CElasticLinux_raise_nofile(void);
+int CElasticLinux_syncfs(int fd);
+
+
+/// syslog(3) with a plain message (syslog itself is variadic, which Swift cannot call).
+void CElasticLinux_syslog(int priority, const char *message);
+void CElasticLinux_openlog(const char *ident);
+
+/// pipe2(fds, O_CLOEXEC).
+int CElasticLinux_pipe_cloexec(int fds[2]);
+#endif

@@ -1,0 +1,38 @@
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include "CElasticLinux.h"
+
+const int CElasticLinux_O_PATH = O_PATH;
+const int CElasticLinux_AT_EMPTY_PATH = AT_EMPTY_PATH;
+const unsigned int CElasticLinux_RENAME_NOREPLACE = RENAME_NOREPLACE;
+const unsigned int CElasticLinux_RENAME_EXCHANGE = RENAME_EXCHANGE;
+const int CElasticLinux_FALLOC_FL_KEEP_SIZE = FALLOC_FL_KEEP_SIZE;
+
+int CElasticLinux_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) {
+    return renameat2(olddirfd, oldpath, newdirfd, newpath, flags);
+}
+
+int CElasticLinux_fallocate(int fd, int mode, off_t offset, off_t len) {
+    return fallocate(fd, mode, offset, len);
+}
+
+int CElasticLinux_set_nondumpable(void) { return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); }
+
+int CElasticLinux_raise_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+    rl.rlim_cur = rl.rlim_max;
+    return setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+int CElasticLinux_syncfs(int fd) { return syncfs(fd); }
+
+#include <syslog.h>
+void CElasticLinux_syslog(int priority, const char *message) { syslog(priority, "%s", message); }
+void CElasticLinux_openlog(const char *ident) { openlog(ident, LOG_PID, LOG_DAEMON); }
+
+int CElasticLinux_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }

@@ -1,0 +1,112 @@
+import COpenSSL
+
+/// AES-256-GCM with a key schedule set up once. One instance per thread: the OpenSSL contexts it
+/// holds are not thread-safe. Per message only the 12-byte nonce, the AAD and the data change.
+public final class AESGCM {
+    public static let keySize = 32
+    public static let nonceSize = 12
+    public static let tagSize = 16
+
+    nonisolated(unsafe) static let cipher: OpaquePointer = {
+        guard let c = EVP_CIPHER_fetch(nil, "AES-256-GCM", nil) else { fatalError("OpenSSL has no AES-256-GCM") }
+        return c
+    }()
+
+    private let enc: OpaquePointer
+    private let dec: OpaquePointer
+
+    /// Sets up encrypt and decrypt contexts keyed with `key` (32 bytes).
+    public init(key: SecureBytes) throws {
+        guard key.count == Self.keySize else { throw CryptoError.invalidLength(expected: Self.keySize, got: key.count) }
+        guard let e = EVP_CIPHER_CTX_new(), let d = EVP_CIPHER_CTX_new() else { throw CryptoError.drain("EVP_CIPHER_CTX_new") }
+        enc = e
+        dec = d
+        let ok = key.withUnsafeBytes { k -> Bool in
+            let kp = k.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            return EVP_EncryptInit_ex2(e, Self.cipher, kp, nil, nil) == 1
+                && EVP_DecryptInit_ex2(d, Self.cipher, kp, nil, nil) == 1
+        }
+        guard ok else { throw CryptoError.drain("EVP_*Init_ex2(AES-256-GCM)") }
+    }
+
+    deinit {
+        EVP_CIPHER_CTX_free(enc)
+        EVP_CIPHER_CTX_free(dec)
+    }
+
+    /// Encrypts `count` bytes from `input` into `output` (may be the same memory) and writes the
+    /// 16-byte tag to `tag`.
+    public func seal(
+        nonce: UnsafeRawPointer, aad: UnsafeRawBufferPointer,
+        input: UnsafeRawPointer?, count: Int, output: UnsafeMutableRawPointer?, tag: UnsafeMutableRawPointer
+    ) throws {
+        var outl: Int32 = 0
+        var scratch = (UInt64(0), UInt64(0))
+        let finalOK = { () -> Bool in
+            withUnsafeMutableBytes(of: &scratch) { s in
+                EVP_EncryptFinal_ex(self.enc, s.baseAddress!.assumingMemoryBound(to: UInt8.self), &outl) == 1
+            }
+        }
+        guard EVP_EncryptInit_ex2(enc, nil, nil, nonce.assumingMemoryBound(to: UInt8.self), nil) == 1,
+            aad.count == 0 || EVP_EncryptUpdate(enc, nil, &outl, aad.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(aad.count)) == 1,
+            count == 0 || EVP_EncryptUpdate(enc, output!.assumingMemoryBound(to: UInt8.self), &outl, input!.assumingMemoryBound(to: UInt8.self), Int32(count)) == 1,
+            finalOK(),
+            EVP_CIPHER_CTX_ctrl(enc, EVP_CTRL_GCM_GET_TAG, Int32(Self.tagSize), tag) == 1
+        else { throw CryptoError.drain("AES-GCM seal") }
+    }
+
+    /// Decrypts and authenticates. Throws `.authenticationFailure` if the tag does not verify;
+    /// `output` then holds no usable data.
+    public func open(
+        nonce: UnsafeRawPointer, aad: UnsafeRawBufferPointer,
+        input: UnsafeRawPointer?, count: Int, output: UnsafeMutableRawPointer?, tag: UnsafeRawPointer
+    ) throws {
+        var outl: Int32 = 0
+        var scratch = (UInt64(0), UInt64(0))
+        guard EVP_DecryptInit_ex2(dec, nil, nil, nonce.assumingMemoryBound(to: UInt8.self), nil) == 1,
+            aad.count == 0 || EVP_DecryptUpdate(dec, nil, &outl, aad.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(aad.count)) == 1,
+            count == 0 || EVP_DecryptUpdate(dec, output!.assumingMemoryBound(to: UInt8.self), &outl, input!.assumingMemoryBound(to: UInt8.self), Int32(count)) == 1,
+            EVP_CIPHER_CTX_ctrl(dec, EVP_CTRL_GCM_SET_TAG, Int32(Self.tagSize), UnsafeMutableRawPointer(mutating: tag)) == 1
+        else { throw CryptoError.drain("AES-GCM open") }
+        let ok = withUnsafeMutableBytes(of: &scratch) { s in
+            EVP_DecryptFinal_ex(dec, s.baseAddress!.assumingMemoryBound(to: UInt8.self), &outl)
+        }
+        guard ok == 1 else {
+            ERR_clear_error()
+            throw CryptoError.authenticationFailure
+        }
+    }
+
+    /// One-shot seal: returns nonce ‖ ciphertext ‖ tag with a fresh random nonce.
+    public func seal(_ plaintext: [UInt8], aad: [UInt8]) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Self.nonceSize + plaintext.count + Self.tagSize)
+        try out.withUnsafeMutableBytes { (o) throws in
+            try Random.fill(UnsafeMutableRawBufferPointer(rebasing: o[0..<Self.nonceSize]))
+            try plaintext.withUnsafeBytes { (p) throws in
+                try aad.withUnsafeBytes { (a) throws in
+                    try seal(
+                        nonce: o.baseAddress!, aad: a, input: p.baseAddress, count: p.count,
+                        output: o.baseAddress! + Self.nonceSize, tag: o.baseAddress! + Self.nonceSize + p.count)
+                }
+            }
+        }
+        return out
+    }
+
+    /// One-shot open of nonce ‖ ciphertext ‖ tag.
+    public func open(_ sealed: [UInt8], aad: [UInt8]) throws -> [UInt8] {
+        guard sealed.count >= Self.nonceSize + Self.tagSize else { throw CryptoError.authenticationFailure }
+        let n = sealed.count - Self.nonceSize - Self.tagSize
+        var out = [UInt8](repeating: 0, count: n)
+        try sealed.withUnsafeBytes { (s) throws in
+            try aad.withUnsafeBytes { (a) throws in
+                try out.withUnsafeMutableBytes { (o) throws in
+                    try open(
+                        nonce: s.baseAddress!, aad: a, input: s.baseAddress! + Self.nonceSize, count: n,
+                        output: o.baseAddress, tag: s.baseAddress! + Self.nonceSize + n)
+                }
+            }
+        }
+        return out
+    }
+}

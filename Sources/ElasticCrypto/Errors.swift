@@ -1,0 +1,32 @@
+import COpenSSL
+
+/// Errors from the crypto layer.
+public enum CryptoError: Error, Equatable, CustomStringConvertible {
+    /// An AEAD tag did not verify: the data or its context was altered.
+    case authenticationFailure
+    /// OpenSSL reported a failure; the string is its drained error queue.
+    case openSSL(String)
+    /// A key or input of the wrong length.
+    case invalidLength(expected: Int, got: Int)
+
+    public var description: String {
+        switch self {
+        case .authenticationFailure: return "authentication failed"
+        case .openSSL(let s): return "OpenSSL: \(s)"
+        case .invalidLength(let e, let g): return "invalid length: expected \(e), got \(g)"
+        }
+    }
+
+    /// Drains OpenSSL's thread-local error queue into an `.openSSL` error.
+    static func drain(_ what: String) -> CryptoError {
+        var parts: [String] = []
+        while true {
+            let code = ERR_get_error()
+            if code == 0 { break }
+            var buf = [CChar](repeating: 0, count: 256)
+            ERR_error_string_n(code, &buf, buf.count)
+            parts.append(String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+        return .openSSL(parts.isEmpty ? what : "\(what): \(parts.joined(separator: "; "))")
+    }
+}

@@ -1,0 +1,187 @@
+import ElasticFormat
+import ElasticSystem
+import Glibc
+
+/// File contents: reads decrypt whole blocks; writes read-modify-write the partial blocks at
+/// either end and seal everything they touch in one pass. Holes (from sparse extension) are
+/// all-zero cipher blocks and read as zeros.
+extension ElasticFilesystem {
+    static let bs = BlockLayout.blockSize
+    static let cbs = BlockLayout.cipherBlockSize
+
+    /// The file ID from the header, cached on the inode. Call with the content lock held.
+    func fileID(_ i: Inode, fd: Int32) throws -> [UInt8] {
+        if let id = i.fileID.withLock({ $0 }) { return id }
+        var raw = [UInt8](repeating: 0, count: FileHeader.size)
+        let n = try raw.withUnsafeMutableBytes { try Syscall.pread(fd, $0.baseAddress!, $0.count, 0) }
+        guard n == FileHeader.size else { throw FormatError.corruptHeader("short header in inode \(i.id)") }
+        let h = try FileHeader(decoding: raw)
+        i.fileID.withLock { $0 = h.fileID }
+        return h.fileID
+    }
+
+    /// Writes a fresh header to an empty backing file. Call with the write lock held.
+    func writeNewHeader(_ i: Inode, fd: Int32) throws -> [UInt8] {
+        let h = try FileHeader.random()
+        try h.encoded.withUnsafeBytes { try Syscall.pwrite(fd, $0.baseAddress!, $0.count, 0) }
+        i.fileID.withLock { $0 = h.fileID }
+        return h.fileID
+    }
+
+    func cipherSize(_ fd: Int32) throws -> Int64 { Int64(try Syscall.fstat(fd).st_size) }
+
+    /// Decrypts block `index` (holding `length` plaintext bytes) into `dst`.
+    func loadBlock(_ t: ThreadState, fd: Int32, fileID: [UInt8], index: Int64, length: Int64, into dst: UnsafeMutableRawPointer) throws {
+        let clen = Int(length + BlockLayout.overhead)
+        let got = try Syscall.pread(fd, t.cipher, clen, BlockLayout.cipherOffset(block: index))
+        guard got == clen else { throw FormatError.corruptLength(Int64(got)) }
+        _ = try fileID.withUnsafeBytes { try t.crypto.openBlock(fileID: $0, index: index, cipher: t.cipher, length: clen, output: dst) }
+    }
+
+    /// Seals `count` plaintext bytes from `t.plain` as blocks starting at `first` and writes them.
+    func storeBlocks(_ t: ThreadState, fd: Int32, fileID: [UInt8], first: Int64, count: Int) throws {
+        let clen = try fileID.withUnsafeBytes { try t.crypto.sealBlocks(fileID: $0, first: first, plaintext: t.plain, count: count, output: t.cipher) }
+        try Syscall.pwrite(fd, t.cipher, clen, BlockLayout.cipherOffset(block: first))
+    }
+
+    /// Grows a partial last block (of a file of `size` bytes) to `newLength` plaintext bytes,
+    /// the new bytes zero. Call with the write lock held.
+    func growLastBlock(_ t: ThreadState, fd: Int32, fileID: [UInt8], size: Int64, newLength: Int64) throws {
+        let index = size / Self.bs
+        let old = size % Self.bs
+        guard old != 0, newLength > old else { return }
+        try loadBlock(t, fd: fd, fileID: fileID, index: index, length: old, into: t.plain)
+        memset(t.plain + Int(old), 0, Int(newLength - old))
+        try storeBlocks(t, fd: fd, fileID: fileID, first: index, count: Int(newLength))
+    }
+
+    // MARK: Read
+
+    /// Reads up to `size` bytes at `offset`; returns a pointer into this thread's buffer.
+    func read(_ ino: UInt64, fd: Int32, size: Int, offset: Int64) throws -> (UnsafeRawPointer, Int) {
+        let i = try inode(ino)
+        let t = try worker()
+        return try i.content.withReadLock {
+            let csize = try cipherSize(fd)
+            let valid = BlockLayout.plaintextSize(cipher: csize)
+            let plain = valid ?? BlockLayout.reportedSize(cipher: csize)
+            if valid == nil && offset + Int64(size) >= plain {
+                logger.error("truncated ciphertext", metadata: ["fuse.ino": "\(ino)", "cipher.size": "\(csize)"])
+                throw FormatError.corruptLength(csize)
+            }
+            guard offset < plain, size > 0 else { return (UnsafeRawPointer(t.plain), 0) }
+            let n = Int(min(Int64(min(size, ThreadState.maxRequest)), plain - offset))
+            let first = offset / Self.bs, last = (offset + Int64(n) - 1) / Self.bs
+            let cstart = BlockLayout.cipherOffset(block: first)
+            let cend = min(csize, BlockLayout.cipherOffset(block: last) + Self.cbs)
+            let got = try Syscall.pread(fd, t.cipher, Int(cend - cstart), cstart)
+            let id = try fileID(i, fd: fd)
+            try id.withUnsafeBytes { idp in
+                var at = 0
+                for b in first...last {
+                    let clen = min(Int(Self.cbs), got - at)
+                    do {
+                        _ = try t.crypto.openBlock(fileID: idp, index: b, cipher: t.cipher + at, length: clen, output: t.plain + Int((b - first) * Self.bs))
+                    } catch {
+                        logger.error("block failed authentication: refusing to return it", metadata: [
+                            "fuse.ino": "\(ino)", "backing.ino": "\(i.key.ino)", "block": "\(b)",
+                        ])
+                        throw error
+                    }
+                    at += clen
+                }
+            }
+            return (UnsafeRawPointer(t.plain + Int(offset % Self.bs)), n)
+        }
+    }
+
+    // MARK: Write
+
+    func write(_ ino: UInt64, fd: Int32, data: UnsafeRawPointer, size: Int, offset: Int64) throws -> Int {
+        let i = try inode(ino)
+        guard size > 0 else { return 0 }
+        guard offset >= 0, offset <= BlockLayout.maxPlaintextSize - Int64(size) else { throw FormatError.fileTooLarge }
+        let t = try worker()
+        try i.content.withWriteLock {
+            var done = 0
+            while done < size {
+                let chunk = min(size - done, ThreadState.maxRequest)
+                try writeChunk(i, t, fd: fd, data: data + done, size: chunk, offset: offset + Int64(done))
+                done += chunk
+            }
+        }
+        return size
+    }
+
+    private func writeChunk(_ i: Inode, _ t: ThreadState, fd: Int32, data: UnsafeRawPointer, size: Int, offset: Int64) throws {
+        let csize = try cipherSize(fd)
+        guard let oldSize = BlockLayout.plaintextSize(cipher: csize) else { throw FormatError.corruptLength(csize) }
+        let id = csize == 0 ? try writeNewHeader(i, fd: fd) : try fileID(i, fd: fd)
+        let end = offset + Int64(size)
+        let first = offset / Self.bs, last = (end - 1) / Self.bs
+        // A partial last block before the written range becomes a full block of its data and zeros.
+        if oldSize % Self.bs != 0 && first > oldSize / Self.bs {
+            try growLastBlock(t, fd: fd, fileID: id, size: oldSize, newLength: Self.bs)
+        }
+        let newSize = max(oldSize, end)
+        let regionStart = first * Self.bs
+        let regionEnd = min(newSize, (last + 1) * Self.bs)
+        // Head block: keep the bytes before `offset` (and after `end` if it is also the last).
+        let headOld = BlockLayout.plaintextLength(block: first, fileSize: oldSize)
+        let headSkip = offset - regionStart
+        if headOld > 0 && (headSkip > 0 || end < regionStart + headOld) {
+            try loadBlock(t, fd: fd, fileID: id, index: first, length: headOld, into: t.plain)
+        }
+        if headSkip > headOld { memset(t.plain + Int(headOld), 0, Int(headSkip - headOld)) }
+        // Tail block: keep the bytes after `end`.
+        if last != first {
+            let tailOld = BlockLayout.plaintextLength(block: last, fileSize: oldSize)
+            if end < last * Self.bs + tailOld {
+                try loadBlock(t, fd: fd, fileID: id, index: last, length: tailOld, into: t.plain + Int((last - first) * Self.bs))
+            }
+        }
+        (t.plain + Int(headSkip)).copyMemory(from: data, byteCount: size)
+        try storeBlocks(t, fd: fd, fileID: id, first: first, count: Int(regionEnd - regionStart))
+    }
+
+    // MARK: Truncate
+
+    /// Sets the plaintext size. Growing leaves holes (nothing is written past the old last
+    /// block), so a huge truncate is instant or fails with the backing filesystem's EFBIG.
+    func truncate(_ i: Inode, fd: Int32, to newSize: Int64) throws {
+        guard newSize <= BlockLayout.maxPlaintextSize else { throw FormatError.fileTooLarge }
+        let t = try worker()
+        try i.content.withWriteLock {
+            let csize = try cipherSize(fd)
+            if newSize == 0 {
+                try Syscall.ftruncate(fd, 0)
+                i.fileID.withLock { $0 = nil }
+                return
+            }
+            guard let oldSize = BlockLayout.plaintextSize(cipher: csize) else { throw FormatError.corruptLength(csize) }
+            if newSize == oldSize { return }
+            let id = csize == 0 ? try writeNewHeader(i, fd: fd) : try fileID(i, fd: fd)
+            if newSize > oldSize {
+                let lastOld = oldSize / Self.bs
+                let grownLength = newSize / Self.bs > lastOld ? Self.bs : newSize % Self.bs
+                try growLastBlock(t, fd: fd, fileID: id, size: oldSize, newLength: grownLength)
+            } else if newSize % Self.bs != 0 {
+                let index = newSize / Self.bs
+                try loadBlock(t, fd: fd, fileID: id, index: index, length: BlockLayout.plaintextLength(block: index, fileSize: oldSize), into: t.plain)
+                try storeBlocks(t, fd: fd, fileID: id, first: index, count: Int(newSize % Self.bs))
+            }
+            try Syscall.ftruncate(fd, BlockLayout.ciphertextSize(plain: newSize))
+        }
+    }
+
+    /// `fallocate(2)`: mode 0 grows the file like truncate; KEEP_SIZE is accepted and does
+    /// nothing (space for ciphertext is not reserved); other modes are not supported.
+    func fallocate(_ ino: UInt64, fd: Int32, mode: Int32, offset: Int64, length: Int64) throws {
+        let i = try inode(ino)
+        guard offset >= 0, length > 0 else { throw Errno.invalidArgument }
+        if mode == LinuxConstants.fallocKeepSize { return }
+        guard mode == 0 else { throw Errno.notSupported }
+        let size = try i.content.withReadLock { BlockLayout.plaintextSize(cipher: try cipherSize(fd)) } ?? 0
+        if offset + length > size { try truncate(i, fd: fd, to: offset + length) }
+    }
+}

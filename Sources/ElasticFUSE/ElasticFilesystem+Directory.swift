@@ -1,0 +1,68 @@
+import ElasticFormat
+import ElasticSystem
+import Glibc
+
+/// An open directory: its backing descriptor and, from the first readdir on, a snapshot of its
+/// decrypted entries (offsets are indexes into it, so seekdir/telldir are stable).
+final class DirectoryHandle {
+    let fd: Int32
+    var entries: [(name: [UInt8], type: UInt8, backing: String)]? = nil
+    init(fd: Int32) { self.fd = fd }
+    deinit { Syscall.close(fd) }
+}
+
+extension ElasticFilesystem {
+    /// Calls `body` for every entry of a backing directory (names as the backing stores them).
+    func forEachBackingEntry(_ dirfd: Int32, _ body: (String, UInt64, UInt8) throws -> Void) throws {
+        let dupfd = dup(dirfd)
+        guard dupfd >= 0 else { throw Errno(rawValue: errno) }
+        guard let d = fdopendir(dupfd) else {
+            Syscall.close(dupfd)
+            throw Errno(rawValue: errno)
+        }
+        defer { closedir(d) }
+        rewinddir(d)
+        while true {
+            errno = 0
+            guard let e = Glibc.readdir(d) else {
+                if errno != 0 { throw Errno(rawValue: errno) }
+                break
+            }
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            try body(name, UInt64(e.pointee.d_ino), e.pointee.d_type)
+        }
+    }
+
+    func opendir(_ ino: UInt64) throws -> DirectoryHandle {
+        let i = try inode(ino)
+        return DirectoryHandle(fd: try Syscall.reopen(i.fd, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
+    }
+
+    /// Decrypted entries of a directory; entries that do not decrypt are skipped and logged.
+    func listing(_ dir: Inode, fd: Int32) throws -> [(name: [UInt8], type: UInt8, backing: String)] {
+        let iv = try dirIV(dir)
+        let crypto = try worker().crypto
+        var out: [(name: [UInt8], type: UInt8, backing: String)] = [(Array(".".utf8), UInt8(DT_DIR), "."), (Array("..".utf8), UInt8(DT_DIR), "..")]
+        try forEachBackingEntry(fd) { name, _, type in
+            var encoded = name
+            if BackingNames.isInternal(name) {
+                guard BackingNames.isLongName(name) else { return }
+                guard let full = try? Syscall.readFile(fd, BackingNames.sidecar(of: name), limit: 1024) else {
+                    logger.warning("long name without its sidecar", metadata: ["backing.name": "\(name)"])
+                    return
+                }
+                encoded = String(decoding: full, as: UTF8.self)
+                guard BackingNames.backingName(forEncoded: encoded).name == name else {
+                    logger.warning("long-name sidecar does not match its entry", metadata: ["backing.name": "\(name)"])
+                    return
+                }
+            }
+            do {
+                out.append((try crypto.decryptName(encoded, dirIV: iv), type, name))
+            } catch {
+                logger.warning("skipping entry whose name does not decrypt", metadata: ["backing.name": "\(name)"])
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,98 @@
+import ElasticCrypto
+import ElasticFormat
+import ElasticSystem
+import Glibc
+
+/// Symlink targets: sealed with AES-256-GCM under the metadata key and base64url-encoded as the
+/// backing symlink's target; a target too long for that lives in `elastic.links/<id>`.
+extension ElasticFilesystem {
+    static let symlinkContext = Array("elastic/v1/symlink".utf8)
+    static let maxBackingTarget = 4095
+
+    func longLinksDir() throws -> Int32 {
+        do {
+            return try Syscall.openat(root.fd, BackingNames.longLinks, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        } catch let e as Errno where e == .noSuchFileOrDirectory {
+            do { try Syscall.mkdirat(root.fd, BackingNames.longLinks, 0o700) } catch let e as Errno where e == .fileExists {}
+            return try Syscall.openat(root.fd, BackingNames.longLinks, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        }
+    }
+
+    /// The long-link ID a backing symlink refers to, if any.
+    func longLinkID(dirfd: Int32, name: String) throws -> String? {
+        let target = try Syscall.readlinkat(dirfd, name)
+        guard target.hasPrefix(BackingNames.longLinkPrefix) else { return nil }
+        let id = String(target.dropFirst(BackingNames.longLinkPrefix.count))
+        guard !id.isEmpty, id.allSatisfy({ $0.isHexDigit }) else { throw FormatError.corruptMetadata("long link reference") }
+        return id
+    }
+
+    func removeLongLink(_ id: String) {
+        guard let d = try? longLinksDir() else { return }
+        defer { Syscall.close(d) }
+        _ = try? Syscall.unlinkat(d, id, 0)
+    }
+
+    /// The sealed target bytes of a symlink inode.
+    func sealedTarget(_ i: Inode) throws -> [UInt8] {
+        if let id = try longLinkID(dirfd: i.fd, name: "") {
+            let d = try longLinksDir()
+            defer { Syscall.close(d) }
+            return try Syscall.readFile(d, id, limit: 8192)
+        }
+        guard let raw = Base64URL.decode(try Syscall.readlinkat(i.fd, "")) else { throw FormatError.corruptMetadata("symlink target encoding") }
+        return raw
+    }
+
+    /// Plaintext length of a symlink's target, without decrypting it.
+    func symlinkTargetLength(_ i: Inode) throws -> Int {
+        let overhead = AESGCM.nonceSize + AESGCM.tagSize
+        if let id = try longLinkID(dirfd: i.fd, name: "") {
+            let d = try longLinksDir()
+            defer { Syscall.close(d) }
+            return max(0, Int(try Syscall.lstatat(d, id).st_size) - overhead)
+        }
+        let encoded = try Syscall.readlinkat(i.fd, "").utf8.count
+        return max(0, encoded * 6 / 8 - overhead)
+    }
+
+    func readlink(_ ino: UInt64) throws -> [UInt8] {
+        let i = try inode(ino)
+        guard i.isSymlink else { throw Errno.invalidArgument }
+        return try worker().crypto.openMetadata(try sealedTarget(i), context: Self.symlinkContext)
+    }
+
+    func symlink(_ target: [UInt8], _ parentID: UInt64, _ name: [UInt8], _ caller: Caller) throws -> Entry {
+        let parent = try inode(parentID)
+        try checkCreatable(parent, name)
+        guard !target.isEmpty else { throw Errno.noSuchFileOrDirectory }
+        guard target.count <= 4095 else { throw Errno.fileNameTooLong }
+        let b = try backingName(parent, name)
+        let owner = try newOwner(parent, caller)
+        let sealed = try worker().crypto.sealMetadata(target, context: Self.symlinkContext)
+        var backingTarget = Base64URL.encode(sealed)
+        var longID: String? = nil
+        if backingTarget.utf8.count > Self.maxBackingTarget {
+            let id = try Random.bytes(16).map { String($0, radix: 16).leftPadded2 }.joined()
+            let d = try longLinksDir()
+            defer { Syscall.close(d) }
+            try Syscall.writeFileAtomically(d, id, sealed, mode: 0o400)
+            longID = id
+            backingTarget = BackingNames.longLinkPrefix + id
+        }
+        try writeSidecar(parent, b)
+        do {
+            try Syscall.symlinkat(backingTarget, parent.fd, b.name)
+            try chownNew(parent, b.name, owner)
+        } catch {
+            if (error as? Errno) != .fileExists { _ = try? Syscall.unlinkat(parent.fd, b.name, 0); removeSidecar(parent, b) }
+            if let longID { removeLongLink(longID) }
+            throw error
+        }
+        return try register(parent: parent, backingName: b.name, stat: try Syscall.lstatat(parent.fd, b.name))
+    }
+}
+
+extension String {
+    var leftPadded2: String { count >= 2 ? self : String(repeating: "0", count: 2 - count) + self }
+}

@@ -1,0 +1,56 @@
+import ElasticFormat
+import ElasticSystem
+import Glibc
+
+/// `user.*` extended attributes: the name after `user.` is encrypted like a file name (AES-SIV,
+/// bound to "xattr"), the value is sealed with AES-256-GCM bound to the encrypted name.
+/// Other namespaces are not supported (EOPNOTSUPP).
+extension ElasticFilesystem {
+    static let userPrefix = Array("user.".utf8)
+    static let xattrIV = Array("elastic/v1/xattr-name".utf8)
+
+    func backingXattrName(_ name: [UInt8]) throws -> String {
+        guard name.starts(with: Self.userPrefix), name.count > Self.userPrefix.count else { throw Errno.notSupported }
+        let enc = "user." + (try worker().crypto.encryptName(Array(name.dropFirst(Self.userPrefix.count)), dirIV: Self.xattrIV))
+        guard enc.utf8.count <= 255 else { throw Errno.outOfRange }
+        return enc
+    }
+
+    func procPath(_ i: Inode) -> String { "/proc/self/fd/\(i.fd)" }
+
+    func setxattr(_ ino: UInt64, _ name: [UInt8], _ value: [UInt8], _ flags: Int32) throws {
+        let i = try inode(ino)
+        if readOnly { throw Errno.readOnlyFileSystem }
+        let bname = try backingXattrName(name)
+        let sealed = try worker().crypto.sealMetadata(value, context: Array(bname.utf8))
+        try Syscall.setxattr(procPath(i), bname, sealed, flags)
+    }
+
+    func getxattr(_ ino: UInt64, _ name: [UInt8]) throws -> [UInt8] {
+        let i = try inode(ino)
+        let bname = try backingXattrName(name)
+        let sealed = try Syscall.getxattr(procPath(i), bname)
+        return try worker().crypto.openMetadata(sealed, context: Array(bname.utf8))
+    }
+
+    /// Decrypted `user.*` names, each NUL-terminated (the listxattr format).
+    func listxattr(_ ino: UInt64) throws -> [UInt8] {
+        let i = try inode(ino)
+        let raw = try Syscall.listxattr(procPath(i))
+        let crypto = try worker().crypto
+        var out: [UInt8] = []
+        for part in raw.split(separator: 0) where part.starts(with: Self.userPrefix) {
+            let encoded = String(decoding: part.dropFirst(Self.userPrefix.count), as: UTF8.self)
+            guard let plain = try? crypto.decryptName(encoded, dirIV: Self.xattrIV) else { continue }
+            out += Self.userPrefix + plain + [0]
+        }
+        return out
+    }
+
+    func removexattr(_ ino: UInt64, _ name: [UInt8]) throws {
+        let i = try inode(ino)
+        if readOnly { throw Errno.readOnlyFileSystem }
+        let bname = try backingXattrName(name)
+        try Syscall.removexattr(procPath(i), bname)
+    }
+}

@@ -1,0 +1,34 @@
+import ElasticCrypto
+import ElasticFormat
+import ElasticSystem
+import Glibc
+import Logging
+
+/// The one place where errors become errno for the kernel. Unknown errors become EIO and are
+/// logged; authentication failures become EIO and are logged by the caller with file and block.
+enum ErrnoMapping {
+    static func errno(for error: any Error, logger: Logger, op: String, ino: UInt64) -> Int32 {
+        switch error {
+        case let e as Errno:
+            return e.rawValue
+        case let e as FormatError:
+            switch e {
+            case .fileTooLarge: return EFBIG
+            case .nameTooLong: return ENAMETOOLONG
+            case .invalidArgument: return EINVAL
+            case .authenticationFailed, .corruptHeader, .corruptLength, .corruptMetadata, .invalidName:
+                logger.error("integrity failure", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "error": "\(e)"])
+                return EIO
+            default:
+                logger.error("format error", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "error": "\(e)"])
+                return EIO
+            }
+        case let e as CryptoError:
+            logger.error("crypto error", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "error": "\(e)"])
+            return EIO
+        default:
+            logger.error("unexpected error", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "error": "\(error)"])
+            return EIO
+        }
+    }
+}

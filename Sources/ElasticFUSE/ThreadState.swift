@@ -1,0 +1,48 @@
+import ElasticFormat
+import Glibc
+
+/// Per-worker-thread state: keyed crypto contexts and page-aligned buffers sized for the largest
+/// request (max_write plus a block on each side). Reached through a pthread key; never shared.
+final class ThreadState {
+    static let maxRequest = 1 << 20
+    static let plainCapacity = maxRequest + 2 * Int(BlockLayout.blockSize)
+    static let cipherCapacity = (plainCapacity / Int(BlockLayout.blockSize) + 1) * Int(BlockLayout.cipherBlockSize) + Int(BlockLayout.headerSize)
+
+    let crypto: CryptoWorker
+    let plain: UnsafeMutableRawPointer
+    let cipher: UnsafeMutableRawPointer
+
+    init(keys: StoreKeys) throws {
+        crypto = try CryptoWorker(keys: keys)
+        plain = UnsafeMutableRawPointer.allocate(byteCount: Self.plainCapacity, alignment: 4096)
+        cipher = UnsafeMutableRawPointer.allocate(byteCount: Self.cipherCapacity, alignment: 4096)
+    }
+
+    deinit {
+        // The plaintext buffer held file contents: wipe it before it goes back to the allocator.
+        memset(plain, 0, Self.plainCapacity)
+        plain.deallocate()
+        cipher.deallocate()
+    }
+}
+
+/// A pthread-key slot holding one `ThreadState` per thread, released when the thread exits.
+final class ThreadStateKey: @unchecked Sendable {
+    private var key = pthread_key_t()
+    private let keys: StoreKeys
+
+    init(keys: StoreKeys) {
+        self.keys = keys
+        pthread_key_create(&key) { p in
+            guard let p else { return }
+            Unmanaged<ThreadState>.fromOpaque(p).release()
+        }
+    }
+
+    func current() throws -> ThreadState {
+        if let p = pthread_getspecific(key) { return Unmanaged<ThreadState>.fromOpaque(p).takeUnretainedValue() }
+        let s = try ThreadState(keys: keys)
+        pthread_setspecific(key, Unmanaged.passRetained(s).toOpaque())
+        return s
+    }
+}

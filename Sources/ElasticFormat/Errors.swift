@@ -1,0 +1,43 @@
+/// Errors of the on-disk format layer. The FUSE layer maps them to errno in one place.
+public enum FormatError: Error, Equatable, CustomStringConvertible {
+    /// A content block failed authentication (tampered, moved or corrupted).
+    case authenticationFailed(block: Int64)
+    /// A file header is malformed (wrong magic, version or length).
+    case corruptHeader(String)
+    /// The ciphertext length cannot come from any plaintext (e.g. truncated mid-block).
+    case corruptLength(Int64)
+    /// A backing name does not decode (not ours, or tampered).
+    case invalidName(String)
+    /// Metadata (symlink target, xattr value) failed authentication.
+    case corruptMetadata(String)
+    /// The store configuration is malformed or was edited.
+    case corruptConfig(String)
+    /// The configuration needs a newer ELASTIC.
+    case unsupportedVersion(UInt16)
+    /// The configuration uses a feature this ELASTIC does not know.
+    case unknownFeatureFlags(UInt32)
+    /// No key slot opened with the given key.
+    case wrongKey(String)
+    /// A file offset beyond what the format can address.
+    case fileTooLarge
+    /// A name longer than 255 bytes, or containing '/' or NUL.
+    case nameTooLong
+    case invalidArgument(String)
+
+    public var description: String {
+        switch self {
+        case .authenticationFailed(let b): return "block \(b) failed authentication"
+        case .corruptHeader(let s): return "corrupt file header: \(s)"
+        case .corruptLength(let n): return "ciphertext length \(n) is not a valid encrypted file length"
+        case .invalidName(let s): return "invalid encrypted name: \(s)"
+        case .corruptMetadata(let s): return "corrupt metadata: \(s)"
+        case .corruptConfig(let s): return "corrupt or edited store configuration: \(s)"
+        case .unsupportedVersion(let v): return "store format version \(v) is not supported by this ELASTIC"
+        case .unknownFeatureFlags(let f): return "store uses unknown feature flags 0x\(String(f, radix: 16)); refusing to mount"
+        case .wrongKey(let s): return s
+        case .fileTooLarge: return "file offset beyond the format's limit"
+        case .nameTooLong: return "name too long"
+        case .invalidArgument(let s): return s
+        }
+    }
+}

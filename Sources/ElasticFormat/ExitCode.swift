@@ -1,0 +1,26 @@
+/// Exit codes of `mount.elastic` and `elastic`, fixed forever (docs/cli-abi.md).
+public enum ElasticExitCode: Int32, Sendable {
+    case success = 0
+    /// Bad invocation: unknown option, missing argument.
+    case usage = 1
+    /// The store cannot be used: missing, not a store, corrupt or edited configuration.
+    case badStore = 10
+    /// The store needs a newer ELASTIC (format version or feature flags).
+    case unsupportedStore = 11
+    /// No key slot opened with the key or passphrase given.
+    case wrongKey = 12
+    /// The key file or passphrase could not be read.
+    case keySource = 13
+    /// Mounting failed (mount point, FUSE, permissions).
+    case mountFailed = 32
+
+    /// The exit code for an error raised while opening a store.
+    public static func forStoreError(_ error: any Error) -> ElasticExitCode {
+        switch error {
+        case FormatError.wrongKey: return .wrongKey
+        case FormatError.unsupportedVersion, FormatError.unknownFeatureFlags: return .unsupportedStore
+        case is FormatError: return .badStore
+        default: return .badStore
+        }
+    }
+}

@@ -1,0 +1,128 @@
+import ElasticCrypto
+import ElasticSystem
+import Glibc
+
+/// A secret that can open key slots.
+public enum UnlockSecret {
+    case keyFile([UInt8])
+    case passphrase([UInt8])
+
+    func matches(_ kind: KeySlot.Kind) -> Bool {
+        switch (self, kind) {
+        case (.keyFile, .keyFile), (.passphrase, .passphrase): return true
+        default: return false
+        }
+    }
+    var bytes: [UInt8] {
+        switch self {
+        case .keyFile(let b), .passphrase(let b): return b
+        }
+    }
+}
+
+/// An unlocked store: its configuration, master key and subkeys.
+public final class UnlockedStore: @unchecked Sendable {
+    public let backing: String
+    public private(set) var config: StoreConfig
+    public let master: SecureBytes
+    public let keys: StoreKeys
+
+    init(backing: String, config: StoreConfig, master: SecureBytes) throws {
+        self.backing = backing
+        self.config = config
+        self.master = master
+        keys = try StoreKeys(master: master)
+    }
+
+    /// Adds a key slot and rewrites the configuration atomically.
+    @discardableResult
+    public func addSlot(kind: KeySlot.Kind, secret: [UInt8]) throws -> KeySlot {
+        guard config.slots.count < 255 else { throw FormatError.invalidArgument("too many key slots") }
+        let slot = try config.makeSlot(kind: kind, secret: secret, master: master)
+        var next = config
+        next.slots.append(slot)
+        try Store.write(next, keys: keys, backing: backing)
+        config = next
+        return slot
+    }
+
+    /// Removes the slot whose hex ID starts with `idPrefix`; refuses to remove the last slot.
+    public func removeSlot(idPrefix: String) throws -> KeySlot {
+        let matches = config.slots.filter { $0.idHex.hasPrefix(idPrefix.lowercased()) }
+        guard matches.count == 1, !idPrefix.isEmpty else {
+            throw FormatError.invalidArgument(matches.isEmpty ? "no key slot \(idPrefix)" : "slot id prefix \(idPrefix) is ambiguous")
+        }
+        guard config.slots.count > 1 else { throw FormatError.invalidArgument("refusing to remove the last key slot (the store would be lost)") }
+        var next = config
+        next.slots.removeAll { $0.id == matches[0].id }
+        try Store.write(next, keys: keys, backing: backing)
+        config = next
+        return matches[0]
+    }
+}
+
+/// Creating and unlocking stores in a backing directory.
+public enum Store {
+    /// Creates a new store in `backing` (an empty or missing directory) with one slot.
+    public static func create(backing: String, kind: KeySlot.Kind, secret: [UInt8]) throws -> UnlockedStore {
+        if mkdir(backing, 0o700) != 0 && errno != EEXIST { throw Errno(rawValue: errno) }
+        let dirfd = try Syscall.openat(AT_FDCWD, backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { Syscall.close(dirfd) }
+        guard try isEmptyDirectory(backing) else {
+            throw FormatError.invalidArgument("\(backing) is not empty; a new store needs an empty directory")
+        }
+        let master = try SecureBytes.random(count: 32)
+        var config = StoreConfig(storeID: try Random.bytes(16), slots: [])
+        config.slots.append(try config.makeSlot(kind: kind, secret: secret, master: master))
+        let store = try UnlockedStore(backing: backing, config: config, master: master)
+        try Syscall.writeFileAtomically(dirfd, BackingNames.dirIV, try Random.bytes(BackingNames.dirIVSize), mode: 0o400)
+        try write(config, keys: store.keys, backing: backing)
+        return store
+    }
+
+    /// Reads and parses `elastic.conf` (no key needed).
+    public static func readConfig(backing: String) throws -> (StoreConfig, [UInt8]) {
+        let bytes: [UInt8]
+        do { bytes = try Syscall.readFile(AT_FDCWD, backing + "/" + BackingNames.config, limit: 1 << 16) } catch let e as Errno where e == .noSuchFileOrDirectory {
+            throw FormatError.invalidArgument("\(backing) is not an ELASTIC store (no \(BackingNames.config)); create one with `elastic init`")
+        }
+        return (try StoreConfig.parse(bytes), bytes)
+    }
+
+    /// Opens the store with `secret`: tries every slot of the matching kind, then checks the
+    /// configuration's MAC with the unwrapped key.
+    public static func unlock(backing: String, secret: UnlockSecret) throws -> UnlockedStore {
+        let (config, bytes) = try readConfig(backing: backing)
+        let candidates = config.slots.filter { secret.matches($0.kind) }
+        guard !candidates.isEmpty else {
+            let kinds = Set(config.slots.map(\.kind.name)).sorted().joined(separator: ", ")
+            throw FormatError.wrongKey("the store has no key slot of that kind (it has: \(kinds))")
+        }
+        for slot in candidates {
+            guard let master = try? config.unwrap(slot, secret: secret.bytes) else { continue }
+            let store = try UnlockedStore(backing: backing, config: config, master: master)
+            try StoreConfig.verifyMAC(bytes, keys: store.keys)
+            return store
+        }
+        switch secret {
+        case .keyFile: throw FormatError.wrongKey("wrong key: the key file opens none of the store's key slots")
+        case .passphrase: throw FormatError.wrongKey("wrong passphrase: it opens none of the store's key slots")
+        }
+    }
+
+    static func write(_ config: StoreConfig, keys: StoreKeys, backing: String) throws {
+        let dirfd = try Syscall.openat(AT_FDCWD, backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { Syscall.close(dirfd) }
+        try Syscall.writeFileAtomically(dirfd, BackingNames.config, try config.encode(keys: keys), mode: 0o400)
+    }
+
+    static func isEmptyDirectory(_ path: String) throws -> Bool {
+        guard let d = opendir(path) else { throw Errno(rawValue: errno) }
+        defer { closedir(d) }
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { return false }
+        }
+        return true
+    }
+}

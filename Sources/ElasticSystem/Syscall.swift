@@ -1,0 +1,245 @@
+import CElasticLinux
+import Glibc
+@_exported import SystemPackage
+
+/// Thin, typed wrappers over the Linux calls ELASTIC uses. Each returns its result or throws the
+/// `Errno` read straight after the call; `EINTR` is retried everywhere except `close`.
+public enum Syscall {
+    @inline(__always)
+    static func retrying<T: FixedWidthInteger>(_ body: () -> T) throws -> T {
+        while true {
+            let r = body()
+            if r >= 0 { return r }
+            let e = Errno(rawValue: errno)
+            if e != .interrupted { throw e }
+        }
+    }
+
+    /// The corresponding C call is `openat(2)`.
+    public static func openat(_ dirfd: Int32, _ path: String, _ flags: Int32, _ mode: mode_t = 0) throws -> Int32 {
+        try retrying { Glibc.openat(dirfd, path, flags, mode) }
+    }
+
+    /// Reopens an `O_PATH` descriptor with real access flags, through `/proc/self/fd`.
+    public static func reopen(_ fd: Int32, _ flags: Int32) throws -> Int32 {
+        try retrying { Glibc.open("/proc/self/fd/\(fd)", flags & ~O_NOFOLLOW) }
+    }
+
+    /// The corresponding C call is `close(2)`; errors are ignored (the fd is gone either way).
+    public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    /// The corresponding C call is `fstatat(2)` (`AT_SYMLINK_NOFOLLOW`).
+    public static func lstatat(_ dirfd: Int32, _ name: String) throws -> stat {
+        var st = stat()
+        _ = try retrying { fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) }
+        return st
+    }
+
+    /// `fstatat(fd, "", AT_EMPTY_PATH)`: stat of the object an (O_PATH) descriptor refers to.
+    public static func fstat(_ fd: Int32) throws -> stat {
+        var st = stat()
+        _ = try retrying { fstatat(fd, "", &st, CElasticLinux_AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) }
+        return st
+    }
+
+    /// The corresponding C call is `pread(2)`; loops until `count` bytes or end of file.
+    public static func pread(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int, _ offset: Int64) throws -> Int {
+        var done = 0
+        while done < count {
+            let n = try retrying { Glibc.pread(fd, buf + done, count - done, off_t(offset) + off_t(done)) }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// The corresponding C call is `pwrite(2)`; loops until every byte is written.
+    public static func pwrite(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int, _ offset: Int64) throws {
+        var done = 0
+        while done < count {
+            let n = try retrying { Glibc.pwrite(fd, buf + done, count - done, off_t(offset) + off_t(done)) }
+            done += n
+        }
+    }
+
+    /// The corresponding C call is `ftruncate(2)`.
+    public static func ftruncate(_ fd: Int32, _ size: Int64) throws {
+        _ = try retrying { Glibc.ftruncate(fd, off_t(size)) }
+    }
+
+    /// The corresponding C call is `mkdirat(2)`.
+    public static func mkdirat(_ dirfd: Int32, _ name: String, _ mode: mode_t) throws {
+        _ = try retrying { Glibc.mkdirat(dirfd, name, mode) }
+    }
+
+    /// The corresponding C call is `unlinkat(2)`.
+    public static func unlinkat(_ dirfd: Int32, _ name: String, _ flags: Int32) throws {
+        _ = try retrying { Glibc.unlinkat(dirfd, name, flags) }
+    }
+
+    /// The corresponding C call is `symlinkat(2)`.
+    public static func symlinkat(_ target: String, _ dirfd: Int32, _ name: String) throws {
+        _ = try retrying { Glibc.symlinkat(target, dirfd, name) }
+    }
+
+    /// The corresponding C call is `readlinkat(2)`.
+    public static func readlinkat(_ dirfd: Int32, _ name: String) throws -> String {
+        var buf = [UInt8](repeating: 0, count: 4097)
+        let n = try buf.withUnsafeMutableBufferPointer { (p) throws -> Int in
+            try retrying { Glibc.readlinkat(dirfd, name, p.baseAddress!, 4096) }
+        }
+        return String(decoding: buf[0..<n], as: UTF8.self)
+    }
+
+    /// The corresponding C call is `renameat2(2)`.
+    public static func renameat2(_ olddir: Int32, _ old: String, _ newdir: Int32, _ new: String, _ flags: UInt32) throws {
+        _ = try retrying { CElasticLinux_renameat2(olddir, old, newdir, new, flags) }
+    }
+
+    /// The corresponding C call is `linkat(2)` (`AT_SYMLINK_FOLLOW` on `/proc/self/fd/N`).
+    public static func linkat(fd: Int32, _ newdir: Int32, _ new: String) throws {
+        _ = try retrying { Glibc.linkat(AT_FDCWD, "/proc/self/fd/\(fd)", newdir, new, AT_SYMLINK_FOLLOW) }
+    }
+
+    /// The corresponding C call is `fchmodat(2)` on `/proc/self/fd/N`.
+    public static func chmod(fd: Int32, _ mode: mode_t) throws {
+        _ = try retrying { Glibc.chmod("/proc/self/fd/\(fd)", mode) }
+    }
+
+    /// The corresponding C call is `fchownat(2)` with `AT_EMPTY_PATH`.
+    public static func chown(fd: Int32, _ uid: uid_t, _ gid: gid_t) throws {
+        _ = try retrying { Glibc.fchownat(fd, "", uid, gid, CElasticLinux_AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) }
+    }
+
+    /// The corresponding C call is `fchownat(2)` (`AT_SYMLINK_NOFOLLOW`).
+    public static func fchownat(_ dirfd: Int32, _ name: String, _ uid: uid_t, _ gid: gid_t) throws {
+        _ = try retrying { Glibc.fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) }
+    }
+
+    /// The corresponding C call is `utimensat(2)`; `name` nil sets times on `dirfd` itself.
+    public static func utimensat(_ dirfd: Int32, _ name: String, _ times: (timespec, timespec)) throws {
+        var t = [times.0, times.1]
+        _ = try retrying { Glibc.utimensat(dirfd, name, &t, AT_SYMLINK_NOFOLLOW) }
+    }
+
+    /// The corresponding C call is `fsync(2)` / `fdatasync(2)`.
+    public static func fsync(_ fd: Int32, dataOnly: Bool) throws {
+        _ = try retrying { dataOnly ? Glibc.fdatasync(fd) : Glibc.fsync(fd) }
+    }
+
+    /// The corresponding C call is `fstatvfs(3)`.
+    public static func fstatvfs(_ fd: Int32) throws -> statvfs {
+        var s = statvfs()
+        _ = try retrying { Glibc.fstatvfs(fd, &s) }
+        return s
+    }
+
+    /// The corresponding C call is `mknodat(2)`.
+    public static func mknodat(_ dirfd: Int32, _ name: String, _ mode: mode_t, _ dev: dev_t) throws {
+        _ = try retrying { Glibc.mknodat(dirfd, name, mode, dev) }
+    }
+
+    /// The corresponding C call is `fallocate(2)`.
+    public static func fallocate(_ fd: Int32, mode: Int32, offset: Int64, length: Int64) throws {
+        _ = try retrying { CElasticLinux_fallocate(fd, mode, off_t(offset), off_t(length)) }
+    }
+
+    /// Reads a whole (small) file relative to a directory descriptor.
+    public static func readFile(_ dirfd: Int32, _ name: String, limit: Int = 1 << 20) throws -> [UInt8] {
+        let fd = try openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        defer { close(fd) }
+        var out = [UInt8](repeating: 0, count: limit)
+        let n = try out.withUnsafeMutableBytes { (p) throws -> Int in try pread(fd, p.baseAddress!, limit, 0) }
+        out.removeSubrange(n...)
+        return out
+    }
+
+    /// Writes a small file durably: to a temporary name, fsync, then rename over `name`.
+    public static func writeFileAtomically(_ dirfd: Int32, _ name: String, _ bytes: [UInt8], mode: mode_t = 0o400) throws {
+        let tmp = name + ".tmp"
+        _ = try? unlinkat(dirfd, tmp, 0)
+        let fd = try openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        do {
+            try bytes.withUnsafeBytes { (p) throws in try pwrite(fd, p.baseAddress!, p.count, 0) }
+            try fsync(fd, dataOnly: false)
+            close(fd)
+        } catch {
+            close(fd)
+            _ = try? unlinkat(dirfd, tmp, 0)
+            throw error
+        }
+        try renameat2(dirfd, tmp, dirfd, name, 0)
+    }
+}
+
+/// Constants that need `_GNU_SOURCE`, re-exported for Swift.
+public enum LinuxConstants {
+    public static let oPath = CElasticLinux_O_PATH
+    public static let renameNoReplace = CElasticLinux_RENAME_NOREPLACE
+    public static let renameExchange = CElasticLinux_RENAME_EXCHANGE
+    public static let fallocKeepSize = CElasticLinux_FALLOC_FL_KEEP_SIZE
+}
+
+/// Process-wide hardening for the daemon.
+public enum ProcessHardening {
+    /// No core dumps, no ptrace attach by others (`prctl(PR_SET_DUMPABLE, 0)`).
+    public static func setNonDumpable() -> Bool { CElasticLinux_set_nondumpable() == 0 }
+    /// Raises the open-file limit to its hard maximum (one O_PATH fd per known inode).
+    public static func raiseFileLimit() { _ = CElasticLinux_raise_nofile() }
+}
+
+
+extension Syscall {
+    /// The corresponding C call is `utimensat(fd, "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)`:
+    /// sets the times of the object an O_PATH descriptor refers to, symlinks included.
+    public static func utimes(fd: Int32, _ times: (timespec, timespec)) throws {
+        var t = [times.0, times.1]
+        _ = try retrying { Glibc.utimensat(fd, "", &t, CElasticLinux_AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) }
+    }
+}
+
+extension Syscall {
+    /// The corresponding C call is `setxattr(2)`.
+    public static func setxattr(_ path: String, _ name: String, _ value: [UInt8], _ flags: Int32) throws {
+        let r = value.withUnsafeBytes { CElasticLinux.setxattr(path, name, $0.baseAddress, $0.count, flags) }
+        if r != 0 { throw Errno(rawValue: errno) }
+    }
+
+    /// The corresponding C call is `getxattr(2)` (size probe, then read; retried if it grew).
+    public static func getxattr(_ path: String, _ name: String) throws -> [UInt8] {
+        while true {
+            let size = CElasticLinux.getxattr(path, name, nil, 0)
+            if size < 0 { throw Errno(rawValue: errno) }
+            var out = [UInt8](repeating: 0, count: size)
+            let n = out.withUnsafeMutableBytes { CElasticLinux.getxattr(path, name, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == ERANGE { continue }
+                throw Errno(rawValue: errno)
+            }
+            out.removeSubrange(n...)
+            return out
+        }
+    }
+
+    /// The corresponding C call is `listxattr(2)`: NUL-separated names.
+    public static func listxattr(_ path: String) throws -> [UInt8] {
+        while true {
+            let size = CElasticLinux.listxattr(path, nil, 0)
+            if size < 0 { throw Errno(rawValue: errno) }
+            if size == 0 { return [] }
+            var out = [UInt8](repeating: 0, count: size)
+            let n = out.withUnsafeMutableBytes { CElasticLinux.listxattr(path, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
+            if n < 0 {
+                if errno == ERANGE { continue }
+                throw Errno(rawValue: errno)
+            }
+            out.removeSubrange(n...)
+            return out
+        }
+    }
+
+    /// The corresponding C call is `removexattr(2)`.
+    public static func removexattr(_ path: String, _ name: String) throws {
+        if CElasticLinux.removexattr(path, name) != 0 { throw Errno(rawValue: errno) }
+    }
+}

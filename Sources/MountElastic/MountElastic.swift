@@ -1,0 +1,124 @@
+import ArgumentParser
+import ElasticFUSE
+import ElasticFormat
+import ElasticSystem
+import Glibc
+import Logging
+
+/// `mount.elastic BACKING MOUNTPOINT [-sfnv] [-o OPTIONS]`: the mount(8) helper.
+@main
+struct MountElastic: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mount.elastic",
+        abstract: "Mount an ELASTIC encrypted store.",
+        discussion: """
+            Follows the mount(8) helper convention. Returns once the filesystem is mounted (exit 0) \
+            or mounting failed (non-zero, one line on stderr). ELASTIC options: keyfile=PATH, \
+            passfile=PATH, debug, threads=N; other options (ro, allow_other, ...) go to FUSE. \
+            default_permissions and auto_unmount are always set.
+            """)
+
+    @Argument(help: "The backing directory holding the encrypted store.")
+    var backing: String
+
+    @Argument(help: "Where to mount the decrypted view.")
+    var mountpoint: String
+
+    @Option(name: .customShort("o"), help: "Comma-separated mount options.")
+    var options: [String] = []
+
+    @Flag(name: .customShort("f"), help: "Stay in the foreground.")
+    var foreground = false
+
+    @Flag(name: .customShort("d"), help: "Debug: log every operation (implies -f).")
+    var debug = false
+
+    @Flag(name: .customShort("s"), help: "Sloppy: accepted for mount(8), ignored.")
+    var sloppy = false
+
+    @Flag(name: .customShort("n"), help: "No mtab: accepted for mount(8), ignored.")
+    var noMtab = false
+
+    @Flag(name: .customShort("v"), help: "Verbose.")
+    var verbose = false
+
+    @Option(name: .customLong("notify-fd"), help: .hidden)
+    var notifyFD: Int32?
+
+    mutating func run() throws {
+        let code = execute()
+        if code != .success { throw ExitCode(code.rawValue) }
+    }
+
+    func fail(_ message: String, _ code: ElasticExitCode) -> ElasticExitCode {
+        let s = "mount.elastic: error: \(message)\n"
+        _ = s.withCString { Glibc.write(2, $0, strlen($0)) }
+        return code
+    }
+
+    func execute() -> ElasticExitCode {
+        let opts: MountOptions
+        do { opts = try MountOptions(options, backing: backing) } catch let e as MountError {
+            return fail(e.description, e.exitCode)
+        } catch { return fail("\(error)", .usage) }
+        let debugging = debug || opts.debug
+        if !(foreground || debugging) && notifyFD == nil {
+            return Daemon.spawnAndWait()
+        }
+        return serve(opts, debugging: debugging)
+    }
+
+    func serve(_ opts: MountOptions, debugging: Bool) -> ElasticExitCode {
+        umask(0)  // modes arrive already masked by the kernel; create them exactly
+        _ = ProcessHardening.setNonDumpable()
+        ProcessHardening.raiseFileLimit()
+        LoggingSystem.bootstrap { label in
+            var h = DaemonLogHandler(label: label)
+            h.logLevel = debugging ? .debug : (verbose ? .info : .notice)
+            return h
+        }
+        let logger = Logger(label: "elastic.fuse")
+
+        var st = stat()
+        guard stat(mountpoint, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+            return fail("mount point \(mountpoint) is not a directory", .mountFailed)
+        }
+        let store: UnlockedStore
+        do {
+            store = try Unlock.open(backing: backing, keyFile: opts.keyFile, passFile: opts.passFile)
+        } catch let e as Passphrase.Failure {
+            return fail(e.description, .keySource)
+        } catch {
+            return fail("\(error)", ElasticExitCode.forStoreError(error))
+        }
+        do {
+            let fs = try ElasticFilesystem(store: store, logger: logger, debug: debugging, readOnly: opts.readOnly)
+            try FUSESession.run(fs, mountpoint: mountpoint, options: opts.fuse, debug: debugging && debug, maxThreads: opts.threads) {
+                if let fd = notifyFD { Daemon.detach(notifyFD: fd) }
+                logger.info("mounted", metadata: ["backing": "\(backing)", "mountpoint": "\(mountpoint)"])
+            }
+            logger.info("unmounted", metadata: ["mountpoint": "\(mountpoint)"])
+            return .success
+        } catch {
+            return fail("\(error)", .mountFailed)
+        }
+    }
+}
+
+/// Opening the store with the key source named in the options.
+enum Unlock {
+    static func open(backing: String, keyFile: String?, passFile: String?) throws -> UnlockedStore {
+        if let keyFile {
+            var key = try KeyFile.read(at: keyFile)
+            defer { secureWipeBytes(&key) }
+            return try Store.unlock(backing: backing, secret: .keyFile(key))
+        }
+        var pass = try passFile.map { try Passphrase.fromFile($0) } ?? Passphrase.prompt("Passphrase for \(backing): ", confirm: false)
+        defer { secureWipeBytes(&pass) }
+        return try Store.unlock(backing: backing, secret: .passphrase(pass))
+    }
+
+    static func secureWipeBytes(_ b: inout [UInt8]) {
+        b.withUnsafeMutableBytes { p in if let a = p.baseAddress { _ = memset(a, 0, p.count) } }
+    }
+}

@@ -1,0 +1,72 @@
+import ElasticFormat
+
+/// `-o` options split into ELASTIC's own and those passed through to FUSE.
+struct MountOptions {
+    var keyFile: String?
+    var passFile: String?
+    var debug = false
+    var readOnly = false
+    var threads = 8
+    var fuse: [String] = []
+
+    /// Options that mount(8) and fstab use and that mean nothing to a FUSE filesystem.
+    static let ignored: Set<String> = ["defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser", "owner", "group", "rw"]
+    /// Options ELASTIC always sets: permission checks in the kernel (so allow_other cannot expose
+    /// root's files) and auto_unmount (a crashed daemon leaves no dead mount).
+    static let mandatory = ["default_permissions", "auto_unmount"]
+
+    init(_ groups: [String], backing: String) throws {
+        for group in groups {
+            for opt in group.split(separator: ",", omittingEmptySubsequences: true).map(String.init) {
+                let (key, value) = Self.split(opt)
+                switch key {
+                case "keyfile": keyFile = try Self.need(value, key)
+                case "passfile": passFile = try Self.need(value, key)
+                case "debug": debug = true
+                case "threads":
+                    guard let v = value.flatMap({ Int($0) }), (1...64).contains(v) else { throw MountError.usage("threads takes a number from 1 to 64") }
+                    threads = v
+                case "ro":
+                    readOnly = true
+                    fuse.append(opt)
+                case "fsname", "subtype":
+                    break  // set by ELASTIC
+                case _ where Self.ignored.contains(key) || key.hasPrefix("x-") || key == "comment":
+                    break
+                default:
+                    fuse.append(opt)
+                }
+            }
+        }
+        for m in Self.mandatory where !fuse.contains(m) { fuse.append(m) }
+        fuse.append("fsname=" + backing.split(separator: ",", omittingEmptySubsequences: false).joined(separator: "\\,"))
+        fuse.append("subtype=elastic")
+    }
+
+    static func split(_ opt: String) -> (String, String?) {
+        guard let eq = opt.firstIndex(of: "=") else { return (opt, nil) }
+        return (String(opt[..<eq]), String(opt[opt.index(after: eq)...]))
+    }
+
+    static func need(_ v: String?, _ key: String) throws -> String {
+        guard let v, !v.isEmpty else { throw MountError.usage("option \(key) needs a value (\(key)=PATH)") }
+        return v
+    }
+}
+
+/// Errors of the mount helper, each with its exit code.
+enum MountError: Error, CustomStringConvertible {
+    case usage(String)
+    case mount(String)
+    var description: String {
+        switch self {
+        case .usage(let s), .mount(let s): return s
+        }
+    }
+    var exitCode: ElasticExitCode {
+        switch self {
+        case .usage: return .usage
+        case .mount: return .mountFailed
+        }
+    }
+}
