@@ -142,7 +142,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
 
     /// Refuses to create the reserved control-file name at the root.
     func checkCreatable(_ parent: Inode, _ name: [UInt8]) throws {
-        if isControlName(parent, name) { throw Errno.permissionDenied }
+        if isControlName(parent, name) { throw Errno.notPermitted }
         if readOnly { throw Errno.readOnlyFileSystem }
     }
 
@@ -252,6 +252,8 @@ public final class ElasticFilesystem: @unchecked Sendable {
         }
         do {
             try chownNew(parent, b.name, owner)
+            // chown clears setuid/setgid: put the requested mode back exactly.
+            if mode & (S_ISUID | S_ISGID) != 0 { try Syscall.chmod(fd: fd, mode & 0o7777) }
             return (try register(parent: parent, backingName: b.name, stat: try Syscall.fstat(fd)), fd)
         } catch {
             Syscall.close(fd)
@@ -284,7 +286,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
 
     func unlink(_ parentID: UInt64, _ name: [UInt8]) throws {
         let parent = try inode(parentID)
-        if isControlName(parent, name) { throw Errno.permissionDenied }
+        if isControlName(parent, name) { throw Errno.notPermitted }
         let b = try backingName(parent, name)
         let st = try Syscall.lstatat(parent.fd, b.name)
         let longLink = st.st_mode & S_IFMT == S_IFLNK && st.st_nlink == 1 ? try? longLinkID(dirfd: parent.fd, name: b.name) : nil
@@ -327,7 +329,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
 
     func rename(_ parentID: UInt64, _ name: [UInt8], _ newParentID: UInt64, _ newName: [UInt8], _ flags: UInt32) throws {
         let parent = try inode(parentID), newParent = try inode(newParentID)
-        if isControlName(parent, name) { throw Errno.permissionDenied }
+        if isControlName(parent, name) { throw Errno.notPermitted }
         try checkCreatable(newParent, newName)
         let from = try backingName(parent, name), to = try backingName(newParent, newName)
         let exchange = flags & LinuxConstants.renameExchange != 0

@@ -1,0 +1,140 @@
+import Foundation
+import Testing
+
+/// Result of running a command.
+struct CommandResult {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+    var ok: Bool { status == 0 }
+}
+
+enum Env {
+    /// Package root, from this file's path (Tests/ElasticIntegrationTests/Support.swift).
+    static let packageRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    /// Where the built binaries are: $ELASTIC_BIN_DIR, or .build/debug of the package.
+    static let binDir: String = ProcessInfo.processInfo.environment["ELASTIC_BIN_DIR"] ?? packageRoot + "/.build/debug"
+    static var elastic: String { binDir + "/elastic" }
+    static var mountElastic: String { binDir + "/mount.elastic" }
+    static var scripts: String { packageRoot + "/Tests/ElasticIntegrationTests/Scripts" }
+
+    static let canMount = FileManager.default.fileExists(atPath: "/dev/fuse") && geteuid() == 0
+}
+
+/// Runs `exe` with `args`; `stdin` is fed if given. Never throws on a non-zero exit.
+@discardableResult
+func run(_ exe: String, _ args: [String], stdin: String? = nil, cwd: String? = nil, env: [String: String] = [:]) throws -> CommandResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: exe)
+    p.arguments = args
+    if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+    if !env.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 } }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    let inPipe = Pipe()
+    p.standardInput = stdin == nil ? FileHandle.nullDevice : inPipe
+    try p.run()
+    if let stdin {
+        inPipe.fileHandleForWriting.write(Data(stdin.utf8))
+        try inPipe.fileHandleForWriting.close()
+    }
+    // Read both pipes concurrently so a chatty child cannot block on a full pipe.
+    nonisolated(unsafe) var errData = Data()
+    let errThread = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
+    errThread.start()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    while errThread.isExecuting || !errThread.isFinished { usleep(1000) }
+    return CommandResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+}
+
+/// Runs a bash script (with `set -euo pipefail`).
+@discardableResult
+func sh(_ script: String, cwd: String? = nil, env: [String: String] = [:]) throws -> CommandResult {
+    try run("/bin/bash", ["-c", "set -euo pipefail\n" + script], cwd: cwd, env: env)
+}
+
+/// A fresh store in a temporary directory, mounted through the real `mount.elastic` (in the
+/// background, as a user would). Always unmounted and deleted by `close()`.
+final class MountedStore {
+    let dir: String
+    let backing: String
+    let mountpoint: String
+    let keyFile: String
+    private(set) var mounted = false
+
+    init(options: [String] = []) throws {
+        dir = try sh("mktemp -d /tmp/elastic-test.XXXXXX").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        backing = dir + "/store"
+        mountpoint = dir + "/mnt"
+        keyFile = dir + "/store.key"
+        try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+        let r = try run(Env.elastic, ["init", "--keyfile", keyFile, backing])
+        guard r.ok else {
+            close()
+            throw TestFailure("elastic init failed: \(r.stderr)")
+        }
+        try mount(options: options)
+    }
+
+    func mount(options: [String] = []) throws {
+        let r = try run(Env.mountElastic, [backing, mountpoint, "-o", (["keyfile=" + keyFile] + options).joined(separator: ",")])
+        guard r.ok else { throw TestFailure("mount.elastic failed (\(r.status)): \(r.stderr)") }
+        mounted = true
+    }
+
+    func unmount() throws {
+        guard mounted else { return }
+        for attempt in 0..<50 {
+            let r = try run("/bin/fusermount3", ["-u", mountpoint])
+            if r.ok { break }
+            if attempt == 49 { throw TestFailure("cannot unmount \(mountpoint): \(r.stderr)") }
+            usleep(100_000)
+        }
+        mounted = false
+        // Wait for the daemon to exit (auto_unmount watcher and daemon both go).
+        for _ in 0..<100 {
+            let r = try sh("pgrep -f -- '\(backing) ' >/dev/null || echo gone")
+            if r.stdout.contains("gone") { return }
+            usleep(50_000)
+        }
+    }
+
+    func remount(options: [String] = []) throws {
+        try unmount()
+        try mount(options: options)
+    }
+
+    func path(_ p: String) -> String { mountpoint + "/" + p }
+
+    func close() {
+        if mounted {
+            try? unmount()
+            if mounted { _ = try? run("/bin/fusermount3", ["-uz", mountpoint]) }
+        }
+        _ = try? run("/bin/rm", ["-rf", dir])
+    }
+
+    /// Runs `body` on a fresh mounted store and always cleans up.
+    static func with<T>(options: [String] = [], _ body: (MountedStore) throws -> T) throws -> T {
+        let s = try MountedStore(options: options)
+        defer { s.close() }
+        return try body(s)
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// Fails the current test with the output of a failed command.
+func expectOK(_ r: CommandResult, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(r.ok, "\(what) failed with \(r.status)\nstdout:\n\(r.stdout)\nstderr:\n\(r.stderr)", sourceLocation: sourceLocation)
+}
