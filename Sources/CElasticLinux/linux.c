@@ -36,3 +36,8 @@ void CElasticLinux_syslog(int priority, const char *message) { syslog(priority, 
 void CElasticLinux_openlog(const char *ident) { openlog(ident, LOG_PID, LOG_DAEMON); }
 
 int CElasticLinux_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+#include <spawn.h>
+int CElasticLinux_spawn_closefrom(void *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, from);
+}

@@ -18,6 +18,8 @@ public enum FormatError: Error, Equatable, CustomStringConvertible {
     case unknownFeatureFlags(UInt32)
     /// No key slot opened with the given key.
     case wrongKey(String)
+    /// The key file could not be read or is malformed.
+    case keySource(String)
     /// A file offset beyond what the format can address.
     case fileTooLarge
     /// A name longer than 255 bytes, or containing '/' or NUL.
@@ -34,7 +36,7 @@ public enum FormatError: Error, Equatable, CustomStringConvertible {
         case .corruptConfig(let s): return "corrupt or edited store configuration: \(s)"
         case .unsupportedVersion(let v): return "store format version \(v) is not supported by this ELASTIC"
         case .unknownFeatureFlags(let f): return "store uses unknown feature flags 0x\(String(f, radix: 16)); refusing to mount"
-        case .wrongKey(let s): return s
+        case .wrongKey(let s), .keySource(let s): return s
         case .fileTooLarge: return "file offset beyond the format's limit"
         case .nameTooLong: return "name too long"
         case .invalidArgument(let s): return s

@@ -18,6 +18,7 @@ public enum ElasticExitCode: Int32, Sendable {
     public static func forStoreError(_ error: any Error) -> ElasticExitCode {
         switch error {
         case FormatError.wrongKey: return .wrongKey
+        case FormatError.keySource: return .keySource
         case FormatError.unsupportedVersion, FormatError.unknownFeatureFlags: return .unsupportedStore
         case is FormatError: return .badStore
         default: return .badStore

@@ -26,12 +26,12 @@ public enum KeyFile {
     public static func read(at path: String) throws -> [UInt8] {
         var raw: [UInt8]
         do { raw = try Syscall.readFile(AT_FDCWD, path, limit: 4096) } catch {
-            throw FormatError.wrongKey("cannot read key file \(path): \(error)")
+            throw FormatError.keySource("cannot read key file \(path): \(error)")
         }
         defer { secureWipe(&raw) }
         let trimmed = raw.filter { !($0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09) }
         if trimmed.count == 64, let key = decodeHex(trimmed) { return key }
-        guard raw.count >= 32 else { throw FormatError.wrongKey("key file \(path) is too short (need 64 hex digits or 32+ bytes)") }
+        guard raw.count >= 32 else { throw FormatError.keySource("key file \(path) is too short (need 64 hex digits or 32+ bytes)") }
         return raw
     }
 

@@ -30,14 +30,17 @@ public struct StoreConfig: Equatable, Sendable {
         self.slots = slots
     }
 
-    /// The bytes every slot's wrapping authenticates: magic ‖ version ‖ features ‖ block size ‖ store ID.
+    /// magic ‖ version ‖ features ‖ block size ‖ store ID.
     var fixedPrefix: [UInt8] {
         var w = ByteWriter()
         w.raw(Self.magic); w.u16(version); w.u32(features.rawValue); w.u32(blockSize); w.raw(storeID)
         return w.bytes
     }
 
-    func slotAAD(_ slot: KeySlot) -> [UInt8] { fixedPrefix + slot.id + [slot.kind.code] + slot.encodeParams() }
+    /// What a slot's wrapping authenticates: magic ‖ store ID ‖ slot ID ‖ kind ‖ parameters. The
+    /// rest of the header (version, flags) is covered by the file's MAC, so an edit there is
+    /// reported as an edited configuration rather than as a wrong key.
+    func slotAAD(_ slot: KeySlot) -> [UInt8] { Self.magic + storeID + slot.id + [slot.kind.code] + slot.encodeParams() }
 
     /// Everything but the trailing MAC.
     func encodeBody() -> [UInt8] {

@@ -52,3 +52,13 @@ public enum Passphrase {
         return first
     }
 }
+
+extension ProcessHardening {
+    /// Unblocks every signal: a daemon started by a process that blocks signals (as thread pools
+    /// do) inherits that mask and would otherwise never see SIGTERM.
+    public static func unblockSignals() {
+        var none = sigset_t()
+        sigemptyset(&none)
+        sigprocmask(SIG_SETMASK, &none, nil)
+    }
+}

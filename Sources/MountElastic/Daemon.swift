@@ -13,9 +13,16 @@ enum Daemon {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        // dup2 onto itself clears close-on-exec for the write end only (glibc >= 2.29).
-        posix_spawn_file_actions_adddup2(&actions, writeEnd, writeEnd)
-        let args = [CommandLine.arguments[0]] + CommandLine.arguments.dropFirst() + ["--notify-fd", "\(writeEnd)"]
+        // The daemon gets the notify pipe as fd 3 and no other inherited descriptor (a leaked
+        // one, such as a caller's pipe, would otherwise stay open for the daemon's lifetime).
+        posix_spawn_file_actions_adddup2(&actions, writeEnd, 3)
+        _ = CElasticLinux_spawn_closefrom(&actions, 4)
+        // The daemon never holds the caller's stdio (a pipe reader would wait forever): it
+        // reports through the notify pipe and logs to syslog.
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDWR, 0)
+        posix_spawn_file_actions_adddup2(&actions, 0, 1)
+        posix_spawn_file_actions_adddup2(&actions, 0, 2)
+        let args = [CommandLine.arguments[0]] + CommandLine.arguments.dropFirst() + ["--notify-fd", "3"]
         var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }
         var pid: pid_t = 0
@@ -27,12 +34,20 @@ enum Daemon {
             _ = s.withCString { write(2, $0, strlen($0)) }
             return .mountFailed
         }
-        var byte: UInt8 = 0
-        var n: Int
-        repeat { n = read(readEnd, &byte, 1) } while n < 0 && errno == EINTR
+        var message: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 512)
+        while true {
+            let n = read(readEnd, &chunk, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            message += chunk[0..<n]
+            if message.first == UInt8(ascii: "1") { break }
+        }
         close(readEnd)
-        if n == 1 && byte == UInt8(ascii: "1") { return .success }
-        // The daemon failed before mounting: it printed why; pass on its exit code.
+        if message.first == UInt8(ascii: "1") { return .success }
+        // The daemon failed before mounting: print why and pass on its exit code.
+        let text = message.isEmpty ? "mount.elastic: error: the daemon exited before mounting\n" : String(decoding: message, as: UTF8.self)
+        _ = text.withCString { write(2, $0, strlen($0)) }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let exited = status & 0x7f == 0
@@ -40,18 +55,9 @@ enum Daemon {
         return ElasticExitCode(rawValue: code) ?? .mountFailed
     }
 
-    /// In the daemon, once mounted: report readiness, leave the caller's session and terminal,
-    /// and log to syslog from now on.
+    /// In the daemon, once mounted: report readiness and leave the caller's session.
     static func detach(notifyFD fd: Int32) {
         _ = setsid()
-        let devnull = open("/dev/null", O_RDWR)
-        if devnull >= 0 {
-            dup2(devnull, 0)
-            dup2(devnull, 1)
-            DaemonLogHandler.useSyslog.store(true, ordering: .relaxed)
-            dup2(devnull, 2)
-            if devnull > 2 { close(devnull) }
-        }
         var one = UInt8(ascii: "1")
         _ = write(fd, &one, 1)
         close(fd)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CElasticLinux
 import ElasticFUSE
 import ElasticFormat
 import ElasticSystem
@@ -50,9 +51,11 @@ struct MountElastic: ParsableCommand {
         if code != .success { throw ExitCode(code.rawValue) }
     }
 
+    /// Reports a failure in one line: on stderr, or (in the background daemon) through the
+    /// notify pipe for the waiting parent to print.
     func fail(_ message: String, _ code: ElasticExitCode) -> ElasticExitCode {
         let s = "mount.elastic: error: \(message)\n"
-        _ = s.withCString { Glibc.write(2, $0, strlen($0)) }
+        _ = s.withCString { Glibc.write(notifyFD ?? 2, $0, strlen($0)) }
         return code
     }
 
@@ -69,9 +72,14 @@ struct MountElastic: ParsableCommand {
     }
 
     func serve(_ opts: MountOptions, debugging: Bool) -> ElasticExitCode {
+        ProcessHardening.unblockSignals()
         umask(0)  // modes arrive already masked by the kernel; create them exactly
         _ = ProcessHardening.setNonDumpable()
         ProcessHardening.raiseFileLimit()
+        if notifyFD != nil {
+            CElasticLinux_openlog("mount.elastic")
+            DaemonLogHandler.useSyslog.store(true, ordering: .relaxed)
+        }
         LoggingSystem.bootstrap { label in
             var h = DaemonLogHandler(label: label)
             h.logLevel = debugging ? .debug : (verbose ? .info : .notice)

@@ -26,32 +26,33 @@ enum Env {
     static let canMount = FileManager.default.fileExists(atPath: "/dev/fuse") && geteuid() == 0
 }
 
-/// Runs `exe` with `args`; `stdin` is fed if given. Never throws on a non-zero exit.
+/// Runs `exe` with `args` and waits for it to exit. Output goes to temporary files, not pipes:
+/// a daemon the command leaves running must not keep the caller waiting for EOF.
 @discardableResult
 func run(_ exe: String, _ args: [String], stdin: String? = nil, cwd: String? = nil, env: [String: String] = [:]) throws -> CommandResult {
+    let tmp = NSTemporaryDirectory() + "elastic-run-\(UUID().uuidString)"
+    let outPath = tmp + ".out", errPath = tmp + ".err", inPath = tmp + ".in"
+    FileManager.default.createFile(atPath: outPath, contents: nil)
+    FileManager.default.createFile(atPath: errPath, contents: nil)
+    FileManager.default.createFile(atPath: inPath, contents: Data((stdin ?? "").utf8))
+    defer { for p in [outPath, errPath, inPath] { try? FileManager.default.removeItem(atPath: p) } }
+    let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+    let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+    let input = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
+    defer { try? out.close(); try? err.close(); try? input.close() }
     let p = Process()
     p.executableURL = URL(fileURLWithPath: exe)
     p.arguments = args
     if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
     if !env.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 } }
-    let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err
-    let inPipe = Pipe()
-    p.standardInput = stdin == nil ? FileHandle.nullDevice : inPipe
+    p.standardInput = input
     try p.run()
-    if let stdin {
-        inPipe.fileHandleForWriting.write(Data(stdin.utf8))
-        try inPipe.fileHandleForWriting.close()
-    }
-    // Read both pipes concurrently so a chatty child cannot block on a full pipe.
-    nonisolated(unsafe) var errData = Data()
-    let errThread = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
-    errThread.start()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    while errThread.isExecuting || !errThread.isFinished { usleep(1000) }
-    return CommandResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    let o = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+    let e = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+    return CommandResult(status: p.terminationStatus, stdout: o, stderr: e)
 }
 
 /// Runs a bash script (with `set -euo pipefail`).

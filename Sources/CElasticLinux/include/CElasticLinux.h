@@ -29,4 +29,7 @@ void CElasticLinux_openlog(const char *ident);
 
 /// pipe2(fds, O_CLOEXEC).
 int CElasticLinux_pipe_cloexec(int fds[2]);
+
+/// posix_spawn_file_actions_addclosefrom_np: the child closes every fd >= from.
+int CElasticLinux_spawn_closefrom(void *actions, int from);
 #endif

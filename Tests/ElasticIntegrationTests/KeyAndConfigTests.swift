@@ -1,0 +1,93 @@
+import Foundation
+import Testing
+
+/// Keys, key slots and the store configuration, through the real binaries.
+@Suite(.enabled(if: Env.canMount, "needs root and /dev/fuse"))
+struct KeyAndConfigTests {
+    @Test func wrongKeyIsAClearErrorAndNoMount() throws {
+        try MountedStore.with { s in
+            try s.unmount()
+            try sh("head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > '\(s.dir)/wrong.key'")
+            let r = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "keyfile=\(s.dir)/wrong.key"])
+            #expect(r.status == 12)
+            #expect(r.stderr.contains("wrong key"))
+            #expect(r.stderr.split(separator: "\n").count == 1)
+            #expect(try !sh("grep -c ' \(s.mountpoint) ' /proc/mounts || true").stdout.hasPrefix("1"))
+            let missing = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "keyfile=\(s.dir)/missing.key"])
+            #expect(missing.status != 0 && missing.stderr.contains("missing.key"))
+        }
+    }
+
+    @Test func corruptedConfigIsAClearError() throws {
+        try MountedStore.with { s in
+            try s.unmount()
+            let conf = s.backing + "/elastic.conf"
+            try sh("cp '\(conf)' '\(s.dir)/conf.orig' && chmod u+w '\(conf)' && printf '\\x03' | dd of='\(conf)' bs=1 seek=13 conv=notrunc status=none")
+            let r = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "keyfile=\(s.keyFile)"])
+            #expect(r.status != 0)
+            #expect(r.stderr.contains("configuration") || r.stderr.contains("feature"), "\(r.stderr)")
+            try sh("cp '\(s.dir)/conf.orig' '\(conf)' && printf 'X' | dd of='\(conf)' bs=1 seek=60 conv=notrunc status=none")
+            let r2 = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "keyfile=\(s.keyFile)"])
+            #expect(r2.status != 0 && !r2.stderr.isEmpty)
+            try sh("cp '\(s.dir)/conf.orig' '\(conf)'")
+            try s.mount()
+        }
+    }
+
+    @Test func passphraseSlotAddListRemove() throws {
+        try MountedStore.with { s in
+            try sh("echo hello > '\(s.path("f"))'")
+            try s.unmount()
+            try sh("echo 'correct horse battery staple' > '\(s.dir)/pass'")
+            let add = try run(Env.elastic, ["slot", "add", s.backing, "--unlock-keyfile", s.keyFile, "--passphrase-file", s.dir + "/pass", "--scrypt-logn", "12"])
+            expectOK(add, "slot add")
+            let list = try run(Env.elastic, ["slot", "list", s.backing])
+            #expect(list.stdout.contains("keyfile") && list.stdout.contains("passphrase  scrypt N=2^12"))
+            let mount = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "passfile=\(s.dir)/pass"])
+            expectOK(mount, "mount with passphrase")
+            #expect(try sh("cat '\(s.path("f"))'").stdout == "hello\n")
+            try expectOK(run("/bin/fusermount3", ["-u", s.mountpoint]), "unmount")
+            usleep(300_000)
+            let keySlot = String(list.stdout.split(separator: "\n").first { $0.contains("keyfile") }!.prefix(16))
+            expectOK(try run(Env.elastic, ["slot", "remove", s.backing, keySlot, "--unlock-passphrase-file", s.dir + "/pass"]), "slot remove")
+            let refused = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "keyfile=\(s.keyFile)"])
+            #expect(refused.status != 0 && refused.stderr.contains("no key slot"))
+            try run("/bin/cp", [s.dir + "/pass", s.dir + "/store.pass"])
+            // Keep the fixture's teardown simple: the store is no longer mounted here.
+        }
+    }
+
+    @Test func initRefusesANonEmptyDirectoryAndKeepsItsData() throws {
+        let dir = try sh("mktemp -d").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? run("/bin/rm", ["-rf", dir]) }
+        try sh("echo precious > '\(dir)/file'")
+        let r = try run(Env.elastic, ["init", "--keyfile", dir + "/../k-\(getpid())", dir])
+        #expect(r.status != 0 && r.stderr.contains("not empty"))
+        #expect(try sh("cat '\(dir)/file'").stdout == "precious\n")
+        _ = try? run("/bin/rm", ["-f", dir + "/../k-\(getpid())"])
+    }
+
+    @Test func foregroundDaemonExitsCleanlyOnSIGTERM() throws {
+        try MountedStore.with { s in
+            try s.unmount()
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Env.mountElastic)
+            p.arguments = [s.backing, s.mountpoint, "-f", "-o", "keyfile=\(s.keyFile)"]
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            var mounted = false
+            for _ in 0..<100 where !mounted {
+                usleep(50_000)
+                mounted = try sh("grep -q ' \(s.mountpoint) ' /proc/mounts && echo yes || true").stdout.contains("yes")
+            }
+            #expect(mounted)
+            try sh("head -c 2000000 /dev/urandom > '\(s.path("f"))'")
+            p.terminate()
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0)
+            #expect(try sh("grep -q ' \(s.mountpoint) ' /proc/mounts && echo still || true").stdout.isEmpty)
+            try s.mount()
+            #expect(try sh("stat -c %s '\(s.path("f"))'").stdout == "2000000\n")
+        }
+    }
+}
