@@ -38,9 +38,11 @@ extension ElasticFilesystem {
         _ = try fileID.withUnsafeBytes { try t.crypto.openBlock(fileID: $0, index: index, cipher: t.cipher, length: clen, output: dst) }
     }
 
-    /// Seals `count` plaintext bytes from `t.plain` as blocks starting at `first` and writes them.
-    func storeBlocks(_ t: ThreadState, fd: Int32, fileID: [UInt8], first: Int64, count: Int) throws {
-        let clen = try fileID.withUnsafeBytes { try t.crypto.sealBlocks(fileID: $0, first: first, plaintext: t.plain, count: count, output: t.cipher) }
+    /// Seals `count` plaintext bytes (from `t.plain` unless given) as blocks starting at `first`
+    /// and writes them.
+    func storeBlocks(_ t: ThreadState, fd: Int32, fileID: [UInt8], first: Int64, from plain: UnsafeRawPointer? = nil, count: Int) throws {
+        let src = plain ?? UnsafeRawPointer(t.plain)
+        let clen = try fileID.withUnsafeBytes { try t.crypto.sealBlocks(fileID: $0, first: first, plaintext: src, count: count, output: t.cipher) }
         try Syscall.pwrite(fd, t.cipher, clen, BlockLayout.cipherOffset(block: first))
     }
 
@@ -97,12 +99,13 @@ extension ElasticFilesystem {
 
     // MARK: Write
 
-    func write(_ ino: UInt64, fd: Int32, data: UnsafeRawPointer, size: Int, offset: Int64) throws -> Int {
+    func write(_ ino: UInt64, fd: Int32, data: UnsafeRawPointer, size: Int, offset: Int64, caller: Caller) throws -> Int {
         let i = try inode(ino)
         guard size > 0 else { return 0 }
         guard offset >= 0, offset <= BlockLayout.maxPlaintextSize - Int64(size) else { throw FormatError.fileTooLarge }
         let t = try worker()
         try i.content.withWriteLock {
+            try dropPrivilegeBits(fd: fd, caller: caller)
             var done = 0
             while done < size {
                 let chunk = min(size - done, ThreadState.maxRequest)
@@ -129,8 +132,10 @@ extension ElasticFilesystem {
         // Head block: keep the bytes before `offset` (and after `end` if it is also the last).
         let headOld = BlockLayout.plaintextLength(block: first, fileSize: oldSize)
         let headSkip = offset - regionStart
+        var loadedAny = false
         if headOld > 0 && (headSkip > 0 || end < regionStart + headOld) {
             try loadBlock(t, fd: fd, fileID: id, index: first, length: headOld, into: t.plain)
+            loadedAny = true
         }
         if headSkip > headOld { memset(t.plain + Int(headOld), 0, Int(headSkip - headOld)) }
         // Tail block: keep the bytes after `end`.
@@ -138,10 +143,28 @@ extension ElasticFilesystem {
             let tailOld = BlockLayout.plaintextLength(block: last, fileSize: oldSize)
             if end < last * Self.bs + tailOld {
                 try loadBlock(t, fd: fd, fileID: id, index: last, length: tailOld, into: t.plain + Int((last - first) * Self.bs))
+                loadedAny = true
             }
         }
+        if headSkip == 0 && regionEnd - regionStart == Int64(size) && !loadedAny {
+            // Nothing to merge: seal straight from the request buffer.
+            try storeBlocks(t, fd: fd, fileID: id, first: first, from: data, count: size)
+            return
+        }
         (t.plain + Int(headSkip)).copyMemory(from: data, byteCount: size)
-        try storeBlocks(t, fd: fd, fileID: id, first: first, count: Int(regionEnd - regionStart))
+        try storeBlocks(t, fd: fd, fileID: id, first: first, from: t.plain, count: Int(regionEnd - regionStart))
+    }
+
+    /// With HANDLE_KILLPRIV_V2 the kernel leaves it to us: a write or truncate by a caller
+    /// without CAP_FSETID (taken as: not root) clears setuid, and setgid if group-executable,
+    /// as the kernel's should_remove_suid() does.
+    func dropPrivilegeBits(fd: Int32, caller: Caller) throws {
+        guard killPrivV2, caller.uid != 0 else { return }
+        let mode = try Syscall.fstat(fd).st_mode
+        var kill: mode_t = 0
+        if mode & S_ISUID != 0 { kill |= S_ISUID }
+        if mode & (S_ISGID | S_IXGRP) == (S_ISGID | S_IXGRP) { kill |= S_ISGID }
+        if kill != 0 { try Syscall.chmod(fd: fd, mode & 0o7777 & ~kill) }
     }
 
     // MARK: Truncate

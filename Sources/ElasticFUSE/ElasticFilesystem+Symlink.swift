@@ -76,6 +76,7 @@ extension ElasticFilesystem {
             let id = try Random.bytes(16).map { String($0, radix: 16).leftPadded2 }.joined()
             let d = try longLinksDir()
             defer { Syscall.close(d) }
+            hasLongLinks.store(true, ordering: .relaxed)
             try Syscall.writeFileAtomically(d, id, sealed, mode: 0o400)
             longID = id
             backingTarget = BackingNames.longLinkPrefix + id

@@ -1,3 +1,4 @@
+import CElasticLinux
 import CFuse3
 import ElasticCrypto
 import ElasticFormat
@@ -29,9 +30,14 @@ public final class ElasticFilesystem: @unchecked Sendable {
     let debug: Bool
     let readOnly: Bool
     let root: Inode
-    let inodes = Mutex(InodeTable())
+    let inodes = LockedInodeTable()
     let threads: ThreadStateKey
     let isRoot = geteuid() == 0
+    /// Whether the store has any symlink target in `elastic.links` (only then does unlink have
+    /// to look at what it removes).
+    let hasLongLinks = Atomic<Bool>(false)
+    /// Whether the kernel accepted HANDLE_KILLPRIV_V2 (so setuid/setgid clearing is ours).
+    var killPrivV2: Bool { CElasticLinux_fuse_killpriv_v2_enabled() != 0 }
     /// Timeout the kernel may cache entries and attributes for.
     let cacheTimeout: Double = 1.0
 
@@ -44,6 +50,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
         root = Inode(id: Self.rootID, fd: fd, stat: try Syscall.fstat(fd))
         root.nlookup = 1
         threads = ThreadStateKey(keys: store.keys)
+        hasLongLinks.store((try? Syscall.lstatat(fd, BackingNames.longLinks)) != nil, ordering: .relaxed)
         inodes.withLock { $0.byID[Self.rootID] = root; $0.byKey[root.key] = root }
     }
 
@@ -51,7 +58,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
 
     func inode(_ ino: UInt64) throws -> Inode {
         if ino == Self.rootID { return root }
-        guard let i = inodes.withLock({ $0.byID[ino] }) else { throw Errno.staleNFSFileHandle }
+        guard let i = inodes.read({ $0.byID[ino] }) else { throw Errno.staleNFSFileHandle }
         return i
     }
 
@@ -269,12 +276,15 @@ public final class ElasticFilesystem: @unchecked Sendable {
         return f | O_CLOEXEC
     }
 
-    func open(_ ino: UInt64, _ flags: Int32) throws -> Int32 {
+    func open(_ ino: UInt64, _ flags: Int32, _ caller: Caller) throws -> Int32 {
         let i = try inode(ino)
         if readOnly && (flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0) { throw Errno.readOnlyFileSystem }
         let fd = try Syscall.reopen(i.fd, Self.backingFlags(flags))
         if flags & O_TRUNC != 0 {
-            do { try truncate(i, fd: fd, to: 0) } catch {
+            do {
+                try dropPrivilegeBits(fd: fd, caller: caller)
+                try truncate(i, fd: fd, to: 0)
+            } catch {
                 Syscall.close(fd)
                 throw error
             }
@@ -288,8 +298,11 @@ public final class ElasticFilesystem: @unchecked Sendable {
         let parent = try inode(parentID)
         if isControlName(parent, name) { throw Errno.notPermitted }
         let b = try backingName(parent, name)
-        let st = try Syscall.lstatat(parent.fd, b.name)
-        let longLink = st.st_mode & S_IFMT == S_IFLNK && st.st_nlink == 1 ? try? longLinkID(dirfd: parent.fd, name: b.name) : nil
+        var longLink: String? = nil
+        if hasLongLinks.load(ordering: .relaxed) {
+            let st = try Syscall.lstatat(parent.fd, b.name)
+            if st.st_mode & S_IFMT == S_IFLNK && st.st_nlink == 1 { longLink = try? longLinkID(dirfd: parent.fd, name: b.name) }
+        }
         try Syscall.unlinkat(parent.fd, b.name, 0)
         removeSidecar(parent, b)
         if let longLink { removeLongLink(longLink) }
@@ -379,20 +392,17 @@ public final class ElasticFilesystem: @unchecked Sendable {
 
     // MARK: Attributes (set)
 
-    func setattr(_ ino: UInt64, _ attr: stat, _ toSet: Int32, fh: Int32?) throws -> stat {
+    func setattr(_ ino: UInt64, _ attr: stat, _ toSet: Int32, fh: Int32?, caller: Caller) throws -> stat {
         let i = try inode(ino)
         if readOnly { throw Errno.readOnlyFileSystem }
         if toSet & FUSE_SET_ATTR_SIZE != 0 {
             guard i.isRegular else { throw i.isDirectory ? Errno.isDirectory : Errno.invalidArgument }
             let size = Int64(attr.st_size)
             guard size >= 0 else { throw Errno.invalidArgument }
-            if let fh {
-                try truncate(i, fd: fh, to: size)
-            } else {
-                let fd = try Syscall.reopen(i.fd, O_RDWR | O_CLOEXEC)
-                defer { Syscall.close(fd) }
-                try truncate(i, fd: fd, to: size)
-            }
+            let fd = try fh ?? Syscall.reopen(i.fd, O_RDWR | O_CLOEXEC)
+            defer { if fh == nil { Syscall.close(fd) } }
+            if toSet & FUSE_SET_ATTR_MODE == 0 { try dropPrivilegeBits(fd: fd, caller: caller) }
+            try truncate(i, fd: fd, to: size)
         }
         if toSet & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID) != 0 {
             let uid = toSet & FUSE_SET_ATTR_UID != 0 ? attr.st_uid : uid_t.max

@@ -63,9 +63,22 @@ final class Inode: @unchecked Sendable {
 }
 
 /// The table of known inodes, by FUSE inode number and by backing identity.
-/// Lock order: the table mutex is never held while taking an inode's content lock.
 struct InodeTable {
     var byID: [UInt64: Inode] = [:]
     var byKey: [DevIno: Inode] = [:]
     var nextID: UInt64 = 3  // 1 is the root, 2 is reserved for the control file
+}
+
+/// The inode table behind a reader-writer lock: the hot path (ino -> Inode on every request)
+/// only reads. Lock order: this lock is never held while taking an inode's content lock.
+final class LockedInodeTable: @unchecked Sendable {
+    private let lock = RWLock()
+    private var table = InodeTable()
+
+    func read<R>(_ body: (InodeTable) throws -> R) rethrows -> R {
+        try lock.withReadLock { try body(table) }
+    }
+    func withLock<R>(_ body: (inout InodeTable) throws -> R) rethrows -> R {
+        try lock.withWriteLock { try body(&table) }
+    }
 }

@@ -80,7 +80,7 @@ enum Operations {
         }
         ops.setattr = { req, ino, attr, toSet, fi in
             Operations.run(req, "setattr", ino) { f in
-                var st = try f.setattr(ino, attr!.pointee, toSet, fh: fi.map { Int32(truncatingIfNeeded: $0.pointee.fh) })
+                var st = try f.setattr(ino, attr!.pointee, toSet, fh: fi.map { Int32(truncatingIfNeeded: $0.pointee.fh) }, caller: Operations.caller(req))
                 fuse_reply_attr(req, &st, f.cacheTimeout)
             }
         }
@@ -122,7 +122,7 @@ enum Operations {
         }
         ops.open = { req, ino, fi in
             Operations.run(req, "open", ino) { f in
-                let fd = try f.open(ino, fi!.pointee.flags)
+                let fd = try f.open(ino, fi!.pointee.flags, Operations.caller(req))
                 fi!.pointee.fh = UInt64(fd)
                 fi!.pointee.keep_cache = 0
                 if fuse_reply_open(req, fi) != 0 { Syscall.close(fd) }
@@ -147,7 +147,7 @@ enum Operations {
         }
         ops.write = { req, ino, buf, size, off, fi in
             Operations.run(req, "write", ino) { f in
-                let n = try f.write(ino, fd: Int32(truncatingIfNeeded: fi!.pointee.fh), data: UnsafeRawPointer(buf!), size: size, offset: Int64(off))
+                let n = try f.write(ino, fd: Int32(truncatingIfNeeded: fi!.pointee.fh), data: UnsafeRawPointer(buf!), size: size, offset: Int64(off), caller: Operations.caller(req))
                 fuse_reply_write(req, n)
             }
         }

@@ -32,4 +32,11 @@ int CElasticLinux_pipe_cloexec(int fds[2]);
 
 /// posix_spawn_file_actions_addclosefrom_np: the child closes every fd >= from.
 int CElasticLinux_spawn_closefrom(void *actions, int from);
+
+#include <sys/uio.h>
+/// /dev/fuse read and writev for libfuse's custom-io hook (see fuse_io.c).
+ssize_t CElasticLinux_fuse_read(int fd, void *buf, size_t len, void *userdata);
+ssize_t CElasticLinux_fuse_writev(int fd, struct iovec *iov, int count, void *userdata);
+/// 1 once the kernel accepted FUSE_HANDLE_KILLPRIV_V2: the filesystem clears setuid/setgid.
+int CElasticLinux_fuse_killpriv_v2_enabled(void);
 #endif

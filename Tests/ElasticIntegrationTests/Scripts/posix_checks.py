@@ -215,6 +215,17 @@ def modes_exact_and_ownership():
     subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "touch", p("by-nobody")], check=True)
     st = os.stat(p("by-nobody"))
     assert (st.st_uid, st.st_gid) == (65534, 65534), (st.st_uid, st.st_gid)
+    # A write by a caller without CAP_FSETID clears setuid (and setgid with group exec); root's does not.
+    open(p("suid"), "w").write("x")
+    os.chmod(p("suid"), 0o6777)
+    with open(p("suid"), "a") as f:
+        f.write("root")
+    assert stat.S_IMODE(os.stat(p("suid")).st_mode) == 0o6777
+    subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", f"echo nobody >> {p('suid')}"], check=True)
+    assert stat.S_IMODE(os.stat(p("suid")).st_mode) == 0o777, oct(os.stat(p("suid")).st_mode)
+    os.chmod(p("suid"), 0o4777)
+    subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "truncate", "-s", "1", p("suid")], check=True)
+    assert stat.S_IMODE(os.stat(p("suid")).st_mode) == 0o777, oct(os.stat(p("suid")).st_mode)
     # default_permissions: nobody may not read a root 0600 file.
     open(p("secret"), "w").write("s")
     os.chmod(p("secret"), 0o600)
