@@ -42,8 +42,37 @@ extension ElasticFilesystem {
     /// and writes them.
     func storeBlocks(_ t: ThreadState, fd: Int32, fileID: [UInt8], first: Int64, from plain: UnsafeRawPointer? = nil, count: Int) throws {
         let src = plain ?? UnsafeRawPointer(t.plain)
-        let clen = try fileID.withUnsafeBytes { try t.crypto.sealBlocks(fileID: $0, first: first, plaintext: src, count: count, output: t.cipher) }
+        let clen = try seal(t, fileID: fileID, first: first, plaintext: src, count: count)
         try Syscall.pwrite(fd, t.cipher, clen, BlockLayout.cipherOffset(block: first))
+    }
+
+    /// Seals into `t.cipher`; requests of 256 KiB and more are split with the crypto helper
+    /// (second half on the helper thread, first half here). Returns the ciphertext length.
+    func seal(_ t: ThreadState, fileID: [UInt8], first: Int64, plaintext src: UnsafeRawPointer, count: Int) throws -> Int {
+        let bs = Int(Self.bs), cbs = Int(Self.cbs)
+        let blocks = (count + bs - 1) / bs
+        if count >= 256 * 1024, let helper {
+            let half = blocks / 2
+            let tailCount = count - half * bs
+            let cipher = t.cipher
+            var tailResult: Result<Int, any Error> = .success(0)
+            var headResult: Result<Int, any Error> = .success(0)
+            let ran = helper.run(background: {
+                tailResult = Result {
+                    try fileID.withUnsafeBytes { id in
+                        try self.worker().crypto.sealBlocks(fileID: id, first: first + Int64(half), plaintext: src + half * bs, count: tailCount, output: cipher + half * cbs)
+                    }
+                }
+            }, foreground: {
+                headResult = Result {
+                    try fileID.withUnsafeBytes { id in
+                        try t.crypto.sealBlocks(fileID: id, first: first, plaintext: src, count: half * bs, output: cipher)
+                    }
+                }
+            })
+            if ran { return try headResult.get() + tailResult.get() }
+        }
+        return try fileID.withUnsafeBytes { try t.crypto.sealBlocks(fileID: $0, first: first, plaintext: src, count: count, output: t.cipher) }
     }
 
     /// Grows a partial last block (of a file of `size` bytes) to `newLength` plaintext bytes,

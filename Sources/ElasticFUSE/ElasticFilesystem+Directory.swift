@@ -57,8 +57,14 @@ extension ElasticFilesystem {
                     return
                 }
             }
+            if let known = names.plaintext(dirIV: iv, encoded: encoded) {
+                out.append((known, type, name))
+                return
+            }
             do {
-                out.append((try crypto.decryptName(encoded, dirIV: iv), type, name))
+                let plain = try crypto.decryptName(encoded, dirIV: iv)
+                names.insert(dirIV: iv, name: plain, encoded: encoded)
+                out.append((plain, type, name))
             } catch {
                 logger.warning("skipping entry whose name does not decrypt", metadata: ["backing.name": "\(name)"])
             }

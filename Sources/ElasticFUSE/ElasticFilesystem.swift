@@ -31,6 +31,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
     let readOnly: Bool
     let root: Inode
     let inodes = LockedInodeTable()
+    let names = NameCache()
     let threads: ThreadStateKey
     let isRoot = geteuid() == 0
     /// Whether the store has any symlink target in `elastic.links` (only then does unlink have
@@ -39,10 +40,15 @@ public final class ElasticFilesystem: @unchecked Sendable {
     /// Whether the kernel accepted HANDLE_KILLPRIV_V2 (so setuid/setgid clearing is ours).
     var killPrivV2: Bool { CElasticLinux_fuse_killpriv_v2_enabled() != 0 }
     /// Timeout the kernel may cache entries and attributes for.
-    let cacheTimeout: Double = 1.0
+    let cacheTimeout: Double
+    /// Seals the second half of large writes on the other core (nil: one thread only).
+    let helper: CryptoHelper?
 
-    public init(store: UnlockedStore, logger: Logger, debug: Bool = false, readOnly: Bool = false) throws {
+    public init(store: UnlockedStore, logger: Logger, debug: Bool = false, readOnly: Bool = false,
+                cacheTimeout: Double = 1.0, parallelCrypto: Bool = true) throws {
         self.store = store
+        self.cacheTimeout = cacheTimeout
+        helper = parallelCrypto ? CryptoHelper() : nil
         self.logger = logger
         self.debug = debug
         self.readOnly = readOnly
@@ -91,15 +97,25 @@ public final class ElasticFilesystem: @unchecked Sendable {
     }
 
     func forget(_ ino: UInt64, _ n: UInt64) {
-        if ino == Self.rootID { return }
+        forget([(ino, n)])
+    }
+
+    /// Drops lookups; inodes that reach zero leave the table. Their descriptors are closed
+    /// after the table lock is released (closing can be slow, and every request reads the table).
+    func forget(_ list: [(ino: UInt64, n: UInt64)]) {
+        var released: [Inode] = []
         inodes.withLock { t in
-            guard let i = t.byID[ino] else { return }
-            i.nlookup = i.nlookup > n ? i.nlookup - n : 0
-            if i.nlookup == 0 {
-                t.byID[ino] = nil
-                if t.byKey[i.key] === i { t.byKey[i.key] = nil }
+            for (ino, n) in list where ino != Self.rootID {
+                guard let i = t.byID[ino] else { continue }
+                i.nlookup = i.nlookup > n ? i.nlookup - n : 0
+                if i.nlookup == 0 {
+                    t.byID[ino] = nil
+                    if t.byKey[i.key] === i { t.byKey[i.key] = nil }
+                    released.append(i)
+                }
             }
         }
+        released.removeAll()
     }
 
     func worker() throws -> ThreadState { try threads.current() }
@@ -140,7 +156,14 @@ public final class ElasticFilesystem: @unchecked Sendable {
     /// The backing name of `name` in `parent` (and whether it is the long form).
     func backingName(_ parent: Inode, _ name: [UInt8]) throws -> (name: String, encoded: String, isLong: Bool) {
         guard name.count <= 255 else { throw Errno.fileNameTooLong }
-        let encoded = try worker().crypto.encryptName(name, dirIV: try dirIV(parent))
+        let iv = try dirIV(parent)
+        let encoded: String
+        if let cached = names.encoded(dirIV: iv, name: name) {
+            encoded = cached
+        } else {
+            encoded = try worker().crypto.encryptName(name, dirIV: iv)
+            names.insert(dirIV: iv, name: name, encoded: encoded)
+        }
         let b = BackingNames.backingName(forEncoded: encoded)
         return (b.name, encoded, b.isLong)
     }

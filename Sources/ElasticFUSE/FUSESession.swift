@@ -50,6 +50,7 @@ public enum FUSESession {
             guard fuse_session_custom_io(se, &io, fuse_session_fd(se)) == 0 else { throw SessionError.mountFailed("cannot set up FUSE i/o") }
             onMounted()
             _ = CFuse3_loop_mt(se, UInt32(maxThreads))
+            fs.helper?.stop()
         }
     }
 }

@@ -69,7 +69,7 @@ enum Operations {
         }
         ops.forget_multi = { req, count, list in
             let f = Operations.fs(req)
-            for k in 0..<count { f.forget(list![k].ino, list![k].nlookup) }
+            f.forget((0..<count).map { (list![$0].ino, list![$0].nlookup) })
             fuse_reply_none(req)
         }
         ops.getattr = { req, ino, _ in

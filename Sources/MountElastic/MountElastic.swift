@@ -100,7 +100,8 @@ struct MountElastic: ParsableCommand {
             return fail("\(error)", ElasticExitCode.forStoreError(error))
         }
         do {
-            let fs = try ElasticFilesystem(store: store, logger: logger, debug: debugging, readOnly: opts.readOnly)
+            let fs = try ElasticFilesystem(store: store, logger: logger, debug: debugging, readOnly: opts.readOnly,
+                                         cacheTimeout: opts.cacheTimeout, parallelCrypto: opts.parallelCrypto)
             try FUSESession.run(fs, mountpoint: mountpoint, options: opts.fuse, debug: debugging && debug, maxThreads: opts.threads) {
                 if let fd = notifyFD { Daemon.detach(notifyFD: fd) }
                 logger.info("mounted", metadata: ["backing": "\(backing)", "mountpoint": "\(mountpoint)"])

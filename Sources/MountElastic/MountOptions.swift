@@ -7,6 +7,8 @@ struct MountOptions {
     var debug = false
     var readOnly = false
     var threads = 8
+    var cacheTimeout = 1.0
+    var parallelCrypto = true
     var fuse: [String] = []
 
     /// Options that mount(8) and fstab use and that mean nothing to a FUSE filesystem.
@@ -26,6 +28,11 @@ struct MountOptions {
                 case "threads":
                     guard let v = value.flatMap({ Int($0) }), (1...64).contains(v) else { throw MountError.usage("threads takes a number from 1 to 64") }
                     threads = v
+                case "cache_timeout":
+                    guard let v = value.flatMap({ Double($0) }), v >= 0, v <= 3600 else { throw MountError.usage("cache_timeout takes seconds from 0 to 3600") }
+                    cacheTimeout = v
+                case "single_crypto_thread":
+                    parallelCrypto = false
                 case "ro":
                     readOnly = true
                     fuse.append(opt)
