@@ -213,12 +213,21 @@ public final class ElasticFilesystem: @unchecked Sendable {
 
     // MARK: Create
 
-    func mkdir(_ parentID: UInt64, _ name: [UInt8], _ mode: mode_t, _ caller: Caller) throws -> Entry {
+    /// What every create-like operation starts with: the parent, the (checked) backing name
+    /// with its long-name sidecar already written, and the owner of the new object.
+    func prepareNew(_ parentID: UInt64, _ name: [UInt8], _ caller: Caller) throws
+        -> (parent: Inode, b: (name: String, encoded: String, isLong: Bool), owner: (uid: uid_t, gid: gid_t, setgidParent: Bool))
+    {
         let parent = try inode(parentID)
         try checkCreatable(parent, name)
         let b = try backingName(parent, name)
         let owner = try newOwner(parent, caller)
         try writeSidecar(parent, b)
+        return (parent, b, owner)
+    }
+
+    func mkdir(_ parentID: UInt64, _ name: [UInt8], _ mode: mode_t, _ caller: Caller) throws -> Entry {
+        let (parent, b, owner) = try prepareNew(parentID, name, caller)
         do {
             try Syscall.mkdirat(parent.fd, b.name, 0o700)
         } catch {
@@ -244,11 +253,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
     }
 
     func mknod(_ parentID: UInt64, _ name: [UInt8], _ mode: mode_t, _ rdev: dev_t, _ caller: Caller) throws -> Entry {
-        let parent = try inode(parentID)
-        try checkCreatable(parent, name)
-        let b = try backingName(parent, name)
-        let owner = try newOwner(parent, caller)
-        try writeSidecar(parent, b)
+        let (parent, b, owner) = try prepareNew(parentID, name, caller)
         do {
             try Syscall.mknodat(parent.fd, b.name, mode, rdev)
             try chownNew(parent, b.name, owner)
@@ -261,11 +266,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
 
     /// Creates and opens a regular file; returns the entry and the backing descriptor.
     func create(_ parentID: UInt64, _ name: [UInt8], _ mode: mode_t, _ flags: Int32, _ caller: Caller) throws -> (Entry, Int32) {
-        let parent = try inode(parentID)
-        try checkCreatable(parent, name)
-        let b = try backingName(parent, name)
-        let owner = try newOwner(parent, caller)
-        try writeSidecar(parent, b)
+        let (parent, b, owner) = try prepareNew(parentID, name, caller)
         let openFlags = Self.backingFlags(flags)
         let fd: Int32
         do {
@@ -277,7 +278,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
             if flags & O_TRUNC != 0 { try truncate(entry.inode, fd: fd, to: 0) }
             return (entry, fd)
         } catch {
-            removeSidecar(parent, b)
+            if (error as? Errno) != .fileExists { removeSidecar(parent, b) }  // an existing entry keeps its sidecar
             throw error
         }
         do {

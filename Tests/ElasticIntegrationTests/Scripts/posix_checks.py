@@ -180,6 +180,11 @@ def long_names():
     assert os.listdir(p("d" * 255, "e" * 255)) == ["m" * 254]
     os.link(p("d" * 255, "e" * 255, "m" * 254), p("l" * 250))
     expect_errno(errno.ENAMETOOLONG, open, p("z" * 256), "w")
+    # A failed exclusive create of an existing long name leaves that entry intact.
+    expect_errno(errno.EEXIST, os.open, p("l" * 250), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    expect_errno(errno.EEXIST, os.mkdir, p("l" * 250))
+    expect_errno(errno.EEXIST, os.symlink, "x", p("l" * 250))
+    assert "l" * 250 in os.listdir(M) and open(p("l" * 250)).read() == "long"
     utf = "é" * 127  # 254 bytes
     open(p(utf), "w").write("u")
     assert utf in os.listdir(M)
