@@ -32,6 +32,13 @@ let package = Package(
             dependencies: ["COpenSSL"],
             swiftSettings: swiftSettings),
 
+        // SEV-SNP guest: the /dev/sev-guest transport, derived keys, reports, platform probe,
+        // and the firmware simulator behind the same seam.
+        .target(
+            name: "ElasticSEV",
+            dependencies: ["ElasticCrypto", "ElasticSystem", "ElasticFormat", "CElasticLinux"],
+            swiftSettings: swiftSettings),
+
         // On-disk format: config, key slots, content and name encryption. Knows nothing of FUSE.
         .target(
             name: "ElasticFormat",
@@ -51,7 +58,7 @@ let package = Package(
         .executableTarget(
             name: "MountElastic",
             dependencies: [
-                "ElasticFUSE", "ElasticFormat", "ElasticSystem",
+                "ElasticFUSE", "ElasticFormat", "ElasticSystem", "ElasticSEV",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -59,16 +66,17 @@ let package = Package(
         .executableTarget(
             name: "ElasticCLI",
             dependencies: [
-                "ElasticFormat", "ElasticCrypto", "ElasticSystem",
+                "ElasticFormat", "ElasticCrypto", "ElasticSystem", "ElasticSEV",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
 
         .testTarget(name: "ElasticCryptoTests", dependencies: ["ElasticCrypto"], swiftSettings: swiftSettings),
+        .testTarget(name: "ElasticSEVTests", dependencies: ["ElasticSEV", "ElasticCrypto", "CElasticLinux"], swiftSettings: swiftSettings),
         .testTarget(name: "ElasticFormatTests", dependencies: ["ElasticFormat", "ElasticCrypto"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ElasticIntegrationTests",
-            dependencies: ["ElasticSystem"],
+            dependencies: ["ElasticSystem", "ElasticSEV", "ElasticFormat"],
             swiftSettings: swiftSettings),
     ]
 )

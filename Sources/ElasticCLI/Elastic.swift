@@ -1,5 +1,6 @@
 import ArgumentParser
 import ElasticFormat
+import ElasticSEV
 import ElasticSystem
 import Glibc
 
@@ -9,7 +10,7 @@ struct Elastic: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "elastic",
         abstract: "ELASTIC: encrypted storage for confidential VMs.",
-        subcommands: [InitCommand.self, SlotCommand.self])
+        subcommands: [InitCommand.self, SlotCommand.self, DoctorCommand.self, SimulatorCommand.self])
 }
 
 /// Prints `error: …` and exits with the documented code.
@@ -18,6 +19,7 @@ func failure(_ error: any Error) -> ExitCode {
     switch error {
     case let e as CLIError: code = e.code
     case is Passphrase.Failure: code = .keySource
+    case is SEVError: code = .keySource
     default: code = ElasticExitCode.forStoreError(error)
     }
     printError("error: \(error)")
@@ -38,8 +40,32 @@ struct CLIError: Error, CustomStringConvertible {
     }
 }
 
-/// Where a secret comes from: a key file, a passphrase file, or the terminal.
+/// Which SEV-SNP guest to use: the real device, or the simulator for tests and demos.
+struct PlatformOptions: ParsableArguments {
+    @Option(name: .customLong("platform"), help: "snp (default on an SEV-SNP guest) or snp-simulator.")
+    var platform: String?
+
+    @Option(name: .customLong("simulator-state"), help: "State file of the SNP simulator (with --platform snp-simulator).")
+    var simulatorState: String?
+
+    func open() throws -> (guest: SNPGuest, vmpl: UInt32, simulator: SNPSimulator?) {
+        try SEVPlatform.open(platform: platform, simulatorState: simulatorState) { printError($0) }
+    }
+}
+
+/// Where a secret comes from: a key file, a passphrase file, the terminal, or SEV-SNP sealing.
 struct SecretOptions: ParsableArguments {
+    @Option(name: .customLong("seal"), help: "Seal the slot with the platform: snp.")
+    var seal: String?
+
+    @Option(name: .customLong("root-key"), help: "SNP root key: vcek (default) or vmrk (changes at every VM restart).")
+    var rootKey: String = "vcek"
+
+    @Flag(name: .customLong("force-vmrk"), help: "Allow a VMRK-rooted slot on a persistent store (it stops working after a restart).")
+    var forceVMRK = false
+
+    @OptionGroup var platformOptions: PlatformOptions
+
     @Option(name: .customLong("keyfile"), help: "Key file (created with a fresh random key if missing, mode 0600).")
     var keyFile: String?
 
@@ -51,7 +77,22 @@ struct SecretOptions: ParsableArguments {
 
     /// The kind of a new slot and its secret; creates a missing key file.
     func newSlot() throws -> (KeySlot.Kind, [UInt8]) {
-        if keyFile != nil && passphraseFile != nil { throw CLIError("give either --keyfile or --passphrase-file, not both") }
+        if [keyFile != nil, passphraseFile != nil, seal != nil].filter({ $0 }).count > 1 { throw CLIError("give one of --keyfile, --passphrase-file or --seal") }
+        if let seal {
+            guard seal == "snp" else { throw CLIError("--seal takes snp (TDX has no sealing key in mainline Linux; use keyfile or passphrase there)") }
+            let root: SNPRootKey
+            switch rootKey {
+            case "vcek": root = .vcek
+            case "vmrk":
+                guard forceVMRK else { throw CLIError("refusing a VMRK-rooted slot: the VMRK is new at every VM launch, so the store would be lost at the next restart (--force-vmrk to insist)") }
+                root = .vmrk
+            default: throw CLIError("--root-key takes vcek or vmrk")
+            }
+            let p = try platformOptions.open()
+            let params = try SNPSealing.parameters(guest: p.guest, vmpl: p.vmpl, root: root)
+            let secret = try SNPSealing.derive(guest: p.guest, params)
+            return (.snp(salt: try randomSalt(), request: params), secret)
+        }
         if let keyFile {
             let key: [UInt8]
             if access(keyFile, F_OK) == 0 {
@@ -74,13 +115,20 @@ struct SecretOptions: ParsableArguments {
 
 /// The secret that unlocks an existing store.
 struct UnlockOptions: ParsableArguments {
+    @Flag(name: .customLong("unlock-snp"), help: "Open the store with its SEV-SNP sealed slot.")
+    var snp = false
+
     @Option(name: .customLong("unlock-keyfile"), help: "Open the store with this key file.")
     var keyFile: String?
 
     @Option(name: .customLong("unlock-passphrase-file"), help: "Open the store with the passphrase in this file.")
     var passphraseFile: String?
 
-    func unlock(_ backing: String) throws -> UnlockedStore {
+    func unlock(_ backing: String, platform: PlatformOptions) throws -> UnlockedStore {
+        if snp {
+            let p = try platform.open()
+            return try Store.unlock(backing: backing, secret: .snp { try SNPSealing.derive(guest: p.guest, $0) })
+        }
         if let keyFile { return try Store.unlock(backing: backing, secret: .keyFile(try KeyFile.read(at: keyFile))) }
         let pass = try passphraseFile.map { try Passphrase.fromFile($0) } ?? Passphrase.prompt("Passphrase for \(backing): ", confirm: false)
         return try Store.unlock(backing: backing, secret: .passphrase(pass))

@@ -63,3 +63,8 @@ public final class SecureBytes: @unchecked Sendable, CustomStringConvertible, Eq
 public func secureWipe(_ bytes: inout [UInt8]) {
     bytes.withUnsafeMutableBytes { COpenSSL_cleanse($0.baseAddress, $0.count) }
 }
+
+/// Wipes raw memory that held secrets (`OPENSSL_cleanse`, which the compiler cannot elide).
+public func secureWipe(_ p: UnsafeMutableRawBufferPointer) {
+    COpenSSL_cleanse(p.baseAddress, p.count)
+}

@@ -7,15 +7,21 @@ public enum UnlockSecret {
     case keyFile([UInt8])
     case passphrase([UInt8])
 
+    /// A secret for SNP slots: the firmware-derived key for a slot's recorded parameters.
+    case snp((SNPSealParameters) throws -> [UInt8])
+
     func matches(_ kind: KeySlot.Kind) -> Bool {
         switch (self, kind) {
-        case (.keyFile, .keyFile), (.passphrase, .passphrase): return true
+        case (.keyFile, .keyFile), (.passphrase, .passphrase), (.snp, .snp): return true
         default: return false
         }
     }
-    var bytes: [UInt8] {
-        switch self {
-        case .keyFile(let b), .passphrase(let b): return b
+    /// The secret for `slot`.
+    func bytes(for slot: KeySlot) throws -> [UInt8] {
+        switch (self, slot.kind) {
+        case (.keyFile(let b), _), (.passphrase(let b), _): return b
+        case (.snp(let derive), .snp(_, let params)): return try derive(params)
+        default: throw FormatError.wrongKey("slot kind mismatch")
         }
     }
 }
@@ -98,8 +104,15 @@ public enum Store {
             let kinds = Set(config.slots.map(\.kind.name)).sorted().joined(separator: ", ")
             throw FormatError.wrongKey("the store has no key slot of that kind (it has: \(kinds))")
         }
+        var refusals: [String] = []
         for slot in candidates {
-            guard let master = try? config.unwrap(slot, secret: secret.bytes) else { continue }
+            var slotSecret: [UInt8]
+            do { slotSecret = try secret.bytes(for: slot) } catch {
+                refusals.append("slot \(slot.idHex): \(error)")
+                continue
+            }
+            defer { secureWipe(&slotSecret) }
+            guard let master = try? config.unwrap(slot, secret: slotSecret) else { continue }
             let store = try UnlockedStore(backing: backing, config: config, master: master)
             try StoreConfig.verifyMAC(bytes, keys: store.keys)
             return store
@@ -107,6 +120,9 @@ public enum Store {
         switch secret {
         case .keyFile: throw FormatError.wrongKey("wrong key: the key file opens none of the store's key slots")
         case .passphrase: throw FormatError.wrongKey("wrong passphrase: it opens none of the store's key slots")
+        case .snp:
+            let detail = refusals.isEmpty ? "" : " (" + refusals.joined(separator: "; ") + ")"
+            throw FormatError.wrongKey("this VM's SEV-SNP derived key opens none of the store's SNP slots\(detail)")
         }
     }
 

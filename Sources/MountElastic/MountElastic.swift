@@ -2,6 +2,7 @@ import ArgumentParser
 import CElasticLinux
 import ElasticFUSE
 import ElasticFormat
+import ElasticSEV
 import ElasticSystem
 import Glibc
 import Logging
@@ -65,6 +66,10 @@ struct MountElastic: ParsableCommand {
             return fail(e.description, e.exitCode)
         } catch { return fail("\(error)", .usage) }
         let debugging = debug || opts.debug
+        if opts.platform == SEVPlatform.simulatorName && notifyFD == nil {
+            let w = "mount.elastic: WARNING: using the SEV-SNP SIMULATOR: keys are NOT sealed by hardware; for tests and demos only\n"
+            _ = w.withCString { Glibc.write(2, $0, strlen($0)) }
+        }
         if !(foreground || debugging) && notifyFD == nil {
             return Daemon.spawnAndWait()
         }
@@ -93,9 +98,11 @@ struct MountElastic: ParsableCommand {
         }
         let store: UnlockedStore
         do {
-            store = try Unlock.open(backing: backing, keyFile: opts.keyFile, passFile: opts.passFile)
+            store = try Unlock.open(backing: backing, options: opts)
         } catch let e as Passphrase.Failure {
             return fail(e.description, .keySource)
+        } catch let e as SEVError {
+            return fail(e.description, .wrongKey)
         } catch {
             return fail("\(error)", ElasticExitCode.forStoreError(error))
         }
@@ -116,7 +123,16 @@ struct MountElastic: ParsableCommand {
 
 /// Opening the store with the key source named in the options.
 enum Unlock {
-    static func open(backing: String, keyFile: String?, passFile: String?) throws -> UnlockedStore {
+    static func open(backing: String, options: MountOptions) throws -> UnlockedStore {
+        let keyFile = options.keyFile, passFile = options.passFile
+        if keyFile == nil && passFile == nil {
+            let (config, _) = try Store.readConfig(backing: backing)
+            if options.platform != nil || config.slots.contains(where: { $0.kind.code == 3 }) {
+                // A sealed store needs no key option: the platform derives the key.
+                let p = try SEVPlatform.open(platform: options.platform, simulatorState: options.simulatorState) { _ in }
+                return try Store.unlock(backing: backing, secret: .snp { try SNPSealing.derive(guest: p.guest, $0) })
+            }
+        }
         if let keyFile {
             var key = try KeyFile.read(at: keyFile)
             defer { secureWipeBytes(&key) }

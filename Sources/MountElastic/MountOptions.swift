@@ -4,6 +4,8 @@ import ElasticFormat
 struct MountOptions {
     var keyFile: String?
     var passFile: String?
+    var platform: String?
+    var simulatorState: String?
     var debug = false
     var readOnly = false
     var threads = 8
@@ -24,6 +26,8 @@ struct MountOptions {
                 switch key {
                 case "keyfile": keyFile = try Self.need(value, key)
                 case "passfile": passFile = try Self.need(value, key)
+                case "platform": platform = try Self.need(value, key)
+                case "simulator_state": simulatorState = try Self.need(value, key)
                 case "debug": debug = true
                 case "threads":
                     guard let v = value.flatMap({ Int($0) }), (1...64).contains(v) else { throw MountError.usage("threads takes a number from 1 to 64") }

@@ -39,4 +39,12 @@ ssize_t CElasticLinux_fuse_read(int fd, void *buf, size_t len, void *userdata);
 ssize_t CElasticLinux_fuse_writev(int fd, struct iovec *iov, int count, void *userdata);
 /// 1 once the kernel accepted FUSE_HANDLE_KILLPRIV_V2: the filesystem clears setuid/setgid.
 int CElasticLinux_fuse_killpriv_v2_enabled(void);
+
+#include <linux/sev-guest.h>
+/// SNP guest ioctl numbers, computed from <linux/sev-guest.h>.
+extern const unsigned long CElasticLinux_SNP_GET_REPORT;
+extern const unsigned long CElasticLinux_SNP_GET_DERIVED_KEY;
+extern const unsigned long CElasticLinux_SNP_GET_EXT_REPORT;
+/// ioctl(2) on /dev/sev-guest (ioctl itself is variadic).
+int CElasticLinux_snp_ioctl(int fd, unsigned long cmd, struct snp_guest_request_ioctl *req);
 #endif
