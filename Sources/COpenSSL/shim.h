@@ -9,6 +9,8 @@
 #include <openssl/crypto.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
+#include <openssl/ec.h>
+#include <openssl/bn.h>
 
 /// OPENSSL_cleanse through a plain function (keeps call sites uniform).
 static inline void COpenSSL_cleanse(void *p, size_t n) { OPENSSL_cleanse(p, n); }

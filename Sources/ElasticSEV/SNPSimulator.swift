@@ -26,13 +26,20 @@ public final class SNPSimulator: SEVGuestTransport {
         public var maxMessageVersion: UInt8 = 1
         public var maskChipKey = false
         public var vmpckDisabled = false
+        /// The simulated VCEK's P-384 private key (DER), which signs reports.
+        public var vcekKeyDER: [UInt8] = []
 
         /// A fresh platform and launch with random secrets and measurement.
         public static func fresh() throws -> State {
-            State(chipSeed: try Random.bytes(32), vmrk: try Random.bytes(32),
-                  committedTCB: 0x1500_0000_0000_0304, reportedTCB: 0x1500_0000_0000_0304,
-                  measurement: try Random.bytes(48))
+            var s = State(chipSeed: try Random.bytes(32), vmrk: try Random.bytes(32),
+                          committedTCB: 0x1500_0000_0000_0304, reportedTCB: 0x1500_0000_0000_0304,
+                          measurement: try Random.bytes(48))
+            s.vcekKeyDER = try ECDSAP384.generate().privateKeyDER
+            return s
         }
+
+        /// The simulated VCEK (signs reports; its public half is what a verifier would fetch).
+        public func vcek() throws -> ECDSAP384 { try ECDSAP384(privateKeyDER: vcekKeyDER) }
     }
 
     public private(set) var state: State
@@ -178,8 +185,9 @@ public final class SNPSimulator: SEVGuestTransport {
         return (try? KDF.hmacSHA256(key: key, data: Array("vcek-hash".utf8) + withUnsafeBytes(of: tcb.littleEndian) { Array($0) })) ?? []
     }
 
-    /// A 1184-byte report in the documented layout. Not signed yet: SIGNING_KEY is 7 ("none")
-    /// and the signature is zero, as firmware does when the chip key is masked.
+    /// A 1184-byte report in the documented layout, signed over bytes 0x000–0x29F with the
+    /// simulated VCEK (ECDSA P-384, SHA-384; R and S as 72-byte little-endian integers at 0x2A0).
+    /// With MASK_CHIP_KEY the firmware does not sign: SIGNING_KEY = 7 and a zero signature.
     func makeReport(reportData: [UInt8], vmpl: UInt32) -> [UInt8] {
         var r = [UInt8](repeating: 0, count: SNPReport.size)
         func put(_ v: UInt64, _ at: Int, _ n: Int) { for i in 0..<n { r[at + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) } }
@@ -192,7 +200,7 @@ public final class SNPSimulator: SEVGuestTransport {
         put(UInt64(vmpl), 0x30, 4)
         put(1, 0x34, 4)  // signature algorithm: ECDSA P-384 with SHA-384
         put(state.reportedTCB, 0x38, 8)
-        put(7 << 2, 0x48, 4)  // SIGNING_KEY = none
+        put(state.maskChipKey ? 7 << 2 | 2 : 0, 0x48, 4)  // SIGNING_KEY: 0 = VCEK, 7 = none (bit 1 MASK_CHIP_KEY)
         put(reportData, 0x50)
         put(state.measurement, 0x90)
         put(state.hostData, 0xC0)
@@ -200,6 +208,10 @@ public final class SNPSimulator: SEVGuestTransport {
         put(state.reportedTCB, 0x180, 8)
         put(state.committedTCB, 0x1E0, 8)
         put(state.reportedTCB, 0x1F0, 8)
+        if !state.maskChipKey, let key = try? state.vcek(), let sig = try? key.sign(Array(r[0..<0x2A0])) {
+            put(Array(sig.r.reversed()), 0x2A0)
+            put(Array(sig.s.reversed()), 0x2A0 + 72)
+        }
         return r
     }
 }

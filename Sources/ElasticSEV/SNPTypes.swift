@@ -98,6 +98,14 @@ public struct SNPReport: Sendable {
     public var reportedTCB: UInt64 { u64(0x180) }
     public var committedTCB: UInt64 { u64(0x1E0) }
     public var launchTCB: UInt64 { u64(0x1F0) }
+    /// SIGNING_KEY (0 VCEK, 1 VLEK, 7 none).
+    public var signingKey: UInt32 { (u32(0x48) >> 2) & 7 }
+    /// The signed bytes (0x000–0x29F).
+    public var signedBytes: [UInt8] { Array(bytes[0..<0x2A0]) }
+    /// R and S as big-endian 48-byte scalars (stored as 72-byte little-endian integers).
+    public var signature: (r: [UInt8], s: [UInt8]) {
+        (Array(bytes[0x2A0..<(0x2A0 + 48)].reversed()), Array(bytes[(0x2A0 + 72)..<(0x2A0 + 72 + 48)].reversed()))
+    }
 }
 
 /// A TCB_VERSION (Milan/Genoa layout): bootloader, TEE, reserved ×4, SNP, microcode SVNs.

@@ -173,5 +173,16 @@ import Testing
         #expect(r.bytes.count == 1184)
         #expect(r.reportData == data && r.measurement == sim.state.measurement && r.policy == sim.state.policy)
         #expect(r.committedTCB == sim.state.committedTCB && r.reportedTCB == sim.state.reportedTCB)
+        // Signed by the simulated VCEK with ECDSA P-384 over 0x000–0x29F.
+        let vcek = try sim.state.vcek()
+        #expect(r.signingKey == 0)
+        #expect(vcek.verify(r.signedBytes, r: r.signature.r, s: r.signature.s))
+        var tampered = r.signedBytes
+        tampered[0x90] ^= 1
+        #expect(!vcek.verify(tampered, r: r.signature.r, s: r.signature.s))
+        // A masked chip key: no signature.
+        let (_, masked) = try make { $0.maskChipKey = true }
+        let m = try masked.report(reportData: data, vmpl: 0)
+        #expect(m.signingKey == 7 && m.bytes[0x2A0..<0x330].allSatisfy { $0 == 0 })
     }
 }
