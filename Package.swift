@@ -21,6 +21,8 @@ let package = Package(
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CElasticLinux"),
+        // The control-file ABI: include/elastic/elastic_ioctl.h, for the daemon, the CLI and C clients.
+        .target(name: "CElasticControlABI"),
 
         // Syscall and crypto wrappers.
         .target(
@@ -45,11 +47,17 @@ let package = Package(
             dependencies: ["ElasticCrypto", "ElasticSystem"],
             swiftSettings: swiftSettings),
 
+        // Control protocol: the ioctl dispatcher (clock, random, derive) and its client. No FUSE.
+        .target(
+            name: "ElasticControl",
+            dependencies: ["CElasticControlABI", "ElasticCrypto", "ElasticSystem"],
+            swiftSettings: swiftSettings),
+
         // FUSE frontend: the only layer that speaks errno to the kernel.
         .target(
             name: "ElasticFUSE",
             dependencies: [
-                "CFuse3", "ElasticFormat", "ElasticSystem", "ElasticCrypto",
+                "CFuse3", "ElasticFormat", "ElasticSystem", "ElasticCrypto", "ElasticControl",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
@@ -58,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "MountElastic",
             dependencies: [
-                "ElasticFUSE", "ElasticFormat", "ElasticSystem", "ElasticSEV",
+                "ElasticFUSE", "ElasticFormat", "ElasticSystem", "ElasticSEV", "ElasticControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -66,11 +74,12 @@ let package = Package(
         .executableTarget(
             name: "ElasticCLI",
             dependencies: [
-                "ElasticFormat", "ElasticCrypto", "ElasticSystem", "ElasticSEV",
+                "ElasticFormat", "ElasticCrypto", "ElasticSystem", "ElasticSEV", "ElasticControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
 
+        .testTarget(name: "ElasticControlTests", dependencies: ["ElasticControl", "ElasticCrypto", "CElasticControlABI"], swiftSettings: swiftSettings),
         .testTarget(name: "ElasticCryptoTests", dependencies: ["ElasticCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "ElasticSEVTests", dependencies: ["ElasticSEV", "ElasticCrypto", "CElasticLinux"], swiftSettings: swiftSettings),
         .testTarget(name: "ElasticFormatTests", dependencies: ["ElasticFormat", "ElasticCrypto"], swiftSettings: swiftSettings),

@@ -1,5 +1,6 @@
 import CElasticLinux
 import CFuse3
+import ElasticControl
 import ElasticCrypto
 import ElasticFormat
 import ElasticSystem
@@ -24,6 +25,8 @@ struct Entry {
 public final class ElasticFilesystem: @unchecked Sendable {
     public static let controlName: [UInt8] = Array(".elastic".utf8)
     static let rootID = UInt64(FUSE_ROOT_ID)
+    /// The control file's inode number (never used for backing objects).
+    static let controlID: UInt64 = 2
 
     let store: UnlockedStore
     let logger: Logger
@@ -43,10 +46,16 @@ public final class ElasticFilesystem: @unchecked Sendable {
     let cacheTimeout: Double
     /// Seals the second half of large writes on the other core (nil: one thread only).
     let helper: CryptoHelper?
+    /// Serves the ioctls of the control file `/.elastic`.
+    let control: ControlDispatcher
+    /// The control file belongs to the mounting user, mode 0600.
+    let controlOwner = (uid: getuid(), gid: getgid())
+    let mountTime = timespec(tv_sec: time(nil), tv_nsec: 0)
 
     public init(store: UnlockedStore, logger: Logger, debug: Bool = false, readOnly: Bool = false,
-                cacheTimeout: Double = 1.0, parallelCrypto: Bool = true) throws {
+                cacheTimeout: Double = 1.0, parallelCrypto: Bool = true, time: TimePlatform = TimePlatform(secureTSC: false)) throws {
         self.store = store
+        control = try ControlDispatcher(master: store.master, time: time)
         self.cacheTimeout = cacheTimeout
         helper = parallelCrypto ? CryptoHelper() : nil
         self.logger = logger
@@ -64,6 +73,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
 
     func inode(_ ino: UInt64) throws -> Inode {
         if ino == Self.rootID { return root }
+        if ino == Self.controlID { throw Errno.notPermitted }  // the control file only opens and answers ioctls
         guard let i = inodes.read({ $0.byID[ino] }) else { throw Errno.staleNFSFileHandle }
         return i
     }
@@ -188,9 +198,23 @@ public final class ElasticFilesystem: @unchecked Sendable {
 
     // MARK: Lookup
 
+    /// The control file's attributes.
+    var controlAttributes: stat {
+        var st = stat()
+        st.st_ino = ino_t(Self.controlID)
+        st.st_mode = S_IFREG | 0o600
+        st.st_nlink = 1
+        st.st_uid = controlOwner.uid
+        st.st_gid = controlOwner.gid
+        st.st_blksize = 4096
+        st.st_atim = mountTime
+        st.st_mtim = mountTime
+        st.st_ctim = mountTime
+        return st
+    }
+
     func lookup(_ parentID: UInt64, _ name: [UInt8]) throws -> Entry {
         let parent = try inode(parentID)
-        if isControlName(parent, name) { throw Errno.noSuchFileOrDirectory }
         let b = try backingName(parent, name)
         let st = try Syscall.lstatat(parent.fd, b.name)
         return try register(parent: parent, backingName: b.name, stat: st)

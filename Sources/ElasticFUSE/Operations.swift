@@ -1,4 +1,6 @@
 import CFuse3
+import ElasticControl
+import ElasticCrypto
 import ElasticFormat
 import ElasticSystem
 import Glibc
@@ -61,7 +63,19 @@ enum Operations {
             conn.pointee.time_gran = 1
         }
         ops.lookup = { req, parent, name in
-            Operations.run(req, "lookup", parent) { f in Operations.replyEntry(req, f, try f.lookup(parent, Operations.name(name))) }
+            Operations.run(req, "lookup", parent) { f in
+                let n = Operations.name(name)
+                if parent == ElasticFilesystem.rootID && n == ElasticFilesystem.controlName {
+                    var p = fuse_entry_param()
+                    p.ino = ElasticFilesystem.controlID
+                    p.attr = f.controlAttributes
+                    p.attr_timeout = f.cacheTimeout
+                    p.entry_timeout = f.cacheTimeout
+                    fuse_reply_entry(req, &p)
+                    return
+                }
+                Operations.replyEntry(req, f, try f.lookup(parent, n))
+            }
         }
         ops.forget = { req, ino, n in
             Operations.fs(req).forget(ino, n)
@@ -74,7 +88,7 @@ enum Operations {
         }
         ops.getattr = { req, ino, _ in
             Operations.run(req, "getattr", ino) { f in
-                var st = try f.getattr(ino)
+                var st = ino == ElasticFilesystem.controlID ? f.controlAttributes : try f.getattr(ino)
                 fuse_reply_attr(req, &st, f.cacheTimeout)
             }
         }
@@ -122,6 +136,13 @@ enum Operations {
         }
         ops.open = { req, ino, fi in
             Operations.run(req, "open", ino) { f in
+                if ino == ElasticFilesystem.controlID {
+                    guard fi!.pointee.flags & O_TRUNC == 0 else { throw Errno.notPermitted }
+                    fi!.pointee.fh = Operations.controlHandle
+                    fi!.pointee.direct_io = 1
+                    fuse_reply_open(req, fi)
+                    return
+                }
                 let fd = try f.open(ino, fi!.pointee.flags, Operations.caller(req))
                 fi!.pointee.fh = UInt64(fd)
                 fi!.pointee.keep_cache = 0
@@ -153,8 +174,11 @@ enum Operations {
         }
         ops.flush = { req, _, _ in fuse_reply_err(req, 0) }
         ops.release = { req, _, fi in
-            Syscall.close(Int32(truncatingIfNeeded: fi!.pointee.fh))
+            if fi!.pointee.fh != Operations.controlHandle { Syscall.close(Int32(truncatingIfNeeded: fi!.pointee.fh)) }
             fuse_reply_err(req, 0)
+        }
+        ops.ioctl = { req, ino, cmd, _, _, flags, inBuf, inSize, outSize in
+            Operations.ioctl(req, ino, cmd, flags, inBuf, inSize, outSize)
         }
         ops.fsync = { req, ino, datasync, fi in
             Operations.run(req, "fsync", ino) { _ in
@@ -221,6 +245,32 @@ enum Operations {
             }
         }
         return ops
+    }
+
+    /// File handle of an open control file (no backing descriptor).
+    static let controlHandle = UInt64.max
+
+    /// Control-file ioctls: exact sizes, then the dispatcher; ENOTTY for anything else.
+    static func ioctl(_ req: fuse_req_t?, _ ino: UInt64, _ cmd: UInt32, _ flags: UInt32,
+                      _ inBuf: UnsafeRawPointer?, _ inSize: Int, _ outSize: Int) {
+        let f = Operations.fs(req)
+        guard ino == ElasticFilesystem.controlID else { fuse_reply_err(req, ENOTTY); return }
+        guard flags & UInt32(FUSE_IOCTL_COMPAT) == 0 else { fuse_reply_err(req, ENOSYS); return }
+        guard let size = ControlDispatcher.size(of: cmd) else { fuse_reply_err(req, ENOTTY); return }
+        guard inSize == size, outSize == size, let inBuf else { fuse_reply_err(req, EINVAL); return }
+        guard let t = try? f.worker() else { fuse_reply_err(req, EIO); return }
+        let out = UnsafeMutableRawBufferPointer(start: t.plain, count: size)
+        let ctx = fuse_req_ctx(req)!.pointee
+        do {
+            let n = try f.control.handle(cmd: cmd, input: UnsafeRawBufferPointer(start: inBuf, count: inSize), output: out,
+                                         caller: ControlCaller(uid: ctx.uid, gid: ctx.gid, pid: ctx.pid))
+            fuse_reply_ioctl(req, 0, t.plain, n)
+        } catch .unknownCommand {
+            fuse_reply_err(req, ENOTTY)
+        } catch {
+            fuse_reply_err(req, EINVAL)
+        }
+        secureWipe(out)  // a derived key passed through here
     }
 
     /// The xattr reply convention: size 0 asks for the length; too small a buffer is ERANGE.

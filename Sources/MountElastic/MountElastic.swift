@@ -1,5 +1,6 @@
 import ArgumentParser
 import CElasticLinux
+import ElasticControl
 import ElasticFUSE
 import ElasticFormat
 import ElasticSEV
@@ -108,7 +109,8 @@ struct MountElastic: ParsableCommand {
         }
         do {
             let fs = try ElasticFilesystem(store: store, logger: logger, debug: debugging, readOnly: opts.readOnly,
-                                         cacheTimeout: opts.cacheTimeout, parallelCrypto: opts.parallelCrypto)
+                                         cacheTimeout: opts.cacheTimeout, parallelCrypto: opts.parallelCrypto,
+                                         time: TimePlatform(secureTSC: Self.secureTSC()))
             try FUSESession.run(fs, mountpoint: mountpoint, options: opts.fuse, debug: debugging && debug, maxThreads: opts.threads) {
                 if let fd = notifyFD { Daemon.detach(notifyFD: fd) }
                 logger.info("mounted", metadata: ["backing": "\(backing)", "mountpoint": "\(mountpoint)"])
@@ -118,6 +120,15 @@ struct MountElastic: ParsableCommand {
         } catch {
             return fail("\(error)", .mountFailed)
         }
+    }
+}
+
+extension MountElastic {
+    /// Secure TSC on and the kernel's clock source is the TSC (platform-abi.md §5.4).
+    static func secureTSC() -> Bool {
+        let probe = PlatformProbe()
+        guard let status = probe.sevStatus else { return false }
+        return status & (1 << 11) != 0 && probe.clockSource == "tsc"
     }
 }
 

@@ -309,10 +309,21 @@ def xattrs():
 
 
 @check
-def control_file_name_is_reserved():
+def control_file_is_reserved():
+    st = os.stat(p(".elastic"))
+    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600 and st.st_size == 0
+    assert ".elastic" not in os.listdir(M)
     expect_errno(errno.EPERM, open, p(".elastic"), "w")
-    expect_errno(errno.EPERM, os.mkdir, p(".elastic"))
-    expect_errno(errno.EPERM, os.symlink, "x", p(".elastic"))
+    expect_errno(errno.EEXIST, os.mkdir, p(".elastic"))
+    expect_errno(errno.EEXIST, os.symlink, "x", p(".elastic"))
+    expect_errno(errno.EEXIST, os.open, p(".elastic"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    expect_errno(errno.EPERM, os.unlink, p(".elastic"))
+    expect_errno(errno.EPERM, os.rename, p(".elastic"), p("moved"))
+    open(p("victim"), "w").close()
+    expect_errno(errno.EPERM, os.rename, p("victim"), p(".elastic"))
+    expect_errno(errno.EPERM, os.chmod, p(".elastic"), 0o644)
+    with open(p(".elastic"), "rb") as f:
+        expect_errno(errno.EPERM, f.read)
     os.makedirs(p("sub-ctl"))
     open(p("sub-ctl", ".elastic"), "w").write("fine below the root")
 

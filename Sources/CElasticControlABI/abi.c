@@ -1,0 +1,15 @@
+// Pins the control ABI: every struct's size, and the ioctl numbers exported for Swift
+// (function-like macros such as _IOWR cannot be imported).
+#include "elastic/elastic_ioctl.h"
+#include "CElasticControlABI.h"
+
+_Static_assert(sizeof(struct elastic_clock) == 104, "elastic_clock");
+_Static_assert(sizeof(struct elastic_random) == 4112, "elastic_random");
+_Static_assert(sizeof(struct elastic_derive) == 352, "elastic_derive");
+
+const unsigned int CElasticControlABI_IOC_CLOCK = ELASTIC_IOC_CLOCK;
+const unsigned int CElasticControlABI_IOC_RANDOM = ELASTIC_IOC_RANDOM;
+const unsigned int CElasticControlABI_IOC_DERIVE = ELASTIC_IOC_DERIVE;
+
+#include <sys/ioctl.h>
+int CElasticControlABI_ioctl(int fd, unsigned int cmd, void *arg) { return ioctl(fd, cmd, arg); }

@@ -1,0 +1,11 @@
+#ifndef CELASTIC_CONTROL_ABI_H
+#define CELASTIC_CONTROL_ABI_H
+#include "elastic/elastic_ioctl.h"
+/// The ioctl numbers of elastic_ioctl.h as values Swift can see.
+extern const unsigned int CElasticControlABI_IOC_CLOCK;
+extern const unsigned int CElasticControlABI_IOC_RANDOM;
+extern const unsigned int CElasticControlABI_IOC_DERIVE;
+
+/// ioctl(2) (variadic in C, so wrapped).
+int CElasticControlABI_ioctl(int fd, unsigned int cmd, void *arg);
+#endif

@@ -1,0 +1,86 @@
+/*
+ * ELASTIC control ABI: ioctls on /<mount>/.elastic (the control file at the root of an ELASTIC
+ * mount). The single source of truth for the daemon, the elastic CLI and C clients.
+ * docs/control-abi.md documents each command, its errors and limits.
+ *
+ * Rules: fixed-size structs, no pointers, _IOWR encoding (FUSE passes only such restricted
+ * ioctls), a version field first (ELASTIC_ABI_VERSION), reserved fields must be zero.
+ * Errors: unknown command ENOTTY; wrong version, bad field or reserved bits EINVAL.
+ */
+#ifndef ELASTIC_IOCTL_H
+#define ELASTIC_IOCTL_H
+
+#include <stdint.h>
+#include <linux/ioctl.h>
+
+#define ELASTIC_ABI_VERSION 1u
+#define ELASTIC_IOC_MAGIC 'E'
+#define ELASTIC_CONTROL_NAME ".elastic"
+
+/* ---- Clock ---------------------------------------------------------------------------- */
+
+enum elastic_clock_id {
+    ELASTIC_CLOCK_REALTIME = 0,
+    ELASTIC_CLOCK_MONOTONIC = 1,
+    ELASTIC_CLOCK_BOOTTIME = 2,
+    ELASTIC_CLOCK_PROCESS_CPU = 3, /* CPU time of the calling process */
+    ELASTIC_CLOCK_THREAD_CPU = 4,  /* CPU time of the calling thread */
+};
+
+enum elastic_time_source {
+    ELASTIC_SOURCE_CLOCK_GETTIME = 1, /* the guest kernel's clocks: host-influenced */
+    ELASTIC_SOURCE_SECURE_TSC = 2,    /* SEV-SNP Secure TSC: trusted */
+};
+
+#define ELASTIC_TIME_TRUSTED (1u << 0)
+
+/* ELASTIC_IOC_CLOCK: one reading of one clock. 104 bytes. */
+struct elastic_clock {
+    uint32_t version;       /* in: ELASTIC_ABI_VERSION */
+    uint32_t clock;         /* in: enum elastic_clock_id */
+    uint32_t flags;         /* out: ELASTIC_TIME_TRUSTED */
+    uint32_t source;        /* out: enum elastic_time_source */
+    int64_t seconds;        /* out */
+    uint32_t nanoseconds;   /* out: 0..999999999 */
+    uint32_t resolution_ns; /* out: the clock's resolution */
+    int32_t utc_offset;     /* out: seconds east of UTC (daemon's local time zone) */
+    uint32_t reserved0;     /* zero */
+    char timezone[32];      /* out: time zone abbreviation, NUL-terminated */
+    uint64_t reserved[4];   /* zero */
+};
+
+/* ---- Random ----------------------------------------------------------------------------- */
+
+#define ELASTIC_RANDOM_MAX 4096u
+
+/* ELASTIC_IOC_RANDOM: `length` bytes from OpenSSL's CSPRNG. 4112 bytes. */
+struct elastic_random {
+    uint32_t version;  /* in */
+    uint32_t length;   /* in: 1..ELASTIC_RANDOM_MAX */
+    uint64_t reserved; /* zero */
+    uint8_t data[ELASTIC_RANDOM_MAX]; /* out: the first `length` bytes */
+};
+
+/* ---- Derive ----------------------------------------------------------------------------- */
+
+#define ELASTIC_LABEL_MAX 256u
+#define ELASTIC_DERIVED_KEY_MAX 64u
+
+/* ELASTIC_IOC_DERIVE: a key derived from the store's sealed master key, bound to the label and
+ * to the caller's uid, separated from every filesystem key. Same label and uid: same key across
+ * remounts and reboots. 352 bytes. */
+struct elastic_derive {
+    uint32_t version;      /* in */
+    uint32_t key_length;   /* in: 16..ELASTIC_DERIVED_KEY_MAX */
+    uint32_t label_length; /* in: 1..ELASTIC_LABEL_MAX */
+    uint32_t reserved0;    /* zero */
+    uint8_t label[ELASTIC_LABEL_MAX];     /* in: the first label_length bytes; the rest zero */
+    uint8_t key[ELASTIC_DERIVED_KEY_MAX]; /* out: the first key_length bytes */
+    uint64_t reserved[2];  /* zero */
+};
+
+#define ELASTIC_IOC_CLOCK  _IOWR(ELASTIC_IOC_MAGIC, 1, struct elastic_clock)
+#define ELASTIC_IOC_RANDOM _IOWR(ELASTIC_IOC_MAGIC, 2, struct elastic_random)
+#define ELASTIC_IOC_DERIVE _IOWR(ELASTIC_IOC_MAGIC, 3, struct elastic_derive)
+
+#endif /* ELASTIC_IOCTL_H */

@@ -1,0 +1,76 @@
+import ArgumentParser
+import ElasticControl
+import Foundation
+
+/// Finds the mount: --mount, or the nearest ELASTIC mount above the current directory.
+struct MountOption: ParsableArguments {
+    @Option(name: .customLong("mount"), help: "The ELASTIC mount point (default: the one containing the current directory).")
+    var mount: String?
+
+    func client() throws -> ControlClient {
+        do { return try ControlClient(mountpoint: mount) } catch {
+            throw CLIError("no ELASTIC control file at \(mount ?? "any mount above the current directory"): \(error)", .usage)
+        }
+    }
+}
+
+/// `elastic time [--clock C] [--json]`
+struct TimeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "time", abstract: "Read a clock through the mount (trusted with SEV-SNP Secure TSC).")
+    @OptionGroup var mount: MountOption
+    @Option(name: .customLong("clock"), help: "realtime, monotonic, boottime, process or thread.") var clock: String = "realtime"
+    @Flag(name: .customLong("json")) var json = false
+
+    func run() throws {
+        do {
+            guard let c = ControlClient.Clock.allCases.first(where: { "\($0)" == clock }) else { throw CLIError("unknown clock \(clock)") }
+            let r = try mount.client().clock(c)
+            let ns = String(r.nanoseconds).leftPad(9)
+            if json {
+                let obj: [String: Any] = ["clock": clock, "seconds": r.seconds, "nanoseconds": r.nanoseconds, "resolution_ns": r.resolutionNanoseconds,
+                                          "trusted": r.trusted, "source": r.source, "utc_offset": r.utcOffset, "timezone": r.timezone]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
+            } else {
+                print("\(clock) \(r.seconds).\(ns) resolution=\(r.resolutionNanoseconds)ns source=\(r.source) \(r.trusted ? "trusted" : "host-influenced") tz=\(r.timezone)\(r.utcOffset >= 0 ? "+" : "")\(r.utcOffset)s")
+            }
+        } catch { throw failure(error) }
+    }
+}
+
+/// `elastic random N [--hex]`
+struct RandomCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "random", abstract: "Random bytes from the daemon's CSPRNG (raw to stdout, or hex).")
+    @OptionGroup var mount: MountOption
+    @Argument var count: Int
+    @Flag(name: .customLong("hex")) var hex = false
+    func run() throws {
+        do {
+            guard count > 0, count <= 1 << 20 else { throw CLIError("count must be 1..1048576") }
+            let bytes = try mount.client().random(count)
+            if hex { print(bytes.map { String($0, radix: 16).leftPad(2) }.joined()) } else { FileHandle.standardOutput.write(Data(bytes)) }
+        } catch { throw failure(error) }
+    }
+}
+
+/// `elastic key derive LABEL [--length N] [--hex]`
+struct KeyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "key", abstract: "Keys from the store's sealed master key.", subcommands: [Derive.self])
+
+    struct Derive: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A key bound to LABEL and your uid: the same across remounts and reboots.")
+        @OptionGroup var mount: MountOption
+        @Argument var label: String
+        @Option(name: .customLong("length")) var length: Int = 32
+        @Flag(name: .customLong("hex")) var hex = false
+        func run() throws {
+            do {
+                let key = try mount.client().derive(label: Array(label.utf8), length: length)
+                if hex { print(key.map { String($0, radix: 16).leftPad(2) }.joined()) } else { FileHandle.standardOutput.write(Data(key)) }
+            } catch { throw failure(error) }
+        }
+    }
+}
+
+extension String {
+    func leftPad(_ n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
+}

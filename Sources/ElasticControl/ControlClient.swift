@@ -1,0 +1,92 @@
+import CElasticControlABI
+import ElasticSystem
+import Glibc
+
+/// A client of a mounted store's control file: finds the mount, sends the ioctls of
+/// elastic_ioctl.h and decodes the answers.
+public final class ControlClient {
+    public let mountpoint: String
+    let fd: Int32
+
+    /// Opens `<mountpoint>/.elastic`; with no mount point, the nearest ELASTIC mount above the
+    /// current directory.
+    public init(mountpoint: String?) throws {
+        let mnt = try mountpoint ?? Self.findMount()
+        let fd = open(mnt + "/" + ELASTIC_CONTROL_NAME, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Errno(rawValue: errno) }
+        self.mountpoint = mnt
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    static func findMount() throws -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        guard getcwd(&buf, buf.count) != nil else { throw Errno(rawValue: errno) }
+        var dir = String(cString: buf)
+        while true {
+            var st = stat()
+            if lstat(dir + "/" + ELASTIC_CONTROL_NAME, &st) == 0 && st.st_ino == 2 { return dir }
+            if dir == "/" || dir.isEmpty { throw Errno.noSuchFileOrDirectory }
+            dir = String(dir[..<(dir.lastIndex(of: "/") ?? dir.startIndex)])
+            if dir.isEmpty { dir = "/" }
+        }
+    }
+
+    func call<T>(_ cmd: UInt32, _ value: inout T) throws {
+        let r = withUnsafeMutablePointer(to: &value) { CElasticControlABI_ioctl(fd, cmd, $0) }
+        if r != 0 { throw Errno(rawValue: errno) }
+    }
+
+    /// One clock reading.
+    public struct Reading: Sendable {
+        public let seconds: Int64
+        public let nanoseconds: UInt32
+        public let resolutionNanoseconds: UInt32
+        public let trusted: Bool
+        public let source: String
+        public let utcOffset: Int32
+        public let timezone: String
+    }
+
+    public enum Clock: UInt32, CaseIterable, Sendable {
+        case realtime = 0, monotonic = 1, boottime = 2, process = 3, thread = 4
+    }
+
+    public func clock(_ c: Clock) throws -> Reading {
+        var r = elastic_clock()
+        r.version = ELASTIC_ABI_VERSION
+        r.clock = c.rawValue
+        try call(ControlDispatcher.clockCommand, &r)
+        let tz = withUnsafeBytes(of: r.timezone) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return Reading(seconds: r.seconds, nanoseconds: r.nanoseconds, resolutionNanoseconds: r.resolution_ns,
+                       trusted: r.flags & ELASTIC_TIME_TRUSTED != 0,
+                       source: r.source == UInt32(ELASTIC_SOURCE_SECURE_TSC.rawValue) ? "secure-tsc" : "clock_gettime",
+                       utcOffset: r.utc_offset, timezone: tz)
+    }
+
+    public func random(_ count: Int) throws -> [UInt8] {
+        var out: [UInt8] = []
+        while out.count < count {
+            var r = elastic_random()
+            r.version = ELASTIC_ABI_VERSION
+            r.length = UInt32(min(count - out.count, Int(ELASTIC_RANDOM_MAX)))
+            try call(ControlDispatcher.randomCommand, &r)
+            out += withUnsafeBytes(of: r.data) { Array($0.prefix(Int(r.length))) }
+        }
+        return out
+    }
+
+    /// A key derived for `label` and the calling user.
+    public func derive(label: [UInt8], length: Int) throws -> [UInt8] {
+        var r = elastic_derive()
+        r.version = ELASTIC_ABI_VERSION
+        r.key_length = UInt32(length)
+        r.label_length = UInt32(label.count)
+        guard label.count <= Int(ELASTIC_LABEL_MAX) else { throw Errno.invalidArgument }
+        withUnsafeMutableBytes(of: &r.label) { $0.copyBytes(from: label) }
+        defer { withUnsafeMutableBytes(of: &r) { p in _ = memset(p.baseAddress!, 0, p.count) } }
+        try call(ControlDispatcher.deriveCommand, &r)
+        return withUnsafeBytes(of: r.key) { Array($0.prefix(length)) }
+    }
+}

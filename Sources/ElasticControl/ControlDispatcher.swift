@@ -1,0 +1,173 @@
+import CElasticControlABI
+import ElasticCrypto
+import Glibc
+
+/// Errors of the control protocol; the FUSE layer maps them to errno.
+public enum ControlError: Error, Equatable {
+    /// Not an ELASTIC command (ENOTTY).
+    case unknownCommand
+    /// Wrong size, version, field value or reserved bits set (EINVAL).
+    case invalid(String)
+}
+
+/// Who sent a control request (from the FUSE request context).
+public struct ControlCaller: Sendable {
+    public let uid: UInt32
+    public let gid: UInt32
+    /// The calling thread's id (FUSE passes the kernel task id).
+    public let pid: Int32
+    public init(uid: UInt32, gid: UInt32, pid: Int32) {
+        self.uid = uid
+        self.gid = gid
+        self.pid = pid
+    }
+}
+
+/// Where time comes from on this platform.
+public struct TimePlatform: Sendable {
+    /// True on an SEV-SNP guest with Secure TSC whose kernel clock source is the TSC.
+    public let secureTSC: Bool
+    public init(secureTSC: Bool) { self.secureTSC = secureTSC }
+}
+
+/// Serves the control-file ioctls (include/elastic/elastic_ioctl.h). Every input is checked
+/// before use: exact sizes, the version, field ranges, zero reserved fields. Thread-safe.
+public final class ControlDispatcher: Sendable {
+    public static let clockCommand = UInt32(CElasticControlABI_IOC_CLOCK)
+    public static let randomCommand = UInt32(CElasticControlABI_IOC_RANDOM)
+    public static let deriveCommand = UInt32(CElasticControlABI_IOC_DERIVE)
+
+    let deriveRoot: SecureBytes
+    let time: TimePlatform
+
+    /// `master` is the store's master key; only a subkey of it (label
+    /// `elastic/v1/control/derive-root`) is kept, separate from every filesystem key.
+    public init(master: SecureBytes, time: TimePlatform) throws {
+        deriveRoot = try KDF.hkdfSHA256(ikm: master, salt: [], info: Array("elastic/v1/control/derive-root".utf8), length: 32)
+        self.time = time
+    }
+
+    /// The size of the struct a command carries (in and out), or nil for unknown commands.
+    public static func size(of cmd: UInt32) -> Int? {
+        switch cmd {
+        case clockCommand: return MemoryLayout<elastic_clock>.size
+        case randomCommand: return MemoryLayout<elastic_random>.size
+        case deriveCommand: return MemoryLayout<elastic_derive>.size
+        default: return nil
+        }
+    }
+
+    /// Handles one request: `input` and `output` are the ioctl's in and out buffers (the kernel
+    /// sizes both from the command). Returns the number of bytes of `output` to send back.
+    public func handle(cmd: UInt32, input: UnsafeRawBufferPointer, output: UnsafeMutableRawBufferPointer, caller: ControlCaller) throws(ControlError) -> Int {
+        guard let size = Self.size(of: cmd) else { throw .unknownCommand }
+        guard input.count == size, output.count >= size else { throw .invalid("size") }
+        guard input.load(as: UInt32.self) == ELASTIC_ABI_VERSION else { throw .invalid("version") }
+        switch cmd {
+        case Self.clockCommand:
+            var r = input.loadUnaligned(as: elastic_clock.self)
+            try clock(&r, caller)
+            output.storeBytes(of: r, as: elastic_clock.self)
+        case Self.randomCommand:
+            var r = input.loadUnaligned(as: elastic_random.self)
+            try random(&r)
+            output.storeBytes(of: r, as: elastic_random.self)
+        default:
+            var r = input.loadUnaligned(as: elastic_derive.self)
+            defer { withUnsafeMutableBytes(of: &r) { secureWipe($0) } }
+            try derive(&r, caller)
+            output.storeBytes(of: r, as: elastic_derive.self)
+        }
+        return size
+    }
+
+    static func allZero<T>(_ v: T) -> Bool { withUnsafeBytes(of: v) { $0.allSatisfy { $0 == 0 } } }
+
+    func clock(_ r: inout elastic_clock, _ caller: ControlCaller) throws(ControlError) {
+        guard r.flags == 0, r.source == 0, r.seconds == 0, r.nanoseconds == 0, r.resolution_ns == 0, r.utc_offset == 0,
+              r.reserved0 == 0, Self.allZero(r.timezone), Self.allZero(r.reserved) else { throw .invalid("output or reserved fields set") }
+        let id: clockid_t
+        var trusted = false
+        switch r.clock {
+        case UInt32(ELASTIC_CLOCK_REALTIME.rawValue): id = CLOCK_REALTIME
+        case UInt32(ELASTIC_CLOCK_MONOTONIC.rawValue): id = CLOCK_MONOTONIC; trusted = time.secureTSC
+        case UInt32(ELASTIC_CLOCK_BOOTTIME.rawValue): id = CLOCK_BOOTTIME; trusted = time.secureTSC
+        case UInt32(ELASTIC_CLOCK_PROCESS_CPU.rawValue):
+            guard let tgid = Self.threadGroup(of: caller.pid) else { throw .invalid("caller process gone") }
+            id = clockid_t((~tgid) << 3 | 2)  // MAKE_PROCESS_CPUCLOCK(tgid, CPUCLOCK_SCHED)
+        case UInt32(ELASTIC_CLOCK_THREAD_CPU.rawValue):
+            guard let ns = Self.threadCPUNanoseconds(caller.pid) else { throw .invalid("caller thread gone") }
+            r.seconds = Int64(ns / 1_000_000_000)
+            r.nanoseconds = UInt32(ns % 1_000_000_000)
+            r.resolution_ns = 1
+            fillCommon(&r, trusted: false)
+            return
+        default: throw .invalid("clock")
+        }
+        var ts = timespec(), res = timespec()
+        guard clock_gettime(id, &ts) == 0 else { throw .invalid("clock unavailable") }
+        clock_getres(id, &res)
+        r.seconds = Int64(ts.tv_sec)
+        r.nanoseconds = UInt32(ts.tv_nsec)
+        r.resolution_ns = UInt32(clamping: res.tv_sec * 1_000_000_000 + res.tv_nsec)
+        fillCommon(&r, trusted: trusted)
+    }
+
+    func fillCommon(_ r: inout elastic_clock, trusted: Bool) {
+        r.flags = trusted ? ELASTIC_TIME_TRUSTED : 0
+        r.source = UInt32(trusted ? ELASTIC_SOURCE_SECURE_TSC.rawValue : ELASTIC_SOURCE_CLOCK_GETTIME.rawValue)
+        var now = Glibc.time(nil)
+        var tm = Glibc.tm()
+        localtime_r(&now, &tm)
+        r.utc_offset = Int32(tm.tm_gmtoff)
+        let zone = tm.tm_zone.map { String(cString: $0) } ?? "UTC"
+        withUnsafeMutableBytes(of: &r.timezone) { buf in
+            let bytes = Array(zone.utf8.prefix(buf.count - 1))
+            buf.copyBytes(from: bytes)
+        }
+    }
+
+    /// The thread group (process) of a task id, from /proc.
+    static func threadGroup(of tid: Int32) -> Int32? {
+        guard let status = try? readProc("/proc/\(tid)/status") else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix("Tgid:") {
+            return Int32(line.dropFirst(5).filter { $0 != " " && $0 != "\t" })
+        }
+        return nil
+    }
+
+    /// On-CPU time of a thread in nanoseconds (/proc/<tid>/schedstat, first field).
+    static func threadCPUNanoseconds(_ tid: Int32) -> UInt64? {
+        guard let s = try? readProc("/proc/\(tid)/schedstat") else { return nil }
+        return s.split(separator: " ").first.flatMap { UInt64($0) }
+    }
+
+    static func readProc(_ path: String) throws -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ControlError.invalid(path) }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = read(fd, &buf, buf.count)
+        guard n > 0 else { throw ControlError.invalid(path) }
+        return String(decoding: buf[0..<n], as: UTF8.self)
+    }
+
+    func random(_ r: inout elastic_random) throws(ControlError) {
+        guard r.length >= 1, r.length <= ELASTIC_RANDOM_MAX, r.reserved == 0, Self.allZero(r.data) else { throw .invalid("length or reserved") }
+        let n = Int(r.length)
+        let ok = withUnsafeMutableBytes(of: &r.data) { buf in (try? Random.fill(UnsafeMutableRawBufferPointer(rebasing: buf[0..<n]))) != nil }
+        guard ok else { throw .invalid("random source failed") }
+    }
+
+    func derive(_ r: inout elastic_derive, _ caller: ControlCaller) throws(ControlError) {
+        let klen = Int(r.key_length), llen = Int(r.label_length)
+        guard (16...Int(ELASTIC_DERIVED_KEY_MAX)).contains(klen), (1...Int(ELASTIC_LABEL_MAX)).contains(llen),
+              r.reserved0 == 0, Self.allZero(r.reserved), Self.allZero(r.key) else { throw .invalid("lengths or reserved") }
+        let label = withUnsafeBytes(of: r.label) { Array($0) }
+        guard label[llen...].allSatisfy({ $0 == 0 }) else { throw .invalid("label padding") }
+        let uid = withUnsafeBytes(of: caller.uid.bigEndian) { Array($0) }
+        let info = Array("elastic/v1/control/derive".utf8) + [0] + uid + label[0..<llen]
+        guard let key = try? KDF.hkdfSHA256(ikm: deriveRoot, salt: [], info: info, length: klen) else { throw .invalid("derivation failed") }
+        key.withUnsafeBytes { k in withUnsafeMutableBytes(of: &r.key) { $0.copyMemory(from: k) } }
+    }
+}

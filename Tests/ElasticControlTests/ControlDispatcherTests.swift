@@ -1,0 +1,118 @@
+import CElasticControlABI
+import ElasticControl
+import ElasticCrypto
+import Glibc
+import Testing
+
+@Suite struct ControlDispatcherTests {
+    let caller = ControlCaller(uid: 1000, gid: 1000, pid: getpid())
+
+    func dispatcher() throws -> ControlDispatcher {
+        try ControlDispatcher(master: try SecureBytes.random(count: 32), time: TimePlatform(secureTSC: false))
+    }
+
+    /// One request through the dispatcher, as the FUSE layer sends it.
+    func send<T>(_ d: ControlDispatcher, _ cmd: UInt32, _ value: inout T, caller: ControlCaller? = nil) throws {
+        let size = MemoryLayout<T>.size
+        var out = [UInt8](repeating: 0, count: size)
+        let input = withUnsafeBytes(of: &value) { Array($0) }
+        _ = try input.withUnsafeBytes { i throws -> Int in
+            try out.withUnsafeMutableBytes { o throws -> Int in try d.handle(cmd: cmd, input: i, output: o, caller: caller ?? self.caller) }
+        }
+        withUnsafeMutableBytes(of: &value) { $0.copyBytes(from: out) }
+    }
+
+    @Test func abiSizesAndNumbersArePinned() {
+        #expect(MemoryLayout<elastic_clock>.size == 104)
+        #expect(MemoryLayout<elastic_random>.size == 4112)
+        #expect(MemoryLayout<elastic_derive>.size == 352)
+        #expect(ControlDispatcher.clockCommand == 0xC068_4501)
+        #expect(ControlDispatcher.randomCommand == 0xD010_4502)
+        #expect(ControlDispatcher.deriveCommand == 0xC160_4503)
+    }
+
+    @Test func clockReadingsAndValidation() throws {
+        let d = try dispatcher()
+        var last: (Int64, UInt32) = (0, 0)
+        for _ in 0..<1000 {
+            var c = elastic_clock()
+            c.version = ELASTIC_ABI_VERSION
+            c.clock = UInt32(ELASTIC_CLOCK_MONOTONIC.rawValue)
+            try send(d, ControlDispatcher.clockCommand, &c)
+            #expect((c.seconds, c.nanoseconds) >= last, "monotonic never goes back")
+            #expect(c.source == UInt32(ELASTIC_SOURCE_CLOCK_GETTIME.rawValue) && c.flags & ELASTIC_TIME_TRUSTED == 0)
+            last = (c.seconds, c.nanoseconds)
+        }
+        for id in [ELASTIC_CLOCK_REALTIME, ELASTIC_CLOCK_BOOTTIME, ELASTIC_CLOCK_PROCESS_CPU, ELASTIC_CLOCK_THREAD_CPU] {
+            var c = elastic_clock()
+            c.version = ELASTIC_ABI_VERSION
+            c.clock = UInt32(id.rawValue)
+            try send(d, ControlDispatcher.clockCommand, &c)
+            #expect(c.seconds > 0 || c.nanoseconds > 0)
+        }
+        var bad = elastic_clock()
+        bad.version = ELASTIC_ABI_VERSION
+        bad.clock = 99
+        #expect(throws: ControlError.self) { try send(d, ControlDispatcher.clockCommand, &bad) }
+        bad.clock = 0
+        bad.reserved.0 = 1
+        #expect(throws: ControlError.self) { try send(d, ControlDispatcher.clockCommand, &bad) }
+        var v2 = elastic_clock()
+        v2.version = 2
+        #expect(throws: ControlError.self) { try send(d, ControlDispatcher.clockCommand, &v2) }
+    }
+
+    @Test func deriveIsBoundToLabelAndUser() throws {
+        let d = try dispatcher()
+        func derive(_ label: String, uid: UInt32 = 1000, length: UInt32 = 32) throws -> [UInt8] {
+            var r = elastic_derive()
+            r.version = ELASTIC_ABI_VERSION
+            r.key_length = length
+            r.label_length = UInt32(label.utf8.count)
+            withUnsafeMutableBytes(of: &r.label) { $0.copyBytes(from: Array(label.utf8)) }
+            try send(d, ControlDispatcher.deriveCommand, &r, caller: ControlCaller(uid: uid, gid: 0, pid: getpid()))
+            return withUnsafeBytes(of: r.key) { Array($0.prefix(Int(length))) }
+        }
+        let k = try derive("db")
+        #expect(k == (try derive("db")))
+        #expect(k != (try derive("db2")))
+        #expect(k != (try derive("db", uid: 1001)))
+        #expect((try derive("db", length: 64)).count == 64)
+        #expect(throws: ControlError.self) { try derive("db", length: 8) }
+        #expect(throws: ControlError.self) { try derive("db", length: 65) }
+        #expect(throws: ControlError.self) { try derive("") }
+    }
+
+    @Test func randomLengths() throws {
+        let d = try dispatcher()
+        var r = elastic_random()
+        r.version = ELASTIC_ABI_VERSION
+        r.length = 32
+        try send(d, ControlDispatcher.randomCommand, &r)
+        #expect(withUnsafeBytes(of: r.data) { $0.prefix(32).contains { $0 != 0 } && $0.dropFirst(32).allSatisfy { $0 == 0 } })
+        r.length = 0
+        #expect(throws: ControlError.self) { try send(d, ControlDispatcher.randomCommand, &r) }
+        var big = elastic_random()
+        big.version = ELASTIC_ABI_VERSION
+        big.length = ELASTIC_RANDOM_MAX + 1
+        #expect(throws: ControlError.self) { try send(d, ControlDispatcher.randomCommand, &big) }
+    }
+
+    /// Random commands and random bytes: every answer is a result or a ControlError, never a crash.
+    @Test func fuzzTheDispatcher() throws {
+        let d = try dispatcher()
+        var rng = SystemRandomNumberGenerator()
+        let commands = [ControlDispatcher.clockCommand, ControlDispatcher.randomCommand, ControlDispatcher.deriveCommand, 0, 0xC068_4504, UInt32.random(in: 0...UInt32.max, using: &rng)]
+        for i in 0..<20_000 {
+            let cmd = commands[i % commands.count]
+            let size = ControlDispatcher.size(of: cmd) ?? Int.random(in: 0...512, using: &rng)
+            var input = (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            if size >= 4 && i % 3 == 0 { input[0] = 1; input[1] = 0; input[2] = 0; input[3] = 0 }
+            if i % 7 == 0 { input = Array(input.prefix(Int.random(in: 0...size, using: &rng))) }
+            var out = [UInt8](repeating: 0, count: max(size, 1))
+            _ = try? input.withUnsafeBytes { inp throws -> Int in
+                try out.withUnsafeMutableBytes { o throws -> Int in try d.handle(cmd: cmd, input: inp, output: o, caller: caller) }
+            }
+        }
+    }
+}

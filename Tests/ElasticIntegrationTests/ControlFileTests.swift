@@ -1,0 +1,53 @@
+import Foundation
+import Testing
+
+/// The control file `/.elastic`: the CLI and a C client through the real mount.
+@Suite(.enabled(if: Env.canMount, "needs root and /dev/fuse"))
+struct ControlFileTests {
+    @Test func clockRandomAndDeriveThroughTheCLI() throws {
+        try MountedStore.with(options: ["allow_other"]) { s in
+            let time = try run(Env.elastic, ["time", "--json"], cwd: s.mountpoint)
+            expectOK(time, "elastic time")
+            #expect(time.stdout.contains("\"source\":\"clock_gettime\"") && time.stdout.contains("\"trusted\":false"))
+            let now = Int(Date().timeIntervalSince1970)
+            let secs = try sh("'\(Env.elastic)' time --mount '\(s.mountpoint)' | awk '{print $2}' | cut -d. -f1").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(abs((Int(secs) ?? 0) - now) < 5)
+            for clock in ["monotonic", "boottime", "process", "thread"] {
+                expectOK(try run(Env.elastic, ["time", "--clock", clock, "--mount", s.mountpoint]), "clock \(clock)")
+            }
+            let rnd = try run(Env.elastic, ["random", "32", "--hex", "--mount", s.mountpoint])
+            #expect(rnd.stdout.trimmingCharacters(in: .whitespacesAndNewlines).count == 64)
+            let k1 = try run(Env.elastic, ["key", "derive", "app/db", "--hex", "--mount", s.mountpoint]).stdout
+            let k2 = try run(Env.elastic, ["key", "derive", "app/other", "--hex", "--mount", s.mountpoint]).stdout
+            #expect(k1.count == 65 && k1 != k2)
+            try s.remount(options: ["allow_other"])
+            #expect(try run(Env.elastic, ["key", "derive", "app/db", "--hex", "--mount", s.mountpoint]).stdout == k1, "same key after a remount")
+            // The control file is the mounting user's, mode 0600: another user is refused.
+            try sh("chmod 755 '\(s.dir)'")
+            let nobody = try run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Env.elastic, "time", "--mount", s.mountpoint])
+            #expect(nobody.status != 0 && nobody.stderr.contains("Permission denied"))
+        }
+    }
+
+    @Test func cExampleClientCompilesAgainstThePublicHeader() throws {
+        try MountedStore.with { s in
+            let exe = s.dir + "/elastic-clock"
+            let cc = try run("/usr/bin/cc", ["-O2", "-Wall", "-Werror", "-I", Env.packageRoot + "/Sources/CElasticControlABI/include",
+                                             "-o", exe, Env.packageRoot + "/mount-helpers/examples/elastic-clock.c"])
+            expectOK(cc, "cc")
+            let r = try run(exe, [s.mountpoint])
+            expectOK(r, "elastic-clock")
+            #expect(r.stdout.split(separator: "\n").count == 5)
+            let bench = try run(exe, [s.mountpoint, "--bench", "200"])
+            expectOK(bench, "elastic-clock --bench")
+        }
+    }
+
+    @Test func randomIoctlsFromSeveralProcessesNeverStallTheFilesystem() throws {
+        try MountedStore.with { s in
+            let r = try run("/usr/bin/env", ["python3", Env.scripts + "/ioctl_hammer.py", s.mountpoint, "8"])
+            expectOK(r, "ioctl_hammer.py")
+            #expect(try sh("echo still > '\(s.path("after"))' && cat '\(s.path("after"))'").stdout == "still\n")
+        }
+    }
+}
