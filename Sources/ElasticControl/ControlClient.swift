@@ -89,4 +89,57 @@ public final class ControlClient {
         try call(ControlDispatcher.deriveCommand, &r)
         return withUnsafeBytes(of: r.key) { Array($0.prefix(length)) }
     }
+
+    /// A stopwatch: START returns the handle; READ and STOP return elapsed nanoseconds.
+    public func stopwatch(_ op: UInt32, handle: UInt64 = 0) throws -> (handle: UInt64, elapsed: Int64) {
+        var r = elastic_stopwatch()
+        r.version = ELASTIC_ABI_VERSION
+        r.op = op
+        r.handle = handle
+        try call(ControlDispatcher.stopwatchCommand, &r)
+        return (r.handle, r.elapsed_ns)
+    }
+
+    public enum HashAlgorithm: String, CaseIterable, Sendable {
+        case sha256, sha384, sha512
+        var code: UInt32 {
+            switch self {
+            case .sha256: return UInt32(ELASTIC_HASH_SHA256.rawValue)
+            case .sha384: return UInt32(ELASTIC_HASH_SHA384.rawValue)
+            case .sha512: return UInt32(ELASTIC_HASH_SHA512.rawValue)
+            }
+        }
+    }
+
+    /// Hashes everything `next` returns (until it returns an empty chunk), streamed through a handle.
+    public func hash(_ algorithm: HashAlgorithm, _ next: () throws -> [UInt8]) throws -> [UInt8] {
+        var r = elastic_hash()
+        r.version = ELASTIC_ABI_VERSION
+        r.op = UInt32(ELASTIC_HASH_INIT.rawValue)
+        r.algorithm = algorithm.code
+        try call(ControlDispatcher.hashCommand, &r)
+        let handle = r.handle
+        while true {
+            let chunk = try next()
+            if chunk.isEmpty { break }
+            var at = 0
+            while at < chunk.count {
+                let n = min(chunk.count - at, Int(ELASTIC_HASH_CHUNK))
+                var u = elastic_hash()
+                u.version = ELASTIC_ABI_VERSION
+                u.op = UInt32(ELASTIC_HASH_UPDATE.rawValue)
+                u.handle = handle
+                u.length = UInt32(n)
+                withUnsafeMutableBytes(of: &u.data) { $0.copyBytes(from: chunk[at..<(at + n)]) }
+                try call(ControlDispatcher.hashCommand, &u)
+                at += n
+            }
+        }
+        var f = elastic_hash()
+        f.version = ELASTIC_ABI_VERSION
+        f.op = UInt32(ELASTIC_HASH_FINAL.rawValue)
+        f.handle = handle
+        try call(ControlDispatcher.hashCommand, &f)
+        return withUnsafeBytes(of: f.data) { Array($0.prefix(Int(f.length))) }
+    }
 }

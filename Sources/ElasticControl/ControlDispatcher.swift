@@ -8,6 +8,10 @@ public enum ControlError: Error, Equatable {
     case unknownCommand
     /// Wrong size, version, field value or reserved bits set (EINVAL).
     case invalid(String)
+    /// A closed, unknown or foreign handle (EBADF).
+    case badHandle
+    /// The caller holds too many handles (EMFILE).
+    case tooManyHandles
 }
 
 /// Who sent a control request (from the FUSE request context).
@@ -36,6 +40,9 @@ public final class ControlDispatcher: Sendable {
     public static let clockCommand = UInt32(CElasticControlABI_IOC_CLOCK)
     public static let randomCommand = UInt32(CElasticControlABI_IOC_RANDOM)
     public static let deriveCommand = UInt32(CElasticControlABI_IOC_DERIVE)
+    public static let stopwatchCommand = UInt32(CElasticControlABI_IOC_STOPWATCH)
+    public static let hashCommand = UInt32(CElasticControlABI_IOC_HASH)
+    let handles = HandleTable(perProcess: Int(ELASTIC_HANDLES_PER_PROCESS))
 
     let deriveRoot: SecureBytes
     let time: TimePlatform
@@ -53,6 +60,8 @@ public final class ControlDispatcher: Sendable {
         case clockCommand: return MemoryLayout<elastic_clock>.size
         case randomCommand: return MemoryLayout<elastic_random>.size
         case deriveCommand: return MemoryLayout<elastic_derive>.size
+        case stopwatchCommand: return MemoryLayout<elastic_stopwatch>.size
+        case hashCommand: return MemoryLayout<elastic_hash>.size
         default: return nil
         }
     }
@@ -72,6 +81,14 @@ public final class ControlDispatcher: Sendable {
             var r = input.loadUnaligned(as: elastic_random.self)
             try random(&r)
             output.storeBytes(of: r, as: elastic_random.self)
+        case Self.stopwatchCommand:
+            var r = input.loadUnaligned(as: elastic_stopwatch.self)
+            try stopwatch(&r, caller)
+            output.storeBytes(of: r, as: elastic_stopwatch.self)
+        case Self.hashCommand:
+            var r = input.loadUnaligned(as: elastic_hash.self)
+            try hash(&r, caller)
+            output.storeBytes(of: r, as: elastic_hash.self)
         default:
             var r = input.loadUnaligned(as: elastic_derive.self)
             defer { withUnsafeMutableBytes(of: &r) { secureWipe($0) } }
@@ -150,6 +167,75 @@ public final class ControlDispatcher: Sendable {
         let n = read(fd, &buf, buf.count)
         guard n > 0 else { throw ControlError.invalid(path) }
         return String(decoding: buf[0..<n], as: UTF8.self)
+    }
+
+    static func monotonicNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    func owner(_ caller: ControlCaller) throws(ControlError) -> Int32 {
+        guard let tgid = Self.threadGroup(of: caller.pid) else { throw .invalid("caller process gone") }
+        return tgid
+    }
+
+    func stopwatch(_ r: inout elastic_stopwatch, _ caller: ControlCaller) throws(ControlError) {
+        guard r.elapsed_ns == 0, r.flags == 0, r.reserved0 == 0, Self.allZero(r.reserved) else { throw .invalid("output or reserved fields set") }
+        let owner = try owner(caller)
+        let now = Self.monotonicNanoseconds()
+        switch r.op {
+        case UInt32(ELASTIC_STOPWATCH_START.rawValue):
+            guard r.handle == 0 else { throw .invalid("handle on START") }
+            r.handle = try handles.open(owner: owner, .stopwatch(startNanoseconds: now))
+        case UInt32(ELASTIC_STOPWATCH_READ.rawValue), UInt32(ELASTIC_STOPWATCH_STOP.rawValue):
+            let stop = r.op == UInt32(ELASTIC_STOPWATCH_STOP.rawValue)
+            let start = try handles.use(r.handle, owner: owner, close: stop) { (o) throws(ControlError) -> UInt64 in
+                guard case .stopwatch(let s) = o else { throw .badHandle }
+                return s
+            }
+            r.elapsed_ns = Int64(now - start)
+        default: throw .invalid("op")
+        }
+        r.flags = time.secureTSC ? ELASTIC_TIME_TRUSTED : 0
+    }
+
+    func hash(_ r: inout elastic_hash, _ caller: ControlCaller) throws(ControlError) {
+        guard r.reserved == 0 else { throw .invalid("reserved") }
+        let owner = try owner(caller)
+        switch r.op {
+        case UInt32(ELASTIC_HASH_INIT.rawValue):
+            guard r.handle == 0, r.length == 0 else { throw .invalid("fields on INIT") }
+            let alg: Digest.Algorithm
+            switch r.algorithm {
+            case UInt32(ELASTIC_HASH_SHA256.rawValue): alg = .sha256
+            case UInt32(ELASTIC_HASH_SHA384.rawValue): alg = .sha384
+            case UInt32(ELASTIC_HASH_SHA512.rawValue): alg = .sha512
+            default: throw .invalid("algorithm")
+            }
+            guard let d = try? Digest(alg) else { throw .invalid("digest unavailable") }
+            r.handle = try handles.open(owner: owner, .hash(d))
+        case UInt32(ELASTIC_HASH_UPDATE.rawValue):
+            guard r.length <= ELASTIC_HASH_CHUNK, r.algorithm == 0 else { throw .invalid("length") }
+            let n = Int(r.length)
+            let data = withUnsafeBytes(of: r.data) { Array($0.prefix(n)) }
+            try handles.use(r.handle, owner: owner, close: false) { (o) throws(ControlError) in
+                guard case .hash(let d) = o else { throw .badHandle }
+                guard (try? data.withUnsafeBytes { try d.update($0) }) != nil else { throw .invalid("digest failed") }
+            }
+        case UInt32(ELASTIC_HASH_FINAL.rawValue):
+            guard r.length == 0, r.algorithm == 0 else { throw .invalid("fields on FINAL") }
+            let digest = try handles.use(r.handle, owner: owner, close: true) { (o) throws(ControlError) -> [UInt8] in
+                guard case .hash(let d) = o, let out = try? d.finish() else { throw .badHandle }
+                return out
+            }
+            withUnsafeMutableBytes(of: &r.data) { buf in
+                buf.initializeMemory(as: UInt8.self, repeating: 0)
+                buf.copyBytes(from: digest)
+            }
+            r.length = UInt32(digest.count)
+        default: throw .invalid("op")
+        }
     }
 
     func random(_ r: inout elastic_random) throws(ControlError) {

@@ -267,6 +267,10 @@ enum Operations {
             fuse_reply_ioctl(req, 0, t.plain, n)
         } catch .unknownCommand {
             fuse_reply_err(req, ENOTTY)
+        } catch .badHandle {
+            fuse_reply_err(req, EBADF)
+        } catch .tooManyHandles {
+            fuse_reply_err(req, EMFILE)
         } catch {
             fuse_reply_err(req, EINVAL)
         }

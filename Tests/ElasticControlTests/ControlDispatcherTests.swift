@@ -29,6 +29,10 @@ import Testing
         #expect(ControlDispatcher.clockCommand == 0xC068_4501)
         #expect(ControlDispatcher.randomCommand == 0xD010_4502)
         #expect(ControlDispatcher.deriveCommand == 0xC160_4503)
+        #expect(MemoryLayout<elastic_stopwatch>.size == 48)
+        #expect(MemoryLayout<elastic_hash>.size == 4128)
+        #expect(ControlDispatcher.stopwatchCommand == 0xC030_4504)
+        #expect(ControlDispatcher.hashCommand == 0xD020_4505)
     }
 
     @Test func clockReadingsAndValidation() throws {
@@ -98,11 +102,80 @@ import Testing
         #expect(throws: ControlError.self) { try send(d, ControlDispatcher.randomCommand, &big) }
     }
 
+    func stopwatch(_ d: ControlDispatcher, _ op: elastic_stopwatch_op, _ handle: UInt64 = 0, caller: ControlCaller? = nil) throws -> elastic_stopwatch {
+        var r = elastic_stopwatch()
+        r.version = ELASTIC_ABI_VERSION
+        r.op = UInt32(op.rawValue)
+        r.handle = handle
+        try send(d, ControlDispatcher.stopwatchCommand, &r, caller: caller)
+        return r
+    }
+
+    @Test func stopwatchesAndHandleOwnership() throws {
+        let d = try dispatcher()
+        let h = try stopwatch(d, ELASTIC_STOPWATCH_START).handle
+        #expect(h != 0)
+        usleep(20_000)
+        let e1 = try stopwatch(d, ELASTIC_STOPWATCH_READ, h).elapsed_ns
+        #expect(e1 >= 20_000_000)
+        // Another process (init, pid 1) cannot use it.
+        #expect(throws: ControlError.badHandle) { try stopwatch(d, ELASTIC_STOPWATCH_READ, h, caller: ControlCaller(uid: 0, gid: 0, pid: 1)) }
+        let e2 = try stopwatch(d, ELASTIC_STOPWATCH_STOP, h).elapsed_ns
+        #expect(e2 >= e1)
+        #expect(throws: ControlError.badHandle) { try stopwatch(d, ELASTIC_STOPWATCH_READ, h) }
+        #expect(throws: ControlError.badHandle) { try stopwatch(d, ELASTIC_STOPWATCH_STOP, 12345) }
+        // At most 64 open handles per process.
+        var open: [UInt64] = []
+        for _ in 0..<64 { open.append(try stopwatch(d, ELASTIC_STOPWATCH_START).handle) }
+        #expect(throws: ControlError.tooManyHandles) { try stopwatch(d, ELASTIC_STOPWATCH_START) }
+        for h in open { _ = try stopwatch(d, ELASTIC_STOPWATCH_STOP, h) }
+        _ = try stopwatch(d, ELASTIC_STOPWATCH_START)
+    }
+
+    @Test func streamedHashMatchesOneShot() throws {
+        let d = try dispatcher()
+        let data = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 * 31) }
+        var r = elastic_hash()
+        r.version = ELASTIC_ABI_VERSION
+        r.op = UInt32(ELASTIC_HASH_INIT.rawValue)
+        r.algorithm = UInt32(ELASTIC_HASH_SHA256.rawValue)
+        try send(d, ControlDispatcher.hashCommand, &r)
+        let h = r.handle
+        for start in stride(from: 0, to: data.count, by: 4096) {
+            var u = elastic_hash()
+            u.version = ELASTIC_ABI_VERSION
+            u.op = UInt32(ELASTIC_HASH_UPDATE.rawValue)
+            u.handle = h
+            let chunk = data[start..<min(start + 4096, data.count)]
+            u.length = UInt32(chunk.count)
+            withUnsafeMutableBytes(of: &u.data) { $0.copyBytes(from: chunk) }
+            try send(d, ControlDispatcher.hashCommand, &u)
+        }
+        var f = elastic_hash()
+        f.version = ELASTIC_ABI_VERSION
+        f.op = UInt32(ELASTIC_HASH_FINAL.rawValue)
+        f.handle = h
+        try send(d, ControlDispatcher.hashCommand, &f)
+        #expect(f.length == 32)
+        #expect(withUnsafeBytes(of: f.data) { Array($0.prefix(32)) } == KDF.sha256(data))
+        var again = elastic_hash()
+        again.version = ELASTIC_ABI_VERSION
+        again.op = UInt32(ELASTIC_HASH_FINAL.rawValue)
+        again.handle = h
+        #expect(throws: ControlError.badHandle) { try send(d, ControlDispatcher.hashCommand, &again) }  // closed
+        var bad = elastic_hash()
+        bad.version = ELASTIC_ABI_VERSION
+        bad.op = UInt32(ELASTIC_HASH_INIT.rawValue)
+        bad.algorithm = 9
+        #expect(throws: ControlError.self) { try send(d, ControlDispatcher.hashCommand, &bad) }
+    }
+
     /// Random commands and random bytes: every answer is a result or a ControlError, never a crash.
     @Test func fuzzTheDispatcher() throws {
         let d = try dispatcher()
         var rng = SystemRandomNumberGenerator()
-        let commands = [ControlDispatcher.clockCommand, ControlDispatcher.randomCommand, ControlDispatcher.deriveCommand, 0, 0xC068_4504, UInt32.random(in: 0...UInt32.max, using: &rng)]
+        let commands = [ControlDispatcher.clockCommand, ControlDispatcher.randomCommand, ControlDispatcher.deriveCommand,
+                        ControlDispatcher.stopwatchCommand, ControlDispatcher.hashCommand, 0, 0xC068_4509, UInt32.random(in: 0...UInt32.max, using: &rng)]
         for i in 0..<20_000 {
             let cmd = commands[i % commands.count]
             let size = ControlDispatcher.size(of: cmd) ?? Int.random(in: 0...512, using: &rng)

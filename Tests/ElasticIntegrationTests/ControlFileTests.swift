@@ -15,6 +15,12 @@ struct ControlFileTests {
             for clock in ["monotonic", "boottime", "process", "thread"] {
                 expectOK(try run(Env.elastic, ["time", "--clock", clock, "--mount", s.mountpoint]), "clock \(clock)")
             }
+            try sh("head -c 1000000 /dev/urandom > '\(s.path("blob"))'")
+            let ours = try run(Env.elastic, ["hash", s.path("blob"), "--mount", s.mountpoint]).stdout.split(separator: " ").first
+            let theirs = try sh("sha256sum '\(s.path("blob"))'").stdout.split(separator: " ").first
+            #expect(ours != nil && ours == theirs)
+            let sha512 = try run(Env.elastic, ["hash", "--algorithm", "sha512", s.path("blob"), "--mount", s.mountpoint]).stdout.split(separator: " ").first
+            #expect(sha512 == (try sh("sha512sum '\(s.path("blob"))'").stdout.split(separator: " ").first))
             let rnd = try run(Env.elastic, ["random", "32", "--hex", "--mount", s.mountpoint])
             #expect(rnd.stdout.trimmingCharacters(in: .whitespacesAndNewlines).count == 64)
             let k1 = try run(Env.elastic, ["key", "derive", "app/db", "--hex", "--mount", s.mountpoint]).stdout

@@ -5,6 +5,8 @@
 extern const unsigned int CElasticControlABI_IOC_CLOCK;
 extern const unsigned int CElasticControlABI_IOC_RANDOM;
 extern const unsigned int CElasticControlABI_IOC_DERIVE;
+extern const unsigned int CElasticControlABI_IOC_STOPWATCH;
+extern const unsigned int CElasticControlABI_IOC_HASH;
 
 /// ioctl(2) (variadic in C, so wrapped).
 int CElasticControlABI_ioctl(int fd, unsigned int cmd, void *arg);

@@ -74,3 +74,22 @@ struct KeyCommand: ParsableCommand {
 extension String {
     func leftPad(_ n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
 }
+
+/// `elastic hash [--algorithm sha256|sha384|sha512] [FILE]` (stdin without FILE), streamed.
+struct HashCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "hash", abstract: "SHA-2 of a file or stdin, computed by the daemon (streamed).")
+    @OptionGroup var mount: MountOption
+    @Option(name: .customLong("algorithm")) var algorithm: String = "sha256"
+    @Argument var file: String?
+    func run() throws {
+        do {
+            guard let alg = ControlClient.HashAlgorithm(rawValue: algorithm) else { throw CLIError("unknown algorithm \(algorithm)") }
+            let input = try file.map { path -> FileHandle in
+                guard let h = FileHandle(forReadingAtPath: path) else { throw CLIError("cannot read \(path)", .usage) }
+                return h
+            } ?? FileHandle.standardInput
+            let digest = try mount.client().hash(alg) { [UInt8](input.readData(ofLength: 1 << 16)) }
+            print(digest.map { String($0, radix: 16).leftPad(2) }.joined() + "  " + (file ?? "-"))
+        } catch { throw failure(error) }
+    }
+}

@@ -79,8 +79,56 @@ struct elastic_derive {
     uint64_t reserved[2];  /* zero */
 };
 
+/* ---- Handles -------------------------------------------------------------------------- */
+/* Stopwatches and hash streams are handles owned by the process that made them: a handle that
+ * was closed, never existed, or belongs to another process is EBADF. At most
+ * ELASTIC_HANDLES_PER_PROCESS open handles per process (then EMFILE). */
+#define ELASTIC_HANDLES_PER_PROCESS 64u
+
+/* ---- Stopwatch ------------------------------------------------------------------------ */
+
+enum elastic_stopwatch_op {
+    ELASTIC_STOPWATCH_START = 1, /* out: handle */
+    ELASTIC_STOPWATCH_READ = 2,  /* in: handle; out: elapsed_ns */
+    ELASTIC_STOPWATCH_STOP = 3,  /* in: handle; out: elapsed_ns; the handle is closed */
+};
+
+/* ELASTIC_IOC_STOPWATCH: elapsed monotonic time since START. 48 bytes. */
+struct elastic_stopwatch {
+    uint32_t version;   /* in */
+    uint32_t op;        /* in: enum elastic_stopwatch_op */
+    uint64_t handle;    /* out on START, in otherwise */
+    int64_t elapsed_ns; /* out */
+    uint32_t flags;     /* out: ELASTIC_TIME_TRUSTED */
+    uint32_t reserved0; /* zero */
+    uint64_t reserved[2];
+};
+
+/* ---- Hash (streamed) ------------------------------------------------------------------- */
+
+enum elastic_hash_algorithm { ELASTIC_HASH_SHA256 = 1, ELASTIC_HASH_SHA384 = 2, ELASTIC_HASH_SHA512 = 3 };
+enum elastic_hash_op {
+    ELASTIC_HASH_INIT = 1,   /* in: algorithm; out: handle */
+    ELASTIC_HASH_UPDATE = 2, /* in: handle, length, data */
+    ELASTIC_HASH_FINAL = 3,  /* in: handle; out: length = digest size, data = digest; the handle is closed */
+};
+#define ELASTIC_HASH_CHUNK 4096u
+
+/* ELASTIC_IOC_HASH: SHA-2 over any amount of data, ELASTIC_HASH_CHUNK bytes per call. 4128 bytes. */
+struct elastic_hash {
+    uint32_t version;   /* in */
+    uint32_t op;        /* in: enum elastic_hash_op */
+    uint32_t algorithm; /* in on INIT: enum elastic_hash_algorithm */
+    uint32_t length;    /* in on UPDATE: 0..ELASTIC_HASH_CHUNK; out on FINAL */
+    uint64_t handle;    /* out on INIT, in otherwise */
+    uint64_t reserved;  /* zero */
+    uint8_t data[ELASTIC_HASH_CHUNK];
+};
+
 #define ELASTIC_IOC_CLOCK  _IOWR(ELASTIC_IOC_MAGIC, 1, struct elastic_clock)
 #define ELASTIC_IOC_RANDOM _IOWR(ELASTIC_IOC_MAGIC, 2, struct elastic_random)
 #define ELASTIC_IOC_DERIVE _IOWR(ELASTIC_IOC_MAGIC, 3, struct elastic_derive)
+#define ELASTIC_IOC_STOPWATCH _IOWR(ELASTIC_IOC_MAGIC, 4, struct elastic_stopwatch)
+#define ELASTIC_IOC_HASH   _IOWR(ELASTIC_IOC_MAGIC, 5, struct elastic_hash)
 
 #endif /* ELASTIC_IOCTL_H */

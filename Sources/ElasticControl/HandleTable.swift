@@ -1,0 +1,46 @@
+import ElasticCrypto
+import Glibc
+import Synchronization
+
+/// Stopwatches and hash streams, by random 64-bit handle, owned by the process that opened them.
+/// A missing, closed or foreign handle is `.badHandle` (EBADF); a process may hold at most
+/// `perProcess` handles, and handles of processes that have exited are reclaimed.
+final class HandleTable: Sendable {
+    /// What a handle refers to. The digest is only touched under the table lock.
+    enum Object: @unchecked Sendable {
+        case stopwatch(startNanoseconds: UInt64)
+        case hash(Digest)
+    }
+
+    struct Entry {
+        let owner: Int32
+        var object: Object
+    }
+
+    let perProcess: Int
+    private let entries = Mutex<[UInt64: Entry]>([:])
+
+    init(perProcess: Int) { self.perProcess = perProcess }
+
+    func open(owner: Int32, _ object: Object) throws(ControlError) -> UInt64 {
+        try entries.withLock { (t: inout [UInt64: Entry]) throws(ControlError) -> UInt64 in
+            if t.values.filter({ $0.owner == owner }).count >= perProcess {
+                t = t.filter { kill($0.value.owner, 0) == 0 || errno != ESRCH }  // reclaim exited owners
+                guard t.values.filter({ $0.owner == owner }).count < perProcess else { throw ControlError.tooManyHandles }
+            }
+            var handle: UInt64 = 0
+            repeat { handle = UInt64.random(in: 1...UInt64.max) } while t[handle] != nil
+            t[handle] = Entry(owner: owner, object: object)
+            return handle
+        }
+    }
+
+    /// Runs `body` on the caller's own handle; `close` removes it afterwards.
+    func use<R>(_ handle: UInt64, owner: Int32, close: Bool, _ body: (Object) throws(ControlError) -> R) throws(ControlError) -> R {
+        try entries.withLock { (t: inout [UInt64: Entry]) throws(ControlError) -> R in
+            guard let e = t[handle], e.owner == owner else { throw ControlError.badHandle }
+            defer { if close { t[handle] = nil } }
+            return try body(e.object)
+        }
+    }
+}
