@@ -38,7 +38,7 @@ let package = Package(
         // and the firmware simulator behind the same seam.
         .target(
             name: "ElasticSEV",
-            dependencies: ["ElasticCrypto", "ElasticSystem", "ElasticFormat", "CElasticLinux"],
+            dependencies: ["ElasticCrypto", "ElasticSystem", "ElasticFormat", "ElasticControl", "CElasticLinux"],
             swiftSettings: swiftSettings),
 
         // On-disk format: config, key slots, content and name encryption. Knows nothing of FUSE.

@@ -8,12 +8,14 @@ _Static_assert(sizeof(struct elastic_random) == 4112, "elastic_random");
 _Static_assert(sizeof(struct elastic_derive) == 352, "elastic_derive");
 _Static_assert(sizeof(struct elastic_stopwatch) == 48, "elastic_stopwatch");
 _Static_assert(sizeof(struct elastic_hash) == 4128, "elastic_hash");
+_Static_assert(sizeof(struct elastic_attest) == 4080, "elastic_attest");
 
 const unsigned int CElasticControlABI_IOC_CLOCK = ELASTIC_IOC_CLOCK;
 const unsigned int CElasticControlABI_IOC_RANDOM = ELASTIC_IOC_RANDOM;
 const unsigned int CElasticControlABI_IOC_DERIVE = ELASTIC_IOC_DERIVE;
 const unsigned int CElasticControlABI_IOC_STOPWATCH = ELASTIC_IOC_STOPWATCH;
 const unsigned int CElasticControlABI_IOC_HASH = ELASTIC_IOC_HASH;
+const unsigned int CElasticControlABI_IOC_ATTEST = ELASTIC_IOC_ATTEST;
 
 #include <sys/ioctl.h>
 int CElasticControlABI_ioctl(int fd, unsigned int cmd, void *arg) { return ioctl(fd, cmd, arg); }

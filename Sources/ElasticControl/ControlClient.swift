@@ -142,4 +142,14 @@ public final class ControlClient {
         try call(ControlDispatcher.hashCommand, &f)
         return withUnsafeBytes(of: f.data) { Array($0.prefix(Int(f.length))) }
     }
+
+    /// An attestation report with `reportData` (64 bytes): the platform code and the report.
+    public func attest(reportData: [UInt8]) throws -> (platform: UInt32, report: [UInt8]) {
+        guard reportData.count == 64 else { throw Errno.invalidArgument }
+        var r = elastic_attest()
+        r.version = ELASTIC_ABI_VERSION
+        withUnsafeMutableBytes(of: &r.report_data) { $0.copyBytes(from: reportData) }
+        try call(ControlDispatcher.attestCommand, &r)
+        return (r.platform, withUnsafeBytes(of: r.report) { Array($0.prefix(Int(r.report_length))) })
+    }
 }

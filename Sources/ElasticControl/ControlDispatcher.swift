@@ -12,6 +12,16 @@ public enum ControlError: Error, Equatable {
     case badHandle
     /// The caller holds too many handles (EMFILE).
     case tooManyHandles
+    /// This platform has no attestation (EOPNOTSUPP).
+    case notAvailable
+    /// The platform's attestation failed (EIO); the daemon logs why.
+    case platformFailure(String)
+}
+
+/// Produces attestation reports for the control file (SEV-SNP device or simulator).
+public protocol AttestationProvider: Sendable {
+    /// `ELASTIC_PLATFORM_*` and the report for `reportData` (64 bytes).
+    func report(reportData: [UInt8]) throws -> (platform: UInt32, report: [UInt8])
 }
 
 /// Who sent a control request (from the FUSE request context).
@@ -42,16 +52,19 @@ public final class ControlDispatcher: Sendable {
     public static let deriveCommand = UInt32(CElasticControlABI_IOC_DERIVE)
     public static let stopwatchCommand = UInt32(CElasticControlABI_IOC_STOPWATCH)
     public static let hashCommand = UInt32(CElasticControlABI_IOC_HASH)
+    public static let attestCommand = UInt32(CElasticControlABI_IOC_ATTEST)
     let handles = HandleTable(perProcess: Int(ELASTIC_HANDLES_PER_PROCESS))
+    let attestation: (any AttestationProvider)?
 
     let deriveRoot: SecureBytes
     let time: TimePlatform
 
     /// `master` is the store's master key; only a subkey of it (label
     /// `elastic/v1/control/derive-root`) is kept, separate from every filesystem key.
-    public init(master: SecureBytes, time: TimePlatform) throws {
+    public init(master: SecureBytes, time: TimePlatform, attestation: (any AttestationProvider)? = nil) throws {
         deriveRoot = try KDF.hkdfSHA256(ikm: master, salt: [], info: Array("elastic/v1/control/derive-root".utf8), length: 32)
         self.time = time
+        self.attestation = attestation
     }
 
     /// The size of the struct a command carries (in and out), or nil for unknown commands.
@@ -62,6 +75,7 @@ public final class ControlDispatcher: Sendable {
         case deriveCommand: return MemoryLayout<elastic_derive>.size
         case stopwatchCommand: return MemoryLayout<elastic_stopwatch>.size
         case hashCommand: return MemoryLayout<elastic_hash>.size
+        case attestCommand: return MemoryLayout<elastic_attest>.size
         default: return nil
         }
     }
@@ -85,6 +99,10 @@ public final class ControlDispatcher: Sendable {
             var r = input.loadUnaligned(as: elastic_stopwatch.self)
             try stopwatch(&r, caller)
             output.storeBytes(of: r, as: elastic_stopwatch.self)
+        case Self.attestCommand:
+            var r = input.loadUnaligned(as: elastic_attest.self)
+            try attest(&r)
+            output.storeBytes(of: r, as: elastic_attest.self)
         case Self.hashCommand:
             var r = input.loadUnaligned(as: elastic_hash.self)
             try hash(&r, caller)
@@ -236,6 +254,18 @@ public final class ControlDispatcher: Sendable {
             r.length = UInt32(digest.count)
         default: throw .invalid("op")
         }
+    }
+
+    func attest(_ r: inout elastic_attest) throws(ControlError) {
+        guard r.platform == 0, r.report_length == 0, r.reserved0 == 0, Self.allZero(r.report) else { throw .invalid("output or reserved fields set") }
+        guard let attestation else { throw .notAvailable }
+        let data = withUnsafeBytes(of: r.report_data) { Array($0) }
+        let result: (platform: UInt32, report: [UInt8])
+        do { result = try attestation.report(reportData: data) } catch { throw .platformFailure("\(error)") }
+        guard result.report.count <= Int(ELASTIC_REPORT_MAX) else { throw .platformFailure("report too large") }
+        r.platform = result.platform
+        r.report_length = UInt32(result.report.count)
+        withUnsafeMutableBytes(of: &r.report) { $0.copyBytes(from: result.report) }
     }
 
     func random(_ r: inout elastic_random) throws(ControlError) {

@@ -53,9 +53,10 @@ public final class ElasticFilesystem: @unchecked Sendable {
     let mountTime = timespec(tv_sec: time(nil), tv_nsec: 0)
 
     public init(store: UnlockedStore, logger: Logger, debug: Bool = false, readOnly: Bool = false,
-                cacheTimeout: Double = 1.0, parallelCrypto: Bool = true, time: TimePlatform = TimePlatform(secureTSC: false)) throws {
+                cacheTimeout: Double = 1.0, parallelCrypto: Bool = true, time: TimePlatform = TimePlatform(secureTSC: false),
+                attestation: (any AttestationProvider)? = nil) throws {
         self.store = store
-        control = try ControlDispatcher(master: store.master, time: time)
+        control = try ControlDispatcher(master: store.master, time: time, attestation: attestation)
         self.cacheTimeout = cacheTimeout
         helper = parallelCrypto ? CryptoHelper() : nil
         self.logger = logger

@@ -271,6 +271,11 @@ enum Operations {
             fuse_reply_err(req, EBADF)
         } catch .tooManyHandles {
             fuse_reply_err(req, EMFILE)
+        } catch .notAvailable {
+            fuse_reply_err(req, EOPNOTSUPP)
+        } catch .platformFailure(let why) {
+            f.logger.error("attestation failed", metadata: ["error": "\(why)"])
+            fuse_reply_err(req, EIO)
         } catch {
             fuse_reply_err(req, EINVAL)
         }

@@ -110,7 +110,8 @@ struct MountElastic: ParsableCommand {
         do {
             let fs = try ElasticFilesystem(store: store, logger: logger, debug: debugging, readOnly: opts.readOnly,
                                          cacheTimeout: opts.cacheTimeout, parallelCrypto: opts.parallelCrypto,
-                                         time: TimePlatform(secureTSC: Self.secureTSC()))
+                                         time: TimePlatform(secureTSC: Self.secureTSC()),
+                                         attestation: Self.attestation(opts))
             try FUSESession.run(fs, mountpoint: mountpoint, options: opts.fuse, debug: debugging && debug, maxThreads: opts.threads) {
                 if let fd = notifyFD { Daemon.detach(notifyFD: fd) }
                 logger.info("mounted", metadata: ["backing": "\(backing)", "mountpoint": "\(mountpoint)"])
@@ -124,6 +125,15 @@ struct MountElastic: ParsableCommand {
 }
 
 extension MountElastic {
+    /// Reports for the control file: the SEV-SNP device when present, or the simulator when
+    /// chosen with -o platform=snp-simulator; none on plain Linux.
+    static func attestation(_ opts: MountOptions) -> (any AttestationProvider)? {
+        let probe = PlatformProbe()
+        guard opts.platform == SEVPlatform.simulatorName || probe.hasSEVGuestDevice else { return nil }
+        guard let p = try? SEVPlatform.open(platform: opts.platform, simulatorState: opts.simulatorState, warn: { _ in }) else { return nil }
+        return SNPAttestationProvider(guest: p.guest, vmpl: p.vmpl, simulated: p.simulator != nil)
+    }
+
     /// Secure TSC on and the kernel's clock source is the TSC (platform-abi.md §5.4).
     static func secureTSC() -> Bool {
         let probe = PlatformProbe()

@@ -33,6 +33,8 @@ import Testing
         #expect(MemoryLayout<elastic_hash>.size == 4128)
         #expect(ControlDispatcher.stopwatchCommand == 0xC030_4504)
         #expect(ControlDispatcher.hashCommand == 0xD020_4505)
+        #expect(MemoryLayout<elastic_attest>.size == 4080)
+        #expect(ControlDispatcher.attestCommand == 0xCFF0_4506)
     }
 
     @Test func clockReadingsAndValidation() throws {

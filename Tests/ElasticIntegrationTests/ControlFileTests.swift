@@ -1,3 +1,4 @@
+import ElasticSEV
 import Foundation
 import Testing
 
@@ -54,6 +55,27 @@ struct ControlFileTests {
             let r = try run("/usr/bin/env", ["python3", Env.scripts + "/ioctl_hammer.py", s.mountpoint, "8"])
             expectOK(r, "ioctl_hammer.py")
             #expect(try sh("echo still > '\(s.path("after"))' && cat '\(s.path("after"))'").stdout == "still\n")
+        }
+    }
+
+    @Test func attestationOnPlainLinuxAndOnTheSimulator() throws {
+        try MountedStore.with { s in
+            if !FileManager.default.fileExists(atPath: "/dev/sev-guest") {
+                let none = try run(Env.elastic, ["attest", "--report-data", "ab", "--mount", s.mountpoint])
+                #expect(none.status != 0 && none.stderr.contains("not available here"), "\(none.stderr)")
+            }
+            let state = s.dir + "/sim.json"
+            expectOK(try run(Env.elastic, ["simulator", "init", "--state", state]), "simulator")
+            try s.remount(options: ["platform=snp-simulator", "simulator_state=\(state)"])
+            let out = s.dir + "/report.bin"
+            let r = try run(Env.elastic, ["attest", "--report-data", "00112233", "--out", out, "--mount", s.mountpoint])
+            expectOK(r, "attest")
+            #expect(r.stderr.contains("SIMULATOR"))
+            let report = SNPReport(bytes: [UInt8](try Data(contentsOf: URL(fileURLWithPath: out))))
+            #expect(report.bytes.count == 1184)
+            #expect(Array(report.reportData.prefix(4)) == [0x00, 0x11, 0x22, 0x33])
+            let vcek = try SNPSimulator.load(state).state.vcek()
+            #expect(vcek.verify(report.signedBytes, r: report.signature.r, s: report.signature.s))
         }
     }
 }

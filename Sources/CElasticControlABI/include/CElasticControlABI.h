@@ -7,6 +7,7 @@ extern const unsigned int CElasticControlABI_IOC_RANDOM;
 extern const unsigned int CElasticControlABI_IOC_DERIVE;
 extern const unsigned int CElasticControlABI_IOC_STOPWATCH;
 extern const unsigned int CElasticControlABI_IOC_HASH;
+extern const unsigned int CElasticControlABI_IOC_ATTEST;
 
 /// ioctl(2) (variadic in C, so wrapped).
 int CElasticControlABI_ioctl(int fd, unsigned int cmd, void *arg);

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ElasticControl
+import ElasticSystem
 import Foundation
 
 /// Finds the mount: --mount, or the nearest ELASTIC mount above the current directory.
@@ -90,6 +91,36 @@ struct HashCommand: ParsableCommand {
             } ?? FileHandle.standardInput
             let digest = try mount.client().hash(alg) { [UInt8](input.readData(ofLength: 1 << 16)) }
             print(digest.map { String($0, radix: 16).leftPad(2) }.joined() + "  " + (file ?? "-"))
+        } catch { throw failure(error) }
+    }
+}
+
+/// `elastic attest --report-data HEX [--out FILE]`: a report carrying 64 bytes of your data.
+struct AttestCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "attest", abstract: "An attestation report (SEV-SNP) with your 64 bytes of report data.")
+    @OptionGroup var mount: MountOption
+    @Option(name: .customLong("report-data"), help: "Up to 64 bytes as hex (zero-padded).") var reportData: String = ""
+    @Option(name: .customLong("out"), help: "Write the binary report here (default: hex on stdout).") var out: String?
+    func run() throws {
+        do {
+            let chars = Array(reportData)
+            guard chars.count % 2 == 0, chars.count <= 128 else { throw CLIError("--report-data takes up to 128 hex digits") }
+            var data = try stride(from: 0, to: chars.count, by: 2).map { i -> UInt8 in
+                guard let b = UInt8(String(chars[i..<(i + 2)]), radix: 16) else { throw CLIError("--report-data is not hex") }
+                return b
+            }
+            data += [UInt8](repeating: 0, count: 64 - data.count)
+            let client = try mount.client()
+            let r: (platform: UInt32, report: [UInt8])
+            do { r = try client.attest(reportData: data) } catch let e as Errno where e == .notSupported {
+                throw CLIError("attestation is not available here: this is not an SEV-SNP guest (see elastic doctor)", .usage)
+            }
+            if r.platform == 2 { printError("WARNING: this report comes from the SEV-SNP SIMULATOR, not hardware") }
+            if let out {
+                guard FileManager.default.createFile(atPath: out, contents: Data(r.report)) else { throw CLIError("cannot write \(out)") }
+            } else {
+                print(r.report.map { String($0, radix: 16).leftPad(2) }.joined())
+            }
         } catch { throw failure(error) }
     }
 }

@@ -125,10 +125,28 @@ struct elastic_hash {
     uint8_t data[ELASTIC_HASH_CHUNK];
 };
 
+/* ---- Attestation ------------------------------------------------------------------------ */
+
+enum elastic_attest_platform { ELASTIC_PLATFORM_SEV_SNP = 1, ELASTIC_PLATFORM_SEV_SNP_SIMULATOR = 2 };
+#define ELASTIC_REPORT_MAX 4000u
+
+/* ELASTIC_IOC_ATTEST: a hardware attestation report carrying the caller's 64 bytes of report
+ * data (SEV-SNP: the 1184-byte ATTESTATION_REPORT, signed by the VCEK). EOPNOTSUPP where the
+ * platform has none (plain Linux). 4080 bytes. */
+struct elastic_attest {
+    uint32_t version;       /* in */
+    uint32_t platform;      /* out: enum elastic_attest_platform */
+    uint32_t report_length; /* out */
+    uint32_t reserved0;     /* zero */
+    uint8_t report_data[64];            /* in */
+    uint8_t report[ELASTIC_REPORT_MAX]; /* out: the first report_length bytes */
+};
+
 #define ELASTIC_IOC_CLOCK  _IOWR(ELASTIC_IOC_MAGIC, 1, struct elastic_clock)
 #define ELASTIC_IOC_RANDOM _IOWR(ELASTIC_IOC_MAGIC, 2, struct elastic_random)
 #define ELASTIC_IOC_DERIVE _IOWR(ELASTIC_IOC_MAGIC, 3, struct elastic_derive)
 #define ELASTIC_IOC_STOPWATCH _IOWR(ELASTIC_IOC_MAGIC, 4, struct elastic_stopwatch)
 #define ELASTIC_IOC_HASH   _IOWR(ELASTIC_IOC_MAGIC, 5, struct elastic_hash)
+#define ELASTIC_IOC_ATTEST _IOWR(ELASTIC_IOC_MAGIC, 6, struct elastic_attest)
 
 #endif /* ELASTIC_IOCTL_H */
