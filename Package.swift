@@ -86,6 +86,7 @@ let package = Package(
         .testTarget(
             name: "ElasticIntegrationTests",
             dependencies: ["ElasticSystem", "ElasticSEV", "ElasticFormat"],
+            exclude: ["Scripts"],
             swiftSettings: swiftSettings),
     ]
 )
