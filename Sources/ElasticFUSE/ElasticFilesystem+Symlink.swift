@@ -73,7 +73,7 @@ extension ElasticFilesystem {
         var backingTarget = Base64URL.encode(sealed)
         var longID: String? = nil
         if backingTarget.utf8.count > Self.maxBackingTarget {
-            let id = try Random.bytes(16).map { String($0, radix: 16).leftPadded2 }.joined()
+            let id = Hex.encode(try Random.bytes(16))
             let d = try longLinksDir()
             defer { Syscall.close(d) }
             hasLongLinks.store(true, ordering: .relaxed)
@@ -92,8 +92,4 @@ extension ElasticFilesystem {
         }
         return try register(parent: parent, backingName: b.name, stat: try Syscall.lstatat(parent.fd, b.name))
     }
-}
-
-extension String {
-    var leftPadded2: String { count >= 2 ? self : String(repeating: "0", count: 2 - count) + self }
 }

@@ -7,7 +7,7 @@ public enum KeyFile {
     /// Creates `path` with a fresh key (O_EXCL: never overwrites). Returns the key bytes.
     public static func create(at path: String) throws -> [UInt8] {
         var key = try Random.bytes(32)
-        var text = Array((key.map { String($0, radix: 16).leftPadded(2) }.joined() + "\n").utf8)
+        var text = Array((Hex.encode(key) + "\n").utf8)
         defer { secureWipe(&text) }
         let fd = try Syscall.openat(AT_FDCWD, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         defer { Syscall.close(fd) }
@@ -30,27 +30,8 @@ public enum KeyFile {
         }
         defer { secureWipe(&raw) }
         let trimmed = raw.filter { !($0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09) }
-        if trimmed.count == 64, let key = decodeHex(trimmed) { return key }
+        if trimmed.count == 64, let key = Hex.decode(trimmed) { return key }
         guard raw.count >= 32 else { throw FormatError.keySource("key file \(path) is too short (need 64 hex digits or 32+ bytes)") }
         return raw
-    }
-
-    static func decodeHex(_ s: [UInt8]) -> [UInt8]? {
-        func nib(_ c: UInt8) -> UInt8? {
-            switch c {
-            case 0x30...0x39: return c - 0x30
-            case 0x61...0x66: return c - 0x61 + 10
-            case 0x41...0x46: return c - 0x41 + 10
-            default: return nil
-            }
-        }
-        var out = [UInt8]()
-        var i = 0
-        while i + 1 < s.count {
-            guard let h = nib(s[i]), let l = nib(s[i + 1]) else { return nil }
-            out.append(h << 4 | l)
-            i += 2
-        }
-        return out
     }
 }

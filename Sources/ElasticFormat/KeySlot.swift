@@ -37,7 +37,7 @@ public struct KeySlot: Equatable, Sendable {
     /// nonce ‖ wrapped master key ‖ tag.
     public var wrapped: [UInt8]
 
-    public var idHex: String { id.map { String($0, radix: 16).leftPadded(2) }.joined() }
+    public var idHex: String { Hex.encode(id) }
 
     func encodeParams() -> [UInt8] {
         var w = ByteWriter()
@@ -88,9 +88,6 @@ public struct KeySlot: Equatable, Sendable {
     }
 }
 
-extension String {
-    func leftPadded(_ n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
-}
 
 /// The MSG_KEY_REQ parameters an SNP slot was sealed with, recorded so the same key is derived
 /// again at mount; plus the launch measurement and policy seen at sealing (not secret: the host

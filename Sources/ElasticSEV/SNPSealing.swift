@@ -30,7 +30,7 @@ public enum SNPSealing {
         let fields = GuestFieldSelect(rawValue: p.fields)
         let report = try guest.report(reportData: Array(repeating: 0, count: 64), vmpl: p.vmpl)
         if fields.contains(.measurement) && report.measurement != p.measurement {
-            throw SEVError.invalidRequest("launch measurement differs: sealed for \(hex(p.measurement.prefix(8)))…, this VM has \(hex(report.measurement.prefix(8)))…")
+            throw SEVError.invalidRequest("launch measurement differs: sealed for \(Hex.encode(p.measurement.prefix(8)))…, this VM has \(Hex.encode(report.measurement.prefix(8)))…")
         }
         if fields.contains(.guestPolicy) && report.policy != p.policy {
             throw SEVError.invalidRequest("guest policy differs: sealed for 0x\(String(p.policy, radix: 16)), this VM has 0x\(String(report.policy, radix: 16))")
@@ -41,6 +41,4 @@ public enum SNPSealing {
         let key = try guest.derivedKey(request(p))
         return key.withUnsafeBytes { Array($0) }
     }
-
-    static func hex<S: Sequence>(_ b: S) -> String where S.Element == UInt8 { b.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined() }
 }

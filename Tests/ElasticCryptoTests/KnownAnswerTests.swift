@@ -84,3 +84,13 @@ func key(_ bytes: [UInt8]) -> SecureBytes {
         #expect(k != key([0x41, 0x42, 0x43, 0x45]))
     }
 }
+
+@Suite struct HexTests {
+    @Test func encodeDecode() {
+        #expect(Hex.encode([0x00, 0x0f, 0xa5, 0xff]) == "000fa5ff")
+        #expect(Hex.decode("000FA5ff") == [0x00, 0x0f, 0xa5, 0xff])
+        #expect(Hex.decode("abc") == nil)
+        #expect(Hex.decode("zz") == nil)
+        #expect(Hex.decode("") == [])
+    }
+}

@@ -1,3 +1,4 @@
+import ElasticCrypto
 import ElasticFormat
 import ElasticSEV
 import Foundation
@@ -6,7 +7,7 @@ import Testing
 /// SEV-SNP sealed key slots through the real binaries, on the SNP simulator.
 @Suite(.enabled(if: Env.canMount, "needs root and /dev/fuse"))
 struct SealedStoreTests {
-    func hex(_ b: [UInt8]) -> String { b.map { String(format: "%02x", $0) }.joined() }
+    func hex(_ b: [UInt8]) -> String { Hex.encode(b) }
 
     @Test func sealedStoreLifecycle() throws {
         let dir = try sh("mktemp -d /tmp/elastic-test.XXXXXX").stdout.trimmingCharacters(in: .whitespacesAndNewlines)

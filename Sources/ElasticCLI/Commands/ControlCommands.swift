@@ -1,5 +1,6 @@
 import ArgumentParser
 import ElasticControl
+import ElasticCrypto
 import ElasticSystem
 import Foundation
 
@@ -26,7 +27,8 @@ struct TimeCommand: ParsableCommand {
         do {
             guard let c = ControlClient.Clock.allCases.first(where: { "\($0)" == clock }) else { throw CLIError("unknown clock \(clock)") }
             let r = try mount.client().clock(c)
-            let ns = String(r.nanoseconds).leftPad(9)
+            let digits = String(r.nanoseconds)
+            let ns = String(repeating: "0", count: max(0, 9 - digits.count)) + digits
             if json {
                 let obj: [String: Any] = ["clock": clock, "seconds": r.seconds, "nanoseconds": r.nanoseconds, "resolution_ns": r.resolutionNanoseconds,
                                           "trusted": r.trusted, "source": r.source, "utc_offset": r.utcOffset, "timezone": r.timezone]
@@ -48,7 +50,7 @@ struct RandomCommand: ParsableCommand {
         do {
             guard count > 0, count <= 1 << 20 else { throw CLIError("count must be 1..1048576") }
             let bytes = try mount.client().random(count)
-            if hex { print(bytes.map { String($0, radix: 16).leftPad(2) }.joined()) } else { FileHandle.standardOutput.write(Data(bytes)) }
+            if hex { print(Hex.encode(bytes)) } else { FileHandle.standardOutput.write(Data(bytes)) }
         } catch { throw failure(error) }
     }
 }
@@ -66,14 +68,10 @@ struct KeyCommand: ParsableCommand {
         func run() throws {
             do {
                 let key = try mount.client().derive(label: Array(label.utf8), length: length)
-                if hex { print(key.map { String($0, radix: 16).leftPad(2) }.joined()) } else { FileHandle.standardOutput.write(Data(key)) }
+                if hex { print(Hex.encode(key)) } else { FileHandle.standardOutput.write(Data(key)) }
             } catch { throw failure(error) }
         }
     }
-}
-
-extension String {
-    func leftPad(_ n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
 }
 
 /// `elastic hash [--algorithm sha256|sha384|sha512] [FILE]` (stdin without FILE), streamed.
@@ -90,7 +88,7 @@ struct HashCommand: ParsableCommand {
                 return h
             } ?? FileHandle.standardInput
             let digest = try mount.client().hash(alg) { [UInt8](input.readData(ofLength: 1 << 16)) }
-            print(digest.map { String($0, radix: 16).leftPad(2) }.joined() + "  " + (file ?? "-"))
+            print(Hex.encode(digest) + "  " + (file ?? "-"))
         } catch { throw failure(error) }
     }
 }
@@ -103,12 +101,7 @@ struct AttestCommand: ParsableCommand {
     @Option(name: .customLong("out"), help: "Write the binary report here (default: hex on stdout).") var out: String?
     func run() throws {
         do {
-            let chars = Array(reportData)
-            guard chars.count % 2 == 0, chars.count <= 128 else { throw CLIError("--report-data takes up to 128 hex digits") }
-            var data = try stride(from: 0, to: chars.count, by: 2).map { i -> UInt8 in
-                guard let b = UInt8(String(chars[i..<(i + 2)]), radix: 16) else { throw CLIError("--report-data is not hex") }
-                return b
-            }
+            guard reportData.count <= 128, var data = Hex.decode(reportData) else { throw CLIError("--report-data takes up to 128 hex digits") }
             data += [UInt8](repeating: 0, count: 64 - data.count)
             let client = try mount.client()
             let r: (platform: UInt32, report: [UInt8])
@@ -119,7 +112,7 @@ struct AttestCommand: ParsableCommand {
             if let out {
                 guard FileManager.default.createFile(atPath: out, contents: Data(r.report)) else { throw CLIError("cannot write \(out)") }
             } else {
-                print(r.report.map { String($0, radix: 16).leftPad(2) }.joined())
+                print(Hex.encode(r.report))
             }
         } catch { throw failure(error) }
     }

@@ -43,12 +43,8 @@ struct SimulatorCommand: ParsableCommand {
             return v
         }
         static func hex(_ s: String, _ n: Int) throws -> [UInt8] {
-            let chars = Array(s)
-            guard chars.count == 2 * n else { throw CLIError("need \(2 * n) hex digits") }
-            return try stride(from: 0, to: chars.count, by: 2).map {
-                guard let b = UInt8(String(chars[$0..<($0 + 2)]), radix: 16) else { throw CLIError("not hex: \(s)") }
-                return b
-            }
+            guard let b = Hex.decode(s), b.count == n else { throw CLIError("need \(2 * n) hex digits") }
+            return b
         }
     }
 
