@@ -47,10 +47,10 @@ let package = Package(
             dependencies: ["ElasticCrypto", "ElasticSystem"],
             swiftSettings: swiftSettings),
 
-        // Control protocol: the ioctl dispatcher (clock, random, derive) and its client. No FUSE.
+        // Control protocol: the ioctl dispatcher (clock, crypto, key store, attestation) and its client. No FUSE.
         .target(
             name: "ElasticControl",
-            dependencies: ["CElasticControlABI", "ElasticCrypto", "ElasticSystem"],
+            dependencies: ["CElasticControlABI", "ElasticCrypto", "ElasticSystem", "ElasticFormat"],
             swiftSettings: swiftSettings),
 
         // FUSE frontend: the only layer that speaks errno to the kernel.

@@ -9,6 +9,8 @@ _Static_assert(sizeof(struct elastic_derive) == 352, "elastic_derive");
 _Static_assert(sizeof(struct elastic_stopwatch) == 48, "elastic_stopwatch");
 _Static_assert(sizeof(struct elastic_hash) == 4128, "elastic_hash");
 _Static_assert(sizeof(struct elastic_attest) == 4080, "elastic_attest");
+_Static_assert(sizeof(struct elastic_key) == 4208, "elastic_key");
+_Static_assert(sizeof(struct elastic_keyop) == 4208, "elastic_keyop");
 
 const unsigned int CElasticControlABI_IOC_CLOCK = ELASTIC_IOC_CLOCK;
 const unsigned int CElasticControlABI_IOC_RANDOM = ELASTIC_IOC_RANDOM;
@@ -16,6 +18,8 @@ const unsigned int CElasticControlABI_IOC_DERIVE = ELASTIC_IOC_DERIVE;
 const unsigned int CElasticControlABI_IOC_STOPWATCH = ELASTIC_IOC_STOPWATCH;
 const unsigned int CElasticControlABI_IOC_HASH = ELASTIC_IOC_HASH;
 const unsigned int CElasticControlABI_IOC_ATTEST = ELASTIC_IOC_ATTEST;
+const unsigned int CElasticControlABI_IOC_KEY = ELASTIC_IOC_KEY;
+const unsigned int CElasticControlABI_IOC_KEYOP = ELASTIC_IOC_KEYOP;
 
 #include <sys/ioctl.h>
 int CElasticControlABI_ioctl(int fd, unsigned int cmd, void *arg) { return ioctl(fd, cmd, arg); }

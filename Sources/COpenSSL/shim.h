@@ -11,6 +11,10 @@
 #include <openssl/sha.h>
 #include <openssl/ec.h>
 #include <openssl/bn.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/rsa.h>
+#include <openssl/bio.h>
 
 /// OPENSSL_cleanse through a plain function (keeps call sites uniform).
 static inline void COpenSSL_cleanse(void *p, size_t n) { OPENSSL_cleanse(p, n); }

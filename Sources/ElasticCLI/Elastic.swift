@@ -10,7 +10,7 @@ struct Elastic: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "elastic",
         abstract: "ELASTIC: encrypted storage for confidential VMs.",
-        subcommands: [InitCommand.self, SlotCommand.self, TimeCommand.self, RandomCommand.self, HashCommand.self, KeyCommand.self, AttestCommand.self, DoctorCommand.self, SimulatorCommand.self])
+        subcommands: [InitCommand.self, SlotCommand.self, TimeCommand.self, RandomCommand.self, HashCommand.self, KeyCommand.self, EncryptCommand.self, DecryptCommand.self, SignCommand.self, VerifyCommand.self, HMACCommand.self, AttestCommand.self, DoctorCommand.self, SimulatorCommand.self])
 }
 
 /// Prints `error: …` and exits with the documented code.

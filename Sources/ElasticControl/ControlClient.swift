@@ -23,7 +23,7 @@ public final class ControlClient {
     static func findMount() throws -> String {
         var buf = [CChar](repeating: 0, count: 4096)
         guard getcwd(&buf, buf.count) != nil else { throw Errno(rawValue: errno) }
-        var dir = String(cString: buf)
+        var dir = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         while true {
             var st = stat()
             if lstat(dir + "/" + ELASTIC_CONTROL_NAME, &st) == 0 && st.st_ino == 2 { return dir }

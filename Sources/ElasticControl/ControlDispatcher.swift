@@ -1,5 +1,6 @@
 import CElasticControlABI
 import ElasticCrypto
+import ElasticFormat
 import Glibc
 
 /// Errors of the control protocol; the FUSE layer maps them to errno.
@@ -16,6 +17,22 @@ public enum ControlError: Error, Equatable {
     case notAvailable
     /// The platform's attestation failed (EIO); the daemon logs why.
     case platformFailure(String)
+    /// No key of that name (ENOENT).
+    case notFound
+    /// The key name is taken (EEXIST).
+    case exists
+    /// Another uid's key (EACCES).
+    case accessDenied
+    /// The key was not made exportable (EPERM).
+    case notExportable
+    /// The mount is read-only (EROFS).
+    case readOnly
+    /// The key store is full (ENOSPC).
+    case full
+    /// A signature or an encrypted segment did not verify (EBADMSG).
+    case verificationFailed
+    /// The key store could not be read or written (EIO); the daemon logs why.
+    case storageFailure(String)
 }
 
 /// Produces attestation reports for the control file (SEV-SNP device or simulator).
@@ -53,16 +70,22 @@ public final class ControlDispatcher: Sendable {
     public static let stopwatchCommand = UInt32(CElasticControlABI_IOC_STOPWATCH)
     public static let hashCommand = UInt32(CElasticControlABI_IOC_HASH)
     public static let attestCommand = UInt32(CElasticControlABI_IOC_ATTEST)
+    public static let keyCommand = UInt32(CElasticControlABI_IOC_KEY)
+    public static let keyOperationCommand = UInt32(CElasticControlABI_IOC_KEYOP)
     let handles = HandleTable(perProcess: Int(ELASTIC_HANDLES_PER_PROCESS))
     let attestation: (any AttestationProvider)?
 
     let deriveRoot: SecureBytes
     let time: TimePlatform
+    let keys: KeyStore
 
     /// `master` is the store's master key; only a subkey of it (label
-    /// `elastic/v1/control/derive-root`) is kept, separate from every filesystem key.
-    public init(master: SecureBytes, time: TimePlatform, attestation: (any AttestationProvider)? = nil) throws {
+    /// `elastic/v1/control/derive-root`) is kept, separate from every filesystem key. The key
+    /// store is loaded from `keyStore` (and never written on a read-only mount).
+    public init(master: SecureBytes, keyStore: KeyStoreFile, readOnly: Bool = false, time: TimePlatform,
+                attestation: (any AttestationProvider)? = nil) throws {
         deriveRoot = try KDF.hkdfSHA256(ikm: master, salt: [], info: Array("elastic/v1/control/derive-root".utf8), length: 32)
+        keys = try KeyStore(file: keyStore, readOnly: readOnly)
         self.time = time
         self.attestation = attestation
     }
@@ -76,6 +99,8 @@ public final class ControlDispatcher: Sendable {
         case stopwatchCommand: return MemoryLayout<elastic_stopwatch>.size
         case hashCommand: return MemoryLayout<elastic_hash>.size
         case attestCommand: return MemoryLayout<elastic_attest>.size
+        case keyCommand: return MemoryLayout<elastic_key>.size
+        case keyOperationCommand: return MemoryLayout<elastic_keyop>.size
         default: return nil
         }
     }
@@ -107,6 +132,16 @@ public final class ControlDispatcher: Sendable {
             var r = input.loadUnaligned(as: elastic_hash.self)
             try hash(&r, caller)
             output.storeBytes(of: r, as: elastic_hash.self)
+        case Self.keyCommand:
+            var r = input.loadUnaligned(as: elastic_key.self)
+            defer { withUnsafeMutableBytes(of: &r) { secureWipe($0) } }
+            try key(&r, caller)
+            output.storeBytes(of: r, as: elastic_key.self)
+        case Self.keyOperationCommand:
+            var r = input.loadUnaligned(as: elastic_keyop.self)
+            defer { withUnsafeMutableBytes(of: &r) { secureWipe($0) } }
+            try keyOperation(&r, caller)
+            output.storeBytes(of: r, as: elastic_keyop.self)
         default:
             var r = input.loadUnaligned(as: elastic_derive.self)
             defer { withUnsafeMutableBytes(of: &r) { secureWipe($0) } }

@@ -2,14 +2,16 @@ import ElasticCrypto
 import Glibc
 import Synchronization
 
-/// Stopwatches and hash streams, by random 64-bit handle, owned by the process that opened them.
+/// Stopwatches, hash streams and key operations, by random 64-bit handle, owned by the process that opened them.
 /// A missing, closed or foreign handle is `.badHandle` (EBADF); a process may hold at most
 /// `perProcess` handles, and handles of processes that have exited are reclaimed.
 final class HandleTable: Sendable {
-    /// What a handle refers to. The digest is only touched under the table lock.
+    /// What a handle refers to. The streams are only touched under the table lock.
     enum Object: @unchecked Sendable {
         case stopwatch(startNanoseconds: UInt64)
         case hash(Digest)
+        case aead(AEADStream, sealing: Bool)
+        case signature(SignatureStream, verifying: Bool)
     }
 
     struct Entry {

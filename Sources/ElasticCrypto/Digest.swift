@@ -9,13 +9,16 @@ public final class Digest {
     public init(_ algorithm: Algorithm) throws {
         guard let ctx = EVP_MD_CTX_new() else { throw CryptoError.drain("EVP_MD_CTX_new") }
         self.ctx = ctx
-        let md: OpaquePointer?
+        size = Int(EVP_MD_get_size(Self.md(algorithm)))
+        guard EVP_DigestInit_ex2(ctx, Self.md(algorithm), nil) == 1 else { throw CryptoError.drain("EVP_DigestInit_ex2") }
+    }
+
+    static func md(_ algorithm: Algorithm) -> OpaquePointer? {
         switch algorithm {
-        case .sha256: md = EVP_sha256(); size = 32
-        case .sha384: md = EVP_sha384(); size = 48
-        case .sha512: md = EVP_sha512(); size = 64
+        case .sha256: return EVP_sha256()
+        case .sha384: return EVP_sha384()
+        case .sha512: return EVP_sha512()
         }
-        guard EVP_DigestInit_ex2(ctx, md, nil) == 1 else { throw CryptoError.drain("EVP_DigestInit_ex2") }
     }
 
     deinit { EVP_MD_CTX_free(ctx) }

@@ -1,59 +1,36 @@
 import COpenSSL
 
-/// An ECDSA P-384 key with SHA-384 signatures (the SEV-SNP report signature scheme), through
-/// OpenSSL's EVP interface. Signatures are returned as fixed-size big-endian R and S (48 bytes each).
+/// An ECDSA P-384 key with SHA-384 signatures (the SEV-SNP report signature scheme). Signatures
+/// are fixed-size big-endian R and S (48 bytes each), as in the SNP report.
 public final class ECDSAP384: @unchecked Sendable {
-    let pkey: OpaquePointer
+    let key: AsymmetricKey
 
-    init(pkey: OpaquePointer) { self.pkey = pkey }
-    deinit { EVP_PKEY_free(pkey) }
+    init(key: AsymmetricKey) throws {
+        guard key.kind == .ecP384 else { throw CryptoError.unsupportedKey("not a P-384 key") }
+        self.key = key
+    }
 
     /// A fresh key pair.
-    public static func generate() throws -> ECDSAP384 {
-        guard let ctx = EVP_PKEY_CTX_new_from_name(nil, "EC", nil) else { throw CryptoError.drain("EVP_PKEY_CTX_new_from_name(EC)") }
-        defer { EVP_PKEY_CTX_free(ctx) }
-        var key: OpaquePointer? = nil
-        guard EVP_PKEY_keygen_init(ctx) == 1, EVP_PKEY_CTX_set_group_name(ctx, "P-384") == 1, EVP_PKEY_generate(ctx, &key) == 1, let key else {
-            throw CryptoError.drain("P-384 key generation")
-        }
-        return ECDSAP384(pkey: key)
-    }
+    public static func generate() throws -> ECDSAP384 { try ECDSAP384(key: try AsymmetricKey.generate(.ecP384)) }
 
     /// A key from its DER (PKCS#8 or traditional) private-key encoding.
     public convenience init(privateKeyDER der: [UInt8]) throws {
-        let key: OpaquePointer? = der.withUnsafeBufferPointer { b in
-            var p: UnsafePointer<UInt8>? = b.baseAddress
-            return d2i_AutoPrivateKey(nil, &p, b.count)
-        }
-        guard let key else { throw CryptoError.drain("d2i_AutoPrivateKey") }
-        self.init(pkey: key)
+        try self.init(key: try der.withUnsafeBytes { try AsymmetricKey(privateKey: $0) })
     }
 
     /// The DER private key (for the simulator's state file only).
     public var privateKeyDER: [UInt8] {
-        let n = i2d_PrivateKey(pkey, nil)
-        guard n > 0 else { return [] }
-        var out = [UInt8](repeating: 0, count: Int(n))
-        out.withUnsafeMutableBufferPointer { b in
-            var p: UnsafeMutablePointer<UInt8>? = b.baseAddress
-            _ = i2d_PrivateKey(pkey, &p)
-        }
-        return out
+        (try? key.privateKeyDER().withUnsafeBytes { Array($0) }) ?? []
     }
 
     /// ECDSA-SHA-384 over `message`: (R, S), 48 bytes each, big-endian.
     public func sign(_ message: [UInt8]) throws -> (r: [UInt8], s: [UInt8]) {
-        guard let md = EVP_MD_CTX_new() else { throw CryptoError.drain("EVP_MD_CTX_new") }
-        defer { EVP_MD_CTX_free(md) }
-        var der = [UInt8](repeating: 0, count: 128)
-        var len = der.count
-        let ok = message.withUnsafeBufferPointer { m in
-            EVP_DigestSignInit(md, nil, EVP_sha384(), nil, pkey) == 1 && EVP_DigestSign(md, &der, &len, m.baseAddress, m.count) == 1
-        }
-        guard ok else { throw CryptoError.drain("ECDSA sign") }
+        let stream = try SignatureStream(key: key, scheme: .ecdsa, digest: .sha384, verifying: false)
+        try message.withUnsafeBytes { try stream.update($0) }
+        let der = try stream.sign()
         let sig: OpaquePointer? = der.withUnsafeBufferPointer { b in
             var p: UnsafePointer<UInt8>? = b.baseAddress
-            return d2i_ECDSA_SIG(nil, &p, len)
+            return d2i_ECDSA_SIG(nil, &p, b.count)
         }
         guard let sig else { throw CryptoError.drain("d2i_ECDSA_SIG") }
         defer { ECDSA_SIG_free(sig) }
@@ -75,12 +52,8 @@ public final class ECDSAP384: @unchecked Sendable {
             var p: UnsafeMutablePointer<UInt8>? = b.baseAddress
             return i2d_ECDSA_SIG(sig, &p)
         }
-        guard n > 0, let md = EVP_MD_CTX_new() else { return false }
-        defer { EVP_MD_CTX_free(md) }
-        let ok = message.withUnsafeBufferPointer { m in
-            EVP_DigestVerifyInit(md, nil, EVP_sha384(), nil, pkey) == 1 && EVP_DigestVerify(md, der, Int(n), m.baseAddress, m.count) == 1
-        }
-        ERR_clear_error()
-        return ok
+        guard n > 0, let stream = try? SignatureStream(key: key, scheme: .ecdsa, digest: .sha384, verifying: true),
+              (try? message.withUnsafeBytes({ try stream.update($0) })) != nil else { return false }
+        return (try? stream.verify(Array(der.prefix(Int(n))))) ?? false
     }
 }

@@ -8,12 +8,18 @@ public enum CryptoError: Error, Equatable, CustomStringConvertible {
     case openSSL(String)
     /// A key or input of the wrong length.
     case invalidLength(expected: Int, got: Int)
+    /// A key of an algorithm, size or encoding ELASTIC does not take.
+    case unsupportedKey(String)
+    /// More input than an operation buffers (Ed25519 signs its whole message at once).
+    case inputTooLarge(limit: Int)
 
     public var description: String {
         switch self {
         case .authenticationFailure: return "authentication failed"
         case .openSSL(let s): return "OpenSSL: \(s)"
         case .invalidLength(let e, let g): return "invalid length: expected \(e), got \(g)"
+        case .unsupportedKey(let why): return "unsupported key: \(why)"
+        case .inputTooLarge(let limit): return "input larger than \(limit) bytes"
         }
     }
 

@@ -56,7 +56,8 @@ public final class ElasticFilesystem: @unchecked Sendable {
                 cacheTimeout: Double = 1.0, parallelCrypto: Bool = true, time: TimePlatform = TimePlatform(secureTSC: false),
                 attestation: (any AttestationProvider)? = nil) throws {
         self.store = store
-        control = try ControlDispatcher(master: store.master, time: time, attestation: attestation)
+        control = try ControlDispatcher(master: store.master, keyStore: KeyStoreFile(backing: store.backing, keys: store.keys),
+                                        readOnly: readOnly, time: time, attestation: attestation)
         self.cacheTimeout = cacheTimeout
         helper = parallelCrypto ? CryptoHelper() : nil
         self.logger = logger

@@ -276,6 +276,23 @@ enum Operations {
         } catch .platformFailure(let why) {
             f.logger.error("attestation failed", metadata: ["error": "\(why)"])
             fuse_reply_err(req, EIO)
+        } catch .storageFailure(let why) {
+            f.logger.error("key store failure", metadata: ["error": "\(why)"])
+            fuse_reply_err(req, EIO)
+        } catch .notFound {
+            fuse_reply_err(req, ENOENT)
+        } catch .exists {
+            fuse_reply_err(req, EEXIST)
+        } catch .accessDenied {
+            fuse_reply_err(req, EACCES)
+        } catch .notExportable {
+            fuse_reply_err(req, EPERM)
+        } catch .readOnly {
+            fuse_reply_err(req, EROFS)
+        } catch .full {
+            fuse_reply_err(req, ENOSPC)
+        } catch .verificationFailed {
+            fuse_reply_err(req, EBADMSG)
         } catch {
             fuse_reply_err(req, EINVAL)
         }
@@ -289,7 +306,7 @@ enum Operations {
         } else if v.count > size {
             fuse_reply_err(req, ERANGE)
         } else {
-            v.withUnsafeBytes { fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+            _ = v.withUnsafeBytes { fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
         }
     }
 }

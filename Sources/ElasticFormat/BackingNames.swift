@@ -7,6 +7,8 @@ import ElasticCrypto
 public enum BackingNames {
     /// Store configuration, at the root of BACKING.
     public static let config = "elastic.conf"
+    /// The control file's key store, sealed (KeyStoreFile).
+    public static let keyStore = "elastic.keys"
     /// 16 random bytes in every backing directory: the associated data of its names' encryption.
     public static let dirIV = "elastic.diriv"
     public static let dirIVSize = 16

@@ -11,6 +11,13 @@ public enum ElasticExitCode: Int32, Sendable {
     case wrongKey = 12
     /// The key file or passphrase could not be read.
     case keySource = 13
+    /// The mount's control file refused the request (no such key, another user's key, bad
+    /// argument, read-only mount...); the message names the reason.
+    case controlRefused = 20
+    /// The service does not exist on this platform (attestation on plain Linux).
+    case notAvailable = 21
+    /// A signature did not verify, or encrypted data was altered, reordered or cut off.
+    case verificationFailed = 22
     /// Mounting failed (mount point, FUSE, permissions).
     case mountFailed = 32
 

@@ -68,7 +68,9 @@ public final class SNPSimulator: SEVGuestTransport {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try enc.encode(state)
-        FileManager.default.createFile(atPath: stateFile, contents: data, attributes: [.posixPermissions: 0o600])
+        guard FileManager.default.createFile(atPath: stateFile, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw SEVError.invalidRequest("cannot write the simulator state \(stateFile)")
+        }
     }
 
     /// Changes the launch state (a new image, policy, TCB, ...) and persists it.

@@ -169,6 +169,7 @@ public enum Syscall {
             throw error
         }
         try renameat2(dirfd, tmp, dirfd, name, 0)
+        try fsync(dirfd, dataOnly: false)  // the rename itself must reach the disk
     }
 }
 

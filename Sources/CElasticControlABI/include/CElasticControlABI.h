@@ -8,6 +8,8 @@ extern const unsigned int CElasticControlABI_IOC_DERIVE;
 extern const unsigned int CElasticControlABI_IOC_STOPWATCH;
 extern const unsigned int CElasticControlABI_IOC_HASH;
 extern const unsigned int CElasticControlABI_IOC_ATTEST;
+extern const unsigned int CElasticControlABI_IOC_KEY;
+extern const unsigned int CElasticControlABI_IOC_KEYOP;
 
 /// ioctl(2) (variadic in C, so wrapped).
 int CElasticControlABI_ioctl(int fd, unsigned int cmd, void *arg);

@@ -36,7 +36,7 @@ struct TimeCommand: ParsableCommand {
             } else {
                 print("\(clock) \(r.seconds).\(ns) resolution=\(r.resolutionNanoseconds)ns source=\(r.source) \(r.trusted ? "trusted" : "host-influenced") tz=\(r.timezone)\(r.utcOffset >= 0 ? "+" : "")\(r.utcOffset)s")
             }
-        } catch { throw failure(error) }
+        } catch { throw controlFailure(error) }
     }
 }
 
@@ -51,13 +51,15 @@ struct RandomCommand: ParsableCommand {
             guard count > 0, count <= 1 << 20 else { throw CLIError("count must be 1..1048576") }
             let bytes = try mount.client().random(count)
             if hex { print(Hex.encode(bytes)) } else { FileHandle.standardOutput.write(Data(bytes)) }
-        } catch { throw failure(error) }
+        } catch { throw controlFailure(error) }
     }
 }
 
-/// `elastic key derive LABEL [--length N] [--hex]`
+/// `elastic key derive|create|import|list|info|public|export|delete`
 struct KeyCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "key", abstract: "Keys from the store's sealed master key.", subcommands: [Derive.self])
+    static let configuration = CommandConfiguration(
+        commandName: "key", abstract: "Derived keys, and the named keys kept sealed in the store.",
+        subcommands: [Derive.self, Create.self, Import.self, List.self, Info.self, Public.self, Export.self, Delete.self])
 
     struct Derive: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "A key bound to LABEL and your uid: the same across remounts and reboots.")
@@ -69,7 +71,7 @@ struct KeyCommand: ParsableCommand {
             do {
                 let key = try mount.client().derive(label: Array(label.utf8), length: length)
                 if hex { print(Hex.encode(key)) } else { FileHandle.standardOutput.write(Data(key)) }
-            } catch { throw failure(error) }
+            } catch { throw controlFailure(error) }
         }
     }
 }
@@ -89,7 +91,7 @@ struct HashCommand: ParsableCommand {
             } ?? FileHandle.standardInput
             let digest = try mount.client().hash(alg) { [UInt8](input.readData(ofLength: 1 << 16)) }
             print(Hex.encode(digest) + "  " + (file ?? "-"))
-        } catch { throw failure(error) }
+        } catch { throw controlFailure(error) }
     }
 }
 
@@ -106,7 +108,7 @@ struct AttestCommand: ParsableCommand {
             let client = try mount.client()
             let r: (platform: UInt32, report: [UInt8])
             do { r = try client.attest(reportData: data) } catch let e as Errno where e == .notSupported {
-                throw CLIError("attestation is not available here: this is not an SEV-SNP guest (see elastic doctor)", .usage)
+                throw CLIError("attestation is not available here: this is not an SEV-SNP guest (see elastic doctor)", .notAvailable)
             }
             if r.platform == 2 { printError("WARNING: this report comes from the SEV-SNP SIMULATOR, not hardware") }
             if let out {
@@ -114,6 +116,6 @@ struct AttestCommand: ParsableCommand {
             } else {
                 print(Hex.encode(r.report))
             }
-        } catch { throw failure(error) }
+        } catch { throw controlFailure(error) }
     }
 }

@@ -142,11 +142,115 @@ struct elastic_attest {
     uint8_t report[ELASTIC_REPORT_MAX]; /* out: the first report_length bytes */
 };
 
+/* ---- Key store -------------------------------------------------------------------------- */
+/* Named keys kept inside the store (encrypted under the store's master key, in no file of the
+ * mounted tree). A key belongs to the uid that made it: other uids get EACCES (root excepted)
+ * and do not see it in LIST. Names are 1..63 bytes of [A-Za-z0-9._-], unique per store. */
+
+#define ELASTIC_KEY_NAME_MAX 64u /* with the terminating NUL */
+#define ELASTIC_KEY_DATA_MAX 4096u
+
+enum elastic_key_type {
+    ELASTIC_KEY_AES256 = 1,      /* AES-256-GCM (streamed, see elastic_keyop) */
+    ELASTIC_KEY_HMAC_SHA256 = 2, /* HMAC-SHA-256; 32 bytes when created, 16..64 when imported */
+    ELASTIC_KEY_RSA = 3,         /* 2048..4096 bits, e = 65537 when created */
+    ELASTIC_KEY_EC_P256 = 4,     /* ECDSA */
+    ELASTIC_KEY_EC_P384 = 5,     /* ECDSA */
+    ELASTIC_KEY_ED25519 = 6,
+};
+
+#define ELASTIC_KEY_EXPORTABLE (1u << 0) /* EXPORT may return the private or secret key */
+
+enum elastic_key_op {
+    ELASTIC_KEY_CREATE = 1, /* in: name, type, bits (RSA only), flags */
+    ELASTIC_KEY_IMPORT = 2, /* in: name, type, flags, length, data: raw secret (AES: 32 bytes,
+                             * HMAC: 16..64) or an unencrypted private key, PEM or DER */
+    ELASTIC_KEY_INFO = 3,   /* in: name; out: type, bits, flags, owner, created */
+    ELASTIC_KEY_LIST = 4,   /* in: index; out: name and the INFO fields of the index-th key the
+                             * caller may see (in name order); ENOENT past the last */
+    ELASTIC_KEY_PUBLIC = 5, /* in: name; out: length, data: the public key as PEM (asymmetric keys) */
+    ELASTIC_KEY_EXPORT = 6, /* in: name; out: length, data: PKCS#8 PEM or the raw secret; EPERM
+                             * unless the key was made ELASTIC_KEY_EXPORTABLE */
+    ELASTIC_KEY_DELETE = 7, /* in: name */
+};
+
+/* ELASTIC_IOC_KEY: manage the key store. Errors: ENOENT no such key, EEXIST name taken, EACCES
+ * another uid's key, EPERM not exportable, EROFS read-only mount, ENOSPC store full. 4208 bytes. */
+struct elastic_key {
+    uint32_t version;  /* in */
+    uint32_t op;       /* in: enum elastic_key_op */
+    uint32_t type;     /* in on CREATE/IMPORT, out on INFO/LIST: enum elastic_key_type */
+    uint32_t flags;    /* in on CREATE/IMPORT, out on INFO/LIST: ELASTIC_KEY_EXPORTABLE */
+    uint32_t bits;     /* in on CREATE of RSA; out on INFO/LIST: key size in bits */
+    uint32_t owner;    /* out on INFO/LIST: the uid the key belongs to */
+    uint32_t index;    /* in on LIST */
+    uint32_t length;   /* in on IMPORT, out on PUBLIC/EXPORT: bytes of data */
+    uint64_t created;  /* out on INFO/LIST: seconds since the epoch */
+    uint64_t reserved; /* zero */
+    char name[ELASTIC_KEY_NAME_MAX]; /* in (out on LIST), NUL-terminated, zero-padded */
+    uint8_t data[ELASTIC_KEY_DATA_MAX];
+};
+
+/* ---- Operations with stored keys (streamed) --------------------------------------------- */
+
+enum elastic_keyop_operation {
+    ELASTIC_OP_ENCRYPT = 1, /* AES-256 key: the STREAM construction over AES-256-GCM */
+    ELASTIC_OP_DECRYPT = 2,
+    ELASTIC_OP_SIGN = 3,    /* RSA, EC or Ed25519 key */
+    ELASTIC_OP_VERIFY = 4,
+    ELASTIC_OP_HMAC = 5,    /* HMAC-SHA-256 key */
+};
+
+enum elastic_sign_scheme {
+    ELASTIC_SIGN_DEFAULT = 0,   /* RSA: PSS; EC: ECDSA; Ed25519: Ed25519 */
+    ELASTIC_SIGN_RSA_PSS = 1,   /* MGF1 with the message digest, salt length = digest length */
+    ELASTIC_SIGN_RSA_PKCS1 = 2, /* PKCS #1 v1.5 */
+    ELASTIC_SIGN_ECDSA = 3,     /* DER-encoded (r, s) */
+    ELASTIC_SIGN_ED25519 = 4,   /* pure Ed25519; the message is buffered, at most 1 MiB */
+};
+
+enum elastic_keyop_step {
+    ELASTIC_STEP_INIT = 1,   /* in: operation, name, scheme/hash (SIGN, VERIFY), data (below); out: handle */
+    ELASTIC_STEP_UPDATE = 2, /* in: handle, length, data */
+    ELASTIC_STEP_FINAL = 3,  /* in: handle, length, data; the handle is closed */
+};
+
+#define ELASTIC_STREAM_SALT 32u    /* the salt that starts an encrypted stream */
+#define ELASTIC_STREAM_SEGMENT 4096u
+
+/* ELASTIC_IOC_KEYOP: encrypt, decrypt, sign, verify or HMAC through a handle (same rules as the
+ * other handles). The data of each step:
+ *   ENCRYPT  INIT in: AAD (0..4096 bytes); out: the stream's 32-byte salt.
+ *            UPDATE in: exactly 4096 bytes of plaintext; FINAL in: 0..4096 (the last segment);
+ *            out: as many bytes of ciphertext, and its 16-byte tag.
+ *   DECRYPT  INIT in: salt (32 bytes) then the AAD. UPDATE/FINAL in: one segment's ciphertext
+ *            and tag, as ENCRYPT gave them; out: its plaintext, released only once the tag
+ *            verifies. EBADMSG (and the handle is closed) if it does not.
+ *   SIGN, VERIFY, HMAC  UPDATE in: message bytes. FINAL in: more message bytes (SIGN, HMAC)
+ *            or the signature (VERIFY); out: the signature or the 32-byte MAC (VERIFY: nothing;
+ *            0 if the signature is valid, EBADMSG if not).
+ * 4208 bytes. */
+struct elastic_keyop {
+    uint32_t version;   /* in */
+    uint32_t step;      /* in: enum elastic_keyop_step */
+    uint32_t operation; /* in on INIT: enum elastic_keyop_operation */
+    uint32_t scheme;    /* in on INIT for SIGN/VERIFY: enum elastic_sign_scheme */
+    uint32_t hash;      /* in on INIT for SIGN/VERIFY with RSA/EC: enum elastic_hash_algorithm,
+                         * 0 = SHA-256 (SHA-384 for P-384 keys); must be 0 for Ed25519 */
+    uint32_t length;    /* in and out: bytes of data */
+    uint64_t handle;    /* out on INIT, in otherwise */
+    char name[ELASTIC_KEY_NAME_MAX]; /* in on INIT */
+    uint8_t tag[16];    /* ENCRYPT out, DECRYPT in: the segment's GCM tag */
+    uint8_t data[ELASTIC_KEY_DATA_MAX];
+};
+
 #define ELASTIC_IOC_CLOCK  _IOWR(ELASTIC_IOC_MAGIC, 1, struct elastic_clock)
 #define ELASTIC_IOC_RANDOM _IOWR(ELASTIC_IOC_MAGIC, 2, struct elastic_random)
 #define ELASTIC_IOC_DERIVE _IOWR(ELASTIC_IOC_MAGIC, 3, struct elastic_derive)
 #define ELASTIC_IOC_STOPWATCH _IOWR(ELASTIC_IOC_MAGIC, 4, struct elastic_stopwatch)
 #define ELASTIC_IOC_HASH   _IOWR(ELASTIC_IOC_MAGIC, 5, struct elastic_hash)
 #define ELASTIC_IOC_ATTEST _IOWR(ELASTIC_IOC_MAGIC, 6, struct elastic_attest)
+#define ELASTIC_IOC_KEY    _IOWR(ELASTIC_IOC_MAGIC, 7, struct elastic_key)
+#define ELASTIC_IOC_KEYOP  _IOWR(ELASTIC_IOC_MAGIC, 8, struct elastic_keyop)
 
 #endif /* ELASTIC_IOCTL_H */
