@@ -48,14 +48,15 @@ public final class ElasticFilesystem: @unchecked Sendable {
     let helper: CryptoHelper?
     /// Serves the ioctls of the control file `/.elastic`.
     let control: ControlDispatcher
-    /// The control file belongs to the mounting user, mode 0600.
-    let controlOwner = (uid: getuid(), gid: getgid())
+    /// The control file belongs to the mounting user, mode 0600, or 0660 with `ctl_group`.
+    let controlOwner: (uid: uid_t, gid: gid_t, mode: mode_t)
     let mountTime = timespec(tv_sec: time(nil), tv_nsec: 0)
 
     public init(store: UnlockedStore, logger: Logger, debug: Bool = false, readOnly: Bool = false,
                 cacheTimeout: Double = 1.0, parallelCrypto: Bool = true, time: TimePlatform = TimePlatform(secureTSC: false),
-                attestation: (any AttestationProvider)? = nil) throws {
+                attestation: (any AttestationProvider)? = nil, controlGroup: gid_t? = nil) throws {
         self.store = store
+        controlOwner = (getuid(), controlGroup ?? getgid(), controlGroup == nil ? 0o600 : 0o660)
         control = try ControlDispatcher(master: store.master, keyStore: KeyStoreFile(backing: store.backing, keys: store.keys),
                                         readOnly: readOnly, time: time, attestation: attestation)
         self.cacheTimeout = cacheTimeout
@@ -204,7 +205,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
     var controlAttributes: stat {
         var st = stat()
         st.st_ino = ino_t(Self.controlID)
-        st.st_mode = S_IFREG | 0o600
+        st.st_mode = S_IFREG | controlOwner.mode
         st.st_nlink = 1
         st.st_uid = controlOwner.uid
         st.st_gid = controlOwner.gid

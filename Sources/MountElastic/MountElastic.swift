@@ -111,7 +111,7 @@ struct MountElastic: ParsableCommand {
             let fs = try ElasticFilesystem(store: store, logger: logger, debug: debugging, readOnly: opts.readOnly,
                                          cacheTimeout: opts.cacheTimeout, parallelCrypto: opts.parallelCrypto,
                                          time: TimePlatform(secureTSC: Self.secureTSC()),
-                                         attestation: Self.attestation(opts))
+                                         attestation: Self.attestation(opts), controlGroup: opts.controlGroup)
             try FUSESession.run(fs, mountpoint: mountpoint, options: opts.fuse, debug: debugging && debug, maxThreads: opts.threads) {
                 if let fd = notifyFD { Daemon.detach(notifyFD: fd) }
                 logger.info("mounted", metadata: ["backing": "\(backing)", "mountpoint": "\(mountpoint)"])

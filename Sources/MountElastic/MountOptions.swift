@@ -1,4 +1,5 @@
 import ElasticFormat
+import Glibc
 
 /// `-o` options split into ELASTIC's own and those passed through to FUSE.
 struct MountOptions {
@@ -11,6 +12,8 @@ struct MountOptions {
     var threads = 8
     var cacheTimeout = 1.0
     var parallelCrypto = true
+    /// `ctl_group=GROUP`: the control file's group, which may then use it too (mode 0660).
+    var controlGroup: gid_t?
     var fuse: [String] = []
 
     /// Options that mount(8) and fstab use and that mean nothing to a FUSE filesystem.
@@ -35,6 +38,8 @@ struct MountOptions {
                 case "cache_timeout":
                     guard let v = value.flatMap({ Double($0) }), v >= 0, v <= 3600 else { throw MountError.usage("cache_timeout takes seconds from 0 to 3600") }
                     cacheTimeout = v
+                case "ctl_group":
+                    controlGroup = try Self.group(try Self.need(value, key))
                 case "single_crypto_thread":
                     parallelCrypto = false
                 case "ro":
@@ -52,6 +57,13 @@ struct MountOptions {
         for m in Self.mandatory where !fuse.contains(m) { fuse.append(m) }
         fuse.append("fsname=" + backing.split(separator: ",", omittingEmptySubsequences: false).joined(separator: "\\,"))
         fuse.append("subtype=elastic")
+    }
+
+    /// A group by name or number.
+    static func group(_ name: String) throws -> gid_t {
+        if let gid = gid_t(name) { return gid }
+        guard let g = getgrnam(name) else { throw MountError.usage("ctl_group: no group \(name)") }
+        return g.pointee.gr_gid
     }
 
     static func split(_ opt: String) -> (String, String?) {
