@@ -79,10 +79,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
-        .testTarget(name: "ElasticControlTests", dependencies: ["ElasticControl", "ElasticCrypto", "CElasticControlABI"], swiftSettings: swiftSettings),
+        .testTarget(name: "ElasticControlTests", dependencies: ["ElasticControl", "ElasticCrypto", "ElasticFormat", "ElasticSystem", "CElasticControlABI"], swiftSettings: swiftSettings),
         .testTarget(name: "ElasticCryptoTests", dependencies: ["ElasticCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "ElasticSEVTests", dependencies: ["ElasticSEV", "ElasticCrypto", "CElasticLinux"], swiftSettings: swiftSettings),
-        .testTarget(name: "ElasticFormatTests", dependencies: ["ElasticFormat", "ElasticCrypto"], swiftSettings: swiftSettings),
+        .testTarget(name: "ElasticFormatTests", dependencies: ["ElasticFormat", "ElasticCrypto", "ElasticSystem"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ElasticIntegrationTests",
             dependencies: ["ElasticSystem", "ElasticSEV", "ElasticFormat"],

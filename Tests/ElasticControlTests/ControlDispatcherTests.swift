@@ -1,6 +1,8 @@
 import CElasticControlABI
 import ElasticControl
 import ElasticCrypto
+import ElasticFormat
+import ElasticSystem
 import Glibc
 import Testing
 
@@ -8,7 +10,9 @@ import Testing
     let caller = ControlCaller(uid: 1000, gid: 1000, pid: getpid())
 
     func dispatcher() throws -> ControlDispatcher {
-        try ControlDispatcher(master: try SecureBytes.random(count: 32), time: TimePlatform(secureTSC: false))
+        let master = try SecureBytes.random(count: 32)
+        return try ControlDispatcher(master: master, keyStore: KeyStoreFile(backing: try temporaryDirectory(), keys: try StoreKeys(master: master)),
+                                     time: TimePlatform(secureTSC: false))
     }
 
     /// One request through the dispatcher, as the FUSE layer sends it.
@@ -35,6 +39,10 @@ import Testing
         #expect(ControlDispatcher.hashCommand == 0xD020_4505)
         #expect(MemoryLayout<elastic_attest>.size == 4080)
         #expect(ControlDispatcher.attestCommand == 0xCFF0_4506)
+        #expect(MemoryLayout<elastic_key>.size == 4208)
+        #expect(MemoryLayout<elastic_keyop>.size == 4208)
+        #expect(ControlDispatcher.keyCommand == 0xD070_4507)
+        #expect(ControlDispatcher.keyOperationCommand == 0xD070_4508)
     }
 
     @Test func clockReadingsAndValidation() throws {
@@ -177,7 +185,7 @@ import Testing
         let d = try dispatcher()
         var rng = SystemRandomNumberGenerator()
         let commands = [ControlDispatcher.clockCommand, ControlDispatcher.randomCommand, ControlDispatcher.deriveCommand,
-                        ControlDispatcher.stopwatchCommand, ControlDispatcher.hashCommand, 0, 0xC068_4509, UInt32.random(in: 0...UInt32.max, using: &rng)]
+                        ControlDispatcher.stopwatchCommand, ControlDispatcher.hashCommand, ControlDispatcher.keyCommand, ControlDispatcher.keyOperationCommand, 0, 0xC068_4509, UInt32.random(in: 0...UInt32.max, using: &rng)]
         for i in 0..<20_000 {
             let cmd = commands[i % commands.count]
             let size = ControlDispatcher.size(of: cmd) ?? Int.random(in: 0...512, using: &rng)
@@ -190,4 +198,11 @@ import Testing
             }
         }
     }
+}
+
+/// A fresh directory under /tmp (a backing directory for the key store).
+func temporaryDirectory() throws -> String {
+    var template = Array("/tmp/elastic-unit.XXXXXX".utf8CString)
+    guard let p = mkdtemp(&template) else { throw Errno(rawValue: errno) }
+    return String(cString: p)
 }

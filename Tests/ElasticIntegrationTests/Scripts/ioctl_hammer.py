@@ -4,7 +4,7 @@ bounded time while another process writes and verifies files. Usage: ioctl_hamme
 import errno, fcntl, hashlib, multiprocessing as mp, os, random, struct, sys, time
 
 mnt, seconds = sys.argv[1], float(sys.argv[2])
-KNOWN = [0xC0684501, 0xD0104502, 0xC1604503, 0xC0304504, 0xD0204505, 0xCFF04506]
+KNOWN = [0xC0684501, 0xD0104502, 0xC1604503, 0xC0304504, 0xD0204505, 0xCFF04506, 0xD0704507, 0xD0704508]
 
 
 def hammer(seed, q):
@@ -28,7 +28,8 @@ def hammer(seed, q):
             fcntl.ioctl(rng.choice([ctl, ctl, ctl, reg]), cmd, buf, True)
             ok += 1
         except OSError as e:
-            assert e.errno in (errno.ENOTTY, errno.EINVAL, errno.ENOSYS, errno.EFAULT, errno.EPERM, errno.EIO, errno.EBADF, errno.EACCES, errno.EMFILE, errno.EOPNOTSUPP), e
+            assert e.errno in (errno.ENOTTY, errno.EINVAL, errno.ENOSYS, errno.EFAULT, errno.EPERM, errno.EIO, errno.EBADF, errno.EACCES, errno.EMFILE, errno.EOPNOTSUPP,
+                               errno.ENOENT, errno.EEXIST, errno.EBADMSG, errno.EROFS, errno.ENOSPC), e
         calls += 1
     q.put((calls, ok))
 
