@@ -129,6 +129,7 @@ extension MountElastic {
     /// chosen with -o platform=snp-simulator; none on plain Linux.
     static func attestation(_ opts: MountOptions) -> (any AttestationProvider)? {
         let probe = PlatformProbe()
+        if opts.platform == nil && !probe.hasSEVGuestDevice && probe.hasTDXGuestDevice { return try? TDXAttestationProvider() }
         guard opts.platform == SEVPlatform.simulatorName || probe.hasSEVGuestDevice else { return nil }
         guard let p = try? SEVPlatform.open(platform: opts.platform, simulatorState: opts.simulatorState, warn: { _ in }) else { return nil }
         return SNPAttestationProvider(guest: p.guest, vmpl: p.vmpl, simulated: p.simulator != nil)

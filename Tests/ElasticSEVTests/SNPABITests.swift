@@ -6,6 +6,12 @@ import Testing
 
 @Suite struct SNPABITests {
     /// Sizes and ioctl numbers against the kernel header (also _Static_assert'ed in sev.c).
+    /// TDX_CMD_GET_REPORT0 = _IOWR('T', 1, struct tdx_report_req), 1088 bytes (platform-abi.md §6.1).
+    @Test func tdxReportABIIsPinned() {
+        #expect(MemoryLayout<celastic_tdx_report_req>.size == 1088)
+        #expect(CElasticLinux_TDX_CMD_GET_REPORT0 == 0xC440_5401)
+    }
+
     @Test func structSizesAndIoctlNumbers() {
         #expect(MemoryLayout<snp_guest_request_ioctl>.size == 32)
         #expect(MemoryLayout<snp_derived_key_req>.size == 32)

@@ -47,4 +47,12 @@ extern const unsigned long CElasticLinux_SNP_GET_DERIVED_KEY;
 extern const unsigned long CElasticLinux_SNP_GET_EXT_REPORT;
 /// ioctl(2) on /dev/sev-guest (ioctl itself is variadic).
 int CElasticLinux_snp_ioctl(int fd, unsigned long cmd, struct snp_guest_request_ioctl *req);
+
+/// Intel TDX: `struct tdx_report_req` of <linux/tdx-guest.h> (tdx.c checks it against the kernel's).
+struct celastic_tdx_report_req {
+    unsigned char reportdata[64]; /* in: the caller's data */
+    unsigned char tdreport[1024]; /* out: TDREPORT_STRUCT */
+};
+extern const unsigned long CElasticLinux_TDX_CMD_GET_REPORT0;
+int CElasticLinux_tdx_get_report0(int fd, struct celastic_tdx_report_req *req);
 #endif

@@ -111,6 +111,7 @@ struct AttestCommand: ParsableCommand {
                 throw CLIError("attestation is not available here: this is not an SEV-SNP guest (see elastic doctor)", .notAvailable)
             }
             if r.platform == 2 { printError("WARNING: this report comes from the SEV-SNP SIMULATOR, not hardware") }
+            if r.platform == 3 { printError("note: a TDX TDREPORT is MAC'ed for this machine only; a remote verifier needs it as a Quote (configfs-tsm)") }
             if let out {
                 guard FileManager.default.createFile(atPath: out, contents: Data(r.report)) else { throw CLIError("cannot write \(out)") }
             } else {

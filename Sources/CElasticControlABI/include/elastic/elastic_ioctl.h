@@ -127,12 +127,17 @@ struct elastic_hash {
 
 /* ---- Attestation ------------------------------------------------------------------------ */
 
-enum elastic_attest_platform { ELASTIC_PLATFORM_SEV_SNP = 1, ELASTIC_PLATFORM_SEV_SNP_SIMULATOR = 2 };
+enum elastic_attest_platform {
+    ELASTIC_PLATFORM_SEV_SNP = 1,           /* ATTESTATION_REPORT, 1184 bytes, signed by the VCEK */
+    ELASTIC_PLATFORM_SEV_SNP_SIMULATOR = 2, /* same layout, signed by the simulator's key: not evidence */
+    ELASTIC_PLATFORM_TDX = 3,               /* TDREPORT, 1024 bytes, MAC'ed for this platform only:
+                                             * turn it into a Quote (configfs-tsm) for a remote verifier */
+};
 #define ELASTIC_REPORT_MAX 4000u
 
 /* ELASTIC_IOC_ATTEST: a hardware attestation report carrying the caller's 64 bytes of report
- * data (SEV-SNP: the 1184-byte ATTESTATION_REPORT, signed by the VCEK). EOPNOTSUPP where the
- * platform has none (plain Linux). 4080 bytes. */
+ * data (SEV-SNP: the 1184-byte ATTESTATION_REPORT, signed by the VCEK; TDX: the 1024-byte
+ * TDREPORT). EOPNOTSUPP where the platform has none (plain Linux). 4080 bytes. */
 struct elastic_attest {
     uint32_t version;       /* in */
     uint32_t platform;      /* out: enum elastic_attest_platform */
