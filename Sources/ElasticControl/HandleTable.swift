@@ -14,9 +14,15 @@ final class HandleTable: Sendable {
         case signature(SignatureStream, verifying: Bool)
     }
 
-    struct Entry {
+    /// One open handle. Its own lock serializes the steps on it, so long operations (an RSA
+    /// signature) on one handle never hold up the others.
+    final class Entry: Sendable {
         let owner: Int32
-        var object: Object
+        let object: Mutex<Object>
+        init(owner: Int32, object: Object) {
+            self.owner = owner
+            self.object = Mutex(object)
+        }
     }
 
     let perProcess: Int
@@ -37,12 +43,14 @@ final class HandleTable: Sendable {
         }
     }
 
-    /// Runs `body` on the caller's own handle; `close` removes it afterwards.
+    /// Runs `body` on the caller's own handle; `close` removes it first, so no other step can
+    /// start on it.
     func use<R>(_ handle: UInt64, owner: Int32, close: Bool, _ body: (Object) throws(ControlError) -> R) throws(ControlError) -> R {
-        try entries.withLock { (t: inout [UInt64: Entry]) throws(ControlError) -> R in
+        let entry = try entries.withLock { (t: inout [UInt64: Entry]) throws(ControlError) -> Entry in
             guard let e = t[handle], e.owner == owner else { throw ControlError.badHandle }
-            defer { if close { t[handle] = nil } }
-            return try body(e.object)
+            if close { t[handle] = nil }
+            return e
         }
+        return try entry.object.withLock { (o: inout Object) throws(ControlError) -> R in try body(o) }
     }
 }
