@@ -75,7 +75,8 @@ public final class ControlDispatcher: Sendable {
     let handles = HandleTable(perProcess: Int(ELASTIC_HANDLES_PER_PROCESS))
     let attestation: (any AttestationProvider)?
 
-    let deriveRoot: SecureBytes
+    /// HKDF keyed with the derive root `R` (docs/control-abi.md).
+    let deriveRoot: HKDFExpander
     let time: TimePlatform
     let keys: KeyStore
 
@@ -84,7 +85,7 @@ public final class ControlDispatcher: Sendable {
     /// store is loaded from `keyStore` (and never written on a read-only mount).
     public init(master: SecureBytes, keyStore: KeyStoreFile, readOnly: Bool = false, time: TimePlatform,
                 attestation: (any AttestationProvider)? = nil) throws {
-        deriveRoot = try KDF.hkdfSHA256(ikm: master, salt: [], info: Array("elastic/v1/control/derive-root".utf8), length: 32)
+        deriveRoot = try HKDFExpander(ikm: try KDF.hkdfSHA256(ikm: master, salt: [], info: Array("elastic/v1/control/derive-root".utf8), length: 32))
         keys = try KeyStore(file: keyStore, readOnly: readOnly)
         self.time = time
         self.attestation = attestation
@@ -190,10 +191,11 @@ public final class ControlDispatcher: Sendable {
         var tm = Glibc.tm()
         localtime_r(&now, &tm)
         r.utc_offset = Int32(tm.tm_gmtoff)
-        let zone = tm.tm_zone.map { String(cString: $0) } ?? "UTC"
+        // The zone abbreviation, copied without allocating (this is the hot path of CLOCK).
         withUnsafeMutableBytes(of: &r.timezone) { buf in
-            let bytes = Array(zone.utf8.prefix(buf.count - 1))
-            buf.copyBytes(from: bytes)
+            guard let zone = tm.tm_zone else { buf.copyBytes(from: "UTC".utf8); return }
+            let n = min(strnlen(zone, buf.count - 1), buf.count - 1)
+            buf.copyMemory(from: UnsafeRawBufferPointer(start: zone, count: n))
         }
     }
 
@@ -310,15 +312,22 @@ public final class ControlDispatcher: Sendable {
         guard ok else { throw .invalid("random source failed") }
     }
 
+    static let deriveInfoPrefix = Array("elastic/v1/control/derive".utf8) + [0]
+
     func derive(_ r: inout elastic_derive, _ caller: ControlCaller) throws(ControlError) {
         let klen = Int(r.key_length), llen = Int(r.label_length)
         guard (16...Int(ELASTIC_DERIVED_KEY_MAX)).contains(klen), (1...Int(ELASTIC_LABEL_MAX)).contains(llen),
               r.reserved0 == 0, Self.allZero(r.reserved), Self.allZero(r.key) else { throw .invalid("lengths or reserved") }
-        let label = withUnsafeBytes(of: r.label) { Array($0) }
-        guard label[llen...].allSatisfy({ $0 == 0 }) else { throw .invalid("label padding") }
-        let uid = withUnsafeBytes(of: caller.uid.bigEndian) { Array($0) }
-        let info = Array("elastic/v1/control/derive".utf8) + [0] + uid + label[0..<llen]
-        guard let key = try? KDF.hkdfSHA256(ikm: deriveRoot, salt: [], info: info, length: klen) else { throw .invalid("derivation failed") }
+        guard withUnsafeBytes(of: r.label, { $0[llen...].allSatisfy { $0 == 0 } }) else { throw .invalid("label padding") }
+        // info = "elastic/v1/control/derive" ‖ 0x00 ‖ be32(uid) ‖ label, built on the stack.
+        let prefix = Self.deriveInfoPrefix.count, total = prefix + 4 + llen
+        let key = withUnsafeTemporaryAllocation(byteCount: total, alignment: 1) { info -> SecureBytes? in
+            Self.deriveInfoPrefix.withUnsafeBytes { info.copyMemory(from: $0) }
+            withUnsafeBytes(of: caller.uid.bigEndian) { UnsafeMutableRawBufferPointer(rebasing: info[prefix..<(prefix + 4)]).copyMemory(from: $0) }
+            withUnsafeBytes(of: r.label) { UnsafeMutableRawBufferPointer(rebasing: info[(prefix + 4)...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<llen])) }
+            return try? deriveRoot.expand(info: UnsafeRawBufferPointer(info), length: klen)
+        }
+        guard let key else { throw .invalid("derivation failed") }
         key.withUnsafeBytes { k in withUnsafeMutableBytes(of: &r.key) { $0.copyMemory(from: k) } }
     }
 }

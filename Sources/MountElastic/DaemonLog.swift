@@ -16,6 +16,12 @@ struct DaemonLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
+    func log(event: LogEvent) {
+        var extra = event.metadata ?? [:]
+        if let error = event.error { extra["error"] = "\(error)" }
+        log(level: event.level, message: event.message, metadata: extra, source: event.source, file: event.file, function: event.function, line: event.line)
+    }
+
     func log(level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
         let all = metadata.merging(extra ?? [:]) { $1 }
         let meta = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")

@@ -92,6 +92,20 @@ import Testing
         #expect(k != (try derive("db2")))
         #expect(k != (try derive("db", uid: 1001)))
         #expect((try derive("db", length: 64)).count == 64)
+        // The derivation is exactly the one docs/control-abi.md states (so keys stay the same
+        // across versions).
+        let master = try SecureBytes.random(count: 32)
+        let pinned = try ControlDispatcher(master: master, keyStore: KeyStoreFile(backing: try temporaryDirectory(), keys: try StoreKeys(master: master)),
+                                           time: TimePlatform(secureTSC: false))
+        var r = elastic_derive()
+        r.version = ELASTIC_ABI_VERSION
+        r.key_length = 48
+        r.label_length = 6
+        withUnsafeMutableBytes(of: &r.label) { $0.copyBytes(from: Array("app/db".utf8)) }
+        try send(pinned, ControlDispatcher.deriveCommand, &r, caller: ControlCaller(uid: 0x0102_0304, gid: 0, pid: getpid()))
+        let root = try KDF.hkdfSHA256(ikm: master, salt: [], info: Array("elastic/v1/control/derive-root".utf8), length: 32)
+        let expected = try KDF.hkdfSHA256(ikm: root, salt: [], info: Array("elastic/v1/control/derive".utf8) + [0, 1, 2, 3, 4] + Array("app/db".utf8), length: 48)
+        #expect(expected.withUnsafeBytes { Array($0) } == withUnsafeBytes(of: r.key) { Array($0.prefix(48)) })
         #expect(throws: ControlError.self) { try derive("db", length: 8) }
         #expect(throws: ControlError.self) { try derive("db", length: 65) }
         #expect(throws: ControlError.self) { try derive("") }

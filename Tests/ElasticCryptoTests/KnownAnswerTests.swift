@@ -52,6 +52,20 @@ func key(_ bytes: [UInt8]) -> SecureBytes {
         okm.withUnsafeBytes { #expect(Array($0) == hex("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865")) }
     }
 
+    /// The reusable expander agrees with RFC 5869 and with the one-shot HKDF for many lengths.
+    @Test func hkdfExpanderMatchesRFC5869AndOneShot() throws {
+        let rfc = try HKDFExpander(ikm: key([UInt8](repeating: 0x0b, count: 22)), salt: Array(0...12))
+        let okm = try [UInt8](0xf0...0xf9).withUnsafeBytes { try rfc.expand(info: $0, length: 42) }
+        okm.withUnsafeBytes { #expect(Array($0) == hex("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865")) }
+        let ikm = try SecureBytes.random(count: 32)
+        let e = try HKDFExpander(ikm: ikm)
+        for length in [1, 16, 31, 32, 33, 64, 100] {
+            let info = try Random.bytes(length % 40)
+            let ours = try info.withUnsafeBytes { try e.expand(info: $0, length: length) }
+            #expect(ours == (try KDF.hkdfSHA256(ikm: ikm, salt: [], info: info, length: length)), "length \(length)")
+        }
+    }
+
     /// RFC 5297 appendix A.1 (AES-SIV, deterministic mode).
     @Test func aesSIVRFC5297() throws {
         let siv = try AESSIV(key: key(hex("fffefdfcfbfaf9f8f7f6f5f4f3f2f1f0f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff")))
