@@ -169,7 +169,11 @@ public enum Syscall {
             throw error
         }
         try renameat2(dirfd, tmp, dirfd, name, 0)
-        try fsync(dirfd, dataOnly: false)  // the rename itself must reach the disk
+        // The rename itself must reach the disk. `dirfd` may be an O_PATH descriptor, which
+        // cannot be fsync'ed: sync the directory through a descriptor opened for reading.
+        let dir = try openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { close(dir) }
+        try fsync(dir, dataOnly: false)
     }
 }
 
