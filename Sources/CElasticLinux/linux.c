@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -41,3 +42,5 @@ int CElasticLinux_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 int CElasticLinux_spawn_closefrom(void *actions, int from) {
     return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, from);
 }
+
+int CElasticLinux_tgkill(int tgid, int tid, int sig) { return tgkill(tgid, tid, sig); }

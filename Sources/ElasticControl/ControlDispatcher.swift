@@ -1,7 +1,9 @@
 import CElasticControlABI
 import ElasticCrypto
 import ElasticFormat
+import ElasticSystem
 import Glibc
+import Synchronization
 
 /// Errors of the control protocol; the FUSE layer maps them to errno.
 public enum ControlError: Error, Equatable {
@@ -73,6 +75,8 @@ public final class ControlDispatcher: Sendable {
     public static let keyCommand = UInt32(CElasticControlABI_IOC_KEY)
     public static let keyOperationCommand = UInt32(CElasticControlABI_IOC_KEYOP)
     let handles = HandleTable(perProcess: Int(ELASTIC_HANDLES_PER_PROCESS))
+    /// Thread id → process id of recent callers (see `owner`).
+    let threadGroups = Mutex<[Int32: Int32]>([:])
     let attestation: (any AttestationProvider)?
 
     /// HKDF keyed with the derive root `R` (docs/control-abi.md).
@@ -230,8 +234,17 @@ public final class ControlDispatcher: Sendable {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
+    /// The process (thread group) of the calling thread, which owns its handles. Reading
+    /// /proc/<tid>/status costs more than the whole ioctl round trip, so the answer is cached and
+    /// each use re-checked with one tgkill(tgid, tid, 0): a tid reused by another process fails it.
     func owner(_ caller: ControlCaller) throws(ControlError) -> Int32 {
-        guard let tgid = Self.threadGroup(of: caller.pid) else { throw .invalid("caller process gone") }
+        let tid = caller.pid
+        if let tgid = threadGroups.withLock({ $0[tid] }), Syscall.isThread(tid, of: tgid) { return tgid }
+        guard let tgid = Self.threadGroup(of: tid) else { throw .invalid("caller process gone") }
+        threadGroups.withLock { cache in
+            if cache.count >= 4096 { cache.removeAll(keepingCapacity: true) }
+            cache[tid] = tgid
+        }
         return tgid
     }
 
@@ -321,13 +334,14 @@ public final class ControlDispatcher: Sendable {
         guard withUnsafeBytes(of: r.label, { $0[llen...].allSatisfy { $0 == 0 } }) else { throw .invalid("label padding") }
         // info = "elastic/v1/control/derive" ‖ 0x00 ‖ be32(uid) ‖ label, built on the stack.
         let prefix = Self.deriveInfoPrefix.count, total = prefix + 4 + llen
-        let key = withUnsafeTemporaryAllocation(byteCount: total, alignment: 1) { info -> SecureBytes? in
+        let ok = withUnsafeTemporaryAllocation(byteCount: total, alignment: 1) { info -> Bool in
             Self.deriveInfoPrefix.withUnsafeBytes { info.copyMemory(from: $0) }
             withUnsafeBytes(of: caller.uid.bigEndian) { UnsafeMutableRawBufferPointer(rebasing: info[prefix..<(prefix + 4)]).copyMemory(from: $0) }
             withUnsafeBytes(of: r.label) { UnsafeMutableRawBufferPointer(rebasing: info[(prefix + 4)...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<llen])) }
-            return try? deriveRoot.expand(info: UnsafeRawBufferPointer(info), length: klen)
+            return withUnsafeMutableBytes(of: &r.key) { out in
+                (try? deriveRoot.expand(info: UnsafeRawBufferPointer(info), into: UnsafeMutableRawBufferPointer(rebasing: out[0..<klen]))) != nil
+            }
         }
-        guard let key else { throw .invalid("derivation failed") }
-        key.withUnsafeBytes { k in withUnsafeMutableBytes(of: &r.key) { $0.copyMemory(from: k) } }
+        guard ok else { throw .invalid("derivation failed") }
     }
 }

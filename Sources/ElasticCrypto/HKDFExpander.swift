@@ -46,32 +46,35 @@ public final class HKDFExpander: @unchecked Sendable {
 
     /// OKM = T(1) ‖ T(2) ‖ …, T(i) = HMAC(PRK, T(i−1) ‖ info ‖ i), the first `length` bytes (≤ 8160).
     public func expand(info: UnsafeRawBufferPointer, length: Int) throws -> SecureBytes {
-        guard length > 0, length <= 255 * 32 else { throw CryptoError.invalidLength(expected: 32, got: length) }
         let out = SecureBytes(count: length)
-        var block = [UInt8](repeating: 0, count: 32)
-        defer { secureWipe(&block) }
-        var previous = 0
-        var counter: UInt8 = 1
-        try out.withUnsafeMutableBytes { (o: UnsafeMutableRawBufferPointer) throws(CryptoError) in
+        try out.withUnsafeMutableBytes { try expand(info: info, into: $0) }
+        return out
+    }
+
+    /// Expands straight into `output` (its whole length, ≤ 8160 bytes), with no allocation
+    /// besides OpenSSL's copy of the HMAC state.
+    public func expand(info: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws {
+        let length = output.count
+        guard length > 0, length <= 255 * 32 else { throw CryptoError.invalidLength(expected: 32, got: length) }
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { (block: UnsafeMutableBufferPointer<UInt8>) throws in
+            defer { secureWipe(UnsafeMutableRawBufferPointer(block)) }
+            var previous = 0
+            var counter: UInt8 = 1
             var at = 0
             while at < length {
                 guard let ctx = EVP_MAC_CTX_dup(template) else { throw CryptoError.drain("EVP_MAC_CTX_dup") }
                 defer { EVP_MAC_CTX_free(ctx) }
                 var n = 0
-                let ok = block.withUnsafeMutableBufferPointer { b in
-                    EVP_MAC_update(ctx, b.baseAddress, previous) == 1
-                        && EVP_MAC_update(ctx, info.baseAddress?.assumingMemoryBound(to: UInt8.self), info.count) == 1
-                        && EVP_MAC_update(ctx, &counter, 1) == 1
-                        && EVP_MAC_final(ctx, b.baseAddress, &n, 32) == 1
-                }
-                guard ok, n == 32 else { throw CryptoError.drain("HMAC") }
+                guard EVP_MAC_update(ctx, block.baseAddress, previous) == 1,
+                      EVP_MAC_update(ctx, info.baseAddress?.assumingMemoryBound(to: UInt8.self), info.count) == 1,
+                      EVP_MAC_update(ctx, &counter, 1) == 1,
+                      EVP_MAC_final(ctx, block.baseAddress, &n, 32) == 1, n == 32 else { throw CryptoError.drain("HMAC") }
                 let take = min(32, length - at)
-                block.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: o[at..<(at + take)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<take])) }
+                UnsafeMutableRawBufferPointer(rebasing: output[at..<(at + take)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(block)[0..<take]))
                 at += take
                 previous = 32
                 counter &+= 1
             }
         }
-        return out
     }
 }

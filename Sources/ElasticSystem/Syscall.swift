@@ -175,6 +175,11 @@ public enum Syscall {
         defer { close(dir) }
         try fsync(dir, dataOnly: false)
     }
+
+    /// Whether thread `tid` belongs to process `tgid` (`tgkill(tgid, tid, 0)`; EPERM still means it does).
+    public static func isThread(_ tid: Int32, of tgid: Int32) -> Bool {
+        CElasticLinux_tgkill(tgid, tid, 0) == 0 || errno == EPERM
+    }
 }
 
 /// Constants that need `_GNU_SOURCE`, re-exported for Swift.

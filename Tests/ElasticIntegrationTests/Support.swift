@@ -32,9 +32,11 @@ enum Env {
 func run(_ exe: String, _ args: [String], stdin: String? = nil, cwd: String? = nil, env: [String: String] = [:]) throws -> CommandResult {
     let tmp = NSTemporaryDirectory() + "elastic-run-\(UUID().uuidString)"
     let outPath = tmp + ".out", errPath = tmp + ".err", inPath = tmp + ".in"
-    FileManager.default.createFile(atPath: outPath, contents: nil)
-    FileManager.default.createFile(atPath: errPath, contents: nil)
-    FileManager.default.createFile(atPath: inPath, contents: Data((stdin ?? "").utf8))
+    guard FileManager.default.createFile(atPath: outPath, contents: nil),
+          FileManager.default.createFile(atPath: errPath, contents: nil),
+          FileManager.default.createFile(atPath: inPath, contents: Data((stdin ?? "").utf8)) else {
+        throw TestFailure("cannot create the temporary files of \(exe)")
+    }
     defer { for p in [outPath, errPath, inPath] { try? FileManager.default.removeItem(atPath: p) } }
     let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
     let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))

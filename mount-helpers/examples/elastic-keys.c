@@ -1,5 +1,6 @@
-/* A C client of the ELASTIC key store: makes keys, signs and verifies, encrypts and decrypts in
- * segments, computes an HMAC, all through ioctls on /<mount>/.elastic.
+/* A C client of the ELASTIC control ABI beyond the clock: makes keys, signs and verifies,
+ * encrypts and decrypts in segments, computes an HMAC, imports, exports and deletes keys, and
+ * uses random, derive, stopwatch, hash and attest, all through ioctls on /<mount>/.elastic.
  *
  *   cc -O2 -I Sources/CElasticControlABI/include -o elastic-keys mount-helpers/examples/elastic-keys.c
  *   ./elastic-keys /secure OUTDIR < message   # writes OUTDIR/c-ed.pub and OUTDIR/c-ed.sig
@@ -154,5 +155,88 @@ int main(int argc, char **argv) {
     printf("hmac of the first %u bytes:", (unsigned)(n < ELASTIC_KEY_DATA_MAX ? n : ELASTIC_KEY_DATA_MAX));
     for (uint32_t i = 0; i < r.length; i++) printf("%02x", r.data[i]);
     printf("\n");
+
+    /* Import a raw HMAC key as exportable, read it back, look at it, delete it. */
+    memset(&k, 0, sizeof k);
+    k.version = ELASTIC_ABI_VERSION;
+    k.op = ELASTIC_KEY_IMPORT;
+    k.type = ELASTIC_KEY_HMAC_SHA256;
+    k.flags = ELASTIC_KEY_EXPORTABLE;
+    strcpy(k.name, "c-imported");
+    k.length = 20;
+    memset(k.data, 0x0b, 20);
+    if (ioctl(ctl, ELASTIC_IOC_KEY, &k) != 0) die("IMPORT");
+    if (key_op(&k, ELASTIC_KEY_EXPORT, "c-imported")) die("EXPORT");
+    int same = k.length == 20;
+    for (uint32_t i = 0; i < k.length; i++) same &= k.data[i] == 0x0b;
+    if (key_op(&k, ELASTIC_KEY_INFO, "c-imported")) die("INFO");
+    printf("imported type=%u bits=%u exportable=%u export %s\n", k.type, k.bits, k.flags & ELASTIC_KEY_EXPORTABLE, same ? "ok" : "MISMATCH");
+    if (key_op(&k, ELASTIC_KEY_EXPORT, "c-ed") != -EPERM) die("EXPORT of a non-exportable key");
+    if (key_op(&k, ELASTIC_KEY_DELETE, "c-imported")) die("DELETE");
+    printf("deleted: info %s\n", key_op(&k, ELASTIC_KEY_INFO, "c-imported") == -ENOENT ? "ENOENT" : "STILL THERE");
+
+    /* The other services. */
+    static struct elastic_random rnd;
+    memset(&rnd, 0, sizeof rnd);
+    rnd.version = ELASTIC_ABI_VERSION;
+    rnd.length = 32;
+    if (ioctl(ctl, ELASTIC_IOC_RANDOM, &rnd) != 0) die("RANDOM");
+    struct elastic_derive d;
+    memset(&d, 0, sizeof d);
+    d.version = ELASTIC_ABI_VERSION;
+    d.key_length = 32;
+    d.label_length = 6;
+    memcpy(d.label, "app/db", 6);
+    if (ioctl(ctl, ELASTIC_IOC_DERIVE, &d) != 0) die("DERIVE");
+    printf("derived app/db:");
+    for (int i = 0; i < 32; i++) printf("%02x", d.key[i]);
+    printf("\n");
+    struct elastic_stopwatch sw;
+    memset(&sw, 0, sizeof sw);
+    sw.version = ELASTIC_ABI_VERSION;
+    sw.op = ELASTIC_STOPWATCH_START;
+    if (ioctl(ctl, ELASTIC_IOC_STOPWATCH, &sw) != 0) die("STOPWATCH START");
+    usleep(20000);
+    uint64_t sh = sw.handle;
+    memset(&sw, 0, sizeof sw);
+    sw.version = ELASTIC_ABI_VERSION;
+    sw.op = ELASTIC_STOPWATCH_STOP;
+    sw.handle = sh;
+    if (ioctl(ctl, ELASTIC_IOC_STOPWATCH, &sw) != 0) die("STOPWATCH STOP");
+    printf("stopwatch %s\n", sw.elapsed_ns >= 20000000 && sw.elapsed_ns < 2000000000 ? "ok" : "WRONG");
+    static struct elastic_hash hs;
+    memset(&hs, 0, sizeof hs);
+    hs.version = ELASTIC_ABI_VERSION;
+    hs.op = ELASTIC_HASH_INIT;
+    hs.algorithm = ELASTIC_HASH_SHA256;
+    if (ioctl(ctl, ELASTIC_IOC_HASH, &hs) != 0) die("HASH INIT");
+    uint64_t hh = hs.handle;
+    for (size_t off = 0; off < n; off += ELASTIC_HASH_CHUNK) {
+        memset(&hs, 0, sizeof hs);
+        hs.version = ELASTIC_ABI_VERSION;
+        hs.op = ELASTIC_HASH_UPDATE;
+        hs.handle = hh;
+        hs.length = (uint32_t)(n - off < ELASTIC_HASH_CHUNK ? n - off : ELASTIC_HASH_CHUNK);
+        memcpy(hs.data, msg + off, hs.length);
+        if (ioctl(ctl, ELASTIC_IOC_HASH, &hs) != 0) die("HASH UPDATE");
+    }
+    memset(&hs, 0, sizeof hs);
+    hs.version = ELASTIC_ABI_VERSION;
+    hs.op = ELASTIC_HASH_FINAL;
+    hs.handle = hh;
+    if (ioctl(ctl, ELASTIC_IOC_HASH, &hs) != 0) die("HASH FINAL");
+    printf("sha256:");
+    for (uint32_t i = 0; i < hs.length; i++) printf("%02x", hs.data[i]);
+    printf("\n");
+    static struct elastic_attest at_req;
+    memset(&at_req, 0, sizeof at_req);
+    at_req.version = ELASTIC_ABI_VERSION;
+    memset(at_req.report_data, 0xab, 64);
+    if (ioctl(ctl, ELASTIC_IOC_ATTEST, &at_req) == 0)
+        printf("attest platform=%u bytes=%u\n", at_req.platform, at_req.report_length);
+    else if (errno == EOPNOTSUPP)
+        printf("attest not available here\n");
+    else
+        die("ATTEST");
     return 0;
 }

@@ -48,6 +48,9 @@ extern const unsigned long CElasticLinux_SNP_GET_EXT_REPORT;
 /// ioctl(2) on /dev/sev-guest (ioctl itself is variadic).
 int CElasticLinux_snp_ioctl(int fd, unsigned long cmd, struct snp_guest_request_ioctl *req);
 
+/// tgkill(2) (a GNU extension): with signal 0, whether thread `tid` belongs to process `tgid`.
+int CElasticLinux_tgkill(int tgid, int tid, int sig);
+
 /// Intel TDX: `struct tdx_report_req` of <linux/tdx-guest.h> (tdx.c checks it against the kernel's).
 struct celastic_tdx_report_req {
     unsigned char reportdata[64]; /* in: the caller's data */

@@ -46,11 +46,12 @@ struct RandomCommand: ParsableCommand {
     @OptionGroup var mount: MountOption
     @Argument var count: Int
     @Flag(name: .customLong("hex")) var hex = false
+    @Flag(name: .customLong("json")) var json = false
     func run() throws {
         do {
             guard count > 0, count <= 1 << 20 else { throw CLIError("count must be 1..1048576") }
             let bytes = try mount.client().random(count)
-            if hex { print(Hex.encode(bytes)) } else { FileHandle.standardOutput.write(Data(bytes)) }
+            if json { print(try jsonLine(["random": Hex.encode(bytes)])) } else if hex { print(Hex.encode(bytes)) } else { FileHandle.standardOutput.write(Data(bytes)) }
         } catch { throw controlFailure(error) }
     }
 }
@@ -67,10 +68,11 @@ struct KeyCommand: ParsableCommand {
         @Argument var label: String
         @Option(name: .customLong("length")) var length: Int = 32
         @Flag(name: .customLong("hex")) var hex = false
+        @Flag(name: .customLong("json")) var json = false
         func run() throws {
             do {
                 let key = try mount.client().derive(label: Array(label.utf8), length: length)
-                if hex { print(Hex.encode(key)) } else { FileHandle.standardOutput.write(Data(key)) }
+                if json { print(try jsonLine(["label": label, "key": Hex.encode(key)])) } else if hex { print(Hex.encode(key)) } else { FileHandle.standardOutput.write(Data(key)) }
             } catch { throw controlFailure(error) }
         }
     }
@@ -82,6 +84,7 @@ struct HashCommand: ParsableCommand {
     @OptionGroup var mount: MountOption
     @Option(name: .customLong("algorithm")) var algorithm: String = "sha256"
     @Argument var file: String?
+    @Flag(name: .customLong("json")) var json = false
     func run() throws {
         do {
             guard let alg = ControlClient.HashAlgorithm(rawValue: algorithm) else { throw CLIError("unknown algorithm \(algorithm)") }
@@ -90,7 +93,7 @@ struct HashCommand: ParsableCommand {
                 return h
             } ?? FileHandle.standardInput
             let digest = try mount.client().hash(alg) { [UInt8](input.readData(ofLength: 1 << 16)) }
-            print(Hex.encode(digest) + "  " + (file ?? "-"))
+            print(json ? try jsonLine(["algorithm": algorithm, "digest": Hex.encode(digest), "file": file ?? "-"]) : Hex.encode(digest) + "  " + (file ?? "-"))
         } catch { throw controlFailure(error) }
     }
 }
@@ -101,6 +104,7 @@ struct AttestCommand: ParsableCommand {
     @OptionGroup var mount: MountOption
     @Option(name: .customLong("report-data"), help: "Up to 64 bytes as hex (zero-padded).") var reportData: String = ""
     @Option(name: .customLong("out"), help: "Write the binary report here (default: hex on stdout).") var out: String?
+    @Flag(name: .customLong("json"), help: "Print {platform, report (hex)}.") var json = false
     func run() throws {
         do {
             guard reportData.count <= 128, var data = Hex.decode(reportData) else { throw CLIError("--report-data takes up to 128 hex digits") }
@@ -114,6 +118,9 @@ struct AttestCommand: ParsableCommand {
             if r.platform == 3 { printError("note: a TDX TDREPORT is MAC'ed for this machine only; a remote verifier needs it as a Quote (configfs-tsm)") }
             if let out {
                 guard FileManager.default.createFile(atPath: out, contents: Data(r.report)) else { throw CLIError("cannot write \(out)") }
+            } else if json {
+                let names: [UInt32: String] = [1: "sev-snp", 2: "sev-snp-simulator", 3: "tdx"]
+                print(try jsonLine(["platform": names[r.platform] ?? "\(r.platform)", "report": Hex.encode(r.report)]))
             } else {
                 print(Hex.encode(r.report))
             }

@@ -75,15 +75,18 @@ struct VerifyCommand: ParsableCommand {
     @Option(name: .customLong("signature"), help: "The signature file.") var signatureFile: String
     @OptionGroup var signature: SignatureOptions
     @Option(name: .customLong("in"), help: "The signed data (default: stdin).") var input: String?
+    @Flag(name: .customLong("json"), help: "Print {valid: true|false} (the exit code still says which).") var json = false
     func run() throws {
         do {
             let (scheme, hash) = try signature.parsed()
             guard let sig = FileManager.default.contents(atPath: signatureFile) else { throw CLIError("cannot read \(signatureFile)") }
-            guard try mount.client().verify(key: key, signature: [UInt8](sig), scheme: scheme, hash: hash, read: try IOOptions(input: input).reader()) else {
+            let valid = try mount.client().verify(key: key, signature: [UInt8](sig), scheme: scheme, hash: hash, read: try IOOptions(input: input).reader())
+            if json { print(try jsonLine(["valid": valid])) }
+            guard valid else {
                 printError("error: the signature does not verify")
                 throw ExitCode(ElasticExitCode.verificationFailed.rawValue)
             }
-            print("signature ok")
+            if !json { print("signature ok") }
         } catch let e as ExitCode { throw e } catch { throw controlFailure(error) }
     }
 }
@@ -94,11 +97,13 @@ struct HMACCommand: ParsableCommand {
     @OptionGroup var mount: MountOption
     @Option(name: .customLong("key")) var key: String
     @Flag(name: .customLong("hex"), help: "Print the MAC as hex.") var hex = false
+    @Flag(name: .customLong("json"), help: "Print {mac (hex)}.") var json = false
     @OptionGroup var io: IOOptions
     func run() throws {
         do {
             let mac = try mount.client().sign(key: key, hmac: true, read: try io.reader())
-            try io.withWriter { try $0(hex ? Array((Hex.encode(mac) + "\n").utf8) : mac) }
+            let text = json ? try jsonLine(["mac": Hex.encode(mac)]) + "\n" : Hex.encode(mac) + "\n"
+            try io.withWriter { try $0(hex || json ? Array(text.utf8) : mac) }
         } catch { throw controlFailure(error) }
     }
 }
