@@ -78,6 +78,10 @@ struct KeyStoreTests {
                 """, env: env), "imports agree with openssl")
             let wrongType = try run(Env.elastic, ["key", "import", "x", "--type", "ec-p384", "--in", s.dir + "/ec.pem", "--mount", s.mountpoint])
             #expect(wrongType.status == 20, "a P-256 key is not imported as P-384")
+            let badName = try run(Env.elastic, ["key", "create", "a/b", "--type", "aes256", "--mount", s.mountpoint])
+            #expect(badName.status == 1 && badName.stderr.contains("invalid key name"), "\(badName.stderr)")
+            let json = try run(Env.elastic, ["hash", "--json", s.dir + "/msg", "--mount", s.mountpoint]).stdout
+            #expect(json.hasPrefix("{\"algorithm\":\"sha256\",\"digest\":\"") && json.contains("\"file\":\"\(s.dir)/msg\""), "\(json)")
             let notExportable = try run(Env.elastic, ["key", "export", "rsa", "--mount", s.mountpoint])
             #expect(notExportable.status == 20 && notExportable.stdout.isEmpty && notExportable.stderr.contains("exportable"))
         }

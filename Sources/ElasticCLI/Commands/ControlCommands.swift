@@ -32,7 +32,7 @@ struct TimeCommand: ParsableCommand {
             if json {
                 let obj: [String: Any] = ["clock": clock, "seconds": r.seconds, "nanoseconds": r.nanoseconds, "resolution_ns": r.resolutionNanoseconds,
                                           "trusted": r.trusted, "source": r.source, "utc_offset": r.utcOffset, "timezone": r.timezone]
-                print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
+                print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
             } else {
                 print("\(clock) \(r.seconds).\(ns) resolution=\(r.resolutionNanoseconds)ns source=\(r.source) \(r.trusted ? "trusted" : "host-influenced") tz=\(r.timezone)\(r.utcOffset >= 0 ? "+" : "")\(r.utcOffset)s")
             }
@@ -100,7 +100,7 @@ struct HashCommand: ParsableCommand {
 
 /// `elastic attest --report-data HEX [--out FILE]`: a report carrying 64 bytes of your data.
 struct AttestCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "attest", abstract: "An attestation report (SEV-SNP) with your 64 bytes of report data.")
+    static let configuration = CommandConfiguration(commandName: "attest", abstract: "An attestation report (SEV-SNP, or the TDX TDREPORT) with your 64 bytes of report data.")
     @OptionGroup var mount: MountOption
     @Option(name: .customLong("report-data"), help: "Up to 64 bytes as hex (zero-padded).") var reportData: String = ""
     @Option(name: .customLong("out"), help: "Write the binary report here (default: hex on stdout).") var out: String?

@@ -15,7 +15,7 @@ struct EncryptCommand: ParsableCommand {
         do {
             let client = try mount.client()
             let read = try io.reader()
-            try io.withWriter { write in try client.encrypt(key: key, aad: Array(aad.utf8), read: read, write: write) }
+            try io.withWriter { write in try client.encrypt(key: try checkedKeyName(key), aad: Array(aad.utf8), read: read, write: write) }
         } catch { throw controlFailure(error) }
     }
 }
@@ -61,7 +61,7 @@ struct SignCommand: ParsableCommand {
     func run() throws {
         do {
             let (scheme, hash) = try signature.parsed()
-            let sig = try mount.client().sign(key: key, scheme: scheme, hash: hash, read: try io.reader())
+            let sig = try mount.client().sign(key: try checkedKeyName(key), scheme: scheme, hash: hash, read: try io.reader())
             try io.withWriter { try $0(sig) }
         } catch { throw controlFailure(error) }
     }
@@ -80,7 +80,7 @@ struct VerifyCommand: ParsableCommand {
         do {
             let (scheme, hash) = try signature.parsed()
             guard let sig = FileManager.default.contents(atPath: signatureFile) else { throw CLIError("cannot read \(signatureFile)") }
-            let valid = try mount.client().verify(key: key, signature: [UInt8](sig), scheme: scheme, hash: hash, read: try IOOptions(input: input).reader())
+            let valid = try mount.client().verify(key: try checkedKeyName(key), signature: [UInt8](sig), scheme: scheme, hash: hash, read: try IOOptions(input: input).reader())
             if json { print(try jsonLine(["valid": valid])) }
             guard valid else {
                 printError("error: the signature does not verify")
@@ -101,7 +101,7 @@ struct HMACCommand: ParsableCommand {
     @OptionGroup var io: IOOptions
     func run() throws {
         do {
-            let mac = try mount.client().sign(key: key, hmac: true, read: try io.reader())
+            let mac = try mount.client().sign(key: try checkedKeyName(key), hmac: true, read: try io.reader())
             let text = json ? try jsonLine(["mac": Hex.encode(mac)]) + "\n" : Hex.encode(mac) + "\n"
             try io.withWriter { try $0(hex || json ? Array(text.utf8) : mac) }
         } catch { throw controlFailure(error) }

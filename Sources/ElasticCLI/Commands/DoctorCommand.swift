@@ -36,7 +36,7 @@ struct DoctorCommand: ParsableCommand {
         lines.append(("pass", "key slots", slots.joined(separator: ", ") + (probe.hasSEVGuestDevice ? "" : " (snp sealing needs an SEV-SNP guest)")))
         if json {
             let objects = lines.map { ["check": $0.name, "status": $0.mark, "detail": $0.detail] }
-            let data = try JSONSerialization.data(withJSONObject: ["platform": kind.rawValue, "checks": objects], options: [.prettyPrinted, .sortedKeys])
+            let data = try JSONSerialization.data(withJSONObject: ["platform": kind.rawValue, "checks": objects], options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
             print(String(decoding: data, as: UTF8.self))
         } else {
             for l in lines { print("[\(l.mark)] \(l.name): \(l.detail)") }

@@ -16,7 +16,7 @@ extension KeyCommand {
             do {
                 let t = try keyType(type)
                 guard bits == nil || t == .rsa else { throw CLIError("--bits is for RSA keys") }
-                try mount.client().createKey(name, type: t, bits: t == .rsa ? (bits ?? 2048) : 0, exportable: exportable)
+                try mount.client().createKey(try checkedKeyName(name), type: t, bits: t == .rsa ? (bits ?? 2048) : 0, exportable: exportable)
             } catch { throw controlFailure(error) }
         }
     }
@@ -34,7 +34,7 @@ extension KeyCommand {
                 let t = try keyType(type)
                 var material = try IOOptions(input: input).readAll(limit: 4096)
                 defer { secureWipe(&material) }
-                try mount.client().importKey(name, type: t, material: material, exportable: exportable)
+                try mount.client().importKey(try checkedKeyName(name), type: t, material: material, exportable: exportable)
             } catch { throw controlFailure(error) }
         }
     }
@@ -64,7 +64,7 @@ extension KeyCommand {
         @Flag(name: .customLong("json")) var json = false
         func run() throws {
             do {
-                let k = try mount.client().keyInfo(name)
+                let k = try mount.client().keyInfo(try checkedKeyName(name))
                 print(json ? try jsonLine(describe(k)) : line(k))
             } catch { throw controlFailure(error) }
         }
@@ -78,7 +78,7 @@ extension KeyCommand {
         @Option(name: .customLong("out")) var output: String?
         func run() throws {
             do {
-                let pem = try mount.client().publicKey(name)
+                let pem = try mount.client().publicKey(try checkedKeyName(name))
                 try IOOptions(output: output).withWriter { try $0(pem) }
             } catch { throw controlFailure(error) }
         }
@@ -92,7 +92,7 @@ extension KeyCommand {
         @Option(name: .customLong("out"), help: "Written with mode 0600 (default: stdout).") var output: String?
         func run() throws {
             do {
-                var secret = try mount.client().exportKey(name)
+                var secret = try mount.client().exportKey(try checkedKeyName(name))
                 defer { secureWipe(&secret) }
                 try IOOptions(output: output).withWriter(mode: 0o600) { try $0(secret) }
             } catch { throw controlFailure(error) }
@@ -105,7 +105,7 @@ extension KeyCommand {
         @OptionGroup var mount: MountOption
         @Argument var name: String
         func run() throws {
-            do { try mount.client().deleteKey(name) } catch { throw controlFailure(error) }
+            do { try mount.client().deleteKey(try checkedKeyName(name)) } catch { throw controlFailure(error) }
         }
     }
 }
@@ -127,5 +127,14 @@ func line(_ k: ControlClient.KeyInfo) -> String {
 }
 
 func jsonLine(_ obj: Any) throws -> String {
-    String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self)
+    String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
+}
+
+/// Checks a key name before it goes to the daemon, for a clear message instead of EINVAL.
+func checkedKeyName(_ name: String) throws -> String {
+    let ok = (1...63).contains(name.utf8.count) && name.utf8.allSatisfy { c in
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e || c == 0x5f || c == 0x2d
+    }
+    guard ok else { throw CLIError("invalid key name \"\(name)\": 1 to 63 of A-Z a-z 0-9 . _ -") }
+    return name
 }
