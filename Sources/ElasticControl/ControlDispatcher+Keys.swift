@@ -199,21 +199,18 @@ extension ControlDispatcher {
         let n = Int(r.length)
         switch o {
         case .aead(let stream, let sealing):
-            var tag = [UInt8](repeating: 0, count: AEADStream.tagSize)
-            if !sealing { tag = withUnsafeBytes(of: r.tag) { Array($0) } }
             if sealing { guard Self.allZero(r.tag) else { throw .invalid("tag set on ENCRYPT") } }
-            var out = [UInt8](repeating: 0, count: max(n, 1))
-            defer { secureWipe(&out) }
+            // In place: the segment in `data` becomes its ciphertext (or plaintext), the tag is
+            // read from or written to `tag`.
+            var tag = r.tag
             do {
-                try withUnsafeBytes(of: r.data) { d in
-                    try out.withUnsafeMutableBytes { o in
-                        try tag.withUnsafeMutableBytes { t in
-                            let input = UnsafeRawBufferPointer(rebasing: d[0..<n])
-                            if sealing {
-                                try stream.seal(input, final: final, output: o.baseAddress!, tag: t.baseAddress!)
-                            } else {
-                                try stream.open(input, final: final, output: o.baseAddress!, tag: t.baseAddress!)
-                            }
+                try withUnsafeMutableBytes(of: &r.data) { d in
+                    try withUnsafeMutableBytes(of: &tag) { t in
+                        let segment = UnsafeRawBufferPointer(rebasing: d[0..<n])
+                        if sealing {
+                            try stream.seal(segment, final: final, output: d.baseAddress!, tag: t.baseAddress!)
+                        } else {
+                            try stream.open(segment, final: final, output: d.baseAddress!, tag: t.baseAddress!)
                         }
                     }
                 }
@@ -224,25 +221,22 @@ extension ControlDispatcher {
             } catch {
                 throw .invalid("\(error)")
             }
-            out.withUnsafeBytes { Self.setData(&r.data, UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            if sealing { tag.withUnsafeBytes { Self.setData(&r.tag, $0) } } else { Self.setData(&r.tag, UnsafeRawBufferPointer(start: nil, count: 0)) }
+            r.tag = sealing ? tag : (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         case .signature(let stream, let verifying):
             guard Self.allZero(r.tag) else { throw .invalid("tag") }
-            let data = withUnsafeBytes(of: r.data) { Array($0.prefix(n)) }
             do {
                 if final && verifying {
-                    guard try stream.verify(data) else { throw ControlError.verificationFailed }
-                    Self.setData(&r.data, UnsafeRawBufferPointer(start: nil, count: 0))
-                    r.length = 0
+                    let signature = withUnsafeBytes(of: r.data) { Array($0.prefix(n)) }
+                    guard try stream.verify(signature) else { throw ControlError.verificationFailed }
                 } else {
-                    try data.withUnsafeBytes { try stream.update($0) }
-                    Self.setData(&r.data, UnsafeRawBufferPointer(start: nil, count: 0))
-                    r.length = 0
-                    if final {
-                        let signature = try stream.sign()
-                        signature.withUnsafeBytes { Self.setData(&r.data, $0) }
-                        r.length = UInt32(signature.count)
-                    }
+                    try withUnsafeBytes(of: r.data) { try stream.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                }
+                Self.setData(&r.data, UnsafeRawBufferPointer(start: nil, count: 0))
+                r.length = 0
+                if final && !verifying {
+                    let signature = try stream.sign()
+                    signature.withUnsafeBytes { Self.setData(&r.data, $0) }
+                    r.length = UInt32(signature.count)
                 }
             } catch let e as ControlError {
                 throw e

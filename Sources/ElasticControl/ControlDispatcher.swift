@@ -117,43 +117,26 @@ public final class ControlDispatcher: Sendable {
         guard input.count == size, output.count >= size else { throw .invalid("size") }
         guard input.load(as: UInt32.self) == ELASTIC_ABI_VERSION else { throw .invalid("version") }
         switch cmd {
-        case Self.clockCommand:
-            var r = input.loadUnaligned(as: elastic_clock.self)
-            try clock(&r, caller)
-            output.storeBytes(of: r, as: elastic_clock.self)
-        case Self.randomCommand:
-            var r = input.loadUnaligned(as: elastic_random.self)
-            try random(&r)
-            output.storeBytes(of: r, as: elastic_random.self)
-        case Self.stopwatchCommand:
-            var r = input.loadUnaligned(as: elastic_stopwatch.self)
-            try stopwatch(&r, caller)
-            output.storeBytes(of: r, as: elastic_stopwatch.self)
-        case Self.attestCommand:
-            var r = input.loadUnaligned(as: elastic_attest.self)
-            try attest(&r)
-            output.storeBytes(of: r, as: elastic_attest.self)
-        case Self.hashCommand:
-            var r = input.loadUnaligned(as: elastic_hash.self)
-            try hash(&r, caller)
-            output.storeBytes(of: r, as: elastic_hash.self)
-        case Self.keyCommand:
-            var r = input.loadUnaligned(as: elastic_key.self)
-            defer { withUnsafeMutableBytes(of: &r) { secureWipe($0) } }
-            try key(&r, caller)
-            output.storeBytes(of: r, as: elastic_key.self)
-        case Self.keyOperationCommand:
-            var r = input.loadUnaligned(as: elastic_keyop.self)
-            defer { withUnsafeMutableBytes(of: &r) { secureWipe($0) } }
-            try keyOperation(&r, caller)
-            output.storeBytes(of: r, as: elastic_keyop.self)
-        default:
-            var r = input.loadUnaligned(as: elastic_derive.self)
-            defer { withUnsafeMutableBytes(of: &r) { secureWipe($0) } }
-            try derive(&r, caller)
-            output.storeBytes(of: r, as: elastic_derive.self)
+        case Self.clockCommand: try Self.serve(input, output) { (r: inout elastic_clock) throws(ControlError) in try clock(&r, caller) }
+        case Self.randomCommand: try Self.serve(input, output) { (r: inout elastic_random) throws(ControlError) in try random(&r) }
+        case Self.stopwatchCommand: try Self.serve(input, output) { (r: inout elastic_stopwatch) throws(ControlError) in try stopwatch(&r, caller) }
+        case Self.attestCommand: try Self.serve(input, output) { (r: inout elastic_attest) throws(ControlError) in try attest(&r) }
+        case Self.hashCommand: try Self.serve(input, output) { (r: inout elastic_hash) throws(ControlError) in try hash(&r, caller) }
+        // Requests that carry key material: the local copy is wiped (the FUSE layer wipes the reply).
+        case Self.keyCommand: try Self.serve(input, output, wipe: true) { (r: inout elastic_key) throws(ControlError) in try key(&r, caller) }
+        case Self.keyOperationCommand: try Self.serve(input, output, wipe: true) { (r: inout elastic_keyop) throws(ControlError) in try keyOperation(&r, caller) }
+        default: try Self.serve(input, output, wipe: true) { (r: inout elastic_derive) throws(ControlError) in try derive(&r, caller) }
         }
         return size
+    }
+
+    /// Copies the request struct out of `input`, runs `body` on it and stores the answer.
+    static func serve<T>(_ input: UnsafeRawBufferPointer, _ output: UnsafeMutableRawBufferPointer, wipe: Bool = false,
+                         _ body: (inout T) throws(ControlError) -> Void) throws(ControlError) {
+        var r = input.loadUnaligned(as: T.self)
+        defer { if wipe { withUnsafeMutableBytes(of: &r) { secureWipe($0) } } }
+        try body(&r)
+        output.storeBytes(of: r, as: T.self)
     }
 
     static func allZero<T>(_ v: T) -> Bool { withUnsafeBytes(of: v) { $0.allSatisfy { $0 == 0 } } }

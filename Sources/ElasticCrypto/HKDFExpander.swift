@@ -10,12 +10,24 @@ public final class HKDFExpander: @unchecked Sendable {
 
     /// Extracts PRK = HMAC-SHA-256(salt, ikm) (an empty salt is HashLen zeros) and keys HMAC with it.
     public init(ikm: SecureBytes, salt: [UInt8] = []) throws {
-        let prk = try ikm.withUnsafeBytes { k in try salt.withUnsafeBytes { s in try Self.hmac(key: s, k) } }
+        template = try ikm.withUnsafeBytes { k in try Self.keyedHMAC(ikm: k, salt: salt) }
+    }
+
+    public init(ikm: UnsafeRawBufferPointer, salt: [UInt8] = []) throws {
+        template = try Self.keyedHMAC(ikm: ikm, salt: salt)
+    }
+
+    /// An HMAC-SHA-256 context keyed with the extracted PRK.
+    static func keyedHMAC(ikm: UnsafeRawBufferPointer, salt: [UInt8]) throws -> OpaquePointer {
+        let prk = try salt.withUnsafeBytes { s in try hmac(key: s, ikm) }
         guard let mac = EVP_MAC_fetch(nil, "HMAC", nil) else { throw CryptoError.drain("EVP_MAC_fetch(HMAC)") }
         defer { EVP_MAC_free(mac) }
         guard let ctx = EVP_MAC_CTX_new(mac) else { throw CryptoError.drain("EVP_MAC_CTX_new") }
-        template = ctx
-        try prk.withUnsafeBytes { p in try Self.initialize(ctx, key: p) }
+        do { try prk.withUnsafeBytes { p in try initialize(ctx, key: p) } } catch {
+            EVP_MAC_CTX_free(ctx)
+            throw error
+        }
+        return ctx
     }
 
     deinit { EVP_MAC_CTX_free(template) }

@@ -2,8 +2,7 @@ import COpenSSL
 
 /// Key derivation and hashing through OpenSSL: HKDF-SHA-256 (RFC 5869), scrypt, HMAC and SHA-2.
 public enum KDF {
-    /// HKDF-SHA-256 extract-and-expand. The corresponding C calls are `EVP_PKEY_derive` with
-    /// an `EVP_PKEY_HKDF` context.
+    /// HKDF-SHA-256 extract-and-expand (RFC 5869), one derivation (`HKDFExpander` for many).
     public static func hkdfSHA256(ikm: SecureBytes, salt: [UInt8], info: [UInt8], length: Int) throws -> SecureBytes {
         try ikm.withUnsafeBytes { (k) throws -> SecureBytes in
             try hkdfSHA256(ikm: k, salt: salt, info: info, length: length)
@@ -12,23 +11,8 @@ public enum KDF {
 
     /// HKDF-SHA-256 over raw input key material.
     public static func hkdfSHA256(ikm: UnsafeRawBufferPointer, salt: [UInt8], info: [UInt8], length: Int) throws -> SecureBytes {
-        guard let ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nil) else { throw CryptoError.drain("EVP_PKEY_CTX_new_id(HKDF)") }
-        defer { EVP_PKEY_CTX_free(ctx) }
-        let out = SecureBytes(count: length)
-        var outLen = length
-        let ok = out.withUnsafeMutableBytes { o -> Bool in
-            guard EVP_PKEY_derive_init(ctx) == 1, EVP_PKEY_CTX_set_hkdf_md(ctx, EVP_sha256()) == 1 else { return false }
-            if !salt.isEmpty {
-                guard salt.withUnsafeBufferPointer({ EVP_PKEY_CTX_set1_hkdf_salt(ctx, $0.baseAddress, Int32($0.count)) }) == 1 else { return false }
-            }
-            guard EVP_PKEY_CTX_set1_hkdf_key(ctx, ikm.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(ikm.count)) == 1 else { return false }
-            if !info.isEmpty {
-                guard info.withUnsafeBufferPointer({ EVP_PKEY_CTX_add1_hkdf_info(ctx, $0.baseAddress, Int32($0.count)) }) == 1 else { return false }
-            }
-            return EVP_PKEY_derive(ctx, o.baseAddress!.assumingMemoryBound(to: UInt8.self), &outLen) == 1
-        }
-        guard ok, outLen == length else { throw CryptoError.drain("HKDF") }
-        return out
+        let expander = try HKDFExpander(ikm: ikm, salt: salt)
+        return try info.withUnsafeBytes { try expander.expand(info: $0, length: length) }
     }
 
     /// scrypt (RFC 7914). The corresponding C call is `EVP_PBE_scrypt`.

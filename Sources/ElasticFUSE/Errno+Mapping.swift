@@ -1,3 +1,4 @@
+import ElasticControl
 import ElasticCrypto
 import ElasticFormat
 import ElasticSystem
@@ -28,6 +29,31 @@ enum ErrnoMapping {
             return EIO
         default:
             logger.error("unexpected error", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "error": "\(error)"])
+            return EIO
+        }
+    }
+
+    /// The errno of a refused control-file request (docs/control-abi.md); daemon-side failures
+    /// are logged and become EIO.
+    static func errno(for error: ControlError, logger: Logger) -> Int32 {
+        switch error {
+        case .unknownCommand: return ENOTTY
+        case .invalid: return EINVAL
+        case .badHandle: return EBADF
+        case .tooManyHandles: return EMFILE
+        case .notAvailable: return EOPNOTSUPP
+        case .notFound: return ENOENT
+        case .exists: return EEXIST
+        case .accessDenied: return EACCES
+        case .notExportable: return EPERM
+        case .readOnly: return EROFS
+        case .full: return ENOSPC
+        case .verificationFailed: return EBADMSG
+        case .platformFailure(let why):
+            logger.error("attestation failed", metadata: ["error": "\(why)"])
+            return EIO
+        case .storageFailure(let why):
+            logger.error("key store failure", metadata: ["error": "\(why)"])
             return EIO
         }
     }

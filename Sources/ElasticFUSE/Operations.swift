@@ -265,36 +265,8 @@ enum Operations {
             let n = try f.control.handle(cmd: cmd, input: UnsafeRawBufferPointer(start: inBuf, count: inSize), output: out,
                                          caller: ControlCaller(uid: ctx.uid, gid: ctx.gid, pid: ctx.pid))
             fuse_reply_ioctl(req, 0, t.plain, n)
-        } catch .unknownCommand {
-            fuse_reply_err(req, ENOTTY)
-        } catch .badHandle {
-            fuse_reply_err(req, EBADF)
-        } catch .tooManyHandles {
-            fuse_reply_err(req, EMFILE)
-        } catch .notAvailable {
-            fuse_reply_err(req, EOPNOTSUPP)
-        } catch .platformFailure(let why) {
-            f.logger.error("attestation failed", metadata: ["error": "\(why)"])
-            fuse_reply_err(req, EIO)
-        } catch .storageFailure(let why) {
-            f.logger.error("key store failure", metadata: ["error": "\(why)"])
-            fuse_reply_err(req, EIO)
-        } catch .notFound {
-            fuse_reply_err(req, ENOENT)
-        } catch .exists {
-            fuse_reply_err(req, EEXIST)
-        } catch .accessDenied {
-            fuse_reply_err(req, EACCES)
-        } catch .notExportable {
-            fuse_reply_err(req, EPERM)
-        } catch .readOnly {
-            fuse_reply_err(req, EROFS)
-        } catch .full {
-            fuse_reply_err(req, ENOSPC)
-        } catch .verificationFailed {
-            fuse_reply_err(req, EBADMSG)
         } catch {
-            fuse_reply_err(req, EINVAL)
+            fuse_reply_err(req, ErrnoMapping.errno(for: error, logger: f.logger))
         }
         secureWipe(out)  // a derived key passed through here
     }

@@ -44,7 +44,7 @@ public struct KeyStoreFile: Sendable {
 
     /// The stored keys; none if the file does not exist yet.
     public func load() throws -> [StoredKey] {
-        var sealed: [UInt8]
+        let sealed: [UInt8]
         do { sealed = try Syscall.readFile(AT_FDCWD, backing + "/" + BackingNames.keyStore, limit: Self.maxFileSize) } catch let e as Errno where e == .noSuchFileOrDirectory {
             return []
         }
@@ -54,7 +54,6 @@ public struct KeyStoreFile: Sendable {
             throw FormatError.corruptMetadata("\(BackingNames.keyStore) failed authentication (altered, or from another store)")
         }
         defer { secureWipe(&plain) }
-        sealed = []
         var r = ByteReader(plain)
         let count = Int(try r.u32())
         guard count <= Self.maxKeys else { throw FormatError.corruptMetadata("\(BackingNames.keyStore): \(count) keys") }
