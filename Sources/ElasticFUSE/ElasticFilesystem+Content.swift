@@ -89,6 +89,12 @@ extension ElasticFilesystem {
     // MARK: Read
 
     /// Reads up to `size` bytes at `offset`; returns a pointer into this thread's buffer.
+    ///
+    /// The reply holds only bytes that this request authenticated for this file at these block
+    /// indexes (or zeros of a hole): the ciphertext wanted is fixed from one size before
+    /// reading, a backing file that is shorter than that by the time it is read (the host cut
+    /// it) fails with EIO, and every block must decrypt to exactly the length the layout gives
+    /// it. Nothing left in the thread's buffers by an earlier request can reach the reply.
     func read(_ ino: UInt64, fd: Int32, size: Int, offset: Int64) throws -> (UnsafeRawPointer, Int) {
         let i = try inode(ino)
         let t = try worker()
@@ -102,27 +108,40 @@ extension ElasticFilesystem {
             }
             guard offset < plain, size > 0 else { return (UnsafeRawPointer(t.plain), 0) }
             let n = Int(min(Int64(min(size, ThreadState.maxRequest)), plain - offset))
-            let first = offset / Self.bs, last = (offset + Int64(n) - 1) / Self.bs
-            let cstart = BlockLayout.cipherOffset(block: first)
-            let cend = min(csize, BlockLayout.cipherOffset(block: last) + Self.cbs)
-            let got = try Syscall.pread(fd, t.cipher, Int(cend - cstart), cstart)
+            let blocks = BlockLayout.blocks(offset: offset, length: Int64(n))
+            let cstart = BlockLayout.cipherOffset(block: blocks.lowerBound)
+            let cend = BlockLayout.cipherOffset(block: blocks.upperBound)
+                + BlockLayout.plaintextLength(block: blocks.upperBound, fileSize: plain) + BlockLayout.overhead
+            let want = Int(cend - cstart)
+            let got = try Syscall.pread(fd, t.cipher, want, cstart)
+            guard got == want else {
+                logger.error("backing file shorter than its size a moment before: refusing the read", metadata: [
+                    "fuse.ino": "\(ino)", "backing.ino": "\(i.key.ino)", "wanted": "\(want)", "got": "\(got)",
+                ])
+                throw FormatError.corruptLength(cstart + Int64(got))
+            }
             let id = try fileID(i, fd: fd)
+            var cipherAt = 0, produced = 0
             try id.withUnsafeBytes { idp in
-                var at = 0
-                for b in first...last {
-                    let clen = min(Int(Self.cbs), got - at)
+                for b in blocks {
+                    let length = Int(BlockLayout.plaintextLength(block: b, fileSize: plain))
+                    let clen = length + Int(BlockLayout.overhead)
                     do {
-                        _ = try t.crypto.openBlock(fileID: idp, index: b, cipher: t.cipher + at, length: clen, output: t.plain + Int((b - first) * Self.bs))
+                        let opened = try t.crypto.openBlock(fileID: idp, index: b, cipher: t.cipher + cipherAt, length: clen, output: t.plain + produced)
+                        guard opened == length else { throw FormatError.corruptLength(Int64(opened)) }
                     } catch {
                         logger.error("block failed authentication: refusing to return it", metadata: [
                             "fuse.ino": "\(ino)", "backing.ino": "\(i.key.ino)", "block": "\(b)",
                         ])
                         throw error
                     }
-                    at += clen
+                    cipherAt += clen
+                    produced += length
                 }
             }
-            return (UnsafeRawPointer(t.plain + Int(offset % Self.bs)), n)
+            let start = Int(offset - blocks.lowerBound * Self.bs)
+            guard start + n <= produced else { throw FormatError.corruptLength(Int64(produced)) }
+            return (UnsafeRawPointer(t.plain + start), n)
         }
     }
 

@@ -35,7 +35,7 @@ extension ElasticFilesystem {
 
     func opendir(_ ino: UInt64) throws -> DirectoryHandle {
         let i = try inode(ino)
-        return DirectoryHandle(fd: try Syscall.reopen(i.fd, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
+        return DirectoryHandle(fd: try withHandle(i) { try Syscall.reopen($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) })
     }
 
     /// Decrypted entries of a directory; entries that do not decrypt are skipped and logged.

@@ -10,11 +10,13 @@ extension ElasticFilesystem {
     static let maxBackingTarget = 4095
 
     func longLinksDir() throws -> Int32 {
-        do {
-            return try Syscall.openat(root.fd, BackingNames.longLinks, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        } catch let e as Errno where e == .noSuchFileOrDirectory {
-            do { try Syscall.mkdirat(root.fd, BackingNames.longLinks, 0o700) } catch let e as Errno where e == .fileExists {}
-            return try Syscall.openat(root.fd, BackingNames.longLinks, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        try withHandle(root) { rootfd in
+            do {
+                return try Syscall.openat(rootfd, BackingNames.longLinks, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            } catch let e as Errno where e == .noSuchFileOrDirectory {
+                do { try Syscall.mkdirat(rootfd, BackingNames.longLinks, 0o700) } catch let e as Errno where e == .fileExists {}
+                return try Syscall.openat(rootfd, BackingNames.longLinks, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            }
         }
     }
 
@@ -33,42 +35,44 @@ extension ElasticFilesystem {
         _ = try? Syscall.unlinkat(d, id, 0)
     }
 
-    /// The sealed target bytes of a symlink inode.
-    func sealedTarget(_ i: Inode) throws -> [UInt8] {
-        if let id = try longLinkID(dirfd: i.fd, name: "") {
+    /// The sealed target bytes of the backing symlink `name` in `dirfd` ("" for `dirfd` itself).
+    func sealedTarget(dirfd: Int32, name: String) throws -> [UInt8] {
+        if let id = try longLinkID(dirfd: dirfd, name: name) {
             let d = try longLinksDir()
             defer { Syscall.close(d) }
-            return try Syscall.readFile(d, id, limit: 8192)
+            do { return try Syscall.readFile(d, id, limit: 8192) } catch let e as SystemError { throw FormatError.corruptMetadata("\(e)") }
         }
-        guard let raw = Base64URL.decode(try Syscall.readlinkat(i.fd, "")) else { throw FormatError.corruptMetadata("symlink target encoding") }
+        guard let raw = Base64URL.decode(try Syscall.readlinkat(dirfd, name)) else { throw FormatError.corruptMetadata("symlink target encoding") }
         return raw
     }
 
     /// Plaintext length of a symlink's target, without decrypting it.
-    func symlinkTargetLength(_ i: Inode) throws -> Int {
+    func symlinkTargetLength(dirfd: Int32, name: String) throws -> Int {
         let overhead = AESGCM.nonceSize + AESGCM.tagSize
-        if let id = try longLinkID(dirfd: i.fd, name: "") {
+        if let id = try longLinkID(dirfd: dirfd, name: name) {
             let d = try longLinksDir()
             defer { Syscall.close(d) }
             return max(0, Int(try Syscall.lstatat(d, id).st_size) - overhead)
         }
-        let encoded = try Syscall.readlinkat(i.fd, "").utf8.count
+        let encoded = try Syscall.readlinkat(dirfd, name).utf8.count
         return max(0, encoded * 6 / 8 - overhead)
     }
 
     func readlink(_ ino: UInt64) throws -> [UInt8] {
         let i = try inode(ino)
         guard i.isSymlink else { throw Errno.invalidArgument }
-        return try worker().crypto.openMetadata(try sealedTarget(i), context: Self.symlinkContext)
+        let sealed = try withHandle(i) { try sealedTarget(dirfd: $0, name: "") }
+        return try worker().crypto.openMetadata(sealed, context: Self.symlinkContext)
     }
 
     func symlink(_ target: [UInt8], _ parentID: UInt64, _ name: [UInt8], _ caller: Caller) throws -> Entry {
         let parent = try inode(parentID)
-        try checkCreatable(parent, name)
         guard !target.isEmpty else { throw Errno.noSuchFileOrDirectory }
         guard target.count <= 4095 else { throw Errno.fileNameTooLong }
-        let b = try backingName(parent, name)
-        let owner = try newOwner(parent, caller)
+        return try withNew(parent, name, caller) { n in try symlink(target, parent, n) }
+    }
+
+    private func symlink(_ target: [UInt8], _ parent: Inode, _ n: NewObject) throws -> Entry {
         let sealed = try worker().crypto.sealMetadata(target, context: Self.symlinkContext)
         var backingTarget = Base64URL.encode(sealed)
         var longID: String? = nil
@@ -81,15 +85,14 @@ extension ElasticFilesystem {
             longID = id
             backingTarget = BackingNames.longLinkPrefix + id
         }
-        try writeSidecar(parent, b)
         do {
-            try Syscall.symlinkat(backingTarget, parent.fd, b.name)
-            try chownNew(parent, b.name, owner)
+            try Syscall.symlinkat(backingTarget, n.dirfd, n.b.name)
+            try chownNew(n.dirfd, n.b.name, n.owner)
         } catch {
-            if (error as? Errno) != .fileExists { _ = try? Syscall.unlinkat(parent.fd, b.name, 0); removeSidecar(parent, b) }
+            if (error as? Errno) != .fileExists { _ = try? Syscall.unlinkat(n.dirfd, n.b.name, 0); removeSidecar(n.dirfd, n.b) }
             if let longID { removeLongLink(longID) }
             throw error
         }
-        return try register(parent: parent, backingName: b.name, stat: try Syscall.lstatat(parent.fd, b.name))
+        return try register(parent: parent, backingName: n.b.name, stat: try Syscall.lstatat(n.dirfd, n.b.name))
     }
 }

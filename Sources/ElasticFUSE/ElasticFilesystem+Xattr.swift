@@ -16,27 +16,31 @@ extension ElasticFilesystem {
         return enc
     }
 
-    func procPath(_ i: Inode) -> String { "/proc/self/fd/\(i.fd)" }
+    /// Runs `body` with a `/proc/self/fd` path to the backing object of `i` (the xattr calls
+    /// have no `AT_EMPTY_PATH` form; the magic link reaches exactly the object, never a symlink's target).
+    func withProcPath<R>(_ i: Inode, _ body: (String) throws -> R) throws -> R {
+        try withHandle(i) { try body("/proc/self/fd/\($0)") }
+    }
 
     func setxattr(_ ino: UInt64, _ name: [UInt8], _ value: [UInt8], _ flags: Int32) throws {
         let i = try inode(ino)
         if readOnly { throw Errno.readOnlyFileSystem }
         let bname = try backingXattrName(name)
         let sealed = try worker().crypto.sealMetadata(value, context: Array(bname.utf8))
-        try Syscall.setxattr(procPath(i), bname, sealed, flags)
+        try withProcPath(i) { try Syscall.setxattr($0, bname, sealed, flags) }
     }
 
     func getxattr(_ ino: UInt64, _ name: [UInt8]) throws -> [UInt8] {
         let i = try inode(ino)
         let bname = try backingXattrName(name)
-        let sealed = try Syscall.getxattr(procPath(i), bname)
+        let sealed = try withProcPath(i) { try Syscall.getxattr($0, bname) }
         return try worker().crypto.openMetadata(sealed, context: Array(bname.utf8))
     }
 
     /// Decrypted `user.*` names, each NUL-terminated (the listxattr format).
     func listxattr(_ ino: UInt64) throws -> [UInt8] {
         let i = try inode(ino)
-        let raw = try Syscall.listxattr(procPath(i))
+        let raw = try withProcPath(i) { try Syscall.listxattr($0) }
         let crypto = try worker().crypto
         var out: [UInt8] = []
         for part in raw.split(separator: 0) where part.starts(with: Self.userPrefix) {
@@ -51,6 +55,6 @@ extension ElasticFilesystem {
         let i = try inode(ino)
         if readOnly { throw Errno.readOnlyFileSystem }
         let bname = try backingXattrName(name)
-        try Syscall.removexattr(procPath(i), bname)
+        try withProcPath(i) { try Syscall.removexattr($0, bname) }
     }
 }

@@ -34,6 +34,8 @@ public final class ElasticFilesystem: @unchecked Sendable {
     let readOnly: Bool
     let root: Inode
     let inodes = LockedInodeTable()
+    /// Descriptors of directories (bounded) and of pinned objects.
+    let handles = HandleCache(capacity: HandleCache.defaultCapacity())
     let names = NameCache()
     let threads: ThreadStateKey
     let isRoot = geteuid() == 0
@@ -57,18 +59,19 @@ public final class ElasticFilesystem: @unchecked Sendable {
                 attestation: (any AttestationProvider)? = nil, controlGroup: gid_t? = nil) throws {
         self.store = store
         controlOwner = (getuid(), controlGroup ?? getgid(), controlGroup == nil ? 0o600 : 0o660)
-        control = try ControlDispatcher(master: store.master, keyStore: KeyStoreFile(backing: store.backing, keys: store.keys),
+        control = try ControlDispatcher(master: store.master, keyStore: KeyStoreFile(directory: store.directory, keys: store.keys),
                                         readOnly: readOnly, time: time, attestation: attestation)
         self.cacheTimeout = cacheTimeout
         helper = parallelCrypto ? CryptoHelper() : nil
         self.logger = logger
         self.debug = debug
         self.readOnly = readOnly
-        let fd = try Syscall.openat(AT_FDCWD, store.backing, LinuxConstants.oPath | O_DIRECTORY | O_CLOEXEC)
-        root = Inode(id: Self.rootID, fd: fd, stat: try Syscall.fstat(fd))
+        let rootHandle = BackingHandle(try Syscall.openat(store.directory.fd, ".", LinuxConstants.oPath | O_DIRECTORY | O_CLOEXEC))
+        root = Inode(id: Self.rootID, stat: try Syscall.fstat(rootHandle.fd))
         root.nlookup = 1
+        handles.pin(root, rootHandle)
         threads = ThreadStateKey(keys: store.keys)
-        hasLongLinks.store((try? Syscall.lstatat(fd, BackingNames.longLinks)) != nil, ordering: .relaxed)
+        hasLongLinks.store((try? Syscall.lstatat(rootHandle.fd, BackingNames.longLinks)) != nil, ordering: .relaxed)
         inodes.withLock { $0.byID[Self.rootID] = root; $0.byKey[root.key] = root }
     }
 
@@ -81,40 +84,37 @@ public final class ElasticFilesystem: @unchecked Sendable {
         return i
     }
 
-    /// Registers (or finds) the inode for `name` in `parent` and counts one lookup.
+    /// Registers (or finds) the inode named `backingName` in `parent`, whose backing stat is
+    /// `st`, and counts one lookup.
     func register(parent: Inode, backingName: String, stat st: stat) throws -> Entry {
         let key = DevIno(st)
-        if let found = inodes.withLock({ t -> Inode? in
-            guard let i = t.byKey[key] else { return nil }
-            i.nlookup += 1
-            return i
-        }) {
-            return Entry(inode: found, attr: try attributes(of: found, stat: st))
-        }
-        let fd = try Syscall.openat(parent.fd, backingName, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC)
-        let fresh = try Syscall.fstat(fd)
+        let link = Link(parent: parent, name: backingName)
+        var regained: Inode? = nil
         let inode = inodes.withLock { t -> Inode in
-            if let i = t.byKey[DevIno(fresh)] {
-                i.nlookup += 1
-                return i
+            if let found = t.byKey[key], found.mode == st.st_mode & S_IFMT {
+                found.nlookup += 1
+                if found.links.isEmpty { regained = found }
+                t.addLink(found, link)
+                return found
             }
-            let i = Inode(id: t.nextID, fd: fd, stat: fresh)
+            let i = Inode(id: t.nextID, stat: st)
             t.nextID += 1
             i.nlookup = 1
             t.byID[i.id] = i
             t.byKey[i.key] = i
+            t.addLink(i, link)
             return i
         }
-        if inode.fd != fd { Syscall.close(fd) }
-        return Entry(inode: inode, attr: try attributes(of: inode, stat: fresh))
+        if let regained { handles.unpin(regained) }  // it has a name again
+        return Entry(inode: inode, attr: try attributes(of: inode, stat: st, at: (parent, backingName)))
     }
 
     func forget(_ ino: UInt64, _ n: UInt64) {
         forget([(ino, n)])
     }
 
-    /// Drops lookups; inodes that reach zero leave the table. Their descriptors are closed
-    /// after the table lock is released (closing can be slow, and every request reads the table).
+    /// Drops lookups; inodes that reach zero leave the table and the handle cache (their
+    /// descriptors are closed once the locks are released).
     func forget(_ list: [(ino: UInt64, n: UInt64)]) {
         var released: [Inode] = []
         inodes.withLock { t in
@@ -122,37 +122,134 @@ public final class ElasticFilesystem: @unchecked Sendable {
                 guard let i = t.byID[ino] else { continue }
                 i.nlookup = i.nlookup > n ? i.nlookup - n : 0
                 if i.nlookup == 0 {
-                    t.byID[ino] = nil
-                    if t.byKey[i.key] === i { t.byKey[i.key] = nil }
+                    t.remove(i)
                     released.append(i)
                 }
             }
         }
-        released.removeAll()
+        for i in released { handles.drop(i) }
     }
 
     func worker() throws -> ThreadState { try threads.current() }
 
+    // MARK: Reaching backing objects
+
+    /// The names of `i` to try, most recent last (an empty list: the object has no name left).
+    func links(_ i: Inode) -> [Link] { inodes.read { _ in i.links } }
+
+    /// Runs `body` with the parent directory's descriptor and the backing name of each known
+    /// name of `i` until `check` accepts what `body` returned: the object found under that name
+    /// is `i` itself. A name that no longer leads to `i` (a rename in flight, or the host moved
+    /// things) is skipped; if none does, ESTALE.
+    func atName<R>(_ i: Inode, _ body: (Int32, String) throws -> R, check: (R) -> Bool) throws -> R {
+        for _ in 0..<3 {
+            let names = links(i)
+            if names.isEmpty { break }
+            for l in names.reversed() {
+                do {
+                    let r = try withHandle(l.parent) { try body($0, l.name) }
+                    if check(r) { return r }
+                } catch let e as Errno where e == .noSuchFileOrDirectory || e == .notDirectory || e == .staleNFSFileHandle {
+                    continue
+                }
+            }
+            if links(i).map(\.key) == names.map(\.key) { break }  // nothing moved meanwhile: give up
+        }
+        if !links(i).isEmpty {
+            logger.warning("backing object no longer under its name", metadata: ["fuse.ino": "\(i.id)", "backing.ino": "\(i.key.ino)"])
+        }
+        throw Errno.staleNFSFileHandle
+    }
+
+    /// An `O_PATH` descriptor on the backing object of `i`, checked to be that object:
+    /// cached for directories (bounded), opened for this use only for everything else.
+    func handle(_ i: Inode) throws -> BackingHandle {
+        if let h = handles.lookup(i) { return h }
+        let (h, _) = try atName(i, { dirfd, name -> (BackingHandle, DevIno) in
+            let h = BackingHandle(try Syscall.openat(dirfd, name, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC))
+            return (h, DevIno(try Syscall.fstat(h.fd)))
+        }, check: { $0.1 == i.key })
+        return i.isDirectory ? handles.insert(i, h) : h
+    }
+
+    /// Runs `body` with a descriptor on `i` that stays open until `body` returns.
+    func withHandle<R>(_ i: Inode, _ body: (Int32) throws -> R) throws -> R {
+        let h = try handle(i)
+        return try withExtendedLifetime(h) { try body(h.fd) }
+    }
+
+    /// The backing stat of `i`: through its cached handle, or by name (one `fstatat`).
+    func backingStat(_ i: Inode) throws -> stat {
+        if let h = handles.lookup(i) { return try withExtendedLifetime(h) { try Syscall.fstat(h.fd) } }
+        return try atName(i, { try Syscall.lstatat($0, $1) }, check: { DevIno($0) == i.key })
+    }
+
+    /// Opens the backing file of `i` for I/O. Never blocks on a FIFO the host put in its place,
+    /// never follows a symlink, and checks the object opened is `i`'s.
+    func openBacking(_ i: Inode, _ flags: Int32) throws -> Int32 {
+        if let h = handles.lookup(i) { return try withExtendedLifetime(h) { try Syscall.reopen(h.fd, flags) } }
+        let (fd, st) = try atName(i, { dirfd, name -> (Int32, stat) in
+            let fd = try Syscall.openat(dirfd, name, flags | O_NOFOLLOW | O_NONBLOCK)
+            guard let st = try? Syscall.fstat(fd) else { Syscall.close(fd); throw Errno.staleNFSFileHandle }
+            return (fd, st)
+        }, check: { r in
+            let ok = DevIno(r.1) == i.key && r.1.st_mode & S_IFMT == S_IFREG
+            if !ok { Syscall.close(r.0) }
+            return ok
+        })
+        _ = st
+        return fd
+    }
+
+    /// Keeps a descriptor on `victim`, about to lose the name `key`, if the kernel may still
+    /// reach it afterwards (an open file, a directory, or a handle already cached). Returns
+    /// whether it did (undo with `handles.unpin` if the removal fails).
+    func pinIfStillReachable(_ victim: Inode?, losing key: NameKey) -> Bool {
+        guard let victim else { return false }
+        let lastName = links(victim).allSatisfy { $0.key == key }
+        guard lastName else { return false }
+        let inUse = victim.openCount.load(ordering: .relaxed) > 0 || victim.isDirectory || handles.lookup(victim) != nil
+        guard inUse, let h = try? handle(victim) else { return false }
+        handles.pin(victim, h)
+        return true
+    }
+
+    /// After the name `key` was removed: the inode it named loses it; one without names and
+    /// without a pinned descriptor can no longer be found by its backing identity.
+    func nameRemoved(_ key: NameKey) {
+        inodes.withLock { t in
+            guard let i = t.removeLink(key), i.links.isEmpty else { return }
+            if !handles.isPinned(i), t.byKey[i.key] === i { t.byKey[i.key] = nil }
+        }
+    }
+
     // MARK: Attributes
 
-    /// The stat the kernel sees: our inode number and the plaintext size.
-    func attributes(of inode: Inode, stat st: stat) throws -> stat {
+    /// The stat the kernel sees: our inode number and the plaintext size. `at` locates the
+    /// object by name (a symlink's size is its target's length); without it, a handle is used.
+    func attributes(of inode: Inode, stat st: stat, at: (parent: Inode, name: String)? = nil) throws -> stat {
         var a = st
         a.st_ino = ino_t(inode.id)
         switch st.st_mode & S_IFMT {
         case S_IFREG:
             a.st_size = off_t(BlockLayout.reportedSize(cipher: Int64(st.st_size)))
         case S_IFLNK:
-            a.st_size = off_t(try symlinkTargetLength(inode))
+            if let at {
+                a.st_size = off_t(try withHandle(at.parent) { try symlinkTargetLength(dirfd: $0, name: at.name) })
+            } else {
+                a.st_size = off_t(try withHandle(inode) { try symlinkTargetLength(dirfd: $0, name: "") })
+            }
         default:
             break
         }
         return a
     }
 
-    func getattr(_ ino: UInt64) throws -> stat {
+    /// Attributes of `ino`; `fh` (an open file's backing descriptor) answers without a name.
+    func getattr(_ ino: UInt64, fh: Int32?) throws -> stat {
         let i = try inode(ino)
-        return try attributes(of: i, stat: try Syscall.fstat(i.fd))
+        if let fh, i.isRegular { return try attributes(of: i, stat: try Syscall.fstat(fh)) }
+        return try attributes(of: i, stat: try backingStat(i))
     }
 
     // MARK: Names
@@ -160,7 +257,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
     /// The directory IV of `dir`, read from its `elastic.diriv` once and cached.
     func dirIV(_ dir: Inode) throws -> [UInt8] {
         if let iv = dir.dirIV.withLock({ $0 }) { return iv }
-        let iv = try Syscall.readFile(dir.fd, BackingNames.dirIV, limit: 64)
+        let iv = try withHandle(dir) { try Syscall.readFile($0, BackingNames.dirIV, limit: 64) }
         guard iv.count == BackingNames.dirIVSize else { throw FormatError.corruptMetadata("directory IV of inode \(dir.id)") }
         dir.dirIV.withLock { $0 = iv }
         return iv
@@ -189,14 +286,14 @@ public final class ElasticFilesystem: @unchecked Sendable {
         if readOnly { throw Errno.readOnlyFileSystem }
     }
 
-    func writeSidecar(_ parent: Inode, _ b: (name: String, encoded: String, isLong: Bool)) throws {
+    func writeSidecar(_ dirfd: Int32, _ b: (name: String, encoded: String, isLong: Bool)) throws {
         guard b.isLong else { return }
-        try Syscall.writeFileAtomically(parent.fd, BackingNames.sidecar(of: b.name), Array(b.encoded.utf8), mode: 0o400)
+        try Syscall.writeFileAtomically(dirfd, BackingNames.sidecar(of: b.name), Array(b.encoded.utf8), mode: 0o400)
     }
 
-    func removeSidecar(_ parent: Inode, _ b: (name: String, encoded: String, isLong: Bool)) {
+    func removeSidecar(_ dirfd: Int32, _ b: (name: String, encoded: String, isLong: Bool)) {
         guard b.isLong else { return }
-        _ = try? Syscall.unlinkat(parent.fd, BackingNames.sidecar(of: b.name), 0)
+        _ = try? Syscall.unlinkat(dirfd, BackingNames.sidecar(of: b.name), 0)
     }
 
     // MARK: Lookup
@@ -219,103 +316,121 @@ public final class ElasticFilesystem: @unchecked Sendable {
     func lookup(_ parentID: UInt64, _ name: [UInt8]) throws -> Entry {
         let parent = try inode(parentID)
         let b = try backingName(parent, name)
-        let st = try Syscall.lstatat(parent.fd, b.name)
+        let st = try withHandle(parent) { try Syscall.lstatat($0, b.name) }
         return try register(parent: parent, backingName: b.name, stat: st)
     }
 
     // MARK: Ownership of new objects
 
-    /// Owner for a new object in `parent`: the caller, with the group inherited from a setgid
-    /// parent directory (as ext4 does).
-    func newOwner(_ parent: Inode, _ caller: Caller) throws -> (uid: uid_t, gid: gid_t, setgidParent: Bool) {
-        let pst = try Syscall.fstat(parent.fd)
+    /// Owner for a new object in `parent` (open as `dirfd`): the caller, with the group
+    /// inherited from a setgid parent directory (as ext4 does).
+    func newOwner(_ dirfd: Int32, _ caller: Caller) throws -> (uid: uid_t, gid: gid_t, setgidParent: Bool) {
+        let pst = try Syscall.fstat(dirfd)
         if pst.st_mode & S_ISGID != 0 { return (caller.uid, pst.st_gid, true) }
         return (caller.uid, caller.gid, false)
     }
 
-    func chownNew(_ parent: Inode, _ bname: String, _ owner: (uid: uid_t, gid: gid_t, setgidParent: Bool)) throws {
+    func chownNew(_ dirfd: Int32, _ bname: String, _ owner: (uid: uid_t, gid: gid_t, setgidParent: Bool)) throws {
         guard isRoot else { return }
-        try Syscall.fchownat(parent.fd, bname, owner.uid, owner.gid)
+        try Syscall.fchownat(dirfd, bname, owner.uid, owner.gid)
     }
 
     // MARK: Create
 
-    /// What every create-like operation starts with: the parent, the (checked) backing name
-    /// with its long-name sidecar already written, and the owner of the new object.
-    func prepareNew(_ parentID: UInt64, _ name: [UInt8], _ caller: Caller) throws
-        -> (parent: Inode, b: (name: String, encoded: String, isLong: Bool), owner: (uid: uid_t, gid: gid_t, setgidParent: Bool))
-    {
-        let parent = try inode(parentID)
+    typealias NewObject = (dirfd: Int32, b: (name: String, encoded: String, isLong: Bool), owner: (uid: uid_t, gid: gid_t, setgidParent: Bool))
+
+    /// What every create-like operation starts with: the parent (its descriptor held for
+    /// `body`), the checked backing name with its long-name sidecar already written, and the
+    /// owner of the new object.
+    func withNew<R>(_ parent: Inode, _ name: [UInt8], _ caller: Caller, _ body: (NewObject) throws -> R) throws -> R {
         try checkCreatable(parent, name)
         let b = try backingName(parent, name)
-        let owner = try newOwner(parent, caller)
-        try writeSidecar(parent, b)
-        return (parent, b, owner)
+        return try withHandle(parent) { dirfd in
+            let owner = try newOwner(dirfd, caller)
+            try writeSidecar(dirfd, b)
+            return try body((dirfd, b, owner))
+        }
     }
 
     func mkdir(_ parentID: UInt64, _ name: [UInt8], _ mode: mode_t, _ caller: Caller) throws -> Entry {
-        let (parent, b, owner) = try prepareNew(parentID, name, caller)
-        do {
-            try Syscall.mkdirat(parent.fd, b.name, 0o700)
-        } catch {
-            if (error as? Errno) != .fileExists { removeSidecar(parent, b) }
-            throw error
+        let parent = try inode(parentID)
+        return try withNew(parent, name, caller) { n in
+            do {
+                try Syscall.mkdirat(n.dirfd, n.b.name, 0o700)
+            } catch {
+                if (error as? Errno) != .fileExists { removeSidecar(n.dirfd, n.b) }
+                throw error
+            }
+            do {
+                let dfd = try Syscall.openat(n.dirfd, n.b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                defer { Syscall.close(dfd) }
+                try Syscall.writeFileAtomically(dfd, BackingNames.dirIV, try Random.bytes(BackingNames.dirIVSize), mode: 0o400)
+                try chownNew(n.dirfd, n.b.name, n.owner)
+                var m = mode & 0o7777
+                if n.owner.setgidParent { m |= S_ISGID }
+                try Syscall.chmod(fd: dfd, m)
+            } catch {
+                let dfd = try? Syscall.openat(n.dirfd, n.b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                if let dfd { _ = try? Syscall.unlinkat(dfd, BackingNames.dirIV, 0); Syscall.close(dfd) }
+                _ = try? Syscall.unlinkat(n.dirfd, n.b.name, AT_REMOVEDIR)
+                removeSidecar(n.dirfd, n.b)
+                throw error
+            }
+            return try register(parent: parent, backingName: n.b.name, stat: try Syscall.lstatat(n.dirfd, n.b.name))
         }
-        do {
-            let dfd = try Syscall.openat(parent.fd, b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            defer { Syscall.close(dfd) }
-            try Syscall.writeFileAtomically(dfd, BackingNames.dirIV, try Random.bytes(BackingNames.dirIVSize), mode: 0o400)
-            try chownNew(parent, b.name, owner)
-            var m = mode & 0o7777
-            if owner.setgidParent { m |= S_ISGID }
-            try Syscall.chmod(fd: dfd, m)
-        } catch {
-            let dfd = try? Syscall.openat(parent.fd, b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            if let dfd { _ = try? Syscall.unlinkat(dfd, BackingNames.dirIV, 0); Syscall.close(dfd) }
-            _ = try? Syscall.unlinkat(parent.fd, b.name, AT_REMOVEDIR)
-            removeSidecar(parent, b)
-            throw error
-        }
-        return try register(parent: parent, backingName: b.name, stat: try Syscall.lstatat(parent.fd, b.name))
     }
 
     func mknod(_ parentID: UInt64, _ name: [UInt8], _ mode: mode_t, _ rdev: dev_t, _ caller: Caller) throws -> Entry {
-        let (parent, b, owner) = try prepareNew(parentID, name, caller)
-        do {
-            try Syscall.mknodat(parent.fd, b.name, mode, rdev)
-            try chownNew(parent, b.name, owner)
-        } catch {
-            if (error as? Errno) != .fileExists { _ = try? Syscall.unlinkat(parent.fd, b.name, 0); removeSidecar(parent, b) }
-            throw error
+        let parent = try inode(parentID)
+        return try withNew(parent, name, caller) { n in
+            do {
+                try Syscall.mknodat(n.dirfd, n.b.name, mode, rdev)
+                try chownNew(n.dirfd, n.b.name, n.owner)
+            } catch {
+                if (error as? Errno) != .fileExists { _ = try? Syscall.unlinkat(n.dirfd, n.b.name, 0); removeSidecar(n.dirfd, n.b) }
+                throw error
+            }
+            return try register(parent: parent, backingName: n.b.name, stat: try Syscall.lstatat(n.dirfd, n.b.name))
         }
-        return try register(parent: parent, backingName: b.name, stat: try Syscall.lstatat(parent.fd, b.name))
     }
 
     /// Creates and opens a regular file; returns the entry and the backing descriptor.
     func create(_ parentID: UInt64, _ name: [UInt8], _ mode: mode_t, _ flags: Int32, _ caller: Caller) throws -> (Entry, Int32) {
-        let (parent, b, owner) = try prepareNew(parentID, name, caller)
-        let openFlags = Self.backingFlags(flags)
-        let fd: Int32
-        do {
-            fd = try Syscall.openat(parent.fd, b.name, openFlags | O_CREAT | O_EXCL | O_NOFOLLOW, mode & 0o7777)
-        } catch let e as Errno where e == .fileExists && flags & O_EXCL == 0 {
-            // Created by someone else since the kernel's lookup: open it as it is.
-            let fd = try Syscall.openat(parent.fd, b.name, openFlags | O_NOFOLLOW)
-            let entry = try register(parent: parent, backingName: b.name, stat: try Syscall.fstat(fd))
-            if flags & O_TRUNC != 0 { try truncate(entry.inode, fd: fd, to: 0) }
-            return (entry, fd)
-        } catch {
-            if (error as? Errno) != .fileExists { removeSidecar(parent, b) }  // an existing entry keeps its sidecar
-            throw error
-        }
-        do {
-            try chownNew(parent, b.name, owner)
-            // chown clears setuid/setgid: put the requested mode back exactly.
-            if mode & (S_ISUID | S_ISGID) != 0 { try Syscall.chmod(fd: fd, mode & 0o7777) }
-            return (try register(parent: parent, backingName: b.name, stat: try Syscall.fstat(fd)), fd)
-        } catch {
-            Syscall.close(fd)
-            throw error
+        let parent = try inode(parentID)
+        return try withNew(parent, name, caller) { n in
+            let openFlags = Self.backingFlags(flags)
+            let fd: Int32
+            do {
+                fd = try Syscall.openat(n.dirfd, n.b.name, openFlags | O_CREAT | O_EXCL | O_NOFOLLOW, mode & 0o7777)
+            } catch let e as Errno where e == .fileExists && flags & O_EXCL == 0 {
+                // Created by someone else since the kernel's lookup: open it as it is.
+                let fd = try Syscall.openat(n.dirfd, n.b.name, openFlags | O_NOFOLLOW | O_NONBLOCK)
+                do {
+                    let st = try Syscall.fstat(fd)
+                    guard st.st_mode & S_IFMT == S_IFREG else { throw Errno.fileExists }
+                    let entry = try register(parent: parent, backingName: n.b.name, stat: st)
+                    entry.inode.openCount.add(1, ordering: .relaxed)
+                    if flags & O_TRUNC != 0 { try truncate(entry.inode, fd: fd, to: 0) }
+                    return (entry, fd)
+                } catch {
+                    Syscall.close(fd)
+                    throw error
+                }
+            } catch {
+                if (error as? Errno) != .fileExists { removeSidecar(n.dirfd, n.b) }  // an existing entry keeps its sidecar
+                throw error
+            }
+            do {
+                try chownNew(n.dirfd, n.b.name, n.owner)
+                // chown clears setuid/setgid: put the requested mode back exactly.
+                if mode & (S_ISUID | S_ISGID) != 0 { try Syscall.chmod(fd: fd, mode & 0o7777) }
+                let entry = try register(parent: parent, backingName: n.b.name, stat: try Syscall.fstat(fd))
+                entry.inode.openCount.add(1, ordering: .relaxed)
+                return (entry, fd)
+            } catch {
+                Syscall.close(fd)
+                throw error
+            }
         }
     }
 
@@ -330,7 +445,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
     func open(_ ino: UInt64, _ flags: Int32, _ caller: Caller) throws -> Int32 {
         let i = try inode(ino)
         if readOnly && (flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0) { throw Errno.readOnlyFileSystem }
-        let fd = try Syscall.reopen(i.fd, Self.backingFlags(flags))
+        let fd = try openBacking(i, Self.backingFlags(flags))
         if flags & O_TRUNC != 0 {
             do {
                 try dropPrivilegeBits(fd: fd, caller: caller)
@@ -340,7 +455,14 @@ public final class ElasticFilesystem: @unchecked Sendable {
                 throw error
             }
         }
+        i.openCount.add(1, ordering: .relaxed)
         return fd
+    }
+
+    /// The kernel closed a file handle of `ino`.
+    func release(_ ino: UInt64, fd: Int32) {
+        Syscall.close(fd)
+        if let i = try? inode(ino) { i.openCount.subtract(1, ordering: .relaxed) }
     }
 
     // MARK: Remove
@@ -349,29 +471,47 @@ public final class ElasticFilesystem: @unchecked Sendable {
         let parent = try inode(parentID)
         if isControlName(parent, name) { throw Errno.notPermitted }
         let b = try backingName(parent, name)
-        var longLink: String? = nil
-        if hasLongLinks.load(ordering: .relaxed) {
-            let st = try Syscall.lstatat(parent.fd, b.name)
-            if st.st_mode & S_IFMT == S_IFLNK && st.st_nlink == 1 { longLink = try? longLinkID(dirfd: parent.fd, name: b.name) }
+        let key = NameKey(parent: parent.id, name: b.name)
+        try withHandle(parent) { dirfd in
+            var longLink: String? = nil
+            if hasLongLinks.load(ordering: .relaxed) {
+                let st = try Syscall.lstatat(dirfd, b.name)
+                if st.st_mode & S_IFMT == S_IFLNK && st.st_nlink == 1 { longLink = try? longLinkID(dirfd: dirfd, name: b.name) }
+            }
+            let victim = inodes.read { $0.byName[key] }
+            let pinned = pinIfStillReachable(victim, losing: key)
+            do {
+                try Syscall.unlinkat(dirfd, b.name, 0)
+            } catch {
+                if pinned, let victim { handles.unpin(victim) }
+                throw error
+            }
+            nameRemoved(key)
+            removeSidecar(dirfd, b)
+            if let longLink { removeLongLink(longLink) }
         }
-        try Syscall.unlinkat(parent.fd, b.name, 0)
-        removeSidecar(parent, b)
-        if let longLink { removeLongLink(longLink) }
     }
 
     func rmdir(_ parentID: UInt64, _ name: [UInt8]) throws {
         let parent = try inode(parentID)
         let b = try backingName(parent, name)
-        let dfd = try Syscall.openat(parent.fd, b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        defer { Syscall.close(dfd) }
-        let iv = try removeDirIVIfEmpty(dfd)
-        do {
-            try Syscall.unlinkat(parent.fd, b.name, AT_REMOVEDIR)
-        } catch {
-            if let iv { try? Syscall.writeFileAtomically(dfd, BackingNames.dirIV, iv, mode: 0o400) }
-            throw error
+        let key = NameKey(parent: parent.id, name: b.name)
+        try withHandle(parent) { dirfd in
+            let dfd = try Syscall.openat(dirfd, b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            defer { Syscall.close(dfd) }
+            let iv = try removeDirIVIfEmpty(dfd)
+            let victim = inodes.read { $0.byName[key] }
+            let pinned = pinIfStillReachable(victim, losing: key)
+            do {
+                try Syscall.unlinkat(dirfd, b.name, AT_REMOVEDIR)
+            } catch {
+                if pinned, let victim { handles.unpin(victim) }
+                if let iv { try? Syscall.writeFileAtomically(dfd, BackingNames.dirIV, iv, mode: 0o400) }
+                throw error
+            }
+            nameRemoved(key)
+            removeSidecar(dirfd, b)
         }
-        removeSidecar(parent, b)
     }
 
     /// If the backing directory holds nothing but its IV, removes the IV and returns it (so it
@@ -396,32 +536,54 @@ public final class ElasticFilesystem: @unchecked Sendable {
         if isControlName(parent, name) { throw Errno.notPermitted }
         try checkCreatable(newParent, newName)
         let from = try backingName(parent, name), to = try backingName(newParent, newName)
+        try withHandle(parent) { fromfd in
+            try withHandle(newParent) { tofd in
+                try rename(parent, fromfd, from, newParent, tofd, to, flags)
+            }
+        }
+    }
+
+    private func rename(_ parent: Inode, _ fromfd: Int32, _ from: (name: String, encoded: String, isLong: Bool),
+                        _ newParent: Inode, _ tofd: Int32, _ to: (name: String, encoded: String, isLong: Bool), _ flags: UInt32) throws {
         let exchange = flags & LinuxConstants.renameExchange != 0
+        let fromKey = NameKey(parent: parent.id, name: from.name), toKey = NameKey(parent: newParent.id, name: to.name)
         var restoreIV: (fd: Int32, iv: [UInt8])? = nil
         var replacedLongLink: String? = nil
-        if !exchange, flags & LinuxConstants.renameNoReplace == 0, let dst = try? Syscall.lstatat(newParent.fd, to.name) {
-            let src = try Syscall.lstatat(parent.fd, from.name)
+        var victim: Inode? = nil
+        if !exchange, flags & LinuxConstants.renameNoReplace == 0, let dst = try? Syscall.lstatat(tofd, to.name) {
+            let src = try Syscall.lstatat(fromfd, from.name)
             if DevIno(src) == DevIno(dst) { return }  // same object: rename(2) does nothing
             if dst.st_mode & S_IFMT == S_IFDIR {
                 guard src.st_mode & S_IFMT == S_IFDIR else { throw Errno.isDirectory }
-                let dfd = try Syscall.openat(newParent.fd, to.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                let dfd = try Syscall.openat(tofd, to.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 if let iv = try removeDirIVIfEmpty(dfd) { restoreIV = (dfd, iv) } else { Syscall.close(dfd) }
             } else if dst.st_mode & S_IFMT == S_IFLNK, dst.st_nlink == 1 {
-                replacedLongLink = try? longLinkID(dirfd: newParent.fd, name: to.name)
+                replacedLongLink = try? longLinkID(dirfd: tofd, name: to.name)
             }
+            victim = inodes.read { $0.byName[toKey] }
         }
         defer { if let r = restoreIV { Syscall.close(r.fd) } }
-        try writeSidecar(newParent, to)
+        let pinned = pinIfStillReachable(victim, losing: toKey)
+        try writeSidecar(tofd, to)
         do {
-            try Syscall.renameat2(parent.fd, from.name, newParent.fd, to.name, flags)
+            try Syscall.renameat2(fromfd, from.name, tofd, to.name, flags)
         } catch {
+            if pinned, let victim { handles.unpin(victim) }
             if let r = restoreIV { try? Syscall.writeFileAtomically(r.fd, BackingNames.dirIV, r.iv, mode: 0o400) }
             throw error
         }
+        if victim != nil { nameRemoved(toKey) }
+        // The moved objects keep their inodes under their new names.
+        inodes.withLock { t in
+            let moved = t.removeLink(fromKey)
+            let other = exchange ? t.removeLink(toKey) : nil
+            if let moved { t.addLink(moved, Link(parent: newParent, name: to.name)) }
+            if let other { t.addLink(other, Link(parent: parent, name: from.name)) }
+        }
         if exchange {
-            try writeSidecar(parent, from)
+            try writeSidecar(fromfd, from)
         } else {
-            removeSidecar(parent, from)
+            removeSidecar(fromfd, from)
             if let l = replacedLongLink { removeLongLink(l) }
         }
     }
@@ -429,16 +591,15 @@ public final class ElasticFilesystem: @unchecked Sendable {
     func link(_ ino: UInt64, _ newParentID: UInt64, _ newName: [UInt8]) throws -> Entry {
         let i = try inode(ino)
         let newParent = try inode(newParentID)
-        try checkCreatable(newParent, newName)
-        let b = try backingName(newParent, newName)
-        try writeSidecar(newParent, b)
-        do {
-            try Syscall.linkat(fd: i.fd, newParent.fd, b.name)
-        } catch {
-            if (error as? Errno) != .fileExists { removeSidecar(newParent, b) }
-            throw error
+        return try withNew(newParent, newName, Caller(uid: 0, gid: 0)) { n in
+            do {
+                try withHandle(i) { try Syscall.linkat(fd: $0, n.dirfd, n.b.name) }
+            } catch {
+                if (error as? Errno) != .fileExists { removeSidecar(n.dirfd, n.b) }
+                throw error
+            }
+            return try register(parent: newParent, backingName: n.b.name, stat: try Syscall.lstatat(n.dirfd, n.b.name))
         }
-        return try register(parent: newParent, backingName: b.name, stat: try Syscall.lstatat(newParent.fd, b.name))
     }
 
     // MARK: Attributes (set)
@@ -450,36 +611,38 @@ public final class ElasticFilesystem: @unchecked Sendable {
             guard i.isRegular else { throw i.isDirectory ? Errno.isDirectory : Errno.invalidArgument }
             let size = Int64(attr.st_size)
             guard size >= 0 else { throw Errno.invalidArgument }
-            let fd = try fh ?? Syscall.reopen(i.fd, O_RDWR | O_CLOEXEC)
+            let fd = try fh ?? openBacking(i, O_RDWR | O_CLOEXEC)
             defer { if fh == nil { Syscall.close(fd) } }
             if toSet & FUSE_SET_ATTR_MODE == 0 { try dropPrivilegeBits(fd: fd, caller: caller) }
             try truncate(i, fd: fd, to: size)
         }
-        if toSet & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID) != 0 {
-            let uid = toSet & FUSE_SET_ATTR_UID != 0 ? attr.st_uid : uid_t.max
-            let gid = toSet & FUSE_SET_ATTR_GID != 0 ? attr.st_gid : gid_t.max
-            try Syscall.chown(fd: i.fd, uid, gid)
-        }
-        if toSet & FUSE_SET_ATTR_MODE != 0 && !i.isSymlink {
-            try Syscall.chmod(fd: i.fd, attr.st_mode & 0o7777)
-        }
-        if toSet & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME) != 0 {
-            func time(_ set: Int32, _ now: Int32, _ t: timespec) -> timespec {
-                if toSet & now != 0 { return timespec(tv_sec: 0, tv_nsec: 0x3fff_ffff) }
-                if toSet & set != 0 { return t }
-                return timespec(tv_sec: 0, tv_nsec: 0x3fff_fffe)
+        return try withHandle(i) { fd in
+            if toSet & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID) != 0 {
+                let uid = toSet & FUSE_SET_ATTR_UID != 0 ? attr.st_uid : uid_t.max
+                let gid = toSet & FUSE_SET_ATTR_GID != 0 ? attr.st_gid : gid_t.max
+                try Syscall.chown(fd: fd, uid, gid)
             }
-            let at = time(FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW, attr.st_atim)
-            let mt = time(FUSE_SET_ATTR_MTIME, FUSE_SET_ATTR_MTIME_NOW, attr.st_mtim)
-            try Syscall.utimes(fd: i.fd, (at, mt))
+            if toSet & FUSE_SET_ATTR_MODE != 0 && !i.isSymlink {
+                try Syscall.chmod(fd: fd, attr.st_mode & 0o7777)
+            }
+            if toSet & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME) != 0 {
+                func time(_ set: Int32, _ now: Int32, _ t: timespec) -> timespec {
+                    if toSet & now != 0 { return timespec(tv_sec: 0, tv_nsec: 0x3fff_ffff) }
+                    if toSet & set != 0 { return t }
+                    return timespec(tv_sec: 0, tv_nsec: 0x3fff_fffe)
+                }
+                let at = time(FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW, attr.st_atim)
+                let mt = time(FUSE_SET_ATTR_MTIME, FUSE_SET_ATTR_MTIME_NOW, attr.st_mtim)
+                try Syscall.utimes(fd: fd, (at, mt))
+            }
+            return try attributes(of: i, stat: try Syscall.fstat(fd))
         }
-        return try attributes(of: i, stat: try Syscall.fstat(i.fd))
     }
 
     // MARK: Filesystem
 
     func statfs() throws -> statvfs {
-        var s = try Syscall.fstatvfs(root.fd)
+        var s = try withHandle(root) { try Syscall.fstatvfs($0) }
         s.f_namemax = 255
         return s
     }

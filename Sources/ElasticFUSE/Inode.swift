@@ -4,7 +4,7 @@ import Synchronization
 
 /// A reader-writer lock (`pthread_rwlock_t`) guarding one file's content: reads share it,
 /// writes and truncates hold it alone, so no read ever sees a half-written block.
-final class RWLock: @unchecked Sendable {
+final class RWLock: @unchecked Sendable {  // the pthread lock is the synchronisation
     private let lock = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
     init() { pthread_rwlock_init(lock, nil) }
     deinit {
@@ -33,14 +33,43 @@ struct DevIno: Hashable {
     }
 }
 
-/// One object the kernel knows (has looked up): an `O_PATH` descriptor on its backing object.
-/// Hard links share one `Inode`. `nlookup` is guarded by the inode table's mutex.
-final class Inode: @unchecked Sendable {
+/// One name of an inode: the directory it is in and its backing name there.
+struct Link: Equatable {
+    let parent: Inode
+    let name: String
+    static func == (a: Link, b: Link) -> Bool { a.parent === b.parent && a.name == b.name }
+    var key: NameKey { NameKey(parent: parent.id, name: name) }
+}
+
+/// A name in the inode table's index: parent inode number and backing name.
+struct NameKey: Hashable {
+    let parent: UInt64
+    let name: String
+}
+
+/// One object the kernel knows (has looked up). It holds no descriptor of its own: the backing
+/// object is reached by name from its parent directory (`links`), and checked to be the same
+/// object (`key`) every time; directories keep an `O_PATH` descriptor in the bounded
+/// `HandleCache`. Hard links share one `Inode`.
+final class Inode: @unchecked Sendable {  // mutable fields: `nlookup` and `links` under the table lock, the cache fields under the cache lock
     let id: UInt64
-    let fd: Int32
     let key: DevIno
     let mode: mode_t
+    /// Lookups the kernel holds (guarded by the table lock).
     var nlookup: UInt64 = 0
+    /// The names the kernel knows this object by (guarded by the table lock). Empty for the
+    /// root, and for an object whose last known name was removed (then only a pinned handle or
+    /// an open file reaches it).
+    var links: [Link] = []
+    /// Open file handles (an object without a name is still used through them).
+    let openCount = Atomic<Int>(0)
+
+    // Handle cache state, guarded by the cache lock.
+    var handle: BackingHandle?
+    var cacheSlot = -1
+    var referenced = false
+    var pinned = false
+
     /// Content lock (regular files).
     let content = RWLock()
     /// The file ID from the header, cached; cleared when the file is truncated to 0.
@@ -48,30 +77,54 @@ final class Inode: @unchecked Sendable {
     /// The directory IV, loaded on first use (directories).
     let dirIV = Mutex<[UInt8]?>(nil)
 
-    init(id: UInt64, fd: Int32, stat st: stat) {
+    init(id: UInt64, stat st: stat) {
         self.id = id
-        self.fd = fd
         key = DevIno(st)
         mode = st.st_mode & S_IFMT
     }
-
-    deinit { Syscall.close(fd) }
 
     var isDirectory: Bool { mode == S_IFDIR }
     var isRegular: Bool { mode == S_IFREG }
     var isSymlink: Bool { mode == S_IFLNK }
 }
 
-/// The table of known inodes, by FUSE inode number and by backing identity.
+/// The table of known inodes: by FUSE inode number, by backing identity and by name.
 struct InodeTable {
     var byID: [UInt64: Inode] = [:]
+    /// Objects that can be found again by their backing identity (a nameless object whose
+    /// descriptor was closed is not: its inode number may be reused by the backing filesystem).
     var byKey: [DevIno: Inode] = [:]
+    var byName: [NameKey: Inode] = [:]
     var nextID: UInt64 = 3  // 1 is the root, 2 is reserved for the control file
+
+    /// Records that `inode` is known as `link` (replacing whatever the index had for that name).
+    mutating func addLink(_ inode: Inode, _ link: Link) {
+        if let old = byName[link.key], old !== inode { old.links.removeAll { $0 == link } }
+        byName[link.key] = inode
+        if !inode.links.contains(link) { inode.links.append(link) }
+    }
+
+    /// Forgets the name `key`; returns the inode it named.
+    @discardableResult
+    mutating func removeLink(_ key: NameKey) -> Inode? {
+        guard let inode = byName.removeValue(forKey: key) else { return nil }
+        inode.links.removeAll { $0.key == key }
+        return inode
+    }
+
+    /// Takes `inode` out of every index.
+    mutating func remove(_ inode: Inode) {
+        byID[inode.id] = nil
+        if byKey[inode.key] === inode { byKey[inode.key] = nil }
+        for l in inode.links where byName[l.key] === inode { byName[l.key] = nil }
+        inode.links = []
+    }
 }
 
 /// The inode table behind a reader-writer lock: the hot path (ino -> Inode on every request)
-/// only reads. Lock order: this lock is never held while taking an inode's content lock.
-final class LockedInodeTable: @unchecked Sendable {
+/// only reads. Lock order: table lock, then cache lock; neither is held while taking an
+/// inode's content lock or making a system call.
+final class LockedInodeTable: @unchecked Sendable {  // `table` only under `lock`
     private let lock = RWLock()
     private var table = InodeTable()
 

@@ -86,9 +86,10 @@ enum Operations {
             f.forget((0..<count).map { (list![$0].ino, list![$0].nlookup) })
             fuse_reply_none(req)
         }
-        ops.getattr = { req, ino, _ in
+        ops.getattr = { req, ino, fi in
             Operations.run(req, "getattr", ino) { f in
-                var st = ino == ElasticFilesystem.controlID ? f.controlAttributes : try f.getattr(ino)
+                let fh = fi.flatMap { $0.pointee.fh == Operations.controlHandle ? nil : Int32(truncatingIfNeeded: $0.pointee.fh) }
+                var st = ino == ElasticFilesystem.controlID ? f.controlAttributes : try f.getattr(ino, fh: fh)
                 fuse_reply_attr(req, &st, f.cacheTimeout)
             }
         }
@@ -146,7 +147,7 @@ enum Operations {
                 let fd = try f.open(ino, fi!.pointee.flags, Operations.caller(req))
                 fi!.pointee.fh = UInt64(fd)
                 fi!.pointee.keep_cache = 0
-                if fuse_reply_open(req, fi) != 0 { Syscall.close(fd) }
+                if fuse_reply_open(req, fi) != 0 { f.release(ino, fd: fd) }
             }
         }
         ops.create = { req, parent, name, mode, fi in
@@ -155,7 +156,7 @@ enum Operations {
                 fi!.pointee.fh = UInt64(fd)
                 var p = Operations.entryParam(f, entry)
                 if fuse_reply_create(req, &p, fi) != 0 {
-                    Syscall.close(fd)
+                    f.release(entry.inode.id, fd: fd)
                     f.forget(entry.inode.id, 1)
                 }
             }
@@ -173,8 +174,8 @@ enum Operations {
             }
         }
         ops.flush = { req, _, _ in fuse_reply_err(req, 0) }
-        ops.release = { req, _, fi in
-            if fi!.pointee.fh != Operations.controlHandle { Syscall.close(Int32(truncatingIfNeeded: fi!.pointee.fh)) }
+        ops.release = { req, ino, fi in
+            if fi!.pointee.fh != Operations.controlHandle { Operations.fs(req).release(ino, fd: Int32(truncatingIfNeeded: fi!.pointee.fh)) }
             fuse_reply_err(req, 0)
         }
         ops.ioctl = { req, ino, cmd, _, _, flags, inBuf, inSize, outSize in

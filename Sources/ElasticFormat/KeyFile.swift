@@ -25,7 +25,7 @@ public enum KeyFile {
     /// Reads a key file: 64 hex digits (surrounding white space ignored), or at least 32 raw bytes.
     public static func read(at path: String) throws -> [UInt8] {
         var raw: [UInt8]
-        do { raw = try Syscall.readFile(AT_FDCWD, path, limit: 4096) } catch {
+        do { raw = try Syscall.readFile(AT_FDCWD, path, limit: 4096, requireRegular: false) } catch {
             throw FormatError.keySource("cannot read key file \(path): \(error)")
         }
         defer { secureWipe(&raw) }

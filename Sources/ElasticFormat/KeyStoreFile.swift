@@ -34,19 +34,22 @@ public struct KeyStoreFile: Sendable {
     public static let maxKeys = 1024
     static let maxFileSize = 16 << 20
 
-    let backing: String
+    let directory: OpenDirectory
     let key: SecureBytes
 
-    public init(backing: String, keys: StoreKeys) {
-        self.backing = backing
+    /// The key store of the store whose backing directory is open as `directory`.
+    public init(directory: OpenDirectory, keys: StoreKeys) {
+        self.directory = directory
         key = keys.keyStore
     }
 
     /// The stored keys; none if the file does not exist yet.
     public func load() throws -> [StoredKey] {
         let sealed: [UInt8]
-        do { sealed = try Syscall.readFile(AT_FDCWD, backing + "/" + BackingNames.keyStore, limit: Self.maxFileSize) } catch let e as Errno where e == .noSuchFileOrDirectory {
+        do { sealed = try Syscall.readFile(directory.fd, BackingNames.keyStore, limit: Self.maxFileSize) } catch let e as Errno where e == .noSuchFileOrDirectory {
             return []
+        } catch let e as SystemError {
+            throw FormatError.corruptMetadata("\(e)")
         }
         guard sealed.starts(with: Self.magic) else { throw FormatError.corruptMetadata("\(BackingNames.keyStore): not a key store") }
         var plain: [UInt8]
@@ -87,8 +90,6 @@ public struct KeyStoreFile: Sendable {
         }
         defer { secureWipe(&w.bytes) }
         let sealed = Self.magic + (try AESGCM(key: key).seal(w.bytes, aad: Self.magic))
-        let dirfd = try Syscall.openat(AT_FDCWD, backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        defer { Syscall.close(dirfd) }
-        try Syscall.writeFileAtomically(dirfd, BackingNames.keyStore, sealed, mode: 0o600)
+        try Syscall.writeFileAtomically(directory.fd, BackingNames.keyStore, sealed, mode: 0o600)
     }
 }

@@ -26,15 +26,19 @@ public enum UnlockSecret {
     }
 }
 
-/// An unlocked store: its configuration, master key and subkeys.
+/// An unlocked store: its backing directory (opened once; every file in it is reached
+/// relative to that descriptor), configuration, master key and subkeys.
 public final class UnlockedStore: @unchecked Sendable {
+    /// The path the user gave, for messages only.
     public let backing: String
+    public let directory: OpenDirectory
     public private(set) var config: StoreConfig
     public let master: SecureBytes
     public let keys: StoreKeys
 
-    init(backing: String, config: StoreConfig, master: SecureBytes) throws {
+    init(backing: String, directory: OpenDirectory, config: StoreConfig, master: SecureBytes) throws {
         self.backing = backing
+        self.directory = directory
         self.config = config
         self.master = master
         keys = try StoreKeys(master: master)
@@ -47,7 +51,7 @@ public final class UnlockedStore: @unchecked Sendable {
         let slot = try config.makeSlot(kind: kind, secret: secret, master: master)
         var next = config
         next.slots.append(slot)
-        try Store.write(next, keys: keys, backing: backing)
+        try Store.write(next, keys: keys, directory: directory)
         config = next
         return slot
     }
@@ -61,7 +65,7 @@ public final class UnlockedStore: @unchecked Sendable {
         guard config.slots.count > 1 else { throw FormatError.invalidArgument("refusing to remove the last key slot (the store would be lost)") }
         var next = config
         next.slots.removeAll { $0.id == matches[0].id }
-        try Store.write(next, keys: keys, backing: backing)
+        try Store.write(next, keys: keys, directory: directory)
         config = next
         return matches[0]
     }
@@ -72,25 +76,30 @@ public enum Store {
     /// Creates a new store in `backing` (an empty or missing directory) with one slot.
     public static func create(backing: String, kind: KeySlot.Kind, secret: [UInt8]) throws -> UnlockedStore {
         if mkdir(backing, 0o700) != 0 && errno != EEXIST { throw Errno(rawValue: errno) }
-        let dirfd = try Syscall.openat(AT_FDCWD, backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        defer { Syscall.close(dirfd) }
-        guard try isEmptyDirectory(backing) else {
+        let directory = try Syscall.openDirectory(backing)
+        guard try isEmptyDirectory(directory.fd) else {
             throw FormatError.invalidArgument("\(backing) is not empty; a new store needs an empty directory")
         }
         let master = try SecureBytes.random(count: 32)
         var config = StoreConfig(storeID: try Random.bytes(16), slots: [])
         config.slots.append(try config.makeSlot(kind: kind, secret: secret, master: master))
-        let store = try UnlockedStore(backing: backing, config: config, master: master)
-        try Syscall.writeFileAtomically(dirfd, BackingNames.dirIV, try Random.bytes(BackingNames.dirIVSize), mode: 0o400)
-        try write(config, keys: store.keys, backing: backing)
+        let store = try UnlockedStore(backing: backing, directory: directory, config: config, master: master)
+        try Syscall.writeFileAtomically(directory.fd, BackingNames.dirIV, try Random.bytes(BackingNames.dirIVSize), mode: 0o400)
+        try write(config, keys: store.keys, directory: directory)
         return store
     }
 
     /// Reads and parses `elastic.conf` (no key needed).
     public static func readConfig(backing: String) throws -> (StoreConfig, [UInt8]) {
+        try readConfig(directory: try Syscall.openDirectory(backing), backing: backing)
+    }
+
+    static func readConfig(directory: OpenDirectory, backing: String) throws -> (StoreConfig, [UInt8]) {
         let bytes: [UInt8]
-        do { bytes = try Syscall.readFile(AT_FDCWD, backing + "/" + BackingNames.config, limit: 1 << 16) } catch let e as Errno where e == .noSuchFileOrDirectory {
+        do { bytes = try Syscall.readFile(directory.fd, BackingNames.config, limit: 1 << 16) } catch let e as Errno where e == .noSuchFileOrDirectory {
             throw FormatError.invalidArgument("\(backing) is not an ELASTIC store (no \(BackingNames.config)); create one with `elastic init`")
+        } catch let e as SystemError {
+            throw FormatError.corruptConfig("\(e)")
         }
         return (try StoreConfig.parse(bytes), bytes)
     }
@@ -98,7 +107,8 @@ public enum Store {
     /// Opens the store with `secret`: tries every slot of the matching kind, then checks the
     /// configuration's MAC with the unwrapped key.
     public static func unlock(backing: String, secret: UnlockSecret) throws -> UnlockedStore {
-        let (config, bytes) = try readConfig(backing: backing)
+        let directory = try Syscall.openDirectory(backing)
+        let (config, bytes) = try readConfig(directory: directory, backing: backing)
         let candidates = config.slots.filter { secret.matches($0.kind) }
         guard !candidates.isEmpty else {
             let kinds = Set(config.slots.map(\.kind.name)).sorted().joined(separator: ", ")
@@ -113,7 +123,7 @@ public enum Store {
             }
             defer { secureWipe(&slotSecret) }
             guard let master = try? config.unwrap(slot, secret: slotSecret) else { continue }
-            let store = try UnlockedStore(backing: backing, config: config, master: master)
+            let store = try UnlockedStore(backing: backing, directory: directory, config: config, master: master)
             try StoreConfig.verifyMAC(bytes, keys: store.keys)
             return store
         }
@@ -126,14 +136,16 @@ public enum Store {
         }
     }
 
-    static func write(_ config: StoreConfig, keys: StoreKeys, backing: String) throws {
-        let dirfd = try Syscall.openat(AT_FDCWD, backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        defer { Syscall.close(dirfd) }
-        try Syscall.writeFileAtomically(dirfd, BackingNames.config, try config.encode(keys: keys), mode: 0o400)
+    static func write(_ config: StoreConfig, keys: StoreKeys, directory: OpenDirectory) throws {
+        try Syscall.writeFileAtomically(directory.fd, BackingNames.config, try config.encode(keys: keys), mode: 0o400)
     }
 
-    static func isEmptyDirectory(_ path: String) throws -> Bool {
-        guard let d = opendir(path) else { throw Errno(rawValue: errno) }
+    static func isEmptyDirectory(_ dirfd: Int32) throws -> Bool {
+        let fd = try Syscall.openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard let d = fdopendir(fd) else {
+            Syscall.close(fd)
+            throw Errno(rawValue: errno)
+        }
         defer { closedir(d) }
         while let e = readdir(d) {
             let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }

@@ -15,7 +15,7 @@ public enum Passphrase {
 
     /// The first line of `path` (without its newline).
     public static func fromFile(_ path: String) throws -> [UInt8] {
-        var raw = try Syscall.readFile(AT_FDCWD, path, limit: 64 * 1024)
+        var raw = try Syscall.readFile(AT_FDCWD, path, limit: 64 * 1024, requireRegular: false)
         defer { raw.withUnsafeMutableBytes { p in if let b = p.baseAddress { _ = memset(b, 0, p.count) } } }
         let line = Array(raw.prefix { $0 != 0x0a })
         let trimmed = line.last == 0x0d ? Array(line.dropLast()) : line

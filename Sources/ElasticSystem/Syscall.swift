@@ -144,14 +144,29 @@ public enum Syscall {
         _ = try retrying { CElasticLinux_fallocate(fd, mode, off_t(offset), off_t(length)) }
     }
 
-    /// Reads a whole (small) file relative to a directory descriptor.
-    public static func readFile(_ dirfd: Int32, _ name: String, limit: Int = 1 << 20) throws -> [UInt8] {
-        let fd = try openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+    /// Reads a whole (small) file relative to a directory descriptor. The file must be a
+    /// regular file (a FIFO or device the host planted is refused, never waited on) of at most
+    /// `limit` bytes; symlinks are not followed. `requireRegular: false` is for files the user
+    /// names (a key file may be a pipe).
+    public static func readFile(_ dirfd: Int32, _ name: String, limit: Int = 1 << 20, requireRegular: Bool = true) throws -> [UInt8] {
+        let fd = try openat(dirfd, name, O_RDONLY | O_CLOEXEC | (requireRegular ? O_NOFOLLOW | O_NONBLOCK : 0))
         defer { close(fd) }
-        var out = [UInt8](repeating: 0, count: limit)
-        let n = try out.withUnsafeMutableBytes { (p) throws -> Int in try pread(fd, p.baseAddress!, limit, 0) }
+        if requireRegular {
+            let st = try fstat(fd)
+            guard st.st_mode & S_IFMT == S_IFREG else { throw SystemError.notRegularFile(name) }
+            guard Int(st.st_size) <= limit else { throw SystemError.fileTooLarge(name, limit: limit) }
+        }
+        var out = [UInt8](repeating: 0, count: limit + 1)
+        let n = try out.withUnsafeMutableBytes { (p) throws -> Int in try pread(fd, p.baseAddress!, limit + 1, 0) }
+        guard n <= limit else { throw SystemError.fileTooLarge(name, limit: limit) }
         out.removeSubrange(n...)
         return out
+    }
+
+    /// Opens a directory once, to reach everything in it by name relative to the descriptor
+    /// (so a path replaced later, by a symlink say, is never followed).
+    public static func openDirectory(_ path: String) throws -> OpenDirectory {
+        OpenDirectory(try openat(AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
     }
 
     /// Writes a small file durably: to a temporary name, fsync, then rename over `name`.
@@ -180,6 +195,28 @@ public enum Syscall {
     public static func isThread(_ tid: Int32, of tgid: Int32) -> Bool {
         CElasticLinux_tgkill(tgid, tid, 0) == 0 || errno == EPERM
     }
+}
+
+/// Errors of the system layer that are not an errno.
+public enum SystemError: Error, Equatable, CustomStringConvertible {
+    /// A file ELASTIC reads is not a regular file (a FIFO, device or directory in its place).
+    case notRegularFile(String)
+    /// A file ELASTIC reads is larger than it can be.
+    case fileTooLarge(String, limit: Int)
+
+    public var description: String {
+        switch self {
+        case .notRegularFile(let n): return "\(n) is not a regular file"
+        case .fileTooLarge(let n, let limit): return "\(n) is larger than \(limit) bytes"
+        }
+    }
+}
+
+/// A directory descriptor owned by whoever holds this object; closed when the last holder lets go.
+public final class OpenDirectory: Sendable {
+    public let fd: Int32
+    public init(_ fd: Int32) { self.fd = fd }
+    deinit { Syscall.close(fd) }
 }
 
 /// Constants that need `_GNU_SOURCE`, re-exported for Swift.
