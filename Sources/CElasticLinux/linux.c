@@ -30,6 +30,8 @@ int CElasticLinux_raise_nofile(void) {
     return setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+int CElasticLinux_nice_thread(int niceness) { return setpriority(PRIO_PROCESS, (id_t)gettid(), niceness); }
+
 int CElasticLinux_syncfs(int fd) { return syncfs(fd); }
 
 #include <syslog.h>
@@ -44,3 +46,29 @@ int CElasticLinux_spawn_closefrom(void *actions, int from) {
 }
 
 int CElasticLinux_tgkill(int tgid, int tid, int sig) { return tgkill(tgid, tid, sig); }
+
+#include <sys/syscall.h>
+int CElasticLinux_pidfd_open(int pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+int CElasticLinux_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+int CElasticLinux_epoll_add(int epfd, int fd, uint64_t data) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = data};
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+int CElasticLinux_epoll_del(int epfd, int fd) { return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL); }
+int CElasticLinux_epoll_wait(int epfd, uint64_t *data, int max, int timeout_ms) {
+    struct epoll_event evs[64];
+    if (max > 64) max = 64;
+    int n = epoll_wait(epfd, evs, max, timeout_ms);
+    for (int i = 0; i < n; i++) data[i] = evs[i].data.u64;
+    return n;
+}
+int CElasticLinux_eventfd(void) { return eventfd(0, EFD_CLOEXEC); }
+int CElasticLinux_readable_now(int fd) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int n = poll(&p, 1, 0);
+    return n < 0 ? -1 : (n > 0 && (p.revents & POLLIN) ? 1 : 0);
+}

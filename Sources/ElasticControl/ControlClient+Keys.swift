@@ -91,12 +91,13 @@ extension ControlClient {
         return Self.info(r, name: name)
     }
 
-    /// The keys the caller may see, by name.
-    public func listKeys() throws -> [KeyInfo] {
+    /// The caller's keys by name; with `everyone` (root only), every uid's keys.
+    public func listKeys(everyone: Bool = false) throws -> [KeyInfo] {
         var out: [KeyInfo] = []
         while true {
             var r = try Self.request(ELASTIC_KEY_LIST, name: nil)
             r.index = UInt32(out.count)
+            r.flags = everyone ? ELASTIC_KEY_LIST_ALL : 0
             do { try call(ControlDispatcher.keyCommand, &r) } catch let e as Errno where e == .noSuchFileOrDirectory { return out }
             out.append(Self.info(r, name: withUnsafeBytes(of: r.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }))
         }
@@ -196,14 +197,21 @@ extension ControlClient {
 
     /// Decrypts an `elastic encrypt` output; each segment is written only after it verified.
     /// Throws EBADMSG if anything was altered, reordered or cut off.
-    public func decrypt(key: String?, aad: [UInt8], read: (Int) throws -> [UInt8], write: ([UInt8]) throws -> Void) throws {
+    ///
+    /// Without `key`, the key named in the input is used, but only as one of the caller's own
+    /// keys: input never chooses another uid's key (a qualified `UID:NAME` in it is refused).
+    /// Returns the key that opened it.
+    @discardableResult
+    public func decrypt(key: String?, aad: [UInt8], read: (Int) throws -> [UInt8], write: ([UInt8]) throws -> Void) throws -> String {
         let m = Self.encryptedMagic.count
         var head = try Self.readFull(m + 1, read)
         guard head.count == m + 1, head.starts(with: Self.encryptedMagic) else { throw Errno.illegalByteSequence }
         head += try Self.readFull(Int(head[m]) + Int(ELASTIC_STREAM_SALT), read)
         let (named, length) = try Self.encryptedHeader(head)
+        if key == nil && named.contains(":") { throw KeyChoiceError.inputNamesAnotherUsersKey(named) }
+        let chosen = key ?? named
         let salt = Array(head[(length - Int(ELASTIC_STREAM_SALT))..<length])
-        let (handle, _) = try initOperation(ELASTIC_OP_DECRYPT, key: key ?? named, data: salt + aad)
+        let (handle, _) = try initOperation(ELASTIC_OP_DECRYPT, key: chosen, data: salt + aad)
         let segment = Int(ELASTIC_STREAM_SEGMENT) + 16
         var current = try Self.readFull(segment, read)
         while true {
@@ -216,8 +224,19 @@ extension ControlClient {
             let body = current[..<(current.count - 16)]
             let out = try step(final ? ELASTIC_STEP_FINAL : ELASTIC_STEP_UPDATE, handle: handle, data: body, tag: Array(current.suffix(16)))
             try write(out.data)
-            if final { return }
+            if final { return chosen }
             current = next
+        }
+    }
+
+    /// Why `decrypt` will not use the key its input names.
+    public enum KeyChoiceError: Error, CustomStringConvertible {
+        case inputNamesAnotherUsersKey(String)
+        public var description: String {
+            switch self {
+            case .inputNamesAnotherUsersKey(let k):
+                return "the input names another user's key (\(k)); the input never chooses whose key is used: pass --key explicitly"
+            }
         }
     }
 

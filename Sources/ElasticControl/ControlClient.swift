@@ -33,9 +33,22 @@ public final class ControlClient {
         }
     }
 
+    /// Sends one request. EAGAIN (this uid has as many slow requests in flight as it may) is
+    /// retried with a growing pause, for up to a minute.
     func call<T>(_ cmd: UInt32, _ value: inout T) throws {
-        let r = withUnsafeMutablePointer(to: &value) { CElasticControlABI_ioctl(fd, cmd, $0) }
-        if r != 0 { throw Errno(rawValue: errno) }
+        let request = value
+        var pause: UInt32 = 1_000
+        var waited: UInt32 = 0
+        while true {
+            let r = withUnsafeMutablePointer(to: &value) { CElasticControlABI_ioctl(fd, cmd, $0) }
+            if r == 0 { return }
+            let e = Errno(rawValue: errno)
+            guard e == .resourceTemporarilyUnavailable, waited < 60_000_000 else { throw e }
+            value = request
+            usleep(pause)
+            waited += pause
+            pause = min(pause * 2, 200_000)
+        }
     }
 
     /// One clock reading.

@@ -6,13 +6,19 @@ import ElasticFormat
 extension ControlDispatcher {
     static let keyDataMax = Int(ELASTIC_KEY_DATA_MAX)
 
-    /// The NUL-terminated, zero-padded name of a request.
+    /// The NUL-terminated, zero-padded name of a request: NAME, or UID:NAME for another
+    /// uid's key (see `KeyStore.resolve`).
     static func keyName<T>(_ field: T) throws(ControlError) -> String {
         let bytes = withUnsafeBytes(of: field) { Array($0) }
         guard let end = bytes.firstIndex(of: 0), bytes[end...].allSatisfy({ $0 == 0 }) else { throw .invalid("key name not NUL-terminated and zero-padded") }
-        let name = Array(bytes[..<end])
+        var name = Array(bytes[..<end])
+        if let colon = name.firstIndex(of: UInt8(ascii: ":")) {
+            let owner = name[..<colon]
+            guard (1...10).contains(owner.count), owner.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { throw .invalid("a key is NAME or UID:NAME") }
+            name = Array(name[(colon + 1)...])
+        }
         guard KeyStore.isValidName(name) else { throw .invalid("key name must be 1 to 63 of A-Z a-z 0-9 . _ -") }
-        return String(decoding: name, as: UTF8.self)
+        return String(decoding: bytes[..<end], as: UTF8.self)
     }
 
     static func setName(_ r: inout elastic_key, _ name: String) {
@@ -33,7 +39,7 @@ extension ControlDispatcher {
         guard r.reserved == 0, r.owner == 0, r.created == 0 else { throw .invalid("output or reserved fields set") }
         let op = r.op
         // Inputs each op reads; everything else must be zero.
-        let takesType = op == UInt32(ELASTIC_KEY_CREATE.rawValue) || op == UInt32(ELASTIC_KEY_IMPORT.rawValue)
+        let takesType = op == UInt32(ELASTIC_KEY_CREATE.rawValue) || op == UInt32(ELASTIC_KEY_IMPORT.rawValue) || op == UInt32(ELASTIC_KEY_LIST.rawValue)
         let takesData = op == UInt32(ELASTIC_KEY_IMPORT.rawValue)
         let takesName = op != UInt32(ELASTIC_KEY_LIST.rawValue)
         guard takesType || (r.type == 0 && r.flags == 0), op == UInt32(ELASTIC_KEY_CREATE.rawValue) || r.bits == 0,
@@ -41,7 +47,8 @@ extension ControlDispatcher {
               takesData || (r.length == 0 && Self.allZero(r.data)), takesName || Self.allZero(r.name) else {
             throw .invalid("a field this op does not take is set")
         }
-        guard r.flags & ~ELASTIC_KEY_EXPORTABLE == 0 else { throw .invalid("flags") }
+        let listing = op == UInt32(ELASTIC_KEY_LIST.rawValue)
+        guard r.flags & ~(listing ? ELASTIC_KEY_LIST_ALL : ELASTIC_KEY_EXPORTABLE) == 0 else { throw .invalid("flags") }
         switch op {
         case UInt32(ELASTIC_KEY_CREATE.rawValue):
             let name = try Self.keyName(r.name)
@@ -49,7 +56,7 @@ extension ControlDispatcher {
             guard type == .rsa ? (AsymmetricKey.Kind.rsaBits.contains(Int(r.bits)) && r.bits % 8 == 0) : r.bits == 0 else {
                 throw .invalid("bits: 2048..4096 for RSA, 0 otherwise")
             }
-            try keys.create(name: name, type: type, rsaBits: Int(r.bits), flags: r.flags, owner: caller.uid)
+            try keys.create(name: name, type: type, rsaBits: Int(r.bits), flags: r.flags, uid: caller.uid)
         case UInt32(ELASTIC_KEY_IMPORT.rawValue):
             let name = try Self.keyName(r.name)
             guard let type = KeyStore.KeyType(rawValue: r.type) else { throw .invalid("key type") }
@@ -57,14 +64,17 @@ extension ControlDispatcher {
             let n = Int(r.length)
             try withUnsafeBytes(of: r.data) { (d) throws(ControlError) in
                 guard d[n...].allSatisfy({ $0 == 0 }) else { throw ControlError.invalid("data padding") }
-                try keys.importKey(name: name, type: type, flags: r.flags, owner: caller.uid, data: UnsafeRawBufferPointer(rebasing: d[0..<n]))
+                try keys.importKey(name: name, type: type, flags: r.flags, uid: caller.uid, data: UnsafeRawBufferPointer(rebasing: d[0..<n]))
             }
         case UInt32(ELASTIC_KEY_INFO.rawValue):
             fillInfo(&r, try keys.key(try Self.keyName(r.name), uid: caller.uid))
         case UInt32(ELASTIC_KEY_LIST.rawValue):
-            let visible = keys.visible(to: caller.uid)
-            guard Int(r.index) < visible.count else { throw .notFound }
-            let k = visible[Int(r.index)]
+            guard r.type == 0 else { throw .invalid("a field this op does not take is set") }
+            let everyone = r.flags & ELASTIC_KEY_LIST_ALL != 0
+            guard !everyone || caller.uid == 0 else { throw .accessDenied }
+            let listed = keys.list(uid: caller.uid, everyone: everyone)
+            guard Int(r.index) < listed.count else { throw .notFound }
+            let k = listed[Int(r.index)]
             Self.setName(&r, k.stored.name)
             fillInfo(&r, k)
         case UInt32(ELASTIC_KEY_PUBLIC.rawValue):
@@ -112,17 +122,19 @@ extension ControlDispatcher {
         case UInt32(ELASTIC_STEP_INIT.rawValue):
             guard r.handle == 0, Self.allZero(r.tag) else { throw .invalid("handle or tag on INIT") }
             let object = try startOperation(&r, uid: caller.uid)
-            r.handle = try handles.open(owner: owner, object)
+            var slowFinal = false
+            if case .signature(let stream, verifying: false) = object { slowFinal = stream.isRSA }
+            r.handle = try handles.open(owner: owner, uid: caller.uid, object, slowFinal: slowFinal)
         case UInt32(ELASTIC_STEP_UPDATE.rawValue), UInt32(ELASTIC_STEP_FINAL.rawValue):
             guard r.operation == 0, r.scheme == 0, r.hash == 0, Self.allZero(r.name) else { throw .invalid("INIT fields after INIT") }
             let final = r.step == UInt32(ELASTIC_STEP_FINAL.rawValue)
             // A failed step ends the stream: the handle is closed whatever the outcome.
             var failure: ControlError? = nil
-            try handles.use(r.handle, owner: owner, close: final) { (o) throws(ControlError) in
-                do throws(ControlError) { try continueOperation(o, &r, final: final) } catch { failure = error }
+            try handles.use(r.handle, owner: owner, close: final) { (entry, o) throws(ControlError) in
+                do throws(ControlError) { try continueOperation(entry, o, &r, final: final) } catch { failure = error }
             }
             if let failure {
-                if !final { _ = try? handles.use(r.handle, owner: owner, close: true) { _ in } }
+                if !final { _ = try? handles.use(r.handle, owner: owner, close: true) { _, _ in } }
                 throw failure
             }
         default:
@@ -195,7 +207,7 @@ extension ControlDispatcher {
     }
 
     /// One UPDATE or FINAL step of a stream.
-    func continueOperation(_ o: HandleTable.Object, _ r: inout elastic_keyop, final: Bool) throws(ControlError) {
+    func continueOperation(_ entry: HandleTable.Entry, _ o: HandleTable.Object, _ r: inout elastic_keyop, final: Bool) throws(ControlError) {
         let n = Int(r.length)
         switch o {
         case .aead(let stream, let sealing):
@@ -229,6 +241,8 @@ extension ControlDispatcher {
                     let signature = withUnsafeBytes(of: r.data) { Array($0.prefix(n)) }
                     guard try stream.verify(signature) else { throw ControlError.verificationFailed }
                 } else {
+                    // A stream that buffers its message (Ed25519) charges it to the caller's uid.
+                    if stream.buffersMessage { try handles.charge(entry, bytes: n) }
                     try withUnsafeBytes(of: r.data) { try stream.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
                 }
                 Self.setData(&r.data, UnsafeRawBufferPointer(start: nil, count: 0))

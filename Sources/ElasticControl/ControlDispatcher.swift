@@ -31,6 +31,10 @@ public enum ControlError: Error, Equatable {
     case readOnly
     /// The key store is full (ENOSPC).
     case full
+    /// The caller's uid is over its quota of keys, handles or buffered bytes (EDQUOT).
+    case quotaExceeded
+    /// The caller's uid has as many slow requests queued as it may (EAGAIN); try again later.
+    case busy
     /// A signature or an encrypted segment did not verify (EBADMSG).
     case verificationFailed
     /// The key store could not be read or written (EIO); the daemon logs why.
@@ -74,7 +78,7 @@ public final class ControlDispatcher: Sendable {
     public static let attestCommand = UInt32(CElasticControlABI_IOC_ATTEST)
     public static let keyCommand = UInt32(CElasticControlABI_IOC_KEY)
     public static let keyOperationCommand = UInt32(CElasticControlABI_IOC_KEYOP)
-    let handles = HandleTable(perProcess: Int(ELASTIC_HANDLES_PER_PROCESS))
+    let handles: HandleTable
     /// Thread id → process id of recent callers (see `owner`).
     let threadGroups = Mutex<[Int32: Int32]>([:])
     let attestation: (any AttestationProvider)?
@@ -91,6 +95,7 @@ public final class ControlDispatcher: Sendable {
                 attestation: (any AttestationProvider)? = nil) throws {
         deriveRoot = try HKDFExpander(ikm: try KDF.hkdfSHA256(ikm: master, salt: [], info: Array("elastic/v1/control/derive-root".utf8), length: 32))
         keys = try KeyStore(file: keyStore, readOnly: readOnly)
+        handles = try HandleTable()
         self.time = time
         self.attestation = attestation
     }
@@ -107,6 +112,27 @@ public final class ControlDispatcher: Sendable {
         case keyCommand: return MemoryLayout<elastic_key>.size
         case keyOperationCommand: return MemoryLayout<elastic_keyop>.size
         default: return nil
+        }
+    }
+
+    /// Whether a request should run off the FUSE threads, on a `SlowRequestQueue`: creating
+    /// or importing an asymmetric key, the last step of an RSA signature, an attestation report.
+    public func isSlow(cmd: UInt32, input: UnsafeRawBufferPointer, caller: ControlCaller) -> Bool {
+        switch cmd {
+        case Self.attestCommand:
+            return true
+        case Self.keyCommand where input.count == MemoryLayout<elastic_key>.size:
+            let op = input.load(fromByteOffset: MemoryLayout<elastic_key>.offset(of: \.op)!, as: UInt32.self)
+            let type = input.load(fromByteOffset: MemoryLayout<elastic_key>.offset(of: \.type)!, as: UInt32.self)
+            let creates = op == UInt32(ELASTIC_KEY_CREATE.rawValue) || op == UInt32(ELASTIC_KEY_IMPORT.rawValue)
+            return creates && KeyStore.KeyType(rawValue: type).map { $0.isAsymmetric } == true
+        case Self.keyOperationCommand where input.count == MemoryLayout<elastic_keyop>.size:
+            let step = input.load(fromByteOffset: MemoryLayout<elastic_keyop>.offset(of: \.step)!, as: UInt32.self)
+            guard step == UInt32(ELASTIC_STEP_FINAL.rawValue), let owner = try? owner(caller) else { return false }
+            let handle = input.loadUnaligned(fromByteOffset: MemoryLayout<elastic_keyop>.offset(of: \.handle)!, as: UInt64.self)
+            return handles.hasSlowFinal(handle, owner: owner)
+        default:
+            return false
         }
     }
 
@@ -238,10 +264,10 @@ public final class ControlDispatcher: Sendable {
         switch r.op {
         case UInt32(ELASTIC_STOPWATCH_START.rawValue):
             guard r.handle == 0 else { throw .invalid("handle on START") }
-            r.handle = try handles.open(owner: owner, .stopwatch(startNanoseconds: now))
+            r.handle = try handles.open(owner: owner, uid: caller.uid, .stopwatch(startNanoseconds: now))
         case UInt32(ELASTIC_STOPWATCH_READ.rawValue), UInt32(ELASTIC_STOPWATCH_STOP.rawValue):
             let stop = r.op == UInt32(ELASTIC_STOPWATCH_STOP.rawValue)
-            let start = try handles.use(r.handle, owner: owner, close: stop) { (o) throws(ControlError) -> UInt64 in
+            let start = try handles.use(r.handle, owner: owner, close: stop) { (_, o) throws(ControlError) -> UInt64 in
                 guard case .stopwatch(let s) = o else { throw .badHandle }
                 return s
             }
@@ -265,18 +291,18 @@ public final class ControlDispatcher: Sendable {
             default: throw .invalid("algorithm")
             }
             guard let d = try? Digest(alg) else { throw .invalid("digest unavailable") }
-            r.handle = try handles.open(owner: owner, .hash(d))
+            r.handle = try handles.open(owner: owner, uid: caller.uid, .hash(d))
         case UInt32(ELASTIC_HASH_UPDATE.rawValue):
             guard r.length <= ELASTIC_HASH_CHUNK, r.algorithm == 0 else { throw .invalid("length") }
             let n = Int(r.length)
             let data = withUnsafeBytes(of: r.data) { Array($0.prefix(n)) }
-            try handles.use(r.handle, owner: owner, close: false) { (o) throws(ControlError) in
+            try handles.use(r.handle, owner: owner, close: false) { (_, o) throws(ControlError) in
                 guard case .hash(let d) = o else { throw .badHandle }
                 guard (try? data.withUnsafeBytes { try d.update($0) }) != nil else { throw .invalid("digest failed") }
             }
         case UInt32(ELASTIC_HASH_FINAL.rawValue):
             guard r.length == 0, r.algorithm == 0 else { throw .invalid("fields on FINAL") }
-            let digest = try handles.use(r.handle, owner: owner, close: true) { (o) throws(ControlError) -> [UInt8] in
+            let digest = try handles.use(r.handle, owner: owner, close: true) { (_, o) throws(ControlError) -> [UInt8] in
                 guard case .hash(let d) = o, let out = try? d.finish() else { throw .badHandle }
                 return out
             }

@@ -5,11 +5,14 @@ import Glibc
 import Synchronization
 
 /// The control file's named keys (ELASTIC_IOC_KEY), kept in memory and persisted sealed in
-/// `elastic.keys` after every change. A key belongs to the uid that made it; root may use all.
+/// `elastic.keys` after every change. Each uid has its own name space and quota; root reaches
+/// another uid's key only by naming its owner (`UID:NAME`).
 final class KeyStore: Sendable {
     /// `enum elastic_key_type`.
     enum KeyType: UInt32, Sendable {
         case aes256 = 1, hmacSHA256 = 2, rsa = 3, ecP256 = 4, ecP384 = 5, ed25519 = 6
+
+        var isAsymmetric: Bool { self == .rsa || asymmetricKind != nil }
 
         var asymmetricKind: AsymmetricKey.Kind? {
             switch self {
@@ -61,16 +64,31 @@ final class KeyStore: Sendable {
         var exportable: Bool { UInt32(stored.flags) & ELASTIC_KEY_EXPORTABLE != 0 }
     }
 
+    /// A key's place in the store: each uid has its own name space.
+    struct KeyID: Hashable, Comparable {
+        let owner: UInt32
+        let name: String
+        static func < (a: KeyID, b: KeyID) -> Bool { (a.owner, a.name) < (b.owner, b.name) }
+    }
+
+    /// How much of the store one uid may use (root is bound only by the store's totals).
+    struct Quota: Sendable {
+        var keysPerUID = Int(ELASTIC_KEYS_PER_UID)
+        var bytesPerUID = Int(ELASTIC_KEY_BYTES_PER_UID)
+    }
+
     let file: KeyStoreFile
     let readOnly: Bool
-    private let keys: Mutex<[String: Key]>
+    let quota: Quota
+    private let keys: Mutex<[KeyID: Key]>
 
     /// Loads `file` (an empty store if it does not exist yet).
-    init(file: KeyStoreFile, readOnly: Bool) throws {
+    init(file: KeyStoreFile, readOnly: Bool, quota: Quota = Quota()) throws {
         self.file = file
         self.readOnly = readOnly
-        var loaded: [String: Key] = [:]
-        for k in try file.load() { loaded[k.name] = try Key(k) }
+        self.quota = quota
+        var loaded: [KeyID: Key] = [:]
+        for k in try file.load() { loaded[KeyID(owner: k.owner, name: k.name)] = try Key(k) }
         keys = Mutex(loaded)
     }
 
@@ -81,21 +99,34 @@ final class KeyStore: Sendable {
         }
     }
 
-    /// The key `name` if `uid` may use it.
-    func key(_ name: String, uid: UInt32) throws(ControlError) -> Key {
-        guard let k = keys.withLock({ $0[name] }) else { throw .notFound }
-        guard uid == 0 || k.stored.owner == uid else { throw .accessDenied }
+    /// The key a request names, resolved for `uid`: "NAME" is the caller's own key;
+    /// "UID:NAME" names another uid's key, which only root may use (anyone else gets EACCES,
+    /// whether or not it exists, so the answer tells nothing about other users' keys).
+    static func resolve(_ requested: String, uid: UInt32) throws(ControlError) -> KeyID {
+        guard let colon = requested.firstIndex(of: ":") else { return KeyID(owner: uid, name: requested) }
+        guard let owner = UInt32(requested[..<colon]) else { throw .invalid("a key is NAME or UID:NAME") }
+        let name = String(requested[requested.index(after: colon)...])
+        guard isValidName(Array(name.utf8)) else { throw .invalid("key name must be 1 to 63 of A-Z a-z 0-9 . _ -") }
+        guard owner == uid || uid == 0 else { throw .accessDenied }
+        return KeyID(owner: owner, name: name)
+    }
+
+    /// The key `requested` names, for `uid`.
+    func key(_ requested: String, uid: UInt32) throws(ControlError) -> Key {
+        let id = try Self.resolve(requested, uid: uid)
+        guard let k = keys.withLock({ $0[id] }) else { throw .notFound }
         return k
     }
 
-    /// The keys `uid` may see, by name.
-    func visible(to uid: UInt32) -> [Key] {
-        keys.withLock { t in t.values.filter { uid == 0 || $0.stored.owner == uid } }.sorted { $0.stored.name < $1.stored.name }
+    /// The keys `uid` owns, or with `everyone` (root only) every uid's, in (owner, name) order.
+    func list(uid: UInt32, everyone: Bool) -> [Key] {
+        keys.withLock { t in t.filter { everyone || $0.key.owner == uid }.sorted { $0.key < $1.key }.map(\.value) }
     }
 
     /// A new key from random bytes or a fresh key pair.
-    func create(name: String, type: KeyType, rsaBits: Int, flags: UInt32, owner: UInt32) throws(ControlError) {
-        try checkWritable(name)
+    func create(name: String, type: KeyType, rsaBits: Int, flags: UInt32, uid: UInt32) throws(ControlError) {
+        let id = try Self.resolve(name, uid: uid)
+        try checkWritable(id)
         var material: SecureBytes
         do {
             switch type {
@@ -104,12 +135,13 @@ final class KeyStore: Sendable {
             case .ecP256, .ecP384, .ed25519: material = try AsymmetricKey.generate(type.asymmetricKind!).privateKeyDER()
             }
         } catch { throw .invalid("key generation: \(error)") }
-        try insert(StoredKey(name: name, owner: owner, type: UInt8(type.rawValue), flags: UInt8(flags), created: UInt64(time(nil)), material: material))
+        try insert(StoredKey(name: id.name, owner: id.owner, type: UInt8(type.rawValue), flags: UInt8(flags), created: UInt64(time(nil)), material: material), by: uid)
     }
 
     /// A key from the caller's bytes: a raw secret (AES: 32 bytes; HMAC: 16..64) or a private key.
-    func importKey(name: String, type: KeyType, flags: UInt32, owner: UInt32, data: UnsafeRawBufferPointer) throws(ControlError) {
-        try checkWritable(name)
+    func importKey(name: String, type: KeyType, flags: UInt32, uid: UInt32, data: UnsafeRawBufferPointer) throws(ControlError) {
+        let id = try Self.resolve(name, uid: uid)
+        try checkWritable(id)
         let material: SecureBytes
         switch type {
         case .aes256:
@@ -124,39 +156,46 @@ final class KeyStore: Sendable {
             guard KeyType(key.kind) == type else { throw .invalid("the key is \(key.kind), not the type asked for") }
             do { material = try key.privateKeyDER() } catch { throw .invalid("\(error)") }
         }
-        try insert(StoredKey(name: name, owner: owner, type: UInt8(type.rawValue), flags: UInt8(flags), created: UInt64(time(nil)), material: material))
+        try insert(StoredKey(name: id.name, owner: id.owner, type: UInt8(type.rawValue), flags: UInt8(flags), created: UInt64(time(nil)), material: material), by: uid)
     }
 
     func delete(name: String, uid: UInt32) throws(ControlError) {
         guard !readOnly else { throw .readOnly }
-        try keys.withLock { (t: inout [String: Key]) throws(ControlError) in
-            guard let k = t[name] else { throw .notFound }
-            guard uid == 0 || k.stored.owner == uid else { throw .accessDenied }
+        let id = try Self.resolve(name, uid: uid)
+        try keys.withLock { (t: inout [KeyID: Key]) throws(ControlError) in
+            guard t[id] != nil else { throw .notFound }
             var next = t
-            next[name] = nil
+            next[id] = nil
             try persist(next)
             t = next
         }
     }
 
-    private func checkWritable(_ name: String) throws(ControlError) {
+    private func checkWritable(_ id: KeyID) throws(ControlError) {
         guard !readOnly else { throw .readOnly }
-        guard keys.withLock({ $0[name] }) == nil else { throw .exists }
+        guard keys.withLock({ $0[id] }) == nil else { throw .exists }
     }
 
-    private func insert(_ stored: StoredKey) throws(ControlError) {
+    /// Adds a key within the owner's quota (root, `by` 0, is bound only by the store's totals).
+    private func insert(_ stored: StoredKey, by uid: UInt32) throws(ControlError) {
         let key = try Key(stored)
-        try keys.withLock { (t: inout [String: Key]) throws(ControlError) in
-            guard t[stored.name] == nil else { throw .exists }
+        let id = KeyID(owner: stored.owner, name: stored.name)
+        try keys.withLock { (t: inout [KeyID: Key]) throws(ControlError) in
+            guard t[id] == nil else { throw .exists }
             guard t.count < KeyStoreFile.maxKeys else { throw .full }
+            if uid != 0 {
+                let own = t.values.filter { $0.stored.owner == stored.owner }
+                guard own.count < quota.keysPerUID,
+                      own.reduce(0, { $0 + $1.stored.material.count }) + stored.material.count <= quota.bytesPerUID else { throw .quotaExceeded }
+            }
             var next = t
-            next[stored.name] = key
+            next[id] = key
             try persist(next)
             t = next
         }
     }
 
-    private func persist(_ t: [String: Key]) throws(ControlError) {
-        do { try file.save(t.values.map(\.stored).sorted { $0.name < $1.name }) } catch { throw .storageFailure("\(error)") }
+    private func persist(_ t: [KeyID: Key]) throws(ControlError) {
+        do { try file.save(t.sorted { $0.key < $1.key }.map(\.value.stored)) } catch { throw .storageFailure("\(error)") }
     }
 }

@@ -1,7 +1,9 @@
 import COpenSSL
 
-/// AES-256-GCM with a key schedule set up once. One instance per thread: the OpenSSL contexts it
-/// holds are not thread-safe. Per message only the 12-byte nonce, the AAD and the data change.
+/// AES-256-GCM with a key schedule set up once, in one OpenSSL context that both seals and
+/// opens (GCM uses the same key schedule both ways; only the direction is switched per
+/// message). One instance per thread: the context is not thread-safe. Per message only the
+/// 12-byte nonce, the AAD and the data change.
 public final class AESGCM {
     public static let keySize = 32
     public static let nonceSize = 12
@@ -12,26 +14,27 @@ public final class AESGCM {
         return c
     }()
 
-    private let enc: OpaquePointer
-    private let dec: OpaquePointer
+    /// The one context: the key schedule is its only copy of the key.
+    private let ctx: OpaquePointer
+    private var enc: OpaquePointer { ctx }
+    private var dec: OpaquePointer { ctx }
 
-    /// Sets up encrypt and decrypt contexts keyed with `key` (32 bytes).
+    /// Sets up a context keyed with `key` (32 bytes).
     public init(key: SecureBytes) throws {
         guard key.count == Self.keySize else { throw CryptoError.invalidLength(expected: Self.keySize, got: key.count) }
-        guard let e = EVP_CIPHER_CTX_new(), let d = EVP_CIPHER_CTX_new() else { throw CryptoError.drain("EVP_CIPHER_CTX_new") }
-        enc = e
-        dec = d
+        guard let c = EVP_CIPHER_CTX_new() else { throw CryptoError.drain("EVP_CIPHER_CTX_new") }
+        ctx = c
         let ok = key.withUnsafeBytes { k -> Bool in
-            let kp = k.baseAddress!.assumingMemoryBound(to: UInt8.self)
-            return EVP_EncryptInit_ex2(e, Self.cipher, kp, nil, nil) == 1
-                && EVP_DecryptInit_ex2(d, Self.cipher, kp, nil, nil) == 1
+            EVP_CipherInit_ex2(c, Self.cipher, k.baseAddress!.assumingMemoryBound(to: UInt8.self), nil, 1, nil) == 1
         }
-        guard ok else { throw CryptoError.drain("EVP_*Init_ex2(AES-256-GCM)") }
+        guard ok else {
+            EVP_CIPHER_CTX_free(c)
+            throw CryptoError.drain("EVP_CipherInit_ex2(AES-256-GCM)")
+        }
     }
 
     deinit {
-        EVP_CIPHER_CTX_free(enc)
-        EVP_CIPHER_CTX_free(dec)
+        EVP_CIPHER_CTX_free(ctx)  // frees (and cleanses) the key schedule
     }
 
     /// Encrypts `count` bytes from `input` into `output` (may be the same memory) and writes the
@@ -47,7 +50,7 @@ public final class AESGCM {
                 EVP_EncryptFinal_ex(self.enc, s.baseAddress!.assumingMemoryBound(to: UInt8.self), &outl) == 1
             }
         }
-        guard EVP_EncryptInit_ex2(enc, nil, nil, nonce.assumingMemoryBound(to: UInt8.self), nil) == 1,
+        guard EVP_CipherInit_ex2(enc, nil, nil, nonce.assumingMemoryBound(to: UInt8.self), 1, nil) == 1,
             aad.count == 0 || EVP_EncryptUpdate(enc, nil, &outl, aad.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(aad.count)) == 1,
             count == 0 || EVP_EncryptUpdate(enc, output!.assumingMemoryBound(to: UInt8.self), &outl, input!.assumingMemoryBound(to: UInt8.self), Int32(count)) == 1,
             finalOK(),
@@ -63,7 +66,7 @@ public final class AESGCM {
     ) throws {
         var outl: Int32 = 0
         var scratch = (UInt64(0), UInt64(0))
-        guard EVP_DecryptInit_ex2(dec, nil, nil, nonce.assumingMemoryBound(to: UInt8.self), nil) == 1,
+        guard EVP_CipherInit_ex2(dec, nil, nil, nonce.assumingMemoryBound(to: UInt8.self), 0, nil) == 1,
             aad.count == 0 || EVP_DecryptUpdate(dec, nil, &outl, aad.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(aad.count)) == 1,
             count == 0 || EVP_DecryptUpdate(dec, output!.assumingMemoryBound(to: UInt8.self), &outl, input!.assumingMemoryBound(to: UInt8.self), Int32(count)) == 1,
             EVP_CIPHER_CTX_ctrl(dec, EVP_CTRL_GCM_SET_TAG, Int32(Self.tagSize), UnsafeMutableRawPointer(mutating: tag)) == 1

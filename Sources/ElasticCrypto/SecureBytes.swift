@@ -1,8 +1,9 @@
 import COpenSSL
 import Glibc
 
-/// Key material: a fixed-size buffer that is mlock'ed, wiped with `OPENSSL_cleanse` when freed,
-/// compared in constant time and never printed. Reach the bytes only through `withUnsafeBytes`.
+/// Key material: a fixed-size buffer in the `SecureArena` (locked in RAM, never in a core dump),
+/// wiped with `OPENSSL_cleanse` when freed, compared in constant time and never printed. Reach
+/// the bytes only through `withUnsafeBytes`.
 public final class SecureBytes: @unchecked Sendable, CustomStringConvertible, Equatable {
     private let pointer: UnsafeMutableRawPointer
     public let count: Int
@@ -10,11 +11,11 @@ public final class SecureBytes: @unchecked Sendable, CustomStringConvertible, Eq
     /// A zero-filled buffer of `count` bytes.
     public init(count: Int) {
         self.count = count
-        let size = max(count, 1)
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
-        pointer.initializeMemory(as: UInt8.self, repeating: 0, count: size)
-        _ = mlock(pointer, size)
+        pointer = SecureArena.shared.allocate(count)
     }
+
+    /// Whether every secret so far is locked in RAM (see `SecureArena.allLocked`).
+    public static var memoryLocked: Bool { SecureArena.shared.allLocked }
 
     /// Fresh random key material from OpenSSL's CSPRNG.
     public static func random(count: Int) throws -> SecureBytes {
@@ -39,9 +40,7 @@ public final class SecureBytes: @unchecked Sendable, CustomStringConvertible, Eq
     }
 
     deinit {
-        COpenSSL_cleanse(pointer, max(count, 1))
-        _ = munlock(pointer, max(count, 1))
-        pointer.deallocate()
+        SecureArena.shared.deallocate(pointer, count: count)
     }
 
     public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {

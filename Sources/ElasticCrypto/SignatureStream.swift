@@ -25,6 +25,11 @@ public final class SignatureStream {
     var buffered: [UInt8] = []
     var finished = false
 
+    /// Whether `update` keeps the message in memory until the end (Ed25519).
+    public var buffersMessage: Bool { oneShot }
+    /// Whether this stream signs or verifies with an RSA key (a slow last step).
+    public let isRSA: Bool
+
     /// Signing (or verifying) with `key` under `scheme`; `digest` is required for RSA and ECDSA and
     /// must be nil for Ed25519.
     public init(key: AsymmetricKey, scheme: SignatureScheme, digest: Digest.Algorithm?, verifying: Bool) throws {
@@ -34,6 +39,7 @@ public final class SignatureStream {
         self.ctx = ctx
         macKey = nil
         oneShot = scheme == .ed25519
+        if case .rsa = key.kind { isRSA = true } else { isRSA = false }
         var pctx: OpaquePointer? = nil
         let md = digest.flatMap(Digest.md)
         let ok = verifying ? EVP_DigestVerifyInit(ctx, &pctx, md, nil, key.pkey) : EVP_DigestSignInit(ctx, &pctx, md, nil, key.pkey)
@@ -53,6 +59,7 @@ public final class SignatureStream {
         guard let ctx = EVP_MD_CTX_new() else { throw CryptoError.drain("EVP_MD_CTX_new") }
         self.ctx = ctx
         oneShot = false
+        isRSA = false
         macKey = key.withUnsafeBytes { k in EVP_PKEY_new_raw_private_key(EVP_PKEY_HMAC, nil, k.baseAddress?.assumingMemoryBound(to: UInt8.self), k.count) }
         guard let macKey, EVP_DigestSignInit(ctx, nil, EVP_sha256(), nil, macKey) == 1 else { throw CryptoError.drain("HMAC init") }
     }

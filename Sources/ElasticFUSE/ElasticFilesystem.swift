@@ -50,6 +50,8 @@ public final class ElasticFilesystem: @unchecked Sendable {
     let helper: CryptoHelper?
     /// Serves the ioctls of the control file `/.elastic`.
     let control: ControlDispatcher
+    /// Runs slow control requests off the FUSE threads.
+    let slow = SlowRequestQueue()
     /// The control file belongs to the mounting user, mode 0600, or 0660 with `ctl_group`.
     let controlOwner: (uid: uid_t, gid: gid_t, mode: mode_t)
     let mountTime = timespec(tv_sec: time(nil), tv_nsec: 0)

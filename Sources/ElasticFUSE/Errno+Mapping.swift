@@ -48,6 +48,8 @@ enum ErrnoMapping {
         case .notExportable: return EPERM
         case .readOnly: return EROFS
         case .full: return ENOSPC
+        case .quotaExceeded: return EDQUOT
+        case .busy: return EAGAIN
         case .verificationFailed: return EBADMSG
         case .platformFailure(let why):
             logger.error("attestation failed", metadata: ["error": "\(why)"])

@@ -51,6 +51,7 @@ public enum FUSESession {
             onMounted()
             _ = CFuse3_loop_mt(se, UInt32(maxThreads))
             fs.helper?.stop()
+            fs.slow.stop()
         }
     }
 }

@@ -6,6 +6,12 @@ import ElasticSystem
 import Glibc
 import Logging
 
+/// A request answered later, from another thread (libfuse allows a reply from any thread).
+struct DeferredReply: @unchecked Sendable {  // the request is owned by whoever replies, once
+    let req: fuse_req_t?
+    init(_ req: fuse_req_t?) { self.req = req }
+}
+
 /// The `@convention(c)` trampolines: each recovers the filesystem from the request's userdata,
 /// runs the operation and sends exactly one reply. Errors go through `ErrnoMapping`.
 enum Operations {
@@ -251,7 +257,9 @@ enum Operations {
     /// File handle of an open control file (no backing descriptor).
     static let controlHandle = UInt64.max
 
-    /// Control-file ioctls: exact sizes, then the dispatcher; ENOTTY for anything else.
+    /// Control-file ioctls: exact sizes, then the dispatcher; ENOTTY for anything else. Slow
+    /// requests (key generation, RSA signatures, attestation) are answered later from the slow
+    /// queue's thread, so they never hold a FUSE worker thread.
     static func ioctl(_ req: fuse_req_t?, _ ino: UInt64, _ cmd: UInt32, _ flags: UInt32,
                       _ inBuf: UnsafeRawPointer?, _ inSize: Int, _ outSize: Int) {
         let f = Operations.fs(req)
@@ -259,17 +267,43 @@ enum Operations {
         guard flags & UInt32(FUSE_IOCTL_COMPAT) == 0 else { fuse_reply_err(req, ENOSYS); return }
         guard let size = ControlDispatcher.size(of: cmd) else { fuse_reply_err(req, ENOTTY); return }
         guard inSize == size, outSize == size, let inBuf else { fuse_reply_err(req, EINVAL); return }
-        guard let t = try? f.worker() else { fuse_reply_err(req, EIO); return }
-        let out = UnsafeMutableRawBufferPointer(start: t.plain, count: size)
         let ctx = fuse_req_ctx(req)!.pointee
+        let caller = ControlCaller(uid: ctx.uid, gid: ctx.gid, pid: ctx.pid)
+        let input = UnsafeRawBufferPointer(start: inBuf, count: inSize)
+        if f.control.isSlow(cmd: cmd, input: input, caller: caller) {
+            // The request buffer lives only as long as this callback: the job gets a copy.
+            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: size * 2, alignment: 16)
+            copy.copyMemory(from: input)
+            let job = DeferredReply(req)
+            do {
+                try f.slow.submit(uid: caller.uid) {
+                    let out = UnsafeMutableRawBufferPointer(rebasing: copy[size...])
+                    answer(job.req, f, cmd, UnsafeRawBufferPointer(rebasing: copy[..<size]), out, caller)
+                    secureWipe(copy)
+                    copy.deallocate()
+                }
+            } catch {
+                secureWipe(copy)
+                copy.deallocate()
+                fuse_reply_err(req, ErrnoMapping.errno(for: error, logger: f.logger))
+            }
+            return
+        }
+        guard let t = try? f.worker() else { fuse_reply_err(req, EIO); return }
+        answer(req, f, cmd, input, UnsafeMutableRawBufferPointer(start: t.plain, count: size), caller)
+    }
+
+    /// Runs one control request and replies; the output buffer is wiped afterwards (a derived
+    /// or exported key may have passed through it).
+    static func answer(_ req: fuse_req_t?, _ f: ElasticFilesystem, _ cmd: UInt32, _ input: UnsafeRawBufferPointer,
+                       _ out: UnsafeMutableRawBufferPointer, _ caller: ControlCaller) {
         do {
-            let n = try f.control.handle(cmd: cmd, input: UnsafeRawBufferPointer(start: inBuf, count: inSize), output: out,
-                                         caller: ControlCaller(uid: ctx.uid, gid: ctx.gid, pid: ctx.pid))
-            fuse_reply_ioctl(req, 0, t.plain, n)
+            let n = try f.control.handle(cmd: cmd, input: input, output: out, caller: caller)
+            fuse_reply_ioctl(req, 0, out.baseAddress, n)
         } catch {
             fuse_reply_err(req, ErrnoMapping.errno(for: error, logger: f.logger))
         }
-        secureWipe(out)  // a derived key passed through here
+        secureWipe(out)
     }
 
     /// The xattr reply convention: size 0 asks for the length; too small a buffer is ERANGE.

@@ -231,8 +231,10 @@ public enum LinuxConstants {
 public enum ProcessHardening {
     /// No core dumps, no ptrace attach by others (`prctl(PR_SET_DUMPABLE, 0)`).
     public static func setNonDumpable() -> Bool { CElasticLinux_set_nondumpable() == 0 }
-    /// Raises the open-file limit to its hard maximum (one O_PATH fd per known inode).
+    /// Raises the open-file limit to its hard maximum (files open in the mount need descriptors).
     public static func raiseFileLimit() { _ = CElasticLinux_raise_nofile() }
+    /// Lowers the CPU priority of the calling thread only (Linux: nice is per thread).
+    public static func niceCurrentThread(_ niceness: Int32) { _ = CElasticLinux_nice_thread(niceness) }
 }
 
 

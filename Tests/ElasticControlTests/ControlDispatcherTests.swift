@@ -11,7 +11,7 @@ import Testing
 
     func dispatcher() throws -> ControlDispatcher {
         let master = try SecureBytes.random(count: 32)
-        return try ControlDispatcher(master: master, keyStore: KeyStoreFile(backing: try temporaryDirectory(), keys: try StoreKeys(master: master)),
+        return try ControlDispatcher(master: master, keyStore: KeyStoreFile(directory: try Syscall.openDirectory(try temporaryDirectory()), keys: try StoreKeys(master: master)),
                                      time: TimePlatform(secureTSC: false))
     }
 
@@ -95,7 +95,7 @@ import Testing
         // The derivation is exactly the one docs/control-abi.md states (so keys stay the same
         // across versions).
         let master = try SecureBytes.random(count: 32)
-        let pinned = try ControlDispatcher(master: master, keyStore: KeyStoreFile(backing: try temporaryDirectory(), keys: try StoreKeys(master: master)),
+        let pinned = try ControlDispatcher(master: master, keyStore: KeyStoreFile(directory: try Syscall.openDirectory(try temporaryDirectory()), keys: try StoreKeys(master: master)),
                                            time: TimePlatform(secureTSC: false))
         var r = elastic_derive()
         r.version = ELASTIC_ABI_VERSION

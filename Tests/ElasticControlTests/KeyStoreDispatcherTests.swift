@@ -16,7 +16,7 @@ import Testing
         let master: SecureBytes
         let backing: String
         func dispatcher(readOnly: Bool = false) throws -> ControlDispatcher {
-            try ControlDispatcher(master: master, keyStore: KeyStoreFile(backing: backing, keys: try StoreKeys(master: master)),
+            try ControlDispatcher(master: master, keyStore: KeyStoreFile(directory: try Syscall.openDirectory(backing), keys: try StoreKeys(master: master)),
                                   readOnly: readOnly, time: TimePlatform(secureTSC: false))
         }
     }
@@ -53,15 +53,18 @@ import Testing
         return send(d, ControlDispatcher.keyCommand, &r, caller)
     }
 
-    func list(_ d: ControlDispatcher, as caller: ControlCaller) -> [String] {
+    /// The names LIST gives; with `all` (root), as OWNER:NAME.
+    func list(_ d: ControlDispatcher, as caller: ControlCaller, all: Bool = false) -> [String] {
         var names: [String] = []
         while true {
             var r = elastic_key()
             r.version = ELASTIC_ABI_VERSION
             r.op = UInt32(ELASTIC_KEY_LIST.rawValue)
+            r.flags = all ? ELASTIC_KEY_LIST_ALL : 0
             r.index = UInt32(names.count)
             if send(d, ControlDispatcher.keyCommand, &r, caller) != nil { return names }
-            names.append(withUnsafeBytes(of: r.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
+            let name = withUnsafeBytes(of: r.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            names.append(all ? "\(r.owner):\(name)" : name)
         }
     }
 
@@ -82,32 +85,55 @@ import Testing
         return .success((r.handle, withUnsafeBytes(of: r.data) { Array($0.prefix(Int(r.length))) }, withUnsafeBytes(of: r.tag) { Array($0) }))
     }
 
-    @Test func keysBelongToTheirUidAndPersist() throws {
+    @Test func everyUidHasItsOwnNameSpaceAndKeysPersist() throws {
         let f = try fixture()
         let d = try f.dispatcher()
         #expect(create(d, "a-sign", ELASTIC_KEY_ED25519, as: alice) == nil)
         #expect(create(d, "a-aes", ELASTIC_KEY_AES256, as: alice) == nil)
         #expect(create(d, "b-hmac", ELASTIC_KEY_HMAC_SHA256, as: bob) == nil)
-        #expect(create(d, "a-sign", ELASTIC_KEY_ED25519, as: bob) == .exists)
+        #expect(create(d, "a-sign", ELASTIC_KEY_ED25519, as: alice) == .exists)
+        #expect(create(d, "a-sign", ELASTIC_KEY_ED25519, as: bob) == nil, "bob's own a-sign: no clash, no oracle")
         #expect(list(d, as: alice) == ["a-aes", "a-sign"])
-        #expect(list(d, as: bob) == ["b-hmac"])
-        #expect(list(d, as: root) == ["a-aes", "a-sign", "b-hmac"])
+        #expect(list(d, as: bob) == ["a-sign", "b-hmac"])
+        #expect(list(d, as: root) == [], "root lists its own keys")
+        #expect(list(d, as: root, all: true) == ["1000:a-aes", "1000:a-sign", "1001:a-sign", "1001:b-hmac"])
+        var all = keyRequest(ELASTIC_KEY_LIST, "")
+        all.flags = ELASTIC_KEY_LIST_ALL
+        #expect(send(d, ControlDispatcher.keyCommand, &all, alice) == .accessDenied, "LIST_ALL is root's")
+
+        // A plain name is always the caller's own key.
         var info = keyRequest(ELASTIC_KEY_INFO, "a-sign")
-        #expect(send(d, ControlDispatcher.keyCommand, &info, bob) == .accessDenied)
-        #expect(send(d, ControlDispatcher.keyCommand, &info, root) == nil && info.owner == 1000 && info.bits == 256)
+        #expect(send(d, ControlDispatcher.keyCommand, &info, bob) == nil && info.owner == 1001)
+        var rootsOwn = keyRequest(ELASTIC_KEY_INFO, "a-sign")
+        #expect(send(d, ControlDispatcher.keyCommand, &rootsOwn, root) == .notFound, "root does not fall into another uid's key")
+        // Another uid's key by owner: root may, anyone else gets EACCES whether or not it exists.
+        var byOwner = keyRequest(ELASTIC_KEY_INFO, "1000:a-aes")
+        #expect(send(d, ControlDispatcher.keyCommand, &byOwner, root) == nil && byOwner.owner == 1000)
+        for name in ["1000:a-aes", "1000:no-such-key"] {
+            var probe = keyRequest(ELASTIC_KEY_INFO, name)
+            #expect(send(d, ControlDispatcher.keyCommand, &probe, bob) == .accessDenied, "\(name)")
+            var export = keyRequest(ELASTIC_KEY_EXPORT, name)
+            #expect(send(d, ControlDispatcher.keyCommand, &export, bob) == .accessDenied, "\(name)")
+        }
+        #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "1000:a-aes", as: bob).failureValue == .accessDenied)
+        #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "a-aes", as: bob).failureValue == .notFound)
+        #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "1000:a-aes", as: root).isSuccess)
+        // Deleting bob's a-sign leaves alice's.
         var del = keyRequest(ELASTIC_KEY_DELETE, "a-sign")
-        #expect(send(d, ControlDispatcher.keyCommand, &del, bob) == .accessDenied)
-        #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_SIGN, key: "a-sign", as: bob).failureValue == .accessDenied)
+        #expect(send(d, ControlDispatcher.keyCommand, &del, bob) == nil)
+        #expect(list(d, as: alice) == ["a-aes", "a-sign"])
+
         // A second dispatcher on the same store (a remount) sees the same keys, with the same bytes.
         var pub1 = keyRequest(ELASTIC_KEY_PUBLIC, "a-sign")
         #expect(send(d, ControlDispatcher.keyCommand, &pub1, alice) == nil)
         let again = try f.dispatcher()
-        #expect(list(again, as: root) == ["a-aes", "a-sign", "b-hmac"])
+        #expect(list(again, as: root, all: true) == ["1000:a-aes", "1000:a-sign", "1001:b-hmac"])
         var pub2 = keyRequest(ELASTIC_KEY_PUBLIC, "a-sign")
         #expect(send(again, ControlDispatcher.keyCommand, &pub2, alice) == nil)
         #expect(withUnsafeBytes(of: pub1.data) { Array($0) } == withUnsafeBytes(of: pub2.data) { Array($0) } && pub1.length > 0)
-        #expect(send(again, ControlDispatcher.keyCommand, &del, alice) == nil)
-        #expect(list(try f.dispatcher(), as: root) == ["a-aes", "b-hmac"])
+        var delAlice = keyRequest(ELASTIC_KEY_DELETE, "1000:a-sign")
+        #expect(send(again, ControlDispatcher.keyCommand, &delAlice, root) == nil)
+        #expect(list(try f.dispatcher(), as: root, all: true) == ["1000:a-aes", "1001:b-hmac"])
         // Read-only: usable, not changeable.
         let ro = try f.dispatcher(readOnly: true)
         #expect(create(ro, "new", ELASTIC_KEY_AES256, as: alice) == .readOnly)
@@ -115,6 +141,32 @@ import Testing
         // Another store's master key cannot read this key store.
         let other = Fixture(master: try SecureBytes.random(count: 32), backing: f.backing)
         #expect(throws: (any Error).self) { try other.dispatcher() }
+    }
+
+    /// One uid cannot fill the store for everyone: quotas of keys and bytes per uid (root is
+    /// bound only by the store's total).
+    @Test func perUIDQuotas() throws {
+        let d = try fixture().dispatcher()
+        for i in 0..<Int(ELASTIC_KEYS_PER_UID) { #expect(create(d, "k\(i)", ELASTIC_KEY_AES256, as: alice) == nil) }
+        #expect(create(d, "one-more", ELASTIC_KEY_AES256, as: alice) == .quotaExceeded)
+        #expect(create(d, "bobs", ELASTIC_KEY_AES256, as: bob) == nil, "others are not affected")
+        #expect(create(d, "roots", ELASTIC_KEY_AES256, as: root) == nil)
+        var del = keyRequest(ELASTIC_KEY_DELETE, "k0")
+        #expect(send(d, ControlDispatcher.keyCommand, &del, alice) == nil)
+        #expect(create(d, "one-more", ELASTIC_KEY_AES256, as: alice) == nil)
+        // Bytes: RSA-4096 keys (about 2.4 KB of DER each) hit the byte quota before the count.
+        let big = try fixture().dispatcher()
+        let der = try AsymmetricKey.generate(.rsa(bits: 4096)).privateKeyDER()
+        var made = 0
+        while made < Int(ELASTIC_KEYS_PER_UID) {
+            var r = keyRequest(ELASTIC_KEY_IMPORT, "rsa\(made)", type: ELASTIC_KEY_RSA)
+            r.length = UInt32(der.count)
+            der.withUnsafeBytes { d in withUnsafeMutableBytes(of: &r.data) { $0.copyMemory(from: d) } }
+            let e = send(big, ControlDispatcher.keyCommand, &r, alice)
+            if e != nil { #expect(e == .quotaExceeded); break }
+            made += 1
+        }
+        #expect(made == Int(ELASTIC_KEY_BYTES_PER_UID) / der.count, "\(made) keys of \(der.count) bytes")
     }
 
     @Test func requestsAreValidated() throws {

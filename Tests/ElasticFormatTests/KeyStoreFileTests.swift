@@ -19,7 +19,7 @@ import Testing
     @Test func roundTripAndAuthentication() throws {
         let dir = backing()
         let keys = try StoreKeys(master: try SecureBytes.random(count: 32))
-        let file = KeyStoreFile(backing: dir, keys: keys)
+        let file = try KeyStoreFile(directory: Syscall.openDirectory(dir), keys: keys)
         #expect(try file.load().isEmpty, "no file yet: no keys")
         try file.save([stored("a", [1, 2, 3]), stored("b", [UInt8](repeating: 9, count: 2400))])
         let loaded = try file.load()
@@ -35,7 +35,7 @@ import Testing
             #expect(throws: FormatError.self) { try file.load() }
         }
         try Data(bytes).write(to: URL(fileURLWithPath: path))
-        let other = KeyStoreFile(backing: dir, keys: try StoreKeys(master: try SecureBytes.random(count: 32)))
+        let other = try KeyStoreFile(directory: Syscall.openDirectory(dir), keys: try StoreKeys(master: try SecureBytes.random(count: 32)))
         #expect(throws: FormatError.self) { try other.load() }
     }
 }

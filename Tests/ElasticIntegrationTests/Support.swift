@@ -70,13 +70,19 @@ final class MountedStore {
     let backing: String
     let mountpoint: String
     let keyFile: String
+    /// Command words put before `mount.elastic` (`prlimit --nofile=...`, say).
+    let launcher: [String]
+    /// With a log: the daemon runs in the foreground (`-f`) with its log in this file.
+    let daemonLog: String?
     private(set) var mounted = false
 
-    init(options: [String] = []) throws {
+    init(options: [String] = [], launcher: [String] = [], foregroundLog: Bool = false) throws {
+        self.launcher = launcher
         dir = try sh("mktemp -d /tmp/elastic-test.XXXXXX").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         backing = dir + "/store"
         mountpoint = dir + "/mnt"
         keyFile = dir + "/store.key"
+        daemonLog = foregroundLog ? dir + "/daemon.log" : nil
         try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
         let r = try run(Env.elastic, ["init", "--keyfile", keyFile, backing])
         guard r.ok else {
@@ -87,9 +93,37 @@ final class MountedStore {
     }
 
     func mount(options: [String] = []) throws {
-        let r = try run(Env.mountElastic, [backing, mountpoint, "-o", (["keyfile=" + keyFile] + options).joined(separator: ",")])
+        let args = [backing, mountpoint, "-o", (["keyfile=" + keyFile] + options).joined(separator: ",")]
+        if let daemonLog {
+            // Started through Python so it inherits no descriptor but stdio (Foundation's
+            // Process would otherwise wait for the daemon to close one of its sockets).
+            let argv = (launcher + [Env.mountElastic] + args + ["-f"]).map { "'\($0)'" }.joined(separator: ", ")
+            try sh("""
+                python3 -c "import subprocess; subprocess.Popen([\(argv)], stdin=subprocess.DEVNULL, stdout=open('\(daemonLog)', 'ab'), stderr=subprocess.STDOUT, close_fds=True, start_new_session=True)"
+                """)
+            for _ in 0..<200 {
+                if try sh("grep -q ' \(mountpoint) ' /proc/mounts && echo yes || true").stdout.contains("yes") {
+                    mounted = true
+                    return
+                }
+                usleep(50_000)
+            }
+            throw TestFailure("mount.elastic -f did not mount: \((try? String(contentsOfFile: daemonLog, encoding: .utf8)) ?? "")")
+        }
+        let r = launcher.isEmpty ? try run(Env.mountElastic, args) : try run("/usr/bin/env", launcher + [Env.mountElastic] + args)
         guard r.ok else { throw TestFailure("mount.elastic failed (\(r.status)): \(r.stderr)") }
         mounted = true
+    }
+
+    /// The daemon's process id (while mounted).
+    func daemonPID() throws -> Int32? {
+        Int32(try sh("pgrep -f -- 'mount.elastic \(backing) ' | head -1 || true").stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Descriptors the daemon has open now.
+    func daemonDescriptors() throws -> Int {
+        guard let pid = try daemonPID() else { throw TestFailure("no daemon for \(backing)") }
+        return try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
     }
 
     func unmount() throws {
@@ -125,8 +159,9 @@ final class MountedStore {
     }
 
     /// Runs `body` on a fresh mounted store and always cleans up.
-    static func with<T>(options: [String] = [], _ body: (MountedStore) throws -> T) throws -> T {
-        let s = try MountedStore(options: options)
+    static func with<T>(options: [String] = [], launcher: [String] = [], foregroundLog: Bool = false,
+                        _ body: (MountedStore) throws -> T) throws -> T {
+        let s = try MountedStore(options: options, launcher: launcher, foregroundLog: foregroundLog)
         defer { s.close() }
         return try body(s)
     }

@@ -18,6 +18,8 @@ int CElasticLinux_renameat2(int olddirfd, const char *oldpath, int newdirfd, con
 int CElasticLinux_fallocate(int fd, int mode, off_t offset, off_t len);
 /// Marks the process non-dumpable (no core dumps, no ptrace by other users).
 int CElasticLinux_set_nondumpable(void);
+/// setpriority(PRIO_PROCESS, gettid(), niceness): lowers the calling thread's priority only.
+int CElasticLinux_nice_thread(int niceness);
 /// Raises RLIMIT_NOFILE to its hard limit.
 int CElasticLinux_raise_nofile(void);
 int CElasticLinux_syncfs(int fd);
@@ -47,6 +49,19 @@ extern const unsigned long CElasticLinux_SNP_GET_DERIVED_KEY;
 extern const unsigned long CElasticLinux_SNP_GET_EXT_REPORT;
 /// ioctl(2) on /dev/sev-guest (ioctl itself is variadic).
 int CElasticLinux_snp_ioctl(int fd, unsigned long cmd, struct snp_guest_request_ioctl *req);
+
+/// pidfd_open(2): a descriptor that becomes readable when process `pid` exits (-1 and errno).
+int CElasticLinux_pidfd_open(int pid);
+
+/// epoll and eventfd for the process watcher (struct epoll_event is packed, so Swift never sees it).
+int CElasticLinux_epoll_create(void);
+int CElasticLinux_epoll_add(int epfd, int fd, uint64_t data);
+int CElasticLinux_epoll_del(int epfd, int fd);
+/// Waits for up to `max` (at most 64) ready descriptors; stores their data words in `data`.
+int CElasticLinux_epoll_wait(int epfd, uint64_t *data, int max, int timeout_ms);
+int CElasticLinux_eventfd(void);
+/// 1 if `fd` is readable now (a pidfd: its process has exited), 0 if not, -1 on error.
+int CElasticLinux_readable_now(int fd);
 
 /// tgkill(2) (a GNU extension): with signal 0, whether thread `tid` belongs to process `tgid`.
 int CElasticLinux_tgkill(int tgid, int tid, int sig);

@@ -26,14 +26,19 @@ struct DecryptCommand: ParsableCommand {
         commandName: "decrypt",
         abstract: "Decrypt `elastic encrypt` output; every segment is checked before it is written, and --out is only created if all of it verifies.")
     @OptionGroup var mount: MountOption
-    @Option(name: .customLong("key"), help: "Default: the key named in the input.") var key: String?
+    @Option(name: .customLong("key"), help: "Default: your key of the name the input gives (never another user's).") var key: String?
     @Option(name: .customLong("aad")) var aad: String = ""
     @OptionGroup var io: IOOptions
     func run() throws {
         do {
             let client = try mount.client()
             let read = try io.reader()
-            try io.withWriter(mode: 0o600) { write in try client.decrypt(key: key, aad: Array(aad.utf8), read: read, write: write) }
+            var used = ""
+            try io.withWriter(mode: 0o600) { write in used = try client.decrypt(key: key.map(checkedKeyName), aad: Array(aad.utf8), read: read, write: write) }
+            let info = try? client.keyInfo(used)
+            printError("decrypted with key \(used)" + (info.map { " (owner uid \($0.owner))" } ?? ""))
+        } catch let e as ControlClient.KeyChoiceError {
+            throw failure(e)
         } catch { throw controlFailure(error) }
     }
 }

@@ -41,12 +41,13 @@ extension KeyCommand {
 
     /// `elastic key list [--json]`
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The named keys you may use (root: all).")
+        static let configuration = CommandConfiguration(abstract: "Your named keys (root with --all: every user's, as UID:NAME).")
         @OptionGroup var mount: MountOption
+        @Flag(name: .customLong("all"), help: "Every user's keys (root only).") var all = false
         @Flag(name: .customLong("json")) var json = false
         func run() throws {
             do {
-                let keys = try mount.client().listKeys()
+                let keys = try mount.client().listKeys(everyone: all)
                 if json {
                     print(try jsonLine(keys.map(describe)))
                 } else {
@@ -123,7 +124,7 @@ func describe(_ k: ControlClient.KeyInfo) -> [String: Any] {
 
 func line(_ k: ControlClient.KeyInfo) -> String {
     let created = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(k.created)))
-    return "\(k.name)\t\(k.type?.rawValue ?? "unknown")\t\(k.bits)\tuid=\(k.owner)\t\(created)\(k.exportable ? "\texportable" : "")"
+    return "\(k.owner == getuid() ? k.name : "\(k.owner):\(k.name)")\t\(k.type?.rawValue ?? "unknown")\t\(k.bits)\tuid=\(k.owner)\t\(created)\(k.exportable ? "\texportable" : "")"
 }
 
 func jsonLine(_ obj: Any) throws -> String {
@@ -132,9 +133,17 @@ func jsonLine(_ obj: Any) throws -> String {
 
 /// Checks a key name before it goes to the daemon, for a clear message instead of EINVAL.
 func checkedKeyName(_ name: String) throws -> String {
-    let ok = (1...63).contains(name.utf8.count) && name.utf8.allSatisfy { c in
+    var bare = Substring(name)
+    if let colon = name.firstIndex(of: ":") {
+        let owner = name[..<colon]
+        guard !owner.isEmpty, owner.count <= 10, owner.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+            throw CLIError("invalid key name \"\(name)\": NAME, or UID:NAME for another user's key (root)")
+        }
+        bare = name[name.index(after: colon)...]
+    }
+    let ok = name.utf8.count <= 63 && (1...63).contains(bare.utf8.count) && bare.utf8.allSatisfy { c in
         (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e || c == 0x5f || c == 0x2d
     }
-    guard ok else { throw CLIError("invalid key name \"\(name)\": 1 to 63 of A-Z a-z 0-9 . _ -") }
+    guard ok else { throw CLIError("invalid key name \"\(name)\": 1 to 63 of A-Z a-z 0-9 . _ - (UID:NAME at most 63 in all)") }
     return name
 }

@@ -80,10 +80,16 @@ struct elastic_derive {
 };
 
 /* ---- Handles -------------------------------------------------------------------------- */
-/* Stopwatches and hash streams are handles owned by the process that made them: a handle that
- * was closed, never existed, or belongs to another process is EBADF. At most
- * ELASTIC_HANDLES_PER_PROCESS open handles per process (then EMFILE). */
+/* Stopwatches, hash streams and key operations are handles owned by the process that made them:
+ * a handle that was closed, never existed, or belongs to another process is EBADF. A handle
+ * lives until it is closed or its process exits. At most ELASTIC_HANDLES_PER_PROCESS open
+ * handles per process (then EMFILE), ELASTIC_HANDLES_PER_UID per uid and ELASTIC_HANDLES_MAX in
+ * all (then EMFILE); data a handle buffers (Ed25519 messages) counts against
+ * ELASTIC_BUFFERED_PER_UID bytes per uid (then EDQUOT). */
 #define ELASTIC_HANDLES_PER_PROCESS 64u
+#define ELASTIC_HANDLES_PER_UID 256u
+#define ELASTIC_HANDLES_MAX 4096u
+#define ELASTIC_BUFFERED_PER_UID (8u << 20)
 
 /* ---- Stopwatch ------------------------------------------------------------------------ */
 
@@ -149,8 +155,9 @@ struct elastic_attest {
 
 /* ---- Key store -------------------------------------------------------------------------- */
 /* Named keys kept inside the store (encrypted under the store's master key, in no file of the
- * mounted tree). A key belongs to the uid that made it: other uids get EACCES (root excepted)
- * and do not see it in LIST. Names are 1..63 bytes of [A-Za-z0-9._-], unique per store. */
+ * mounted tree). Every uid has its own name space: a name is 1..63 bytes of [A-Za-z0-9._-] and
+ * names the caller's own key. "UID:NAME" names another uid's key: root may use it, any other
+ * caller gets EACCES whether or not it exists (nothing is told about other users' keys). */
 
 #define ELASTIC_KEY_NAME_MAX 64u /* with the terminating NUL */
 #define ELASTIC_KEY_DATA_MAX 4096u
@@ -165,14 +172,23 @@ enum elastic_key_type {
 };
 
 #define ELASTIC_KEY_EXPORTABLE (1u << 0) /* EXPORT may return the private or secret key */
+#define ELASTIC_KEY_LIST_ALL (1u << 1)   /* LIST (root only): every uid's keys, not only the caller's */
+
+/* Quotas: a uid (other than root) may keep ELASTIC_KEYS_PER_UID keys of ELASTIC_KEY_BYTES_PER_UID
+ * bytes of key material in all (then EDQUOT); the store holds at most ELASTIC_KEYS_MAX keys
+ * (then ENOSPC). */
+#define ELASTIC_KEYS_PER_UID 64u
+#define ELASTIC_KEY_BYTES_PER_UID (64u << 10)
+#define ELASTIC_KEYS_MAX 1024u
 
 enum elastic_key_op {
     ELASTIC_KEY_CREATE = 1, /* in: name, type, bits (RSA only), flags */
     ELASTIC_KEY_IMPORT = 2, /* in: name, type, flags, length, data: raw secret (AES: 32 bytes,
                              * HMAC: 16..64) or an unencrypted private key, PEM or DER */
     ELASTIC_KEY_INFO = 3,   /* in: name; out: type, bits, flags, owner, created */
-    ELASTIC_KEY_LIST = 4,   /* in: index; out: name and the INFO fields of the index-th key the
-                             * caller may see (in name order); ENOENT past the last */
+    ELASTIC_KEY_LIST = 4,   /* in: index, flags (ELASTIC_KEY_LIST_ALL); out: name and the INFO
+                             * fields of the index-th of the caller's keys (with LIST_ALL: of all
+                             * keys, in owner then name order); ENOENT past the last */
     ELASTIC_KEY_PUBLIC = 5, /* in: name; out: length, data: the public key as PEM (asymmetric keys) */
     ELASTIC_KEY_EXPORT = 6, /* in: name; out: length, data: PKCS#8 PEM or the raw secret; EPERM
                              * unless the key was made ELASTIC_KEY_EXPORTABLE */
@@ -180,12 +196,13 @@ enum elastic_key_op {
 };
 
 /* ELASTIC_IOC_KEY: manage the key store. Errors: ENOENT no such key, EEXIST name taken, EACCES
- * another uid's key, EPERM not exportable, EROFS read-only mount, ENOSPC store full. 4208 bytes. */
+ * another uid's key, EPERM not exportable, EROFS read-only mount, ENOSPC store full, EDQUOT over
+ * the uid's quota, EAGAIN too many slow requests (key generation) of this uid in flight. 4208 bytes. */
 struct elastic_key {
     uint32_t version;  /* in */
     uint32_t op;       /* in: enum elastic_key_op */
     uint32_t type;     /* in on CREATE/IMPORT, out on INFO/LIST: enum elastic_key_type */
-    uint32_t flags;    /* in on CREATE/IMPORT, out on INFO/LIST: ELASTIC_KEY_EXPORTABLE */
+    uint32_t flags;    /* in on CREATE/IMPORT, out on INFO/LIST: ELASTIC_KEY_EXPORTABLE; in on LIST: ELASTIC_KEY_LIST_ALL */
     uint32_t bits;     /* in on CREATE of RSA; out on INFO/LIST: key size in bits */
     uint32_t owner;    /* out on INFO/LIST: the uid the key belongs to */
     uint32_t index;    /* in on LIST */
