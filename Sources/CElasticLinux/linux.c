@@ -30,6 +30,9 @@ int CElasticLinux_raise_nofile(void) {
     return setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+#include <sys/mman.h>
+int CElasticLinux_lock_memory(void) { return mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT); }
+
 int CElasticLinux_nice_thread(int niceness) { return setpriority(PRIO_PROCESS, (id_t)gettid(), niceness); }
 
 int CElasticLinux_syncfs(int fd) { return syncfs(fd); }
@@ -48,6 +51,12 @@ int CElasticLinux_spawn_closefrom(void *actions, int from) {
 int CElasticLinux_tgkill(int tgid, int tid, int sig) { return tgkill(tgid, tid, sig); }
 
 #include <sys/syscall.h>
+#include <linux/openat2.h>
+int CElasticLinux_openat_beneath(int dirfd, const char *path, int flags) {
+    struct open_how how = {.flags = (unsigned long long)flags,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
 int CElasticLinux_pidfd_open(int pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
 #include <poll.h>

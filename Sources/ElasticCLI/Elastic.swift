@@ -11,6 +11,13 @@ struct Elastic: ParsableCommand {
         commandName: "elastic",
         abstract: "ELASTIC: encrypted storage for confidential VMs.",
         subcommands: [InitCommand.self, SlotCommand.self, TimeCommand.self, RandomCommand.self, HashCommand.self, KeyCommand.self, EncryptCommand.self, DecryptCommand.self, SignCommand.self, VerifyCommand.self, HMACCommand.self, AttestCommand.self, DoctorCommand.self, SimulatorCommand.self])
+
+    /// Master keys, passphrases and exported keys pass through this process: no core dump, no
+    /// ptrace by other users.
+    static func main() {
+        _ = ProcessHardening.setNonDumpable()
+        main(nil)
+    }
 }
 
 /// Prints `error: …` and exits with the documented code.
@@ -72,7 +79,7 @@ struct SecretOptions: ParsableArguments {
     @Option(name: .customLong("passphrase-file"), help: "Read the passphrase from the first line of this file.")
     var passphraseFile: String?
 
-    @Option(name: .customLong("scrypt-logn"), help: "scrypt cost for a new passphrase slot: N = 2^logN (default 17).")
+    @Option(name: .customLong("scrypt-logn"), help: "scrypt cost for a new passphrase slot: N = 2^logN, 10 to 20 (default 17).")
     var scryptLogN: UInt8 = KeySlot.defaultScrypt.logN
 
     /// The kind of a new slot and its secret; creates a missing key file.
@@ -104,7 +111,9 @@ struct SecretOptions: ParsableArguments {
             printError("warning: a key-file slot is not hardware-sealed: anyone who can read \(keyFile) can open the store. Keep it off the host-visible disk, or add an SNP-sealed slot on an SEV-SNP guest.")
             return (.keyFile(salt: try randomSalt()), key)
         }
-        guard (10...24).contains(scryptLogN) else { throw CLIError("--scrypt-logn must be between 10 and 24") }
+        guard KeySlot.scryptAllowed(logN: scryptLogN, r: KeySlot.defaultScrypt.r, p: KeySlot.defaultScrypt.p) else {
+            throw CLIError("--scrypt-logn must be between 10 and 20 (1 GiB of memory at most)")
+        }
         let pass = try passphraseFile.map { try Passphrase.fromFile($0) } ?? Passphrase.prompt("New passphrase: ", confirm: true)
         let d = KeySlot.defaultScrypt
         return (.passphrase(salt: try randomSalt(), logN: scryptLogN, r: d.r, p: d.p), pass)

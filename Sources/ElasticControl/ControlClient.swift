@@ -12,7 +12,8 @@ public final class ControlClient {
     /// current directory.
     public init(mountpoint: String?) throws {
         let mnt = try mountpoint ?? Self.findMount()
-        let fd = open(mnt + "/" + ELASTIC_CONTROL_NAME, O_RDONLY | O_CLOEXEC)
+        try Self.checkMount(mnt)
+        let fd = open(mnt + "/" + ELASTIC_CONTROL_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { throw Errno(rawValue: errno) }
         self.mountpoint = mnt
         self.fd = fd
@@ -20,13 +21,78 @@ public final class ControlClient {
 
     deinit { close(fd) }
 
+    /// Why a directory is not a mount the CLI will talk to.
+    public enum MountError: Error, CustomStringConvertible {
+        case notElastic(String)
+        case foreignOwner(String, uid: UInt32)
+        public var description: String {
+            switch self {
+            case .notElastic(let d): return "\(d) is not the root of an ELASTIC mount (no fuse.elastic mount there)"
+            case .foreignOwner(let d, let uid): return "\(d) is an ELASTIC mount made by uid \(uid), neither root nor you: refusing to send it requests"
+            }
+        }
+    }
+
+    /// Checks that `dir` is the root of a `fuse.elastic` mount made by root or by the caller
+    /// (the kernel records who mounted a FUSE filesystem as `user_id`), so requests that carry
+    /// secrets never go to a filesystem another user mounted to look like ELASTIC.
+    public static func checkMount(_ dir: String) throws {
+        guard let real = realpath(dir, nil) else { throw Errno(rawValue: errno) }
+        let path = String(cString: real)
+        free(real)
+        let info = (try? Self.readAll("/proc/self/mountinfo")) ?? ""
+        // The last entry for a mount point is the one on top.
+        var found: (fstype: String, options: String)? = nil
+        for line in info.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count >= 5, let dash = fields[5...].firstIndex(of: "-"), fields.count >= dash + 4,
+                  Self.unescape(String(fields[4])) == path else { continue }
+            found = (String(fields[dash + 1]), String(fields[dash + 3]))
+        }
+        guard let found, found.fstype == "fuse.elastic" else { throw MountError.notElastic(dir) }
+        let owner = found.options.split(separator: ",").first { $0.hasPrefix("user_id=") }.flatMap { UInt32($0.dropFirst(8)) }
+        guard let owner else { throw MountError.notElastic(dir) }
+        guard owner == 0 || owner == getuid() else { throw MountError.foreignOwner(dir, uid: owner) }
+    }
+
+    /// mountinfo escapes space, tab, newline and backslash as \ooo.
+    static func unescape(_ s: String) -> String {
+        var out: [UInt8] = []
+        let b = Array(s.utf8)
+        var i = 0
+        while i < b.count {
+            if b[i] == UInt8(ascii: "\\"), i + 3 < b.count, let v = UInt8(String(decoding: b[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
+                out.append(v)
+                i += 4
+            } else {
+                out.append(b[i])
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func readAll(_ path: String) throws -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Errno(rawValue: errno) }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     static func findMount() throws -> String {
         var buf = [CChar](repeating: 0, count: 4096)
         guard getcwd(&buf, buf.count) != nil else { throw Errno(rawValue: errno) }
         var dir = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         while true {
             var st = stat()
-            if lstat(dir + "/" + ELASTIC_CONTROL_NAME, &st) == 0 && st.st_ino == 2 { return dir }
+            if lstat(dir + "/" + ELASTIC_CONTROL_NAME, &st) == 0 && st.st_ino == 2, (try? checkMount(dir)) != nil { return dir }
             if dir == "/" || dir.isEmpty { throw Errno.noSuchFileOrDirectory }
             dir = String(dir[..<(dir.lastIndex(of: "/") ?? dir.startIndex)])
             if dir.isEmpty { dir = "/" }

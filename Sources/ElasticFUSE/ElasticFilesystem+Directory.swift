@@ -14,23 +14,7 @@ final class DirectoryHandle {
 extension ElasticFilesystem {
     /// Calls `body` for every entry of a backing directory (names as the backing stores them).
     func forEachBackingEntry(_ dirfd: Int32, _ body: (String, UInt64, UInt8) throws -> Void) throws {
-        let dupfd = dup(dirfd)
-        guard dupfd >= 0 else { throw Errno(rawValue: errno) }
-        guard let d = fdopendir(dupfd) else {
-            Syscall.close(dupfd)
-            throw Errno(rawValue: errno)
-        }
-        defer { closedir(d) }
-        rewinddir(d)
-        while true {
-            errno = 0
-            guard let e = Glibc.readdir(d) else {
-                if errno != 0 { throw Errno(rawValue: errno) }
-                break
-            }
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            try body(name, UInt64(e.pointee.d_ino), e.pointee.d_type)
-        }
+        try Syscall.forEachEntry(dirfd, body)
     }
 
     func opendir(_ ino: UInt64) throws -> DirectoryHandle {

@@ -61,7 +61,8 @@ public final class ElasticFilesystem: @unchecked Sendable {
                 attestation: (any AttestationProvider)? = nil, controlGroup: gid_t? = nil) throws {
         self.store = store
         controlOwner = (getuid(), controlGroup ?? getgid(), controlGroup == nil ? 0o600 : 0o660)
-        control = try ControlDispatcher(master: store.master, keyStore: KeyStoreFile(directory: store.directory, keys: store.keys),
+        guard let master = store.master else { throw FormatError.invalidArgument("the store's master key is needed to mount") }
+        control = try ControlDispatcher(master: master, keyStore: KeyStoreFile(directory: store.directory, keys: store.keys),
                                         readOnly: readOnly, time: time, attestation: attestation)
         self.cacheTimeout = cacheTimeout
         helper = parallelCrypto ? CryptoHelper() : nil
@@ -136,8 +137,8 @@ public final class ElasticFilesystem: @unchecked Sendable {
 
     // MARK: Reaching backing objects
 
-    /// The names of `i` to try, most recent last (an empty list: the object has no name left).
-    func links(_ i: Inode) -> [Link] { inodes.read { _ in i.links } }
+    /// Some names of `i` to try (none: the object has no name left).
+    func links(_ i: Inode) -> [Link] { inodes.read { _ in i.links.prefix(4) } }
 
     /// Runs `body` with the parent directory's descriptor and the backing name of each known
     /// name of `i` until `check` accepts what `body` returned: the object found under that name
@@ -147,7 +148,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
         for _ in 0..<3 {
             let names = links(i)
             if names.isEmpty { break }
-            for l in names.reversed() {
+            for l in names {
                 do {
                     let r = try withHandle(l.parent) { try body($0, l.name) }
                     if check(r) { return r }
@@ -167,11 +168,51 @@ public final class ElasticFilesystem: @unchecked Sendable {
     /// cached for directories (bounded), opened for this use only for everything else.
     func handle(_ i: Inode) throws -> BackingHandle {
         if let h = handles.lookup(i) { return h }
+        if let h = try? openAlongPath(i) { return h }
         let (h, _) = try atName(i, { dirfd, name -> (BackingHandle, DevIno) in
             let h = BackingHandle(try Syscall.openat(dirfd, name, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC))
             return (h, DevIno(try Syscall.fstat(h.fd)))
         }, check: { $0.1 == i.key })
         return i.isDirectory ? handles.insert(i, h) : h
+    }
+
+    /// The fast way to a handle whose parents' handles were evicted: from the nearest ancestor
+    /// with a cached handle, open the whole relative path at once (`openat2`, confined beneath
+    /// that ancestor, no symlinks), a few thousand bytes of path per call, so a deep tree costs
+    /// a few system calls rather than one per level. The object reached is checked to be `i`;
+    /// the directory at the end of each step is cached. Any surprise (a rename in flight, an
+    /// old kernel): nil, and the caller goes level by level.
+    func openAlongPath(_ i: Inode) throws -> BackingHandle? {
+        // From `i` up to a cached ancestor, along each object's first name.
+        let (chain, anchor): ([(Inode, String)], BackingHandle?) = inodes.read { _ in
+            var chain: [(Inode, String)] = []
+            var cur = i
+            while true {
+                if cur !== i, let h = handles.lookup(cur) { return (chain, h) }
+                guard let l = cur.links.first, chain.count < 1 << 16 else { return (chain, nil) }
+                chain.append((cur, l.name))
+                cur = l.parent
+            }
+        }
+        guard var dir = anchor, chain.count > 1 else { return nil }
+        var rest = Array(chain.reversed())[...]
+        while !rest.isEmpty {
+            // The longest run of names that fits in one path.
+            var path = "", taken = 0
+            for (_, name) in rest {
+                if taken > 0 && path.utf8.count + 1 + name.utf8.count > 3072 { break }
+                path += (taken > 0 ? "/" : "") + name
+                taken += 1
+            }
+            let end = rest[rest.startIndex + taken - 1].0
+            let h = BackingHandle(try Syscall.openBeneath(dir.fd, path, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC))
+            guard DevIno(try Syscall.fstat(h.fd)) == end.key else { return nil }
+            rest = rest.dropFirst(taken)
+            if end === i { return i.isDirectory ? handles.insert(i, h) : h }
+            guard end.isDirectory else { return nil }
+            dir = handles.insert(end, h)
+        }
+        return nil
     }
 
     /// Runs `body` with a descriptor on `i` that stays open until `body` returns.
@@ -208,7 +249,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
     /// whether it did (undo with `handles.unpin` if the removal fails).
     func pinIfStillReachable(_ victim: Inode?, losing key: NameKey) -> Bool {
         guard let victim else { return false }
-        let lastName = links(victim).allSatisfy { $0.key == key }
+        let lastName = inodes.read { _ in victim.links.count == 1 && victim.links.contains(key) }
         guard lastName else { return false }
         let inUse = victim.openCount.load(ordering: .relaxed) > 0 || victim.isDirectory || handles.lookup(victim) != nil
         guard inUse, let h = try? handle(victim) else { return false }

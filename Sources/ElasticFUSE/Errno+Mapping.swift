@@ -11,7 +11,13 @@ enum ErrnoMapping {
     static func errno(for error: any Error, logger: Logger, op: String, ino: UInt64) -> Int32 {
         switch error {
         case let e as Errno:
+            if e == .tooManyOpenFiles || e == .tooManyOpenFilesInSystem {
+                logger.error("out of file descriptors", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "errno": "\(e)"])
+            }
             return e.rawValue
+        case let e as SystemError:
+            logger.error("integrity failure", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "error": "\(e)"])
+            return EIO
         case let e as FormatError:
             switch e {
             case .fileTooLarge: return EFBIG

@@ -47,6 +47,38 @@ struct NameKey: Hashable {
     let name: String
 }
 
+/// The names of one inode: nearly always one, so that one is kept inline; hard links with many
+/// names keep the others in a dictionary (every operation O(1), whatever the link count).
+struct LinkSet {
+    private(set) var first: Link?
+    private var more: [NameKey: Link] = [:]
+
+    var isEmpty: Bool { first == nil }
+    var count: Int { (first == nil ? 0 : 1) + more.count }
+    func contains(_ key: NameKey) -> Bool { first?.key == key || more[key] != nil }
+
+    mutating func insert(_ link: Link) {
+        if first == nil { first = link } else if first!.key != link.key { more[link.key] = link }
+    }
+
+    mutating func remove(_ key: NameKey) {
+        if first?.key == key {
+            first = more.popFirst()?.value
+        } else {
+            more[key] = nil
+        }
+    }
+
+    /// Up to `n` names, the inline one first.
+    func prefix(_ n: Int) -> [Link] {
+        guard let first else { return [] }
+        return [first] + more.values.prefix(n - 1)
+    }
+
+    /// Every name (for taking the inode out of the table).
+    var all: [Link] { first.map { [$0] + Array(more.values) } ?? [] }
+}
+
 /// One object the kernel knows (has looked up). It holds no descriptor of its own: the backing
 /// object is reached by name from its parent directory (`links`), and checked to be the same
 /// object (`key`) every time; directories keep an `O_PATH` descriptor in the bounded
@@ -60,7 +92,7 @@ final class Inode: @unchecked Sendable {  // mutable fields: `nlookup` and `link
     /// The names the kernel knows this object by (guarded by the table lock). Empty for the
     /// root, and for an object whose last known name was removed (then only a pinned handle or
     /// an open file reaches it).
-    var links: [Link] = []
+    var links = LinkSet()
     /// Open file handles (an object without a name is still used through them).
     let openCount = Atomic<Int>(0)
 
@@ -99,16 +131,19 @@ struct InodeTable {
 
     /// Records that `inode` is known as `link` (replacing whatever the index had for that name).
     mutating func addLink(_ inode: Inode, _ link: Link) {
-        if let old = byName[link.key], old !== inode { old.links.removeAll { $0 == link } }
+        if let old = byName[link.key] {
+            if old === inode { return }
+            old.links.remove(link.key)
+        }
         byName[link.key] = inode
-        if !inode.links.contains(link) { inode.links.append(link) }
+        inode.links.insert(link)
     }
 
     /// Forgets the name `key`; returns the inode it named.
     @discardableResult
     mutating func removeLink(_ key: NameKey) -> Inode? {
         guard let inode = byName.removeValue(forKey: key) else { return nil }
-        inode.links.removeAll { $0.key == key }
+        inode.links.remove(key)
         return inode
     }
 
@@ -116,8 +151,8 @@ struct InodeTable {
     mutating func remove(_ inode: Inode) {
         byID[inode.id] = nil
         if byKey[inode.key] === inode { byKey[inode.key] = nil }
-        for l in inode.links where byName[l.key] === inode { byName[l.key] = nil }
-        inode.links = []
+        for l in inode.links.all where byName[l.key] === inode { byName[l.key] = nil }
+        inode.links = LinkSet()
     }
 }
 

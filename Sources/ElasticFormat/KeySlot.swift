@@ -31,6 +31,21 @@ public struct KeySlot: Equatable, Sendable {
     /// The scrypt cost for new passphrase slots: N = 2^17, r = 8, p = 1 (128 MiB, about 0.4 s here).
     public static let defaultScrypt: (logN: UInt8, r: UInt32, p: UInt32) = (17, 8, 1)
 
+    /// The most scrypt a slot may ask for. A slot is tried before the configuration's MAC can be
+    /// checked, so these bound what a slot the host adds can cost a mount: at most 1 GiB of
+    /// memory (128 · r · 2^logN bytes) and 2^24 units of work (2^logN · r · p; about 16 times
+    /// the default, some seconds).
+    public static let scryptLimits = (logN: UInt8(10)...UInt8(20), r: UInt32(1)...UInt32(16), p: UInt32(1)...UInt32(4),
+                                      memory: UInt64(1) << 30, work: UInt64(1) << 24)
+
+    /// Whether scrypt(2^logN, r, p) is within `scryptLimits`.
+    public static func scryptAllowed(logN: UInt8, r: UInt32, p: UInt32) -> Bool {
+        let l = scryptLimits
+        guard l.logN.contains(logN), l.r.contains(r), l.p.contains(p) else { return false }
+        let n = UInt64(1) << UInt64(logN)
+        return 128 * UInt64(r) * n <= l.memory && n * UInt64(r) * UInt64(p) <= l.work
+    }
+
     /// Random 8-byte identifier, shown by `elastic slot list` and used to remove a slot.
     public var id: [UInt8]
     public var kind: Kind
@@ -61,7 +76,9 @@ public struct KeySlot: Equatable, Sendable {
         case 2:
             guard bytes.count == 41 else { throw FormatError.corruptConfig("passphrase slot parameters") }
             let salt = try r.raw(32), logN = try r.u8(), rr = try r.u32(), p = try r.u32()
-            guard logN >= 10, logN <= 24, rr >= 1, rr <= 32, p >= 1, p <= 16 else { throw FormatError.corruptConfig("scrypt parameters out of range") }
+            guard scryptAllowed(logN: logN, r: rr, p: p) else {
+                throw FormatError.corruptConfig("a passphrase slot asks for scrypt N=2^\(logN) r=\(rr) p=\(p), beyond the limits (at most 1 GiB and 2^24 work)")
+            }
             return .passphrase(salt: salt, logN: logN, r: rr, p: p)
         case 3:
             guard bytes.count == SNPSealParameters.encodedSize + 32 else { throw FormatError.corruptConfig("SNP slot parameters") }

@@ -33,7 +33,10 @@ public final class UnlockedStore: @unchecked Sendable {
     public let backing: String
     public let directory: OpenDirectory
     public private(set) var config: StoreConfig
-    public let master: SecureBytes
+    /// The master key, until `forgetMaster()`: the daemon lets go of it once it has derived
+    /// what it needs (`keys` and the control file's derive root); the CLI keeps it to wrap new
+    /// key slots.
+    public private(set) var master: SecureBytes?
     public let keys: StoreKeys
 
     init(backing: String, directory: OpenDirectory, config: StoreConfig, master: SecureBytes) throws {
@@ -44,10 +47,14 @@ public final class UnlockedStore: @unchecked Sendable {
         keys = try StoreKeys(master: master)
     }
 
+    /// Frees (wipes) the master key; only the derived keys remain.
+    public func forgetMaster() { master = nil }
+
     /// Adds a key slot and rewrites the configuration atomically.
     @discardableResult
     public func addSlot(kind: KeySlot.Kind, secret: [UInt8]) throws -> KeySlot {
         guard config.slots.count < 255 else { throw FormatError.invalidArgument("too many key slots") }
+        guard let master else { throw FormatError.invalidArgument("the master key was already let go of") }
         let slot = try config.makeSlot(kind: kind, secret: secret, master: master)
         var next = config
         next.slots.append(slot)
@@ -141,16 +148,8 @@ public enum Store {
     }
 
     static func isEmptyDirectory(_ dirfd: Int32) throws -> Bool {
-        let fd = try Syscall.openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard let d = fdopendir(fd) else {
-            Syscall.close(fd)
-            throw Errno(rawValue: errno)
-        }
-        defer { closedir(d) }
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { return false }
-        }
-        return true
+        var empty = true
+        try Syscall.forEachEntry(dirfd) { name, _, _ in if name != "." && name != ".." { empty = false } }
+        return empty
     }
 }

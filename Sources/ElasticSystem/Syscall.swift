@@ -20,6 +20,12 @@ public enum Syscall {
         try retrying { Glibc.openat(dirfd, path, flags, mode) }
     }
 
+    /// `openat2` confined to `dirfd`'s tree: `path` may have several components, none of which
+    /// may be a symlink or lead outside (ENOSYS on kernels before 5.6).
+    public static func openBeneath(_ dirfd: Int32, _ path: String, _ flags: Int32) throws -> Int32 {
+        try retrying { CElasticLinux_openat_beneath(dirfd, path, flags) }
+    }
+
     /// Reopens an `O_PATH` descriptor with real access flags, through `/proc/self/fd`.
     public static func reopen(_ fd: Int32, _ flags: Int32) throws -> Int32 {
         try retrying { Glibc.open("/proc/self/fd/\(fd)", flags & ~O_NOFOLLOW) }
@@ -163,6 +169,29 @@ public enum Syscall {
         return out
     }
 
+    /// Calls `body` with the name, inode number and type of every entry of the directory open as
+    /// `dirfd` (its own descriptor is not moved: the listing goes through a duplicate).
+    public static func forEachEntry(_ dirfd: Int32, _ body: (String, UInt64, UInt8) throws -> Void) throws {
+        let dupfd = try retrying { Glibc.openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        guard let d = fdopendir(dupfd) else {
+            close(dupfd)
+            throw Errno(rawValue: errno)
+        }
+        defer { closedir(d) }
+        let nameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
+        while true {
+            errno = 0
+            guard let e = readdir(d) else {
+                if errno != 0 { throw Errno(rawValue: errno) }
+                return
+            }
+            // The record is d_reclen bytes, often less than sizeof(struct dirent): read the name
+            // in place, up to its NUL, never the whole 256-byte array.
+            let name = String(cString: (UnsafeRawPointer(e) + nameOffset).assumingMemoryBound(to: CChar.self))
+            try body(name, UInt64(e.pointee.d_ino), e.pointee.d_type)
+        }
+    }
+
     /// Opens a directory once, to reach everything in it by name relative to the descriptor
     /// (so a path replaced later, by a symlink say, is never followed).
     public static func openDirectory(_ path: String) throws -> OpenDirectory {
@@ -233,6 +262,11 @@ public enum ProcessHardening {
     public static func setNonDumpable() -> Bool { CElasticLinux_set_nondumpable() == 0 }
     /// Raises the open-file limit to its hard maximum (files open in the mount need descriptors).
     public static func raiseFileLimit() { _ = CElasticLinux_raise_nofile() }
+    /// Locks the process's memory in RAM as it is touched, now and later
+    /// (`mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)`): OpenSSL's key schedules and the
+    /// plaintext buffers are never written to swap. False if the process may not (no
+    /// CAP_IPC_LOCK and a low RLIMIT_MEMLOCK).
+    public static func lockMemory() -> Bool { CElasticLinux_lock_memory() == 0 }
     /// Lowers the CPU priority of the calling thread only (Linux: nice is per thread).
     public static func niceCurrentThread(_ niceness: Int32) { _ = CElasticLinux_nice_thread(niceness) }
 }

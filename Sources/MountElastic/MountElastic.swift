@@ -82,6 +82,7 @@ struct MountElastic: ParsableCommand {
         umask(0)  // modes arrive already masked by the kernel; create them exactly
         _ = ProcessHardening.setNonDumpable()
         ProcessHardening.raiseFileLimit()
+        let memoryLocked = ProcessHardening.lockMemory()
         if notifyFD != nil {
             CElasticLinux_openlog("mount.elastic")
             DaemonLogHandler.useSyslog.store(true, ordering: .relaxed)
@@ -92,6 +93,9 @@ struct MountElastic: ParsableCommand {
             return h
         }
         let logger = Logger(label: "elastic.fuse")
+        if !memoryLocked {
+            logger.warning("cannot lock the daemon's memory (mlockall): key schedules and plaintext buffers may be swapped out")
+        }
 
         var st = stat()
         guard stat(mountpoint, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
@@ -112,6 +116,7 @@ struct MountElastic: ParsableCommand {
                                          cacheTimeout: opts.cacheTimeout, parallelCrypto: opts.parallelCrypto,
                                          time: TimePlatform(secureTSC: Self.secureTSC()),
                                          attestation: Self.attestation(opts), controlGroup: opts.controlGroup)
+            store.forgetMaster()  // everything the daemon needs is derived now
             try FUSESession.run(fs, mountpoint: mountpoint, options: opts.fuse, debug: debugging && debug, maxThreads: opts.threads) {
                 if let fd = notifyFD { Daemon.detach(notifyFD: fd) }
                 logger.info("mounted", metadata: ["backing": "\(backing)", "mountpoint": "\(mountpoint)"])

@@ -34,7 +34,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let created = try Store.create(backing: dir, kind: .keyFile(salt: try Random.bytes(32)), secret: secret)
         let opened = try Store.unlock(backing: dir, secret: .keyFile(secret))
-        #expect(opened.master == created.master)
+        #expect(opened.master! == created.master!)
         #expect(throws: FormatError.self) { try Store.unlock(backing: dir, secret: .keyFile(Array(repeating: 8, count: 32))) }
         #expect(throws: FormatError.self) { try Store.unlock(backing: dir, secret: .passphrase(Array("x".utf8))) }
     }
@@ -71,11 +71,11 @@ import Testing
         let store = try Store.create(backing: dir, kind: .keyFile(salt: try Random.bytes(32)), secret: secret)
         let pass = Array("correct horse".utf8)
         let slot = try store.addSlot(kind: .passphrase(salt: try Random.bytes(32), logN: 10, r: 8, p: 1), secret: pass)
-        #expect(try Store.unlock(backing: dir, secret: .passphrase(pass)).master == store.master)
+        #expect(try Store.unlock(backing: dir, secret: .passphrase(pass)).master! == store.master!)
         #expect(try Store.readConfig(backing: dir).0.slots.count == 2)
         _ = try store.removeSlot(idPrefix: store.config.slots[0].idHex)
         #expect(throws: FormatError.self) { try Store.unlock(backing: dir, secret: .keyFile(secret)) }
-        #expect(try Store.unlock(backing: dir, secret: .passphrase(pass)).master == store.master)
+        #expect(try Store.unlock(backing: dir, secret: .passphrase(pass)).master! == store.master!)
         #expect(throws: FormatError.self) { try store.removeSlot(idPrefix: slot.idHex) }  // the last one
     }
 }

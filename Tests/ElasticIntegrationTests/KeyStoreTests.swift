@@ -123,30 +123,77 @@ struct KeyStoreTests {
         }
     }
 
-    /// Access: the control file is the mounting user's unless ctl_group widens it; keys are their
-    /// maker's (root excepted).
+    /// Access: the control file is the mounting user's unless ctl_group widens it; every uid
+    /// has its own key names; root reaches another uid's key only as UID:NAME; input never
+    /// chooses whose key is used.
     @Test func otherUsersAreRefusedWhatTheyMayNotDo() throws {
         try MountedStore.with(options: ["allow_other", "ctl_group=4321"]) { s in
             try sh("chmod 755 '\(s.dir)' '\(s.mountpoint)'")
             func user(_ uid: Int, gid: Int = 4321, _ args: [String], stdin: String? = nil) throws -> CommandResult {
                 try run("/usr/bin/setpriv", ["--reuid=\(uid)", "--regid=\(gid)", "--clear-groups", Env.elastic] + args + ["--mount", s.mountpoint], stdin: stdin)
             }
+            func root(_ args: [String], stdin: String? = nil) throws -> CommandResult {
+                try run(Env.elastic, args + ["--mount", s.mountpoint], stdin: stdin)
+            }
             #expect(try sh("stat -c '%a %g' '\(s.mountpoint)/.elastic'").stdout == "660 4321\n")
             expectOK(try user(1234, ["key", "create", "alice", "--type", "ed25519"]), "alice creates a key")
             expectOK(try user(1234, ["sign", "--key", "alice"], stdin: "hello"), "alice signs")
-            expectOK(try run(Env.elastic, ["key", "create", "roots", "--type", "aes256", "--mount", s.mountpoint]), "root creates a key")
+            expectOK(try root(["key", "create", "roots", "--type", "aes256"]), "root creates a key")
             #expect(try user(1234, ["key", "list"]).stdout.hasPrefix("alice\t"))
             #expect(try user(1235, ["key", "list"]).stdout.isEmpty, "bob sees none of alice's keys")
-            for args in [["sign", "--key", "alice"], ["key", "delete", "alice"], ["key", "public", "alice"], ["encrypt", "--key", "roots"]] {
+            // Bob's plain names are his own: alice's key does not exist for him (same answer as
+            // for a name nobody has), and UID:NAME of another uid is refused whether it exists or not.
+            for args in [["sign", "--key", "alice"], ["key", "delete", "alice"], ["key", "public", "alice"], ["encrypt", "--key", "roots"], ["key", "info", "nosuch"]] {
+                let r = try user(1235, args, stdin: "x")
+                #expect(r.status == 20 && r.stderr.contains("no such key"), "bob: \(args) -> \(r.status) \(r.stderr)")
+            }
+            for args in [["key", "info", "1234:alice"], ["key", "info", "1234:nosuch"], ["sign", "--key", "1234:alice"], ["key", "export", "0:roots"]] {
                 let r = try user(1235, args, stdin: "x")
                 #expect(r.status == 20 && r.stderr.contains("permission denied"), "bob: \(args) -> \(r.status) \(r.stderr)")
             }
-            expectOK(try run(Env.elastic, ["sign", "--key", "alice", "--mount", s.mountpoint], stdin: "hi"), "root may use alice's key")
-            #expect(try run(Env.elastic, ["key", "list", "--mount", s.mountpoint]).stdout.split(separator: "\n").count == 2)
+            expectOK(try user(1235, ["key", "create", "alice", "--type", "aes256"]), "bob may have an 'alice' of his own")
+
+            // The reported case: nobody makes an exportable 'vault'; root's 'vault' is root's own.
+            expectOK(try user(65534, ["key", "create", "vault", "--type", "aes256", "--exportable"]), "nobody's vault")
+            let rootEncrypts = try root(["encrypt", "--key", "vault"], stdin: "root's secret")
+            #expect(rootEncrypts.status == 20 && rootEncrypts.stderr.contains("no such key"), "root never falls into nobody's key: \(rootEncrypts.stderr)")
+            // A file nobody sealed: root's decrypt without --key does not use nobody's key...
+            try sh("printf 'nobody only' | setpriv --reuid=65534 --regid=4321 --clear-groups '\(Env.elastic)' encrypt --key vault --mount '\(s.mountpoint)' > '\(s.dir)/nobody.elae'")
+            let implicit = try root(["decrypt", "--in", s.dir + "/nobody.elae"])
+            #expect(implicit.status == 20 && implicit.stdout.isEmpty, "\(implicit.status) \(implicit.stderr)")
+            // ...but naming the owner does, and says whose key it was.
+            let explicit = try root(["decrypt", "--key", "65534:vault", "--in", s.dir + "/nobody.elae"])
+            #expect(explicit.ok && explicit.stdout == "nobody only" && explicit.stderr.contains("owner uid 65534"), "\(explicit.stderr)")
+            // A file naming another uid's key in its header is refused without --key.
+            expectOK(try root(["encrypt", "--key", "65534:vault", "--out", s.dir + "/qualified.elae"], stdin: "x"), "root seals with 65534:vault")
+            let fromHeader = try root(["decrypt", "--in", s.dir + "/qualified.elae"])
+            #expect(fromHeader.status != 0 && fromHeader.stderr.contains("pass --key explicitly"), "\(fromHeader.stderr)")
+
+            expectOK(try root(["sign", "--key", "1234:alice"], stdin: "hi"), "root may use alice's key by naming her")
+            #expect(try root(["key", "list"]).stdout.split(separator: "\n").count == 1, "root's own keys")
+            #expect(try root(["key", "list", "--all"]).stdout.split(separator: "\n").count == 4, "every uid's keys")
+            #expect(try user(1234, ["key", "list", "--all"]).status == 20)
             let outsider = try user(1236, gid: 999, ["key", "list"])
             #expect(outsider.status != 0 && outsider.stderr.contains("Permission denied"), "not in ctl_group: \(outsider.stderr)")
             // Derived keys are bound to the uid.
             #expect(try user(1234, ["key", "derive", "x", "--hex"]).stdout != (try user(1235, ["key", "derive", "x", "--hex"]).stdout))
+        }
+    }
+
+    /// Handles of processes that exit without closing them are reclaimed: thousands of short
+    /// processes each leave handles behind, and the daemon's memory does not grow with them.
+    @Test func handlesOfShortProcessesDoNotAccumulate() throws {
+        try MountedStore.with { s in
+            let script = Env.scripts + "/short_processes.py"
+            let warm = try run("/usr/bin/env", ["python3", script, s.mountpoint, "200"])
+            expectOK(warm, "warm-up")
+            guard let pid = try s.daemonPID() else { throw TestFailure("no daemon") }
+            func rss() throws -> Int { Int(try sh("awk '/VmRSS/ {print $2}' /proc/\(pid)/status").stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 }
+            let before = try rss()
+            let r = try run("/usr/bin/env", ["python3", script, s.mountpoint, "2000"])
+            expectOK(r, "2000 processes, 64 handles each, none closed")
+            let after = try rss()
+            #expect(after - before < 20_000, "daemon RSS \(before) -> \(after) KiB")
         }
     }
 }

@@ -18,6 +18,8 @@ int CElasticLinux_renameat2(int olddirfd, const char *oldpath, int newdirfd, con
 int CElasticLinux_fallocate(int fd, int mode, off_t offset, off_t len);
 /// Marks the process non-dumpable (no core dumps, no ptrace by other users).
 int CElasticLinux_set_nondumpable(void);
+/// mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT).
+int CElasticLinux_lock_memory(void);
 /// setpriority(PRIO_PROCESS, gettid(), niceness): lowers the calling thread's priority only.
 int CElasticLinux_nice_thread(int niceness);
 /// Raises RLIMIT_NOFILE to its hard limit.
@@ -49,6 +51,11 @@ extern const unsigned long CElasticLinux_SNP_GET_DERIVED_KEY;
 extern const unsigned long CElasticLinux_SNP_GET_EXT_REPORT;
 /// ioctl(2) on /dev/sev-guest (ioctl itself is variadic).
 int CElasticLinux_snp_ioctl(int fd, unsigned long cmd, struct snp_guest_request_ioctl *req);
+
+/// openat2(2) with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV:
+/// opens a relative path of several components without ever leaving `dirfd`'s tree or following
+/// a symlink. -1 with errno (ENOSYS before Linux 5.6).
+int CElasticLinux_openat_beneath(int dirfd, const char *path, int flags);
 
 /// pidfd_open(2): a descriptor that becomes readable when process `pid` exits (-1 and errno).
 int CElasticLinux_pidfd_open(int pid);
