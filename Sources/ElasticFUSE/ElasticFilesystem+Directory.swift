@@ -19,7 +19,7 @@ extension ElasticFilesystem {
 
     func opendir(_ ino: UInt64) throws -> DirectoryHandle {
         let i = try inode(ino)
-        return DirectoryHandle(fd: try withHandle(i) { try Syscall.reopen($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) })
+        return DirectoryHandle(fd: try withHandle(i) { d in try opening { try Syscall.reopen(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } })
     }
 
     /// Decrypted entries of a directory; entries that do not decrypt are skipped and logged.

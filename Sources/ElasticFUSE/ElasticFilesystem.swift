@@ -170,7 +170,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
         if let h = handles.lookup(i) { return h }
         if let h = try? openAlongPath(i) { return h }
         let (h, _) = try atName(i, { dirfd, name -> (BackingHandle, DevIno) in
-            let h = BackingHandle(try Syscall.openat(dirfd, name, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC))
+            let h = BackingHandle(try opening { try Syscall.openat(dirfd, name, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC) })
             return (h, DevIno(try Syscall.fstat(h.fd)))
         }, check: { $0.1 == i.key })
         return i.isDirectory ? handles.insert(i, h) : h
@@ -205,7 +205,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
                 taken += 1
             }
             let end = rest[rest.startIndex + taken - 1].0
-            let h = BackingHandle(try Syscall.openBeneath(dir.fd, path, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC))
+            let h = BackingHandle(try opening { try Syscall.openBeneath(dir.fd, path, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC) })
             guard DevIno(try Syscall.fstat(h.fd)) == end.key else { return nil }
             rest = rest.dropFirst(taken)
             if end === i { return i.isDirectory ? handles.insert(i, h) : h }
@@ -213,6 +213,17 @@ public final class ElasticFilesystem: @unchecked Sendable {
             dir = handles.insert(end, h)
         }
         return nil
+    }
+
+    /// Runs `body`, which opens a descriptor; if the process is out of descriptors, gives back
+    /// half of the handle cache and tries once more (files open in the mount matter more than
+    /// cached directory handles).
+    func opening<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as Errno where e == .tooManyOpenFiles {
+            let dropped = handles.shrink()
+            logger.notice("out of descriptors: released cached directory handles", metadata: ["released": "\(dropped)"])
+            return try body()
+        }
     }
 
     /// Runs `body` with a descriptor on `i` that stays open until `body` returns.
@@ -230,9 +241,9 @@ public final class ElasticFilesystem: @unchecked Sendable {
     /// Opens the backing file of `i` for I/O. Never blocks on a FIFO the host put in its place,
     /// never follows a symlink, and checks the object opened is `i`'s.
     func openBacking(_ i: Inode, _ flags: Int32) throws -> Int32 {
-        if let h = handles.lookup(i) { return try withExtendedLifetime(h) { try Syscall.reopen(h.fd, flags) } }
+        if let h = handles.lookup(i) { return try withExtendedLifetime(h) { try opening { try Syscall.reopen(h.fd, flags) } } }
         let (fd, st) = try atName(i, { dirfd, name -> (Int32, stat) in
-            let fd = try Syscall.openat(dirfd, name, flags | O_NOFOLLOW | O_NONBLOCK)
+            let fd = try opening { try Syscall.openat(dirfd, name, flags | O_NOFOLLOW | O_NONBLOCK) }
             guard let st = try? Syscall.fstat(fd) else { Syscall.close(fd); throw Errno.staleNFSFileHandle }
             return (fd, st)
         }, check: { r in
@@ -300,7 +311,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
     /// The directory IV of `dir`, read from its `elastic.diriv` once and cached.
     func dirIV(_ dir: Inode) throws -> [UInt8] {
         if let iv = dir.dirIV.withLock({ $0 }) { return iv }
-        let iv = try withHandle(dir) { try Syscall.readFile($0, BackingNames.dirIV, limit: 64) }
+        let iv = try withHandle(dir) { d in try opening { try Syscall.readFile(d, BackingNames.dirIV, limit: 64) } }
         guard iv.count == BackingNames.dirIVSize else { throw FormatError.corruptMetadata("directory IV of inode \(dir.id)") }
         dir.dirIV.withLock { $0 = iv }
         return iv
@@ -444,7 +455,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
             let openFlags = Self.backingFlags(flags)
             let fd: Int32
             do {
-                fd = try Syscall.openat(n.dirfd, n.b.name, openFlags | O_CREAT | O_EXCL | O_NOFOLLOW, mode & 0o7777)
+                fd = try opening { try Syscall.openat(n.dirfd, n.b.name, openFlags | O_CREAT | O_EXCL | O_NOFOLLOW, mode & 0o7777) }
             } catch let e as Errno where e == .fileExists && flags & O_EXCL == 0 {
                 // Created by someone else since the kernel's lookup: open it as it is.
                 let fd = try Syscall.openat(n.dirfd, n.b.name, openFlags | O_NOFOLLOW | O_NONBLOCK)

@@ -97,6 +97,27 @@ final class HandleCache: @unchecked Sendable {  // `slots` and the inodes' cache
         _ = released
     }
 
+    /// Evicts about half of the cached handles (the process ran out of descriptors: files open
+    /// in the mount come first). Returns how many were dropped.
+    @discardableResult
+    func shrink() -> Int {
+        var released: [BackingHandle] = []
+        lock.withLock { _ in
+            var i = 0
+            for (index, slot) in slots.enumerated() where slot != nil {
+                if i % 2 == 0, let inode = slot {
+                    if let h = inode.handle { released.append(h) }
+                    inode.handle = nil
+                    inode.cacheSlot = -1
+                    slots[index] = nil
+                    used -= 1
+                }
+                i += 1
+            }
+        }
+        return released.count  // closed as `released` goes
+    }
+
     /// Whether `inode` holds a pinned handle.
     func isPinned(_ inode: Inode) -> Bool { lock.withLock { _ in inode.pinned && inode.handle != nil } }
 

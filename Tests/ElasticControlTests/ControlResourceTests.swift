@@ -155,21 +155,24 @@ import Testing
     /// One uid's slow requests wait their turn: at most `perUID` in flight (then busy), and the
     /// worker serves uids in turn, so a uid with a long queue does not starve the next.
     @Test func slowQueueIsFairAndBoundedPerUID() throws {
-        let q = SlowRequestQueue(workers: 1, perUID: 3, niceness: 0)
+        let q = SlowRequestQueue(workers: 1, perUID: 4, niceness: 0)
         defer { q.stop() }
         let order = Mutex<[UInt32]>([])
+        let started = Mutex<Bool>(false)
         let gate = Mutex<Bool>(false)
         // The first job holds the worker until the others are queued.
         try q.submit(uid: 1) {
+            started.withLock { $0 = true }
             while !gate.withLock({ $0 }) { usleep(1000) }
             order.withLock { $0.append(1) }
         }
-        for _ in 0..<2 { try q.submit(uid: 1) { order.withLock { $0.append(1) } } }
+        #expect(eventually { started.withLock { $0 } })
+        for _ in 0..<3 { try q.submit(uid: 1) { order.withLock { $0.append(1) } } }
         #expect(throws: ControlError.busy) { try q.submit(uid: 1) {} }
         try q.submit(uid: 2) { order.withLock { $0.append(2) } }
         gate.withLock { $0 = true }
-        #expect(eventually { order.withLock { $0.count } == 4 })
-        #expect(order.withLock { $0 } == [1, 2, 1, 1], "uid 2 is served before uid 1's backlog")
+        #expect(eventually { order.withLock { $0.count } == 5 })
+        #expect(order.withLock { $0 } == [1, 1, 2, 1, 1], "uid 2 waits for one of uid 1's requests, not for its backlog")
         try q.submit(uid: 1) {}  // room again
     }
 }
