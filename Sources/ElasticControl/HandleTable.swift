@@ -84,6 +84,27 @@ final class HandleTable: Sendable {
 
     /// Opens a handle for process `owner` (a thread group id) of `uid`.
     func open(owner: Int32, uid: UInt32, _ object: Object, slowFinal: Bool = false) throws(ControlError) -> UInt64 {
+        do {
+            return try openOnce(owner: owner, uid: uid, object, slowFinal: slowFinal)
+        } catch .tooManyHandles {
+            // Exits are reported by another thread: a process that has just exited may still
+            // count. Collect those now, then decide.
+            guard reclaimExited() > 0 else { throw .tooManyHandles }
+            return try openOnce(owner: owner, uid: uid, object, slowFinal: slowFinal)
+        }
+    }
+
+    /// Reclaims the handles of every process that has exited, whether or not its exit was
+    /// reported yet; returns how many processes that were.
+    @discardableResult
+    func reclaimExited() -> Int {
+        let owners = state.withLock { s in s.processes.map { ($0.key, $0.value.token) } }
+        let gone = owners.filter { watcher.hasExited($0.1) }
+        for (pid, token) in gone { reclaim(pid, token: token) }
+        return gone.count
+    }
+
+    private func openOnce(owner: Int32, uid: UInt32, _ object: Object, slowFinal: Bool) throws(ControlError) -> UInt64 {
         // A process seen for the first time (or again, with its pid reused) gets a watch.
         let known = state.withLock { s -> UInt64? in s.processes[owner]?.token }
         var fresh: UInt64? = nil

@@ -68,12 +68,13 @@ struct DescriptorLimitTests {
         try MountedStore.with(launcher: Self.launcher, foregroundLog: true) { s in
             let r = try sh("""
                 cd '\(s.dir)'
-                timeout -k 10 300 stress-ng --temp-path '\(s.mountpoint)' --dir 1 --dir-dirs 1024 \
+                timeout -k 10 240 stress-ng --temp-path '\(s.mountpoint)' --dir 1 --dir-dirs 1024 \
                   --dirdeep 1 --dirdeep-inodes 4000 --dentry 1 --dentries 1024 --filename 1 --rename 1 \
                   --link 1 --symlink 1 --touch 1 --chmod 1 --utime 1 --xattr 1 --hdd 1 --hdd-bytes 8M \
                   --seek 1 --seek-size 8M --timeout 20s --verify 2>&1
                 """)
             let log = (try? String(contentsOfFile: s.daemonLog!, encoding: .utf8)) ?? ""
+            if !r.ok { Issue.record("stress-ng did not finish; the daemon's threads:\n\(s.daemonStacks())") }
             expectOK(r, "stress-ng")
             #expect(r.stdout.contains("successful run completed"), "\(r.stdout)\ndaemon log:\n\(log.suffix(6000))")
             #expect(!r.stdout.contains("Too many open files"), "\(r.stdout)")

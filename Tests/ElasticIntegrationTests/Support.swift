@@ -117,7 +117,19 @@ final class MountedStore {
 
     /// The daemon's process id (while mounted).
     func daemonPID() throws -> Int32? {
-        Int32(try sh("pgrep -f -- 'mount.elastic \(backing) ' | head -1 || true").stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        // Anchored, so the shell running pgrep (whose command line holds the pattern) never matches.
+        Int32(try sh("pgrep -f -- '^[^ ]*mount[.]elastic \(backing) ' | head -1 || true").stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// What every thread of the daemon is doing (kernel stacks, and user stacks if gdb is
+    /// installed): for the message of a test that found the daemon stuck.
+    func daemonStacks() -> String {
+        guard let pid = try? daemonPID() else { return "no daemon process" }
+        let r = try? sh("""
+            for t in /proc/\(pid)/task/*; do echo "== $t $(cat $t/comm) $(cat $t/wchan)"; cat $t/stack 2>/dev/null | head -6; done
+            command -v gdb >/dev/null && timeout 60 gdb -p \(pid) -batch -ex 'thread apply all bt 14' 2>/dev/null | grep -E '^Thread|^#' | head -300 || true
+            """)
+        return r?.stdout ?? "cannot read the daemon's stacks"
     }
 
     /// Descriptors the daemon has open now.
@@ -137,7 +149,7 @@ final class MountedStore {
         mounted = false
         // Wait for the daemon to exit (auto_unmount watcher and daemon both go).
         for _ in 0..<100 {
-            let r = try sh("pgrep -f -- '\(backing) ' >/dev/null || echo gone")
+            let r = try sh("pgrep -f -- '^[^ ]*mount[.]elastic \(backing) ' >/dev/null || echo gone")
             if r.stdout.contains("gone") { return }
             usleep(50_000)
         }
