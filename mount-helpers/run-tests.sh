@@ -20,8 +20,8 @@ swift build
 swift test "$@"
 
 # No test may leave a mount or a daemon behind.
-if grep -q ' /tmp/elastic-test\.' /proc/mounts; then
+if grep -q ' [^ ]*/elastic-test\.[^ /]*/' /proc/mounts; then
   echo "error: tests left mounts behind:" >&2
-  grep ' /tmp/elastic-test\.' /proc/mounts >&2
+  grep ' [^ ]*/elastic-test\.[^ /]*/' /proc/mounts >&2
   exit 1
 fi

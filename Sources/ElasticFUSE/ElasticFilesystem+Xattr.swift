@@ -8,6 +8,8 @@ import Glibc
 extension ElasticFilesystem {
     static let userPrefix = Array("user.".utf8)
     static let xattrIV = Array("elastic/v1/xattr-name".utf8)
+    /// The most a listxattr(2) reply can hold (XATTR_LIST_MAX).
+    static let listLimit = 65536
 
     func backingXattrName(_ name: [UInt8]) throws -> String {
         guard name.starts(with: Self.userPrefix), name.count > Self.userPrefix.count else { throw Errno.notSupported }
@@ -27,7 +29,15 @@ extension ElasticFilesystem {
         if readOnly { throw Errno.readOnlyFileSystem }
         let bname = try backingXattrName(name)
         let sealed = try worker().crypto.sealMetadata(value, context: Array(bname.utf8))
-        try withProcPath(i) { try Syscall.setxattr($0, bname, sealed, flags) }
+        try withProcPath(i) { path in
+            // Encrypted names are longer than the user's: a new name that would push the
+            // backing list past what listxattr(2) can return (64 KiB) is refused here (ENOSPC),
+            // so that listing never fails with E2BIG.
+            let listed = try Syscall.listxattr(path)
+            let present = listed.split(separator: 0).contains { $0.elementsEqual(bname.utf8) }
+            if !present && listed.count + bname.utf8.count + 1 > Self.listLimit { throw Errno.noSpace }
+            try Syscall.setxattr(path, bname, sealed, flags)
+        }
     }
 
     func getxattr(_ ino: UInt64, _ name: [UInt8]) throws -> [UInt8] {

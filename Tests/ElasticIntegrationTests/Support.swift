@@ -76,9 +76,11 @@ final class MountedStore {
     let daemonLog: String?
     private(set) var mounted = false
 
-    init(options: [String] = [], launcher: [String] = [], foregroundLog: Bool = false) throws {
+    /// `base`: where the store and mount point go (/dev/shm keeps metadata-heavy tests off the
+    /// shared disk, whose ext4 slows down under heavy create/delete churn).
+    init(options: [String] = [], launcher: [String] = [], foregroundLog: Bool = false, base: String = "/tmp") throws {
         self.launcher = launcher
-        dir = try sh("mktemp -d /tmp/elastic-test.XXXXXX").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        dir = try sh("mktemp -d '\(base)/elastic-test.XXXXXX'").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         backing = dir + "/store"
         mountpoint = dir + "/mnt"
         keyFile = dir + "/store.key"
@@ -171,9 +173,9 @@ final class MountedStore {
     }
 
     /// Runs `body` on a fresh mounted store and always cleans up.
-    static func with<T>(options: [String] = [], launcher: [String] = [], foregroundLog: Bool = false,
+    static func with<T>(options: [String] = [], launcher: [String] = [], foregroundLog: Bool = false, base: String = "/tmp",
                         _ body: (MountedStore) throws -> T) throws -> T {
-        let s = try MountedStore(options: options, launcher: launcher, foregroundLog: foregroundLog)
+        let s = try MountedStore(options: options, launcher: launcher, foregroundLog: foregroundLog, base: base)
         defer { s.close() }
         return try body(s)
     }
