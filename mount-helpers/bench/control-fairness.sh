@@ -14,8 +14,13 @@ loops=${2:-10}
 seconds=${3:-20}
 work=$(mktemp -d /tmp/elastic-fairness.XXXXXX)
 cleanup() {
-  pkill -P $$ 2>/dev/null || true
-  fusermount3 -u "$work/mnt" 2>/dev/null || true
+  # The loops stop at their next turn once the flag is gone; wait for their last request.
+  rm -f "$work/running"
+  wait 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    fusermount3 -u "$work/mnt" 2>/dev/null && break
+    sleep 0.2
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -42,8 +47,9 @@ PY
 }
 
 echo "idle:       $(stat_latency 5)"
+touch "$work/running"
 for i in $(seq 1 "$loops"); do
-  ( while true; do
+  ( while [ -e "$work/running" ]; do
       setpriv --reuid=65534 --regid=65534 --clear-groups "$bin/elastic" key create "rsa$i" --type rsa --bits 4096 --mount "$work/mnt" >/dev/null 2>&1 || true
       setpriv --reuid=65534 --regid=65534 --clear-groups "$bin/elastic" key delete "rsa$i" --mount "$work/mnt" >/dev/null 2>&1 || true
     done ) &
