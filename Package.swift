@@ -47,10 +47,16 @@ let package = Package(
             dependencies: ["ElasticCrypto", "ElasticSystem"],
             swiftSettings: swiftSettings),
 
-        // Control protocol: the ioctl dispatcher (clock, crypto, key store, attestation) and its client. No FUSE.
+        // Control protocol, server side: the command table and its handlers (clock, crypto, key
+        // store, attestation). No FUSE.
         .target(
             name: "ElasticControl",
             dependencies: ["CElasticControlABI", "ElasticCrypto", "ElasticSystem", "ElasticFormat"],
+            swiftSettings: swiftSettings),
+        // Control protocol, client side: speaks the ABI of elastic_ioctl.h to a mounted store.
+        .target(
+            name: "ElasticControlClient",
+            dependencies: ["CElasticControlABI", "ElasticCrypto", "ElasticSystem"],
             swiftSettings: swiftSettings),
 
         // FUSE frontend: the only layer that speaks errno to the kernel.
@@ -74,12 +80,12 @@ let package = Package(
         .executableTarget(
             name: "ElasticCLI",
             dependencies: [
-                "ElasticFormat", "ElasticCrypto", "ElasticSystem", "ElasticSEV", "ElasticControl",
+                "ElasticFormat", "ElasticCrypto", "ElasticSystem", "ElasticSEV", "ElasticControlClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
 
-        .testTarget(name: "ElasticControlTests", dependencies: ["ElasticControl", "ElasticCrypto", "ElasticFormat", "ElasticSystem", "CElasticControlABI"], swiftSettings: swiftSettings),
+        .testTarget(name: "ElasticControlTests", dependencies: ["ElasticControl", "ElasticControlClient", "ElasticCrypto", "ElasticFormat", "ElasticSystem", "CElasticControlABI"], swiftSettings: swiftSettings),
         .testTarget(name: "ElasticCryptoTests", dependencies: ["ElasticCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "ElasticSEVTests", dependencies: ["ElasticSEV", "ElasticCrypto", "CElasticLinux"], swiftSettings: swiftSettings),
         .testTarget(name: "ElasticFormatTests", dependencies: ["ElasticFormat", "ElasticCrypto", "ElasticSystem"], swiftSettings: swiftSettings),

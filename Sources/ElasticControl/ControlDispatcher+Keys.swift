@@ -8,8 +8,8 @@ extension ControlDispatcher {
 
     /// The NUL-terminated, zero-padded name of a request: NAME, or UID:NAME for another
     /// uid's key (see `KeyStore.resolve`).
-    static func keyName<T>(_ field: T) throws(ControlError) -> String {
-        let bytes = withUnsafeBytes(of: field) { Array($0) }
+    static func keyName<T>(_ field: inout T) throws(ControlError) -> String {
+        let bytes = withUnsafeBytes(of: &field) { Array($0) }
         guard let end = bytes.firstIndex(of: 0), bytes[end...].allSatisfy({ $0 == 0 }) else { throw .invalid("key name not NUL-terminated and zero-padded") }
         var name = Array(bytes[..<end])
         if let colon = name.firstIndex(of: UInt8(ascii: ":")) {
@@ -44,30 +44,30 @@ extension ControlDispatcher {
         let takesName = op != UInt32(ELASTIC_KEY_LIST.rawValue)
         guard takesType || (r.type == 0 && r.flags == 0), op == UInt32(ELASTIC_KEY_CREATE.rawValue) || r.bits == 0,
               op == UInt32(ELASTIC_KEY_LIST.rawValue) || r.index == 0,
-              takesData || (r.length == 0 && Self.allZero(r.data)), takesName || Self.allZero(r.name) else {
+              takesData || (r.length == 0 && Self.allZero(&r.data)), takesName || Self.allZero(&r.name) else {
             throw .invalid("a field this op does not take is set")
         }
         let listing = op == UInt32(ELASTIC_KEY_LIST.rawValue)
         guard r.flags & ~(listing ? ELASTIC_KEY_LIST_ALL : ELASTIC_KEY_EXPORTABLE) == 0 else { throw .invalid("flags") }
         switch op {
         case UInt32(ELASTIC_KEY_CREATE.rawValue):
-            let name = try Self.keyName(r.name)
+            let name = try Self.keyName(&r.name)
             guard let type = KeyStore.KeyType(rawValue: r.type) else { throw .invalid("key type") }
             guard type == .rsa ? (AsymmetricKey.Kind.rsaBits.contains(Int(r.bits)) && r.bits % 8 == 0) : r.bits == 0 else {
                 throw .invalid("bits: 2048..4096 for RSA, 0 otherwise")
             }
             try keys.create(name: name, type: type, rsaBits: Int(r.bits), flags: r.flags, uid: caller.uid)
         case UInt32(ELASTIC_KEY_IMPORT.rawValue):
-            let name = try Self.keyName(r.name)
+            let name = try Self.keyName(&r.name)
             guard let type = KeyStore.KeyType(rawValue: r.type) else { throw .invalid("key type") }
             guard r.length >= 1, r.length <= ELASTIC_KEY_DATA_MAX else { throw .invalid("length") }
             let n = Int(r.length)
-            try withUnsafeBytes(of: r.data) { (d) throws(ControlError) in
+            try withUnsafeBytes(of: &r.data) { (d) throws(ControlError) in
                 guard d[n...].allSatisfy({ $0 == 0 }) else { throw ControlError.invalid("data padding") }
                 try keys.importKey(name: name, type: type, flags: r.flags, uid: caller.uid, data: UnsafeRawBufferPointer(rebasing: d[0..<n]))
             }
         case UInt32(ELASTIC_KEY_INFO.rawValue):
-            fillInfo(&r, try keys.key(try Self.keyName(r.name), uid: caller.uid))
+            fillInfo(&r, try keys.key(try Self.keyName(&r.name), uid: caller.uid))
         case UInt32(ELASTIC_KEY_LIST.rawValue):
             guard r.type == 0 else { throw .invalid("a field this op does not take is set") }
             let everyone = r.flags & ELASTIC_KEY_LIST_ALL != 0
@@ -78,13 +78,13 @@ extension ControlDispatcher {
             Self.setName(&r, k.stored.name)
             fillInfo(&r, k)
         case UInt32(ELASTIC_KEY_PUBLIC.rawValue):
-            let k = try keys.key(try Self.keyName(r.name), uid: caller.uid)
+            let k = try keys.key(try Self.keyName(&r.name), uid: caller.uid)
             guard let asym = k.asymmetric else { throw .invalid("a symmetric key has no public part") }
             guard let pem = try? asym.publicKeyPEM(), pem.count <= Self.keyDataMax else { throw .storageFailure("public key encoding") }
             pem.withUnsafeBytes { Self.setData(&r.data, $0) }
             r.length = UInt32(pem.count)
         case UInt32(ELASTIC_KEY_EXPORT.rawValue):
-            let k = try keys.key(try Self.keyName(r.name), uid: caller.uid)
+            let k = try keys.key(try Self.keyName(&r.name), uid: caller.uid)
             guard k.exportable else { throw .notExportable }
             let secret: SecureBytes
             if let asym = k.asymmetric {
@@ -97,7 +97,7 @@ extension ControlDispatcher {
             secret.withUnsafeBytes { Self.setData(&r.data, $0) }
             r.length = UInt32(secret.count)
         case UInt32(ELASTIC_KEY_DELETE.rawValue):
-            try keys.delete(name: try Self.keyName(r.name), uid: caller.uid)
+            try keys.delete(name: try Self.keyName(&r.name), uid: caller.uid)
         default:
             throw .invalid("op")
         }
@@ -114,19 +114,19 @@ extension ControlDispatcher {
     func keyOperation(_ r: inout elastic_keyop, _ caller: ControlCaller) throws(ControlError) {
         guard r.length <= ELASTIC_KEY_DATA_MAX else { throw .invalid("length") }
         let n = Int(r.length)
-        try withUnsafeBytes(of: r.data) { (d) throws(ControlError) in
+        try withUnsafeBytes(of: &r.data) { (d) throws(ControlError) in
             guard d[n...].allSatisfy({ $0 == 0 }) else { throw ControlError.invalid("data padding") }
         }
         let owner = try owner(caller)
         switch r.step {
         case UInt32(ELASTIC_STEP_INIT.rawValue):
-            guard r.handle == 0, Self.allZero(r.tag) else { throw .invalid("handle or tag on INIT") }
+            guard r.handle == 0, Self.allZero(&r.tag) else { throw .invalid("handle or tag on INIT") }
             let object = try startOperation(&r, uid: caller.uid)
             var slowFinal = false
             if case .signature(let stream, verifying: false) = object { slowFinal = stream.isRSA }
             r.handle = try handles.open(owner: owner, uid: caller.uid, object, slowFinal: slowFinal)
         case UInt32(ELASTIC_STEP_UPDATE.rawValue), UInt32(ELASTIC_STEP_FINAL.rawValue):
-            guard r.operation == 0, r.scheme == 0, r.hash == 0, Self.allZero(r.name) else { throw .invalid("INIT fields after INIT") }
+            guard r.operation == 0, r.scheme == 0, r.hash == 0, Self.allZero(&r.name) else { throw .invalid("INIT fields after INIT") }
             let final = r.step == UInt32(ELASTIC_STEP_FINAL.rawValue)
             // A failed step ends the stream: the handle is closed whatever the outcome.
             var failure: ControlError? = nil
@@ -144,8 +144,8 @@ extension ControlDispatcher {
 
     /// Checks an INIT request and makes the stream it asks for.
     func startOperation(_ r: inout elastic_keyop, uid: UInt32) throws(ControlError) -> HandleTable.Object {
-        let k = try keys.key(try Self.keyName(r.name), uid: uid)
-        let data = withUnsafeBytes(of: r.data) { Array($0.prefix(Int(r.length))) }
+        let k = try keys.key(try Self.keyName(&r.name), uid: uid)
+        let data = withUnsafeBytes(of: &r.data) { Array($0.prefix(Int(r.length))) }
         let signing = r.operation == UInt32(ELASTIC_OP_SIGN.rawValue) || r.operation == UInt32(ELASTIC_OP_VERIFY.rawValue)
         guard signing || (r.scheme == 0 && r.hash == 0) else { throw .invalid("scheme and hash are for SIGN and VERIFY") }
         switch r.operation {
@@ -211,7 +211,7 @@ extension ControlDispatcher {
         let n = Int(r.length)
         switch o {
         case .aead(let stream, let sealing):
-            if sealing { guard Self.allZero(r.tag) else { throw .invalid("tag set on ENCRYPT") } }
+            if sealing { guard Self.allZero(&r.tag) else { throw .invalid("tag set on ENCRYPT") } }
             // In place: the segment in `data` becomes its ciphertext (or plaintext), the tag is
             // read from or written to `tag`.
             var tag = r.tag
@@ -235,15 +235,15 @@ extension ControlDispatcher {
             }
             r.tag = sealing ? tag : (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         case .signature(let stream, let verifying):
-            guard Self.allZero(r.tag) else { throw .invalid("tag") }
+            guard Self.allZero(&r.tag) else { throw .invalid("tag") }
             do {
                 if final && verifying {
-                    let signature = withUnsafeBytes(of: r.data) { Array($0.prefix(n)) }
+                    let signature = withUnsafeBytes(of: &r.data) { Array($0.prefix(n)) }
                     guard try stream.verify(signature) else { throw ControlError.verificationFailed }
                 } else {
                     // A stream that buffers its message (Ed25519) charges it to the caller's uid.
                     if stream.buffersMessage { try handles.charge(entry, bytes: n) }
-                    try withUnsafeBytes(of: r.data) { try stream.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                    try withUnsafeBytes(of: &r.data) { try stream.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
                 }
                 Self.setData(&r.data, UnsafeRawBufferPointer(start: nil, count: 0))
                 r.length = 0

@@ -70,14 +70,6 @@ public struct TimePlatform: Sendable {
 /// Serves the control-file ioctls (include/elastic/elastic_ioctl.h). Every input is checked
 /// before use: exact sizes, the version, field ranges, zero reserved fields. Thread-safe.
 public final class ControlDispatcher: Sendable {
-    public static let clockCommand = UInt32(CElasticControlABI_IOC_CLOCK)
-    public static let randomCommand = UInt32(CElasticControlABI_IOC_RANDOM)
-    public static let deriveCommand = UInt32(CElasticControlABI_IOC_DERIVE)
-    public static let stopwatchCommand = UInt32(CElasticControlABI_IOC_STOPWATCH)
-    public static let hashCommand = UInt32(CElasticControlABI_IOC_HASH)
-    public static let attestCommand = UInt32(CElasticControlABI_IOC_ATTEST)
-    public static let keyCommand = UInt32(CElasticControlABI_IOC_KEY)
-    public static let keyOperationCommand = UInt32(CElasticControlABI_IOC_KEYOP)
     let handles: HandleTable
     /// Thread id → process id of recent callers (see `owner`).
     let threadGroups = Mutex<[Int32: Int32]>([:])
@@ -101,75 +93,30 @@ public final class ControlDispatcher: Sendable {
     }
 
     /// The size of the struct a command carries (in and out), or nil for unknown commands.
-    public static func size(of cmd: UInt32) -> Int? {
-        switch cmd {
-        case clockCommand: return MemoryLayout<elastic_clock>.size
-        case randomCommand: return MemoryLayout<elastic_random>.size
-        case deriveCommand: return MemoryLayout<elastic_derive>.size
-        case stopwatchCommand: return MemoryLayout<elastic_stopwatch>.size
-        case hashCommand: return MemoryLayout<elastic_hash>.size
-        case attestCommand: return MemoryLayout<elastic_attest>.size
-        case keyCommand: return MemoryLayout<elastic_key>.size
-        case keyOperationCommand: return MemoryLayout<elastic_keyop>.size
-        default: return nil
-        }
-    }
+    public static func requestSize(of cmd: UInt32) -> Int? { commands[cmd]?.requestSize }
 
-    /// Whether a request should run off the FUSE threads, on a `SlowRequestQueue`: creating
-    /// or importing an asymmetric key, the last step of an RSA signature, an attestation report.
+    /// Whether a request should run off the FUSE threads, on a `SlowRequestQueue` (see
+    /// `ControlCommand.isSlow`).
     public func isSlow(cmd: UInt32, input: UnsafeRawBufferPointer, caller: ControlCaller) -> Bool {
-        switch cmd {
-        case Self.attestCommand:
-            return true
-        case Self.keyCommand where input.count == MemoryLayout<elastic_key>.size:
-            let op = input.load(fromByteOffset: MemoryLayout<elastic_key>.offset(of: \.op)!, as: UInt32.self)
-            let type = input.load(fromByteOffset: MemoryLayout<elastic_key>.offset(of: \.type)!, as: UInt32.self)
-            let creates = op == UInt32(ELASTIC_KEY_CREATE.rawValue) || op == UInt32(ELASTIC_KEY_IMPORT.rawValue)
-            return creates && KeyStore.KeyType(rawValue: type).map { $0.isAsymmetric } == true
-        case Self.keyOperationCommand where input.count == MemoryLayout<elastic_keyop>.size:
-            let step = input.load(fromByteOffset: MemoryLayout<elastic_keyop>.offset(of: \.step)!, as: UInt32.self)
-            guard step == UInt32(ELASTIC_STEP_FINAL.rawValue), let owner = try? owner(caller) else { return false }
-            let handle = input.loadUnaligned(fromByteOffset: MemoryLayout<elastic_keyop>.offset(of: \.handle)!, as: UInt64.self)
-            return handles.hasSlowFinal(handle, owner: owner)
-        default:
-            return false
-        }
+        guard let command = Self.commands[cmd], input.count == command.requestSize else { return false }
+        return command.isSlow(self, input, caller)
     }
 
     /// Handles one request: `input` and `output` are the ioctl's in and out buffers (the kernel
     /// sizes both from the command). Returns the number of bytes of `output` to send back.
     public func handle(cmd: UInt32, input: UnsafeRawBufferPointer, output: UnsafeMutableRawBufferPointer, caller: ControlCaller) throws(ControlError) -> Int {
-        guard let size = Self.size(of: cmd) else { throw .unknownCommand }
-        guard input.count == size, output.count >= size else { throw .invalid("size") }
+        guard let command = Self.commands[cmd] else { throw .unknownCommand }
+        guard input.count == command.requestSize, output.count >= command.requestSize else { throw .invalid("size") }
         guard input.load(as: UInt32.self) == ELASTIC_ABI_VERSION else { throw .invalid("version") }
-        switch cmd {
-        case Self.clockCommand: try Self.serve(input, output) { (r: inout elastic_clock) throws(ControlError) in try clock(&r, caller) }
-        case Self.randomCommand: try Self.serve(input, output) { (r: inout elastic_random) throws(ControlError) in try random(&r) }
-        case Self.stopwatchCommand: try Self.serve(input, output) { (r: inout elastic_stopwatch) throws(ControlError) in try stopwatch(&r, caller) }
-        case Self.attestCommand: try Self.serve(input, output) { (r: inout elastic_attest) throws(ControlError) in try attest(&r) }
-        case Self.hashCommand: try Self.serve(input, output) { (r: inout elastic_hash) throws(ControlError) in try hash(&r, caller) }
-        // Requests that carry key material: the local copy is wiped (the FUSE layer wipes the reply).
-        case Self.keyCommand: try Self.serve(input, output, wipe: true) { (r: inout elastic_key) throws(ControlError) in try key(&r, caller) }
-        case Self.keyOperationCommand: try Self.serve(input, output, wipe: true) { (r: inout elastic_keyop) throws(ControlError) in try keyOperation(&r, caller) }
-        default: try Self.serve(input, output, wipe: true) { (r: inout elastic_derive) throws(ControlError) in try derive(&r, caller) }
-        }
-        return size
+        try command.serve(self, input, output, caller)
+        return command.requestSize
     }
 
-    /// Copies the request struct out of `input`, runs `body` on it and stores the answer.
-    static func serve<T>(_ input: UnsafeRawBufferPointer, _ output: UnsafeMutableRawBufferPointer, wipe: Bool = false,
-                         _ body: (inout T) throws(ControlError) -> Void) throws(ControlError) {
-        var r = input.loadUnaligned(as: T.self)
-        defer { if wipe { withUnsafeMutableBytes(of: &r) { secureWipe($0) } } }
-        try body(&r)
-        output.storeBytes(of: r, as: T.self)
-    }
-
-    static func allZero<T>(_ v: T) -> Bool { withUnsafeBytes(of: v) { $0.allSatisfy { $0 == 0 } } }
+    static func allZero<T>(_ v: inout T) -> Bool { withUnsafeBytes(of: &v) { $0.allSatisfy { $0 == 0 } } }
 
     func clock(_ r: inout elastic_clock, _ caller: ControlCaller) throws(ControlError) {
         guard r.flags == 0, r.source == 0, r.seconds == 0, r.nanoseconds == 0, r.resolution_ns == 0, r.utc_offset == 0,
-              r.reserved0 == 0, Self.allZero(r.timezone), Self.allZero(r.reserved) else { throw .invalid("output or reserved fields set") }
+              r.reserved0 == 0, Self.allZero(&r.timezone), Self.allZero(&r.reserved) else { throw .invalid("output or reserved fields set") }
         let id: clockid_t
         var trusted = false
         switch r.clock {
@@ -258,7 +205,7 @@ public final class ControlDispatcher: Sendable {
     }
 
     func stopwatch(_ r: inout elastic_stopwatch, _ caller: ControlCaller) throws(ControlError) {
-        guard r.elapsed_ns == 0, r.flags == 0, r.reserved0 == 0, Self.allZero(r.reserved) else { throw .invalid("output or reserved fields set") }
+        guard r.elapsed_ns == 0, r.flags == 0, r.reserved0 == 0, Self.allZero(&r.reserved) else { throw .invalid("output or reserved fields set") }
         let owner = try owner(caller)
         let now = Self.monotonicNanoseconds()
         switch r.op {
@@ -295,7 +242,7 @@ public final class ControlDispatcher: Sendable {
         case UInt32(ELASTIC_HASH_UPDATE.rawValue):
             guard r.length <= ELASTIC_HASH_CHUNK, r.algorithm == 0 else { throw .invalid("length") }
             let n = Int(r.length)
-            let data = withUnsafeBytes(of: r.data) { Array($0.prefix(n)) }
+            let data = withUnsafeBytes(of: &r.data) { Array($0.prefix(n)) }
             try handles.use(r.handle, owner: owner, close: false) { (_, o) throws(ControlError) in
                 guard case .hash(let d) = o else { throw .badHandle }
                 guard (try? data.withUnsafeBytes { try d.update($0) }) != nil else { throw .invalid("digest failed") }
@@ -316,9 +263,9 @@ public final class ControlDispatcher: Sendable {
     }
 
     func attest(_ r: inout elastic_attest) throws(ControlError) {
-        guard r.platform == 0, r.report_length == 0, r.reserved0 == 0, Self.allZero(r.report) else { throw .invalid("output or reserved fields set") }
+        guard r.platform == 0, r.report_length == 0, r.reserved0 == 0, Self.allZero(&r.report) else { throw .invalid("output or reserved fields set") }
         guard let attestation else { throw .notAvailable }
-        let data = withUnsafeBytes(of: r.report_data) { Array($0) }
+        let data = withUnsafeBytes(of: &r.report_data) { Array($0) }
         let result: (platform: UInt32, report: [UInt8])
         do { result = try attestation.report(reportData: data) } catch { throw .platformFailure("\(error)") }
         guard result.report.count <= Int(ELASTIC_REPORT_MAX) else { throw .platformFailure("report too large") }
@@ -328,7 +275,7 @@ public final class ControlDispatcher: Sendable {
     }
 
     func random(_ r: inout elastic_random) throws(ControlError) {
-        guard r.length >= 1, r.length <= ELASTIC_RANDOM_MAX, r.reserved == 0, Self.allZero(r.data) else { throw .invalid("length or reserved") }
+        guard r.length >= 1, r.length <= ELASTIC_RANDOM_MAX, r.reserved == 0, Self.allZero(&r.data) else { throw .invalid("length or reserved") }
         let n = Int(r.length)
         let ok = withUnsafeMutableBytes(of: &r.data) { buf in (try? Random.fill(UnsafeMutableRawBufferPointer(rebasing: buf[0..<n]))) != nil }
         guard ok else { throw .invalid("random source failed") }
@@ -339,14 +286,14 @@ public final class ControlDispatcher: Sendable {
     func derive(_ r: inout elastic_derive, _ caller: ControlCaller) throws(ControlError) {
         let klen = Int(r.key_length), llen = Int(r.label_length)
         guard (16...Int(ELASTIC_DERIVED_KEY_MAX)).contains(klen), (1...Int(ELASTIC_LABEL_MAX)).contains(llen),
-              r.reserved0 == 0, Self.allZero(r.reserved), Self.allZero(r.key) else { throw .invalid("lengths or reserved") }
-        guard withUnsafeBytes(of: r.label, { $0[llen...].allSatisfy { $0 == 0 } }) else { throw .invalid("label padding") }
+              r.reserved0 == 0, Self.allZero(&r.reserved), Self.allZero(&r.key) else { throw .invalid("lengths or reserved") }
+        guard withUnsafeBytes(of: &r.label, { $0[llen...].allSatisfy { $0 == 0 } }) else { throw .invalid("label padding") }
         // info = "elastic/v1/control/derive" ‖ 0x00 ‖ be32(uid) ‖ label, built on the stack.
         let prefix = Self.deriveInfoPrefix.count, total = prefix + 4 + llen
         let ok = withUnsafeTemporaryAllocation(byteCount: total, alignment: 1) { info -> Bool in
             Self.deriveInfoPrefix.withUnsafeBytes { info.copyMemory(from: $0) }
             withUnsafeBytes(of: caller.uid.bigEndian) { UnsafeMutableRawBufferPointer(rebasing: info[prefix..<(prefix + 4)]).copyMemory(from: $0) }
-            withUnsafeBytes(of: r.label) { UnsafeMutableRawBufferPointer(rebasing: info[(prefix + 4)...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<llen])) }
+            withUnsafeBytes(of: &r.label) { UnsafeMutableRawBufferPointer(rebasing: info[(prefix + 4)...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<llen])) }
             return withUnsafeMutableBytes(of: &r.key) { out in
                 (try? deriveRoot.expand(info: UnsafeRawBufferPointer(info), into: UnsafeMutableRawBufferPointer(rebasing: out[0..<klen]))) != nil
             }

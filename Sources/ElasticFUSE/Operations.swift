@@ -265,7 +265,7 @@ enum Operations {
         let f = Operations.fs(req)
         guard ino == ElasticFilesystem.controlID else { fuse_reply_err(req, ENOTTY); return }
         guard flags & UInt32(FUSE_IOCTL_COMPAT) == 0 else { fuse_reply_err(req, ENOSYS); return }
-        guard let size = ControlDispatcher.size(of: cmd) else { fuse_reply_err(req, ENOTTY); return }
+        guard let size = ControlDispatcher.requestSize(of: cmd) else { fuse_reply_err(req, ENOTTY); return }
         guard inSize == size, outSize == size, let inBuf else { fuse_reply_err(req, EINVAL); return }
         let ctx = fuse_req_ctx(req)!.pointee
         let caller = ControlCaller(uid: ctx.uid, gid: ctx.gid, pid: ctx.pid)

@@ -1,5 +1,6 @@
 import CElasticControlABI
 import ElasticControl
+import ElasticControlClient
 import ElasticCrypto
 import ElasticFormat
 import ElasticSystem
@@ -16,76 +17,76 @@ import Testing
     }
 
     /// One request through the dispatcher, as the FUSE layer sends it.
-    func send<T>(_ d: ControlDispatcher, _ cmd: UInt32, _ value: inout T, caller: ControlCaller? = nil) throws {
+    func send<T>(_ d: ControlDispatcher, _ cmd: UInt32, _ value: ControlRequest<T>, caller: ControlCaller? = nil) throws {
         let size = MemoryLayout<T>.size
         var out = [UInt8](repeating: 0, count: size)
-        let input = withUnsafeBytes(of: &value) { Array($0) }
+        let input = Array(value.raw)
         _ = try input.withUnsafeBytes { i throws -> Int in
             try out.withUnsafeMutableBytes { o throws -> Int in try d.handle(cmd: cmd, input: i, output: o, caller: caller ?? self.caller) }
         }
-        withUnsafeMutableBytes(of: &value) { $0.copyBytes(from: out) }
+        value.raw.copyBytes(from: out)
     }
 
     @Test func abiSizesAndNumbersArePinned() {
         #expect(MemoryLayout<elastic_clock>.size == 104)
         #expect(MemoryLayout<elastic_random>.size == 4112)
         #expect(MemoryLayout<elastic_derive>.size == 352)
-        #expect(ControlDispatcher.clockCommand == 0xC068_4501)
-        #expect(ControlDispatcher.randomCommand == 0xD010_4502)
-        #expect(ControlDispatcher.deriveCommand == 0xC160_4503)
+        #expect(CElasticControlABI_IOC_CLOCK == 0xC068_4501)
+        #expect(CElasticControlABI_IOC_RANDOM == 0xD010_4502)
+        #expect(CElasticControlABI_IOC_DERIVE == 0xC160_4503)
         #expect(MemoryLayout<elastic_stopwatch>.size == 48)
         #expect(MemoryLayout<elastic_hash>.size == 4128)
-        #expect(ControlDispatcher.stopwatchCommand == 0xC030_4504)
-        #expect(ControlDispatcher.hashCommand == 0xD020_4505)
+        #expect(CElasticControlABI_IOC_STOPWATCH == 0xC030_4504)
+        #expect(CElasticControlABI_IOC_HASH == 0xD020_4505)
         #expect(MemoryLayout<elastic_attest>.size == 4080)
-        #expect(ControlDispatcher.attestCommand == 0xCFF0_4506)
+        #expect(CElasticControlABI_IOC_ATTEST == 0xCFF0_4506)
         #expect(MemoryLayout<elastic_key>.size == 4208)
         #expect(MemoryLayout<elastic_keyop>.size == 4208)
-        #expect(ControlDispatcher.keyCommand == 0xD070_4507)
-        #expect(ControlDispatcher.keyOperationCommand == 0xD070_4508)
+        #expect(CElasticControlABI_IOC_KEY == 0xD070_4507)
+        #expect(CElasticControlABI_IOC_KEYOP == 0xD070_4508)
     }
 
     @Test func clockReadingsAndValidation() throws {
         let d = try dispatcher()
         var last: (Int64, UInt32) = (0, 0)
         for _ in 0..<1000 {
-            var c = elastic_clock()
+            let c = ControlRequest<elastic_clock>()
             c.version = ELASTIC_ABI_VERSION
             c.clock = UInt32(ELASTIC_CLOCK_MONOTONIC.rawValue)
-            try send(d, ControlDispatcher.clockCommand, &c)
+            try send(d, CElasticControlABI_IOC_CLOCK, c)
             #expect((c.seconds, c.nanoseconds) >= last, "monotonic never goes back")
             #expect(c.source == UInt32(ELASTIC_SOURCE_CLOCK_GETTIME.rawValue) && c.flags & ELASTIC_TIME_TRUSTED == 0)
             last = (c.seconds, c.nanoseconds)
         }
         for id in [ELASTIC_CLOCK_REALTIME, ELASTIC_CLOCK_BOOTTIME, ELASTIC_CLOCK_PROCESS_CPU, ELASTIC_CLOCK_THREAD_CPU] {
-            var c = elastic_clock()
+            let c = ControlRequest<elastic_clock>()
             c.version = ELASTIC_ABI_VERSION
             c.clock = UInt32(id.rawValue)
-            try send(d, ControlDispatcher.clockCommand, &c)
+            try send(d, CElasticControlABI_IOC_CLOCK, c)
             #expect(c.seconds > 0 || c.nanoseconds > 0)
         }
-        var bad = elastic_clock()
+        let bad = ControlRequest<elastic_clock>()
         bad.version = ELASTIC_ABI_VERSION
         bad.clock = 99
-        #expect(throws: ControlError.self) { try send(d, ControlDispatcher.clockCommand, &bad) }
+        #expect(throws: ControlError.self) { try send(d, CElasticControlABI_IOC_CLOCK, bad) }
         bad.clock = 0
         bad.reserved.0 = 1
-        #expect(throws: ControlError.self) { try send(d, ControlDispatcher.clockCommand, &bad) }
-        var v2 = elastic_clock()
+        #expect(throws: ControlError.self) { try send(d, CElasticControlABI_IOC_CLOCK, bad) }
+        let v2 = ControlRequest<elastic_clock>()
         v2.version = 2
-        #expect(throws: ControlError.self) { try send(d, ControlDispatcher.clockCommand, &v2) }
+        #expect(throws: ControlError.self) { try send(d, CElasticControlABI_IOC_CLOCK, v2) }
     }
 
     @Test func deriveIsBoundToLabelAndUser() throws {
         let d = try dispatcher()
         func derive(_ label: String, uid: UInt32 = 1000, length: UInt32 = 32) throws -> [UInt8] {
-            var r = elastic_derive()
+            let r = ControlRequest<elastic_derive>()
             r.version = ELASTIC_ABI_VERSION
             r.key_length = length
             r.label_length = UInt32(label.utf8.count)
-            withUnsafeMutableBytes(of: &r.label) { $0.copyBytes(from: Array(label.utf8)) }
-            try send(d, ControlDispatcher.deriveCommand, &r, caller: ControlCaller(uid: uid, gid: 0, pid: getpid()))
-            return withUnsafeBytes(of: r.key) { Array($0.prefix(Int(length))) }
+            r.withBytes(\.label) { $0.copyBytes(from: Array(label.utf8)) }
+            try send(d, CElasticControlABI_IOC_DERIVE, r, caller: ControlCaller(uid: uid, gid: 0, pid: getpid()))
+            return r.withBytes(\.key) { Array($0.prefix(Int(length))) }
         }
         let k = try derive("db")
         #expect(k == (try derive("db")))
@@ -97,15 +98,15 @@ import Testing
         let master = try SecureBytes.random(count: 32)
         let pinned = try ControlDispatcher(master: master, keyStore: KeyStoreFile(directory: try Syscall.openDirectory(try temporaryDirectory()), keys: try StoreKeys(master: master)),
                                            time: TimePlatform(secureTSC: false))
-        var r = elastic_derive()
+        let r = ControlRequest<elastic_derive>()
         r.version = ELASTIC_ABI_VERSION
         r.key_length = 48
         r.label_length = 6
-        withUnsafeMutableBytes(of: &r.label) { $0.copyBytes(from: Array("app/db".utf8)) }
-        try send(pinned, ControlDispatcher.deriveCommand, &r, caller: ControlCaller(uid: 0x0102_0304, gid: 0, pid: getpid()))
+        r.withBytes(\.label) { $0.copyBytes(from: Array("app/db".utf8)) }
+        try send(pinned, CElasticControlABI_IOC_DERIVE, r, caller: ControlCaller(uid: 0x0102_0304, gid: 0, pid: getpid()))
         let root = try KDF.hkdfSHA256(ikm: master, salt: [], info: Array("elastic/v1/control/derive-root".utf8), length: 32)
         let expected = try KDF.hkdfSHA256(ikm: root, salt: [], info: Array("elastic/v1/control/derive".utf8) + [0, 1, 2, 3, 4] + Array("app/db".utf8), length: 48)
-        #expect(expected.withUnsafeBytes { Array($0) } == withUnsafeBytes(of: r.key) { Array($0.prefix(48)) })
+        #expect(expected.withUnsafeBytes { Array($0) } == r.withBytes(\.key) { Array($0.prefix(48)) })
         #expect(throws: ControlError.self) { try derive("db", length: 8) }
         #expect(throws: ControlError.self) { try derive("db", length: 65) }
         #expect(throws: ControlError.self) { try derive("") }
@@ -113,25 +114,25 @@ import Testing
 
     @Test func randomLengths() throws {
         let d = try dispatcher()
-        var r = elastic_random()
+        let r = ControlRequest<elastic_random>()
         r.version = ELASTIC_ABI_VERSION
         r.length = 32
-        try send(d, ControlDispatcher.randomCommand, &r)
-        #expect(withUnsafeBytes(of: r.data) { $0.prefix(32).contains { $0 != 0 } && $0.dropFirst(32).allSatisfy { $0 == 0 } })
+        try send(d, CElasticControlABI_IOC_RANDOM, r)
+        #expect(r.withBytes(\.data) { $0.prefix(32).contains { $0 != 0 } && $0.dropFirst(32).allSatisfy { $0 == 0 } })
         r.length = 0
-        #expect(throws: ControlError.self) { try send(d, ControlDispatcher.randomCommand, &r) }
-        var big = elastic_random()
+        #expect(throws: ControlError.self) { try send(d, CElasticControlABI_IOC_RANDOM, r) }
+        let big = ControlRequest<elastic_random>()
         big.version = ELASTIC_ABI_VERSION
         big.length = ELASTIC_RANDOM_MAX + 1
-        #expect(throws: ControlError.self) { try send(d, ControlDispatcher.randomCommand, &big) }
+        #expect(throws: ControlError.self) { try send(d, CElasticControlABI_IOC_RANDOM, big) }
     }
 
-    func stopwatch(_ d: ControlDispatcher, _ op: elastic_stopwatch_op, _ handle: UInt64 = 0, caller: ControlCaller? = nil) throws -> elastic_stopwatch {
-        var r = elastic_stopwatch()
+    func stopwatch(_ d: ControlDispatcher, _ op: elastic_stopwatch_op, _ handle: UInt64 = 0, caller: ControlCaller? = nil) throws -> ControlRequest<elastic_stopwatch> {
+        let r = ControlRequest<elastic_stopwatch>()
         r.version = ELASTIC_ABI_VERSION
         r.op = UInt32(op.rawValue)
         r.handle = handle
-        try send(d, ControlDispatcher.stopwatchCommand, &r, caller: caller)
+        try send(d, CElasticControlABI_IOC_STOPWATCH, r, caller: caller)
         return r
     }
 
@@ -159,50 +160,50 @@ import Testing
     @Test func streamedHashMatchesOneShot() throws {
         let d = try dispatcher()
         let data = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 * 31) }
-        var r = elastic_hash()
+        let r = ControlRequest<elastic_hash>()
         r.version = ELASTIC_ABI_VERSION
         r.op = UInt32(ELASTIC_HASH_INIT.rawValue)
         r.algorithm = UInt32(ELASTIC_HASH_SHA256.rawValue)
-        try send(d, ControlDispatcher.hashCommand, &r)
+        try send(d, CElasticControlABI_IOC_HASH, r)
         let h = r.handle
         for start in stride(from: 0, to: data.count, by: 4096) {
-            var u = elastic_hash()
+            let u = ControlRequest<elastic_hash>()
             u.version = ELASTIC_ABI_VERSION
             u.op = UInt32(ELASTIC_HASH_UPDATE.rawValue)
             u.handle = h
             let chunk = data[start..<min(start + 4096, data.count)]
             u.length = UInt32(chunk.count)
-            withUnsafeMutableBytes(of: &u.data) { $0.copyBytes(from: chunk) }
-            try send(d, ControlDispatcher.hashCommand, &u)
+            u.withBytes(\.data) { $0.copyBytes(from: chunk) }
+            try send(d, CElasticControlABI_IOC_HASH, u)
         }
-        var f = elastic_hash()
+        let f = ControlRequest<elastic_hash>()
         f.version = ELASTIC_ABI_VERSION
         f.op = UInt32(ELASTIC_HASH_FINAL.rawValue)
         f.handle = h
-        try send(d, ControlDispatcher.hashCommand, &f)
+        try send(d, CElasticControlABI_IOC_HASH, f)
         #expect(f.length == 32)
-        #expect(withUnsafeBytes(of: f.data) { Array($0.prefix(32)) } == KDF.sha256(data))
-        var again = elastic_hash()
+        #expect(f.withBytes(\.data) { Array($0.prefix(32)) } == KDF.sha256(data))
+        let again = ControlRequest<elastic_hash>()
         again.version = ELASTIC_ABI_VERSION
         again.op = UInt32(ELASTIC_HASH_FINAL.rawValue)
         again.handle = h
-        #expect(throws: ControlError.badHandle) { try send(d, ControlDispatcher.hashCommand, &again) }  // closed
-        var bad = elastic_hash()
+        #expect(throws: ControlError.badHandle) { try send(d, CElasticControlABI_IOC_HASH, again) }  // closed
+        let bad = ControlRequest<elastic_hash>()
         bad.version = ELASTIC_ABI_VERSION
         bad.op = UInt32(ELASTIC_HASH_INIT.rawValue)
         bad.algorithm = 9
-        #expect(throws: ControlError.self) { try send(d, ControlDispatcher.hashCommand, &bad) }
+        #expect(throws: ControlError.self) { try send(d, CElasticControlABI_IOC_HASH, bad) }
     }
 
     /// Random commands and random bytes: every answer is a result or a ControlError, never a crash.
     @Test func fuzzTheDispatcher() throws {
         let d = try dispatcher()
         var rng = SystemRandomNumberGenerator()
-        let commands = [ControlDispatcher.clockCommand, ControlDispatcher.randomCommand, ControlDispatcher.deriveCommand,
-                        ControlDispatcher.stopwatchCommand, ControlDispatcher.hashCommand, ControlDispatcher.keyCommand, ControlDispatcher.keyOperationCommand, 0, 0xC068_4509, UInt32.random(in: 0...UInt32.max, using: &rng)]
+        let commands = [CElasticControlABI_IOC_CLOCK, CElasticControlABI_IOC_RANDOM, CElasticControlABI_IOC_DERIVE,
+                        CElasticControlABI_IOC_STOPWATCH, CElasticControlABI_IOC_HASH, CElasticControlABI_IOC_KEY, CElasticControlABI_IOC_KEYOP, 0, 0xC068_4509, UInt32.random(in: 0...UInt32.max, using: &rng)]
         for i in 0..<20_000 {
             let cmd = commands[i % commands.count]
-            let size = ControlDispatcher.size(of: cmd) ?? Int.random(in: 0...512, using: &rng)
+            let size = ControlDispatcher.requestSize(of: cmd) ?? Int.random(in: 0...512, using: &rng)
             var input = (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) }
             if size >= 4 && i % 3 == 0 { input[0] = 1; input[1] = 0; input[2] = 0; input[3] = 0 }
             if i % 7 == 0 { input = Array(input.prefix(Int.random(in: 0...size, using: &rng))) }

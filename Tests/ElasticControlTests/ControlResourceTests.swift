@@ -1,5 +1,7 @@
 import CElasticControlABI
 @testable import ElasticControl
+import ElasticControlClient
+import ElasticControlClient
 import ElasticCrypto
 import ElasticFormat
 import ElasticSystem
@@ -34,13 +36,13 @@ import Testing
     }
 
     func startStopwatch(_ d: ControlDispatcher, as caller: ControlCaller) -> ControlError? {
-        var r = elastic_stopwatch()
+        let r = ControlRequest<elastic_stopwatch>()
         r.version = ELASTIC_ABI_VERSION
         r.op = UInt32(ELASTIC_STOPWATCH_START.rawValue)
-        let input = withUnsafeBytes(of: &r) { Array($0) }
+        let input = Array(r.raw)
         var out = [UInt8](repeating: 0, count: input.count)
         do {
-            _ = try input.withUnsafeBytes { i in try out.withUnsafeMutableBytes { o in try d.handle(cmd: ControlDispatcher.stopwatchCommand, input: i, output: o, caller: caller) } }
+            _ = try input.withUnsafeBytes { i in try out.withUnsafeMutableBytes { o in try d.handle(cmd: CElasticControlABI_IOC_STOPWATCH, input: i, output: o, caller: caller) } }
         } catch let e as ControlError { return e } catch { return .invalid("\(error)") }
         return nil
     }
@@ -96,28 +98,28 @@ import Testing
     @Test func bufferedBytesAreBoundedPerUID() throws {
         let d = try dispatcher()
         let alice = ControlCaller(uid: 1000, gid: 1000, pid: getpid())
-        var create = elastic_key()
+        let create = ControlRequest<elastic_key>()
         create.version = ELASTIC_ABI_VERSION
         create.op = UInt32(ELASTIC_KEY_CREATE.rawValue)
         create.type = UInt32(ELASTIC_KEY_ED25519.rawValue)
-        withUnsafeMutableBytes(of: &create.name) { $0.copyBytes(from: Array("ed".utf8)) }
-        try call(d, ControlDispatcher.keyCommand, &create, alice)
+        create.withBytes(\.name) { $0.copyBytes(from: Array("ed".utf8)) }
+        try call(d, CElasticControlABI_IOC_KEY, create, alice)
         // Ed25519 buffers the message: 8 handles of 1 MiB fill the uid's 8 MiB, the ninth is refused.
         var refusedAt: Int? = nil
         for h in 0..<9 {
-            var initR = elastic_keyop()
+            let initR = ControlRequest<elastic_keyop>()
             initR.version = ELASTIC_ABI_VERSION
             initR.step = UInt32(ELASTIC_STEP_INIT.rawValue)
             initR.operation = UInt32(ELASTIC_OP_SIGN.rawValue)
-            withUnsafeMutableBytes(of: &initR.name) { $0.copyBytes(from: Array("ed".utf8)) }
-            try call(d, ControlDispatcher.keyOperationCommand, &initR, alice)
+            initR.withBytes(\.name) { $0.copyBytes(from: Array("ed".utf8)) }
+            try call(d, CElasticControlABI_IOC_KEYOP, initR, alice)
             for chunk in 0..<256 {
-                var u = elastic_keyop()
+                let u = ControlRequest<elastic_keyop>()
                 u.version = ELASTIC_ABI_VERSION
                 u.step = UInt32(ELASTIC_STEP_UPDATE.rawValue)
                 u.handle = initR.handle
                 u.length = 4096
-                do { try call(d, ControlDispatcher.keyOperationCommand, &u, alice) } catch let e as ControlError {
+                do { try call(d, CElasticControlABI_IOC_KEYOP, u, alice) } catch let e as ControlError {
                     #expect(e == .quotaExceeded)
                     refusedAt = h * 256 + chunk
                     break
@@ -128,28 +130,28 @@ import Testing
         #expect(refusedAt == Int(ELASTIC_BUFFERED_PER_UID) / 4096)
     }
 
-    func call<T>(_ d: ControlDispatcher, _ cmd: UInt32, _ value: inout T, _ caller: ControlCaller) throws {
-        let input = withUnsafeBytes(of: &value) { Array($0) }
+    func call<T>(_ d: ControlDispatcher, _ cmd: UInt32, _ value: ControlRequest<T>, _ caller: ControlCaller) throws {
+        let input = Array(value.raw)
         var out = [UInt8](repeating: 0, count: input.count)
         _ = try input.withUnsafeBytes { i in try out.withUnsafeMutableBytes { o in try d.handle(cmd: cmd, input: i, output: o, caller: caller) } }
-        withUnsafeMutableBytes(of: &value) { $0.copyBytes(from: out) }
+        value.raw.copyBytes(from: out)
     }
 
     @Test func slowRequestsAreClassified() throws {
         let d = try dispatcher()
         let me = ControlCaller(uid: 0, gid: 0, pid: getpid())
         func key(_ op: elastic_key_op, _ type: elastic_key_type) -> Bool {
-            var r = elastic_key()
+            let r = ControlRequest<elastic_key>()
             r.op = UInt32(op.rawValue)
             r.type = UInt32(type.rawValue)
-            return withUnsafeBytes(of: &r) { d.isSlow(cmd: ControlDispatcher.keyCommand, input: $0, caller: me) }
+            return d.isSlow(cmd: CElasticControlABI_IOC_KEY, input: UnsafeRawBufferPointer(r.raw), caller: me)
         }
         #expect(key(ELASTIC_KEY_CREATE, ELASTIC_KEY_RSA) && key(ELASTIC_KEY_IMPORT, ELASTIC_KEY_EC_P256))
         #expect(!key(ELASTIC_KEY_CREATE, ELASTIC_KEY_AES256) && !key(ELASTIC_KEY_INFO, ELASTIC_KEY_RSA))
-        var attest = elastic_attest()
-        #expect(withUnsafeBytes(of: &attest) { d.isSlow(cmd: ControlDispatcher.attestCommand, input: $0, caller: me) })
-        var clock = elastic_clock()
-        #expect(!withUnsafeBytes(of: &clock) { d.isSlow(cmd: ControlDispatcher.clockCommand, input: $0, caller: me) })
+        let attest = ControlRequest<elastic_attest>()
+        #expect(d.isSlow(cmd: CElasticControlABI_IOC_ATTEST, input: UnsafeRawBufferPointer(attest.raw), caller: me))
+        let clock = ControlRequest<elastic_clock>()
+        #expect(!d.isSlow(cmd: CElasticControlABI_IOC_CLOCK, input: UnsafeRawBufferPointer(clock.raw), caller: me))
     }
 
     /// One uid's slow requests wait their turn: at most `perUID` in flight (then busy), and the

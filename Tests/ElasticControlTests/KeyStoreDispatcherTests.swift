@@ -1,5 +1,6 @@
 import CElasticControlABI
 import ElasticControl
+import ElasticControlClient
 import ElasticCrypto
 import ElasticFormat
 import ElasticSystem
@@ -25,45 +26,45 @@ import Testing
 
     /// Sends one request; returns the errno-level error, if any.
     @discardableResult
-    func send<T>(_ d: ControlDispatcher, _ cmd: UInt32, _ value: inout T, _ caller: ControlCaller) -> ControlError? {
+    func send<T>(_ d: ControlDispatcher, _ cmd: UInt32, _ value: ControlRequest<T>, _ caller: ControlCaller) -> ControlError? {
         var out = [UInt8](repeating: 0, count: MemoryLayout<T>.size)
-        let input = withUnsafeBytes(of: &value) { Array($0) }
+        let input = Array(value.raw)
         do {
             _ = try input.withUnsafeBytes { i in
                 try out.withUnsafeMutableBytes { o in try d.handle(cmd: cmd, input: i, output: o, caller: caller) }
             }
         } catch let e as ControlError { return e } catch { return .invalid("\(error)") }
-        withUnsafeMutableBytes(of: &value) { $0.copyBytes(from: out) }
+        value.raw.copyBytes(from: out)
         return nil
     }
 
-    func keyRequest(_ op: elastic_key_op, _ name: String, type: elastic_key_type? = nil, bits: UInt32 = 0, flags: UInt32 = 0) -> elastic_key {
-        var r = elastic_key()
+    func keyRequest(_ op: elastic_key_op, _ name: String, type: elastic_key_type? = nil, bits: UInt32 = 0, flags: UInt32 = 0) -> ControlRequest<elastic_key> {
+        let r = ControlRequest<elastic_key>()
         r.version = ELASTIC_ABI_VERSION
         r.op = UInt32(op.rawValue)
         r.type = type.map { UInt32($0.rawValue) } ?? 0
         r.bits = bits
         r.flags = flags
-        withUnsafeMutableBytes(of: &r.name) { $0.copyBytes(from: Array(name.utf8)) }
+        r.withBytes(\.name) { $0.copyBytes(from: Array(name.utf8)) }
         return r
     }
 
     func create(_ d: ControlDispatcher, _ name: String, _ type: elastic_key_type, bits: UInt32 = 0, flags: UInt32 = 0, as caller: ControlCaller) -> ControlError? {
         var r = keyRequest(ELASTIC_KEY_CREATE, name, type: type, bits: bits, flags: flags)
-        return send(d, ControlDispatcher.keyCommand, &r, caller)
+        return send(d, CElasticControlABI_IOC_KEY, r, caller)
     }
 
     /// The names LIST gives; with `all` (root), as OWNER:NAME.
     func list(_ d: ControlDispatcher, as caller: ControlCaller, all: Bool = false) -> [String] {
         var names: [String] = []
         while true {
-            var r = elastic_key()
+            let r = ControlRequest<elastic_key>()
             r.version = ELASTIC_ABI_VERSION
             r.op = UInt32(ELASTIC_KEY_LIST.rawValue)
             r.flags = all ? ELASTIC_KEY_LIST_ALL : 0
             r.index = UInt32(names.count)
-            if send(d, ControlDispatcher.keyCommand, &r, caller) != nil { return names }
-            let name = withUnsafeBytes(of: r.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if send(d, CElasticControlABI_IOC_KEY, r, caller) != nil { return names }
+            let name = r.withBytes(\.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             names.append(all ? "\(r.owner):\(name)" : name)
         }
     }
@@ -71,18 +72,18 @@ import Testing
     /// One keyop step; returns output data and tag, or the error.
     func step(_ d: ControlDispatcher, _ s: elastic_keyop_step, handle: UInt64 = 0, op: elastic_keyop_operation? = nil, key: String = "",
               data: [UInt8] = [], tag: [UInt8] = [], scheme: UInt32 = 0, as caller: ControlCaller) -> Result<(UInt64, [UInt8], [UInt8]), ControlError> {
-        var r = elastic_keyop()
+        let r = ControlRequest<elastic_keyop>()
         r.version = ELASTIC_ABI_VERSION
         r.step = UInt32(s.rawValue)
         r.handle = handle
         r.operation = op.map { UInt32($0.rawValue) } ?? 0
         r.scheme = scheme
         r.length = UInt32(data.count)
-        withUnsafeMutableBytes(of: &r.name) { $0.copyBytes(from: Array(key.utf8)) }
-        withUnsafeMutableBytes(of: &r.data) { $0.copyBytes(from: data) }
-        withUnsafeMutableBytes(of: &r.tag) { $0.copyBytes(from: tag) }
-        if let e = send(d, ControlDispatcher.keyOperationCommand, &r, caller) { return .failure(e) }
-        return .success((r.handle, withUnsafeBytes(of: r.data) { Array($0.prefix(Int(r.length))) }, withUnsafeBytes(of: r.tag) { Array($0) }))
+        r.withBytes(\.name) { $0.copyBytes(from: Array(key.utf8)) }
+        r.withBytes(\.data) { $0.copyBytes(from: data) }
+        r.withBytes(\.tag) { $0.copyBytes(from: tag) }
+        if let e = send(d, CElasticControlABI_IOC_KEYOP, r, caller) { return .failure(e) }
+        return .success((r.handle, r.withBytes(\.data) { Array($0.prefix(Int(r.length))) }, r.withBytes(\.tag) { Array($0) }))
     }
 
     @Test func everyUidHasItsOwnNameSpaceAndKeysPersist() throws {
@@ -99,40 +100,40 @@ import Testing
         #expect(list(d, as: root, all: true) == ["1000:a-aes", "1000:a-sign", "1001:a-sign", "1001:b-hmac"])
         var all = keyRequest(ELASTIC_KEY_LIST, "")
         all.flags = ELASTIC_KEY_LIST_ALL
-        #expect(send(d, ControlDispatcher.keyCommand, &all, alice) == .accessDenied, "LIST_ALL is root's")
+        #expect(send(d, CElasticControlABI_IOC_KEY, all, alice) == .accessDenied, "LIST_ALL is root's")
 
         // A plain name is always the caller's own key.
         var info = keyRequest(ELASTIC_KEY_INFO, "a-sign")
-        #expect(send(d, ControlDispatcher.keyCommand, &info, bob) == nil && info.owner == 1001)
+        #expect(send(d, CElasticControlABI_IOC_KEY, info, bob) == nil && info.owner == 1001)
         var rootsOwn = keyRequest(ELASTIC_KEY_INFO, "a-sign")
-        #expect(send(d, ControlDispatcher.keyCommand, &rootsOwn, root) == .notFound, "root does not fall into another uid's key")
+        #expect(send(d, CElasticControlABI_IOC_KEY, rootsOwn, root) == .notFound, "root does not fall into another uid's key")
         // Another uid's key by owner: root may, anyone else gets EACCES whether or not it exists.
         var byOwner = keyRequest(ELASTIC_KEY_INFO, "1000:a-aes")
-        #expect(send(d, ControlDispatcher.keyCommand, &byOwner, root) == nil && byOwner.owner == 1000)
+        #expect(send(d, CElasticControlABI_IOC_KEY, byOwner, root) == nil && byOwner.owner == 1000)
         for name in ["1000:a-aes", "1000:no-such-key"] {
             var probe = keyRequest(ELASTIC_KEY_INFO, name)
-            #expect(send(d, ControlDispatcher.keyCommand, &probe, bob) == .accessDenied, "\(name)")
+            #expect(send(d, CElasticControlABI_IOC_KEY, probe, bob) == .accessDenied, "\(name)")
             var export = keyRequest(ELASTIC_KEY_EXPORT, name)
-            #expect(send(d, ControlDispatcher.keyCommand, &export, bob) == .accessDenied, "\(name)")
+            #expect(send(d, CElasticControlABI_IOC_KEY, export, bob) == .accessDenied, "\(name)")
         }
         #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "1000:a-aes", as: bob).failureValue == .accessDenied)
         #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "a-aes", as: bob).failureValue == .notFound)
         #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "1000:a-aes", as: root).isSuccess)
         // Deleting bob's a-sign leaves alice's.
         var del = keyRequest(ELASTIC_KEY_DELETE, "a-sign")
-        #expect(send(d, ControlDispatcher.keyCommand, &del, bob) == nil)
+        #expect(send(d, CElasticControlABI_IOC_KEY, del, bob) == nil)
         #expect(list(d, as: alice) == ["a-aes", "a-sign"])
 
         // A second dispatcher on the same store (a remount) sees the same keys, with the same bytes.
         var pub1 = keyRequest(ELASTIC_KEY_PUBLIC, "a-sign")
-        #expect(send(d, ControlDispatcher.keyCommand, &pub1, alice) == nil)
+        #expect(send(d, CElasticControlABI_IOC_KEY, pub1, alice) == nil)
         let again = try f.dispatcher()
         #expect(list(again, as: root, all: true) == ["1000:a-aes", "1000:a-sign", "1001:b-hmac"])
         var pub2 = keyRequest(ELASTIC_KEY_PUBLIC, "a-sign")
-        #expect(send(again, ControlDispatcher.keyCommand, &pub2, alice) == nil)
-        #expect(withUnsafeBytes(of: pub1.data) { Array($0) } == withUnsafeBytes(of: pub2.data) { Array($0) } && pub1.length > 0)
+        #expect(send(again, CElasticControlABI_IOC_KEY, pub2, alice) == nil)
+        #expect(pub1.withBytes(\.data) { Array($0) } == pub2.withBytes(\.data) { Array($0) } && pub1.length > 0)
         var delAlice = keyRequest(ELASTIC_KEY_DELETE, "1000:a-sign")
-        #expect(send(again, ControlDispatcher.keyCommand, &delAlice, root) == nil)
+        #expect(send(again, CElasticControlABI_IOC_KEY, delAlice, root) == nil)
         #expect(list(try f.dispatcher(), as: root, all: true) == ["1000:a-aes", "1001:b-hmac"])
         // Read-only: usable, not changeable.
         let ro = try f.dispatcher(readOnly: true)
@@ -152,7 +153,7 @@ import Testing
         #expect(create(d, "bobs", ELASTIC_KEY_AES256, as: bob) == nil, "others are not affected")
         #expect(create(d, "roots", ELASTIC_KEY_AES256, as: root) == nil)
         var del = keyRequest(ELASTIC_KEY_DELETE, "k0")
-        #expect(send(d, ControlDispatcher.keyCommand, &del, alice) == nil)
+        #expect(send(d, CElasticControlABI_IOC_KEY, del, alice) == nil)
         #expect(create(d, "one-more", ELASTIC_KEY_AES256, as: alice) == nil)
         // Bytes: RSA-4096 keys (about 2.4 KB of DER each) hit the byte quota before the count.
         let big = try fixture().dispatcher()
@@ -161,8 +162,8 @@ import Testing
         while made < Int(ELASTIC_KEYS_PER_UID) {
             var r = keyRequest(ELASTIC_KEY_IMPORT, "rsa\(made)", type: ELASTIC_KEY_RSA)
             r.length = UInt32(der.count)
-            der.withUnsafeBytes { d in withUnsafeMutableBytes(of: &r.data) { $0.copyMemory(from: d) } }
-            let e = send(big, ControlDispatcher.keyCommand, &r, alice)
+            der.withUnsafeBytes { d in r.withBytes(\.data) { $0.copyMemory(from: d) } }
+            let e = send(big, CElasticControlABI_IOC_KEY, r, alice)
             if e != nil { #expect(e == .quotaExceeded); break }
             made += 1
         }
@@ -180,16 +181,16 @@ import Testing
         #expect(create(d, "e", ELASTIC_KEY_ED25519, flags: 2, as: alice) != nil, "unknown flag")
         var reserved = keyRequest(ELASTIC_KEY_CREATE, "e", type: ELASTIC_KEY_ED25519)
         reserved.reserved = 1
-        #expect(send(d, ControlDispatcher.keyCommand, &reserved, alice) != nil)
+        #expect(send(d, CElasticControlABI_IOC_KEY, reserved, alice) != nil)
         var pad = keyRequest(ELASTIC_KEY_CREATE, "e", type: ELASTIC_KEY_ED25519)
-        withUnsafeMutableBytes(of: &pad.name) { $0[40] = 0x41 }
-        #expect(send(d, ControlDispatcher.keyCommand, &pad, alice) != nil, "bytes after the NUL")
+        pad.withBytes(\.name) { $0[40] = 0x41 }
+        #expect(send(d, CElasticControlABI_IOC_KEY, pad, alice) != nil, "bytes after the NUL")
         #expect(create(d, "r", ELASTIC_KEY_RSA, bits: 2048, as: alice) == nil)
         var pubAES = keyRequest(ELASTIC_KEY_PUBLIC, "r")
-        #expect(send(d, ControlDispatcher.keyCommand, &pubAES, alice) == nil)
-        #expect(String(decoding: withUnsafeBytes(of: pubAES.data) { Array($0.prefix(Int(pubAES.length))) }, as: UTF8.self).hasPrefix("-----BEGIN PUBLIC KEY-----"))
+        #expect(send(d, CElasticControlABI_IOC_KEY, pubAES, alice) == nil)
+        #expect(String(decoding: pubAES.withBytes(\.data) { Array($0.prefix(Int(pubAES.length))) }, as: UTF8.self).hasPrefix("-----BEGIN PUBLIC KEY-----"))
         var export = keyRequest(ELASTIC_KEY_EXPORT, "r")
-        #expect(send(d, ControlDispatcher.keyCommand, &export, alice) == .notExportable)
+        #expect(send(d, CElasticControlABI_IOC_KEY, export, alice) == .notExportable)
         #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "r", as: alice).failureValue != nil, "RSA key cannot encrypt")
         #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_SIGN, key: "r", scheme: UInt32(ELASTIC_SIGN_ED25519.rawValue), as: alice).failureValue != nil)
         #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_SIGN, key: "missing", as: alice).failureValue == .notFound)
@@ -201,18 +202,18 @@ import Testing
         var imp = keyRequest(ELASTIC_KEY_IMPORT, "mac", type: ELASTIC_KEY_HMAC_SHA256, flags: ELASTIC_KEY_EXPORTABLE)
         let key = [UInt8](repeating: 0x0b, count: 20)
         imp.length = 20
-        withUnsafeMutableBytes(of: &imp.data) { $0.copyBytes(from: key) }
-        #expect(send(d, ControlDispatcher.keyCommand, &imp, alice) == nil)
+        imp.withBytes(\.data) { $0.copyBytes(from: key) }
+        #expect(send(d, CElasticControlABI_IOC_KEY, imp, alice) == nil)
         // RFC 4231 test case 1.
         let h = try step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_HMAC, key: "mac", as: alice).get().0
         let mac = try step(d, ELASTIC_STEP_FINAL, handle: h, data: Array("Hi There".utf8), as: alice).get().1
         #expect(Hex.encode(mac) == "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
         var export = keyRequest(ELASTIC_KEY_EXPORT, "mac")
-        #expect(send(d, ControlDispatcher.keyCommand, &export, alice) == nil)
-        #expect(withUnsafeBytes(of: export.data) { Array($0.prefix(Int(export.length))) } == key)
+        #expect(send(d, CElasticControlABI_IOC_KEY, export, alice) == nil)
+        #expect(export.withBytes(\.data) { Array($0.prefix(Int(export.length))) } == key)
         var short = keyRequest(ELASTIC_KEY_IMPORT, "short", type: ELASTIC_KEY_AES256)
         short.length = 16
-        #expect(send(d, ControlDispatcher.keyCommand, &short, alice) != nil, "AES-256 needs 32 bytes")
+        #expect(send(d, CElasticControlABI_IOC_KEY, short, alice) != nil, "AES-256 needs 32 bytes")
     }
 
     @Test func streamedEncryptionRefusesTamperingReorderingAndTruncation() throws {

@@ -1,5 +1,5 @@
 import ArgumentParser
-import ElasticControl
+import ElasticControlClient
 import ElasticCrypto
 import ElasticFormat
 import Foundation

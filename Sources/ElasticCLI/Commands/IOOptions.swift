@@ -1,5 +1,5 @@
 import ArgumentParser
-import ElasticControl
+import ElasticControlClient
 import ElasticFormat
 import ElasticSystem
 import Foundation

@@ -101,16 +101,16 @@ public final class ControlClient {
 
     /// Sends one request. EAGAIN (this uid has as many slow requests in flight as it may) is
     /// retried with a growing pause, for up to a minute.
-    func call<T>(_ cmd: UInt32, _ value: inout T) throws {
-        let request = value
+    func call<Layout>(_ cmd: UInt32, _ request: ControlRequest<Layout>) throws {
+        let sent = ControlRequest<Layout>()
+        sent.raw.copyMemory(from: UnsafeRawBufferPointer(request.raw))
         var pause: UInt32 = 1_000
         var waited: UInt32 = 0
         while true {
-            let r = withUnsafeMutablePointer(to: &value) { CElasticControlABI_ioctl(fd, cmd, $0) }
-            if r == 0 { return }
+            if CElasticControlABI_ioctl(fd, cmd, request.pointer) == 0 { return }
             let e = Errno(rawValue: errno)
             guard e == .resourceTemporarilyUnavailable, waited < 60_000_000 else { throw e }
-            value = request
+            request.raw.copyMemory(from: UnsafeRawBufferPointer(sent.raw))
             usleep(pause)
             waited += pause
             pause = min(pause * 2, 200_000)
@@ -133,49 +133,42 @@ public final class ControlClient {
     }
 
     public func clock(_ c: Clock) throws -> Reading {
-        var r = elastic_clock()
-        r.version = ELASTIC_ABI_VERSION
+        let r = ControlRequest<elastic_clock>()
         r.clock = c.rawValue
-        try call(ControlDispatcher.clockCommand, &r)
-        let tz = withUnsafeBytes(of: r.timezone) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        try call(CElasticControlABI_IOC_CLOCK, r)
         return Reading(seconds: r.seconds, nanoseconds: r.nanoseconds, resolutionNanoseconds: r.resolution_ns,
                        trusted: r.flags & ELASTIC_TIME_TRUSTED != 0,
                        source: r.source == UInt32(ELASTIC_SOURCE_SECURE_TSC.rawValue) ? "secure-tsc" : "clock_gettime",
-                       utcOffset: r.utc_offset, timezone: tz)
+                       utcOffset: r.utc_offset, timezone: r.string(\.timezone))
     }
 
     public func random(_ count: Int) throws -> [UInt8] {
         var out: [UInt8] = []
         while out.count < count {
-            var r = elastic_random()
-            r.version = ELASTIC_ABI_VERSION
+            let r = ControlRequest<elastic_random>()
             r.length = UInt32(min(count - out.count, Int(ELASTIC_RANDOM_MAX)))
-            try call(ControlDispatcher.randomCommand, &r)
-            out += withUnsafeBytes(of: r.data) { Array($0.prefix(Int(r.length))) }
+            try call(CElasticControlABI_IOC_RANDOM, r)
+            out += r.prefix(\.data, Int(r.length))
         }
         return out
     }
 
     /// A key derived for `label` and the calling user.
     public func derive(label: [UInt8], length: Int) throws -> [UInt8] {
-        var r = elastic_derive()
-        r.version = ELASTIC_ABI_VERSION
+        let r = ControlRequest<elastic_derive>()
         r.key_length = UInt32(length)
         r.label_length = UInt32(label.count)
-        guard label.count <= Int(ELASTIC_LABEL_MAX) else { throw Errno.invalidArgument }
-        withUnsafeMutableBytes(of: &r.label) { $0.copyBytes(from: label) }
-        defer { withUnsafeMutableBytes(of: &r) { p in _ = memset(p.baseAddress!, 0, p.count) } }
-        try call(ControlDispatcher.deriveCommand, &r)
-        return withUnsafeBytes(of: r.key) { Array($0.prefix(length)) }
+        try r.set(\.label, label)
+        try call(CElasticControlABI_IOC_DERIVE, r)
+        return r.prefix(\.key, length)
     }
 
     /// A stopwatch: START returns the handle; READ and STOP return elapsed nanoseconds.
     public func stopwatch(_ op: UInt32, handle: UInt64 = 0) throws -> (handle: UInt64, elapsed: Int64) {
-        var r = elastic_stopwatch()
-        r.version = ELASTIC_ABI_VERSION
+        let r = ControlRequest<elastic_stopwatch>()
         r.op = op
         r.handle = handle
-        try call(ControlDispatcher.stopwatchCommand, &r)
+        try call(CElasticControlABI_IOC_STOPWATCH, r)
         return (r.handle, r.elapsed_ns)
     }
 
@@ -192,11 +185,10 @@ public final class ControlClient {
 
     /// Hashes everything `next` returns (until it returns an empty chunk), streamed through a handle.
     public func hash(_ algorithm: HashAlgorithm, _ next: () throws -> [UInt8]) throws -> [UInt8] {
-        var r = elastic_hash()
-        r.version = ELASTIC_ABI_VERSION
+        let r = ControlRequest<elastic_hash>()
         r.op = UInt32(ELASTIC_HASH_INIT.rawValue)
         r.algorithm = algorithm.code
-        try call(ControlDispatcher.hashCommand, &r)
+        try call(CElasticControlABI_IOC_HASH, r)
         let handle = r.handle
         while true {
             let chunk = try next()
@@ -204,31 +196,28 @@ public final class ControlClient {
             var at = 0
             while at < chunk.count {
                 let n = min(chunk.count - at, Int(ELASTIC_HASH_CHUNK))
-                var u = elastic_hash()
-                u.version = ELASTIC_ABI_VERSION
+                let u = ControlRequest<elastic_hash>()
                 u.op = UInt32(ELASTIC_HASH_UPDATE.rawValue)
                 u.handle = handle
                 u.length = UInt32(n)
-                withUnsafeMutableBytes(of: &u.data) { $0.copyBytes(from: chunk[at..<(at + n)]) }
-                try call(ControlDispatcher.hashCommand, &u)
+                try u.set(\.data, chunk[at..<(at + n)])
+                try call(CElasticControlABI_IOC_HASH, u)
                 at += n
             }
         }
-        var f = elastic_hash()
-        f.version = ELASTIC_ABI_VERSION
+        let f = ControlRequest<elastic_hash>()
         f.op = UInt32(ELASTIC_HASH_FINAL.rawValue)
         f.handle = handle
-        try call(ControlDispatcher.hashCommand, &f)
-        return withUnsafeBytes(of: f.data) { Array($0.prefix(Int(f.length))) }
+        try call(CElasticControlABI_IOC_HASH, f)
+        return f.prefix(\.data, Int(f.length))
     }
 
     /// An attestation report with `reportData` (64 bytes): the platform code and the report.
     public func attest(reportData: [UInt8]) throws -> (platform: UInt32, report: [UInt8]) {
         guard reportData.count == 64 else { throw Errno.invalidArgument }
-        var r = elastic_attest()
-        r.version = ELASTIC_ABI_VERSION
-        withUnsafeMutableBytes(of: &r.report_data) { $0.copyBytes(from: reportData) }
-        try call(ControlDispatcher.attestCommand, &r)
-        return (r.platform, withUnsafeBytes(of: r.report) { Array($0.prefix(Int(r.report_length))) })
+        let r = ControlRequest<elastic_attest>()
+        try r.set(\.report_data, reportData)
+        try call(CElasticControlABI_IOC_ATTEST, r)
+        return (r.platform, r.prefix(\.report, Int(r.report_length)))
     }
 }

@@ -48,46 +48,47 @@ extension ControlClient {
         }
     }
 
-    static func request(_ op: elastic_key_op, name: String?) throws -> elastic_key {
-        var r = elastic_key()
-        r.version = ELASTIC_ABI_VERSION
+    static func request(_ op: elastic_key_op, name: String?) throws -> ControlRequest<elastic_key> {
+        let r = ControlRequest<elastic_key>()
         r.op = UInt32(op.rawValue)
-        if let name {
-            let bytes = Array(name.utf8)
-            guard bytes.count < Int(ELASTIC_KEY_NAME_MAX) else { throw Errno.fileNameTooLong }
-            withUnsafeMutableBytes(of: &r.name) { $0.copyBytes(from: bytes) }
-        }
+        if let name { try setName(r, \.name, name) }
         return r
     }
 
-    static func info(_ r: elastic_key, name: String) -> KeyInfo {
+    /// Key names are NUL-terminated in ELASTIC_KEY_NAME_MAX bytes.
+    static func setName<Layout, Field>(_ r: ControlRequest<Layout>, _ field: WritableKeyPath<Layout, Field>, _ name: String) throws {
+        let bytes = Array(name.utf8)
+        guard bytes.count < Int(ELASTIC_KEY_NAME_MAX) else { throw Errno.fileNameTooLong }
+        try r.set(field, bytes)
+    }
+
+    static func info(_ r: ControlRequest<elastic_key>, name: String) -> KeyInfo {
         KeyInfo(name: name, type: KeyType(code: r.type), bits: r.bits, exportable: r.flags & ELASTIC_KEY_EXPORTABLE != 0, owner: r.owner, created: r.created)
     }
 
     /// A new key (RSA: `bits` 2048..4096).
     public func createKey(_ name: String, type: KeyType, bits: UInt32 = 0, exportable: Bool) throws {
-        var r = try Self.request(ELASTIC_KEY_CREATE, name: name)
+        let r = try Self.request(ELASTIC_KEY_CREATE, name: name)
         r.type = type.code
         r.bits = bits
         r.flags = exportable ? ELASTIC_KEY_EXPORTABLE : 0
-        try call(ControlDispatcher.keyCommand, &r)
+        try call(CElasticControlABI_IOC_KEY, r)
     }
 
     /// A key from a raw secret (AES, HMAC) or a private key in PEM or DER.
     public func importKey(_ name: String, type: KeyType, material: [UInt8], exportable: Bool) throws {
         guard !material.isEmpty, material.count <= Int(ELASTIC_KEY_DATA_MAX) else { throw Errno.invalidArgument }
-        var r = try Self.request(ELASTIC_KEY_IMPORT, name: name)
-        defer { withUnsafeMutableBytes(of: &r) { p in _ = memset(p.baseAddress!, 0, p.count) } }
+        let r = try Self.request(ELASTIC_KEY_IMPORT, name: name)
         r.type = type.code
         r.flags = exportable ? ELASTIC_KEY_EXPORTABLE : 0
         r.length = UInt32(material.count)
-        withUnsafeMutableBytes(of: &r.data) { $0.copyBytes(from: material) }
-        try call(ControlDispatcher.keyCommand, &r)
+        try r.set(\.data, material)
+        try call(CElasticControlABI_IOC_KEY, r)
     }
 
     public func keyInfo(_ name: String) throws -> KeyInfo {
-        var r = try Self.request(ELASTIC_KEY_INFO, name: name)
-        try call(ControlDispatcher.keyCommand, &r)
+        let r = try Self.request(ELASTIC_KEY_INFO, name: name)
+        try call(CElasticControlABI_IOC_KEY, r)
         return Self.info(r, name: name)
     }
 
@@ -95,62 +96,57 @@ extension ControlClient {
     public func listKeys(everyone: Bool = false) throws -> [KeyInfo] {
         var out: [KeyInfo] = []
         while true {
-            var r = try Self.request(ELASTIC_KEY_LIST, name: nil)
+            let r = try Self.request(ELASTIC_KEY_LIST, name: nil)
             r.index = UInt32(out.count)
             r.flags = everyone ? ELASTIC_KEY_LIST_ALL : 0
-            do { try call(ControlDispatcher.keyCommand, &r) } catch let e as Errno where e == .noSuchFileOrDirectory { return out }
-            out.append(Self.info(r, name: withUnsafeBytes(of: r.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }))
+            do { try call(CElasticControlABI_IOC_KEY, r) } catch let e as Errno where e == .noSuchFileOrDirectory { return out }
+            out.append(Self.info(r, name: r.string(\.name)))
         }
     }
 
     /// The public key as PEM.
     public func publicKey(_ name: String) throws -> [UInt8] {
-        var r = try Self.request(ELASTIC_KEY_PUBLIC, name: name)
-        try call(ControlDispatcher.keyCommand, &r)
-        return withUnsafeBytes(of: r.data) { Array($0.prefix(Int(r.length))) }
+        let r = try Self.request(ELASTIC_KEY_PUBLIC, name: name)
+        try call(CElasticControlABI_IOC_KEY, r)
+        return r.prefix(\.data, Int(r.length))
     }
 
     /// The private key (PKCS#8 PEM) or raw secret of an exportable key.
     public func exportKey(_ name: String) throws -> [UInt8] {
-        var r = try Self.request(ELASTIC_KEY_EXPORT, name: name)
-        defer { withUnsafeMutableBytes(of: &r) { p in _ = memset(p.baseAddress!, 0, p.count) } }
-        try call(ControlDispatcher.keyCommand, &r)
-        return withUnsafeBytes(of: r.data) { Array($0.prefix(Int(r.length))) }
+        let r = try Self.request(ELASTIC_KEY_EXPORT, name: name)
+        try call(CElasticControlABI_IOC_KEY, r)
+        return r.prefix(\.data, Int(r.length))
     }
 
     public func deleteKey(_ name: String) throws {
-        var r = try Self.request(ELASTIC_KEY_DELETE, name: name)
-        try call(ControlDispatcher.keyCommand, &r)
+        let r = try Self.request(ELASTIC_KEY_DELETE, name: name)
+        try call(CElasticControlABI_IOC_KEY, r)
     }
 
     // MARK: Streams
 
     /// One step of a keyed operation; returns the output data and tag.
     func step(_ step: elastic_keyop_step, handle: UInt64, data: ArraySlice<UInt8>, tag: [UInt8] = [],
-              setup: (inout elastic_keyop) -> Void = { _ in }) throws -> (handle: UInt64, data: [UInt8], tag: [UInt8]) {
+              setup: (ControlRequest<elastic_keyop>) throws -> Void = { _ in }) throws -> (handle: UInt64, data: [UInt8], tag: [UInt8]) {
         guard data.count <= Int(ELASTIC_KEY_DATA_MAX) else { throw Errno.invalidArgument }
-        var r = elastic_keyop()
-        defer { withUnsafeMutableBytes(of: &r) { p in _ = memset(p.baseAddress!, 0, p.count) } }
-        r.version = ELASTIC_ABI_VERSION
+        let r = ControlRequest<elastic_keyop>()
         r.step = UInt32(step.rawValue)
         r.handle = handle
         r.length = UInt32(data.count)
-        withUnsafeMutableBytes(of: &r.data) { $0.copyBytes(from: data) }
-        withUnsafeMutableBytes(of: &r.tag) { $0.copyBytes(from: tag) }
-        setup(&r)
-        try call(ControlDispatcher.keyOperationCommand, &r)
-        return (r.handle, withUnsafeBytes(of: r.data) { Array($0.prefix(Int(r.length))) }, withUnsafeBytes(of: r.tag) { Array($0) })
+        try r.set(\.data, data)
+        try r.set(\.tag, tag)
+        try setup(r)
+        try call(CElasticControlABI_IOC_KEYOP, r)
+        return (r.handle, r.prefix(\.data, Int(r.length)), Array(r.bytes(\.tag)))
     }
 
     func initOperation(_ op: elastic_keyop_operation, key: String, data: [UInt8] = [], scheme: SignatureScheme = .default,
                        hash: HashAlgorithm? = nil) throws -> (handle: UInt64, data: [UInt8]) {
-        let nameBytes = Array(key.utf8)
-        guard nameBytes.count < Int(ELASTIC_KEY_NAME_MAX) else { throw Errno.fileNameTooLong }
         let r = try step(ELASTIC_STEP_INIT, handle: 0, data: data[...]) { r in
             r.operation = UInt32(op.rawValue)
             r.scheme = scheme.code
             r.hash = hash?.code ?? 0
-            withUnsafeMutableBytes(of: &r.name) { $0.copyBytes(from: nameBytes) }
+            try Self.setName(r, \.name, key)
         }
         return (r.handle, r.data)
     }
