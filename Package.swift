@@ -34,11 +34,12 @@ let package = Package(
             dependencies: ["COpenSSL"],
             swiftSettings: swiftSettings),
 
-        // SEV-SNP guest: the /dev/sev-guest transport, derived keys, reports, platform probe,
-        // and the firmware simulator behind the same seam.
+        // Confidential-computing platforms: detection, sealing and attestation protocols, with
+        // SNP/ (the /dev/sev-guest transport, derived keys, reports, the firmware simulator behind
+        // the same seam) and TDX/ inside. Knows nothing of the store format.
         .target(
-            name: "ElasticSEV",
-            dependencies: ["ElasticCrypto", "ElasticSystem", "ElasticFormat", "ElasticControl", "CElasticLinux"],
+            name: "ElasticPlatform",
+            dependencies: ["ElasticCrypto", "ElasticSystem", "CElasticLinux"],
             swiftSettings: swiftSettings),
 
         // On-disk format: config, key slots, content and name encryption. Knows nothing of FUSE.
@@ -51,7 +52,7 @@ let package = Package(
         // store, attestation). No FUSE.
         .target(
             name: "ElasticControl",
-            dependencies: ["CElasticControlABI", "ElasticCrypto", "ElasticSystem", "ElasticFormat"],
+            dependencies: ["CElasticControlABI", "ElasticCrypto", "ElasticSystem", "ElasticFormat", "ElasticPlatform"],
             swiftSettings: swiftSettings),
         // Control protocol, client side: speaks the ABI of elastic_ioctl.h to a mounted store.
         .target(
@@ -68,11 +69,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
+        // What both executables share: key sources and unlocking, platform choice, the control
+        // dispatcher of a mount, exit codes.
+        .target(
+            name: "ElasticRuntime",
+            dependencies: ["ElasticFormat", "ElasticPlatform", "ElasticControl", "ElasticCrypto", "ElasticSystem"],
+            swiftSettings: swiftSettings),
+
         // Thin executables.
         .executableTarget(
             name: "MountElastic",
             dependencies: [
-                "ElasticFUSE", "ElasticFormat", "ElasticSystem", "ElasticSEV", "ElasticControl",
+                "ElasticFUSE", "ElasticRuntime", "ElasticFormat", "ElasticSystem", "ElasticPlatform", "ElasticControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -80,18 +88,19 @@ let package = Package(
         .executableTarget(
             name: "ElasticCLI",
             dependencies: [
-                "ElasticFormat", "ElasticCrypto", "ElasticSystem", "ElasticSEV", "ElasticControlClient",
+                "ElasticRuntime", "ElasticFormat", "ElasticCrypto", "ElasticSystem", "ElasticPlatform", "ElasticControlClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
 
         .testTarget(name: "ElasticControlTests", dependencies: ["ElasticControl", "ElasticControlClient", "ElasticCrypto", "ElasticFormat", "ElasticSystem", "CElasticControlABI"], swiftSettings: swiftSettings),
         .testTarget(name: "ElasticCryptoTests", dependencies: ["ElasticCrypto"], swiftSettings: swiftSettings),
-        .testTarget(name: "ElasticSEVTests", dependencies: ["ElasticSEV", "ElasticCrypto", "CElasticLinux"], swiftSettings: swiftSettings),
+        .testTarget(name: "ElasticPlatformTests", dependencies: ["ElasticPlatform", "ElasticCrypto", "CElasticLinux"], swiftSettings: swiftSettings),
+        .testTarget(name: "ElasticRuntimeTests", dependencies: ["ElasticRuntime", "ElasticPlatform", "ElasticFormat"], swiftSettings: swiftSettings),
         .testTarget(name: "ElasticFormatTests", dependencies: ["ElasticFormat", "ElasticCrypto", "ElasticSystem"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ElasticIntegrationTests",
-            dependencies: ["ElasticSystem", "ElasticSEV", "ElasticFormat"],
+            dependencies: ["ElasticSystem", "ElasticPlatform", "ElasticFormat"],
             exclude: ["Scripts"],
             swiftSettings: swiftSettings),
     ]

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ElasticFormat
-import ElasticSEV
+import ElasticRuntime
+import ElasticPlatform
 import ElasticSystem
 import Glibc
 
@@ -25,8 +26,6 @@ func failure(_ error: any Error) -> ExitCode {
     let code: ElasticExitCode
     switch error {
     case let e as CLIError: code = e.code
-    case is Passphrase.Failure: code = .keySource
-    case is SEVError: code = .keySource
     default: code = ElasticExitCode.forStoreError(error)
     }
     printError("error: \(error)")
@@ -55,9 +54,9 @@ struct PlatformOptions: ParsableArguments {
     @Option(name: .customLong("simulator-state"), help: "State file of the SNP simulator (with --platform snp-simulator).")
     var simulatorState: String?
 
-    func open() throws -> (guest: SNPGuest, vmpl: UInt32, simulator: SNPSimulator?) {
-        try SEVPlatform.open(platform: platform, simulatorState: simulatorState) { printError($0) }
-    }
+    var choice: PlatformChoice { PlatformChoice(name: platform, simulatorState: simulatorState) }
+
+    func open() throws -> any SealingPlatform { try choice.openSealing { printError($0) } }
 }
 
 /// Where a secret comes from: a key file, a passphrase file, the terminal, or SEV-SNP sealing.
@@ -86,19 +85,16 @@ struct SecretOptions: ParsableArguments {
     func newSlot() throws -> (KeySlot.Kind, [UInt8]) {
         if [keyFile != nil, passphraseFile != nil, seal != nil].filter({ $0 }).count > 1 { throw CLIError("give one of --keyfile, --passphrase-file or --seal") }
         if let seal {
-            guard seal == "snp" else { throw CLIError("--seal takes snp (TDX has no sealing key in mainline Linux; use keyfile or passphrase there)") }
-            let root: SNPRootKey
-            switch rootKey {
-            case "vcek": root = .vcek
-            case "vmrk":
-                guard forceVMRK else { throw CLIError("refusing a VMRK-rooted slot: the VMRK is new at every VM launch, so the store would be lost at the next restart (--force-vmrk to insist)") }
-                root = .vmrk
-            default: throw CLIError("--root-key takes vcek or vmrk")
+            guard PlatformRegistry.descriptor(named: seal) != nil else {
+                let names = PlatformRegistry.sealing.map(\.name).joined(separator: ", ")
+                throw CLIError("--seal takes \(names) (TDX has no sealing key in mainline Linux; use keyfile or passphrase there)")
             }
-            let p = try platformOptions.open()
-            let params = try SNPSealing.parameters(guest: p.guest, vmpl: p.vmpl, root: root)
-            let secret = try SNPSealing.derive(guest: p.guest, params)
-            return (.snp(salt: try randomSalt(), request: params), secret)
+            if rootKey == "vmrk" && !forceVMRK {
+                throw CLIError("refusing a VMRK-rooted slot: the VMRK is new at every VM launch, so the store would be lost at the next restart (--force-vmrk to insist)")
+            }
+            let platform = try platformOptions.open()
+            let (parameters, secret) = try platform.seal(SealChoice(rootKey: rootKey))
+            return (.sealed(platform: platform.descriptor.slotCode, salt: try randomSalt(), parameters: parameters), secret)
         }
         if let keyFile {
             let key: [UInt8]
@@ -134,12 +130,16 @@ struct UnlockOptions: ParsableArguments {
     var passphraseFile: String?
 
     func unlock(_ backing: String, platform: PlatformOptions) throws -> UnlockedStore {
+        let source: KeySource
         if snp {
-            let p = try platform.open()
-            return try Store.unlock(backing: backing, secret: .snp { try SNPSealing.derive(guest: p.guest, $0) })
+            source = .platform(platform.choice)
+        } else if let keyFile {
+            source = .keyFile(keyFile)
+        } else if let passphraseFile {
+            source = .passphraseFile(passphraseFile)
+        } else {
+            source = .passphrasePrompt
         }
-        if let keyFile { return try Store.unlock(backing: backing, secret: .keyFile(try KeyFile.read(at: keyFile))) }
-        let pass = try passphraseFile.map { try Passphrase.fromFile($0) } ?? Passphrase.prompt("Passphrase for \(backing): ", confirm: false)
-        return try Store.unlock(backing: backing, secret: .passphrase(pass))
+        return try StoreOpener.unlock(backing: backing, source: source) { printError($0) }
     }
 }

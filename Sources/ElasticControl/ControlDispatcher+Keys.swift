@@ -167,7 +167,7 @@ extension ControlDispatcher {
                 Self.setData(&r.data, UnsafeRawBufferPointer(start: nil, count: 0))
                 r.length = 0
             }
-            guard let stream = try? AEADStream(key: k.stored.material, salt: salt, aad: aad) else { throw .storageFailure("stream setup") }
+            guard let stream = try? AEADStream(key: k.stored.material, salt: salt, label: KeyLabels.aeadStream, aad: aad) else { throw .storageFailure("stream setup") }
             return .aead(stream, sealing: sealing)
         case UInt32(ELASTIC_OP_SIGN.rawValue), UInt32(ELASTIC_OP_VERIFY.rawValue):
             guard let asym = k.asymmetric else { throw .invalid("signatures need an RSA, EC or Ed25519 key") }

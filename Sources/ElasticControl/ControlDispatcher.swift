@@ -1,6 +1,7 @@
 import CElasticControlABI
 import ElasticCrypto
 import ElasticFormat
+@_exported import protocol ElasticPlatform.AttestationProvider
 import ElasticSystem
 import Glibc
 import Synchronization
@@ -41,12 +42,6 @@ public enum ControlError: Error, Equatable {
     case storageFailure(String)
 }
 
-/// Produces attestation reports for the control file (SEV-SNP device or simulator).
-public protocol AttestationProvider: Sendable {
-    /// `ELASTIC_PLATFORM_*` and the report for `reportData` (64 bytes).
-    func report(reportData: [UInt8]) throws -> (platform: UInt32, report: [UInt8])
-}
-
 /// Who sent a control request (from the FUSE request context).
 public struct ControlCaller: Sendable {
     public let uid: UInt32
@@ -85,7 +80,7 @@ public final class ControlDispatcher: Sendable {
     /// store is loaded from `keyStore` (and never written on a read-only mount).
     public init(master: SecureBytes, keyStore: KeyStoreFile, readOnly: Bool = false, time: TimePlatform,
                 attestation: (any AttestationProvider)? = nil) throws {
-        deriveRoot = try HKDFExpander(ikm: try KDF.hkdfSHA256(ikm: master, salt: [], info: Array("elastic/v1/control/derive-root".utf8), length: 32))
+        deriveRoot = try HKDFExpander(ikm: try KDF.hkdfSHA256(ikm: master, salt: [], info: Array(KeyLabels.controlDeriveRoot.utf8), length: 32))
         keys = try KeyStore(file: keyStore, readOnly: readOnly)
         handles = try HandleTable()
         self.time = time
@@ -281,7 +276,7 @@ public final class ControlDispatcher: Sendable {
         guard ok else { throw .invalid("random source failed") }
     }
 
-    static let deriveInfoPrefix = Array("elastic/v1/control/derive".utf8) + [0]
+    static let deriveInfoPrefix = Array(KeyLabels.controlDerive.utf8) + [0]
 
     func derive(_ r: inout elastic_derive, _ caller: ControlCaller) throws(ControlError) {
         let klen = Int(r.key_length), llen = Int(r.label_length)

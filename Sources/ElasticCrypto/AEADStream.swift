@@ -1,7 +1,7 @@
 /// Encryption of a message of any length in segments, each sealed with AES-256-GCM as soon as it
 /// is fed and each authenticated before its plaintext is released: the STREAM construction of
 /// Hoang, Reyhanitabar, Rogaway and Vizár (2015). A random 32-byte salt gives each stream its own
-/// key, HKDF-SHA-256(key, salt, "elastic/v1/aead-stream"); segment i is sealed under the nonce
+/// key, HKDF-SHA-256(key, salt, label) (the label is the caller's: ELASTIC uses "elastic/v1/aead-stream"); segment i is sealed under the nonce
 /// 0^7 ‖ be32(i) ‖ last, where last is 1 only for the final segment, with the caller's AAD. So
 /// segments cannot be reordered, dropped, or the stream cut short without the open failing.
 /// Every segment but the last holds exactly `segmentSize` bytes. Not thread-safe.
@@ -9,7 +9,6 @@ public final class AEADStream {
     public static let saltSize = 32
     public static let segmentSize = 4096
     public static let tagSize = AESGCM.tagSize
-    static let label = Array("elastic/v1/aead-stream".utf8)
 
     let gcm: AESGCM
     let aad: [UInt8]
@@ -19,10 +18,10 @@ public final class AEADStream {
 
     /// A stream under `key` (32 bytes) with `salt` (`saltSize` random bytes, stored in the clear
     /// ahead of the segments) and `aad`, authenticated with every segment.
-    public init(key: SecureBytes, salt: [UInt8], aad: [UInt8]) throws {
+    public init(key: SecureBytes, salt: [UInt8], label: String, aad: [UInt8]) throws {
         guard key.count == AESGCM.keySize else { throw CryptoError.invalidLength(expected: AESGCM.keySize, got: key.count) }
         guard salt.count == Self.saltSize else { throw CryptoError.invalidLength(expected: Self.saltSize, got: salt.count) }
-        gcm = try AESGCM(key: try KDF.hkdfSHA256(ikm: key, salt: salt, info: Self.label, length: AESGCM.keySize))
+        gcm = try AESGCM(key: try KDF.hkdfSHA256(ikm: key, salt: salt, info: Array(label.utf8), length: AESGCM.keySize))
         self.aad = aad
     }
 

@@ -6,7 +6,7 @@ import Glibc
 /// Symlink targets: sealed with AES-256-GCM under the metadata key and base64url-encoded as the
 /// backing symlink's target; a target too long for that lives in `elastic.links/<id>`.
 extension ElasticFilesystem {
-    static let symlinkContext = Array("elastic/v1/symlink".utf8)
+    static let symlinkContext = Array(KeyLabels.symlink.utf8)
     static let maxBackingTarget = 4095
 
     func longLinksDir() throws -> Int32 {

@@ -7,7 +7,7 @@ import Glibc
 /// Other namespaces are not supported (EOPNOTSUPP).
 extension ElasticFilesystem {
     static let userPrefix = Array("user.".utf8)
-    static let xattrIV = Array("elastic/v1/xattr-name".utf8)
+    static let xattrIV = Array(KeyLabels.xattrName.utf8)
     /// The most a listxattr(2) reply can hold (XATTR_LIST_MAX).
     static let listLimit = 65536
 

@@ -56,14 +56,12 @@ public final class ElasticFilesystem: @unchecked Sendable {
     let controlOwner: (uid: uid_t, gid: gid_t, mode: mode_t)
     let mountTime = timespec(tv_sec: time(nil), tv_nsec: 0)
 
-    public init(store: UnlockedStore, logger: Logger, debug: Bool = false, readOnly: Bool = false,
-                cacheTimeout: Double = 1.0, parallelCrypto: Bool = true, time: TimePlatform = TimePlatform(secureTSC: false),
-                attestation: (any AttestationProvider)? = nil, controlGroup: gid_t? = nil) throws {
+    /// A filesystem over `store`, whose control file `control` serves.
+    public init(store: UnlockedStore, control: ControlDispatcher, logger: Logger, debug: Bool = false, readOnly: Bool = false,
+                cacheTimeout: Double = 1.0, parallelCrypto: Bool = true, controlGroup: gid_t? = nil) throws {
         self.store = store
         controlOwner = (getuid(), controlGroup ?? getgid(), controlGroup == nil ? 0o600 : 0o660)
-        guard let master = store.master else { throw FormatError.invalidArgument("the store's master key is needed to mount") }
-        control = try ControlDispatcher(master: master, keyStore: KeyStoreFile(directory: store.directory, keys: store.keys),
-                                        readOnly: readOnly, time: time, attestation: attestation)
+        self.control = control
         self.cacheTimeout = cacheTimeout
         helper = parallelCrypto ? CryptoHelper() : nil
         self.logger = logger

@@ -8,24 +8,33 @@ public struct KeySlot: Equatable, Sendable {
         case keyFile(salt: [UInt8])
         /// scrypt over a passphrase (cost 2^logN, r, p) with `salt`.
         case passphrase(salt: [UInt8], logN: UInt8, r: UInt32, p: UInt32)
-        /// HKDF-SHA-256 over a key the SEV-SNP firmware derives (MSG_KEY_REQ) with `request`.
-        case snp(salt: [UInt8], request: SNPSealParameters)
+        /// HKDF-SHA-256 over a secret a platform derives for this VM (SEV-SNP: a MSG_KEY_REQ
+        /// key) from `parameters`, which only the platform reads. `platform` is the slot-kind
+        /// code, 3 and up (`sealedPlatformNames`).
+        case sealed(platform: UInt8, salt: [UInt8], parameters: [UInt8])
 
         public var code: UInt8 {
             switch self {
             case .keyFile: return 1
             case .passphrase: return 2
-            case .snp: return 3
+            case .sealed(let platform, _, _): return platform
             }
         }
         public var name: String {
             switch self {
             case .keyFile: return "keyfile"
             case .passphrase: return "passphrase"
-            case .snp: return "snp"
+            case .sealed(let platform, _, _): return KeySlot.sealedPlatformName(platform)
             }
         }
     }
+
+    /// Slot-kind codes of sealing platforms and their names (which also name their HKDF label).
+    public static let sealedPlatformNames: [UInt8: String] = [3: "snp"]
+    /// The most bytes of platform parameters a slot may carry.
+    public static let sealedParametersMax = 1024
+
+    public static func sealedPlatformName(_ code: UInt8) -> String { sealedPlatformNames[code] ?? "platform-\(code)" }
 
     public static let wrappedSize = AESGCM.nonceSize + 32 + AESGCM.tagSize
     /// The scrypt cost for new passphrase slots: N = 2^17, r = 8, p = 1 (128 MiB, about 0.4 s here).
@@ -60,9 +69,8 @@ public struct KeySlot: Equatable, Sendable {
         case .keyFile(let salt): w.raw(salt)
         case .passphrase(let salt, let logN, let r, let p):
             w.raw(salt); w.u8(logN); w.u32(r); w.u32(p)
-        case .snp(let salt, let q):
-            w.raw(salt); w.u8(q.rootKey); w.raw(u64(q.fields)); w.u32(q.vmpl); w.u32(q.guestSVN); w.raw(u64(q.tcbVersion))
-            w.raw(u64(q.policy)); w.raw(q.measurement)
+        case .sealed(_, let salt, let parameters):
+            w.raw(salt); w.raw(parameters)
         }
         return w.bytes
     }
@@ -80,13 +88,12 @@ public struct KeySlot: Equatable, Sendable {
                 throw FormatError.corruptConfig("a passphrase slot asks for scrypt N=2^\(logN) r=\(rr) p=\(p), beyond the limits (at most 1 GiB and 2^24 work)")
             }
             return .passphrase(salt: salt, logN: logN, r: rr, p: p)
-        case 3:
-            guard bytes.count == SNPSealParameters.encodedSize + 32 else { throw FormatError.corruptConfig("SNP slot parameters") }
-            let salt = try r.raw(32)
-            let root = try r.u8(), fields = u64(try r.raw(8)), vmpl = try r.u32(), svn = try r.u32(), tcb = u64(try r.raw(8))
-            let policy = u64(try r.raw(8)), measurement = try r.raw(48)
-            guard root <= 1 else { throw FormatError.corruptConfig("SNP root key") }
-            return .snp(salt: salt, request: SNPSealParameters(rootKey: root, fields: fields, vmpl: vmpl, guestSVN: svn, tcbVersion: tcb, policy: policy, measurement: measurement))
+        case let code where sealedPlatformNames[code] != nil:
+            // The platform checks its parameters when it unseals; here only their size.
+            guard bytes.count > 32, bytes.count <= 32 + sealedParametersMax else {
+                throw FormatError.corruptConfig("\(sealedPlatformName(code)) slot parameters")
+            }
+            return .sealed(platform: code, salt: try r.raw(32), parameters: try r.raw(bytes.count - 32))
         default:
             throw FormatError.corruptConfig("unknown key slot kind \(code)")
         }
@@ -96,39 +103,14 @@ public struct KeySlot: Equatable, Sendable {
     public func keyEncryptionKey(secret: [UInt8]) throws -> SecureBytes {
         switch kind {
         case .keyFile(let salt):
-            return try secret.withUnsafeBytes { try KDF.hkdfSHA256(ikm: $0, salt: salt, info: Array("elastic/v1/slot/keyfile".utf8), length: 32) }
+            return try secret.withUnsafeBytes { try KDF.hkdfSHA256(ikm: $0, salt: salt, info: Array(KeyLabels.keyFileSlot.utf8), length: 32) }
         case .passphrase(let salt, let logN, let r, let p):
             return try KDF.scrypt(password: secret, salt: salt, logN: logN, r: r, p: p, length: 32)
-        case .snp(let salt, _):
-            return try secret.withUnsafeBytes { try KDF.hkdfSHA256(ikm: $0, salt: salt, info: Array("elastic/v1/slot/snp".utf8), length: 32) }
+        case .sealed(let platform, let salt, _):
+            let label = KeyLabels.sealedSlot(platform: KeySlot.sealedPlatformName(platform))
+            return try secret.withUnsafeBytes { try KDF.hkdfSHA256(ikm: $0, salt: salt, info: Array(label.utf8), length: 32) }
         }
     }
 }
 
 
-/// The MSG_KEY_REQ parameters an SNP slot was sealed with, recorded so the same key is derived
-/// again at mount; plus the launch measurement and policy seen at sealing (not secret: the host
-/// knows them) so a refusal can name what changed. TCB and measurement are little-endian as in
-/// the firmware ABI; everything else in the config is big-endian.
-public struct SNPSealParameters: Equatable, Sendable {
-    public static let encodedSize = 1 + 8 + 4 + 4 + 8 + 8 + 48
-    public var rootKey: UInt8
-    public var fields: UInt64
-    public var vmpl: UInt32
-    public var guestSVN: UInt32
-    public var tcbVersion: UInt64
-    public var policy: UInt64
-    public var measurement: [UInt8]
-    public init(rootKey: UInt8, fields: UInt64, vmpl: UInt32, guestSVN: UInt32, tcbVersion: UInt64, policy: UInt64, measurement: [UInt8]) {
-        self.rootKey = rootKey
-        self.fields = fields
-        self.vmpl = vmpl
-        self.guestSVN = guestSVN
-        self.tcbVersion = tcbVersion
-        self.policy = policy
-        self.measurement = measurement
-    }
-}
-
-func u64(_ v: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64($0))) } }
-func u64(_ b: [UInt8]) -> UInt64 { (0..<8).reduce(UInt64(0)) { $0 | UInt64(b[$1]) << (8 * UInt64($1)) } }

@@ -7,12 +7,14 @@ public enum UnlockSecret {
     case keyFile([UInt8])
     case passphrase([UInt8])
 
-    /// A secret for SNP slots: the firmware-derived key for a slot's recorded parameters.
-    case snp((SNPSealParameters) throws -> [UInt8])
+    /// A secret for a platform's sealed slots (slot-kind code `platform`): what the platform
+    /// derives for a slot's recorded parameters.
+    case sealed(platform: UInt8, unseal: ([UInt8]) throws -> [UInt8])
 
     func matches(_ kind: KeySlot.Kind) -> Bool {
         switch (self, kind) {
-        case (.keyFile, .keyFile), (.passphrase, .passphrase), (.snp, .snp): return true
+        case (.keyFile, .keyFile), (.passphrase, .passphrase): return true
+        case (.sealed(let a, _), .sealed(let b, _, _)): return a == b
         default: return false
         }
     }
@@ -20,7 +22,7 @@ public enum UnlockSecret {
     func bytes(for slot: KeySlot) throws -> [UInt8] {
         switch (self, slot.kind) {
         case (.keyFile(let b), _), (.passphrase(let b), _): return b
-        case (.snp(let derive), .snp(_, let params)): return try derive(params)
+        case (.sealed(_, let unseal), .sealed(_, _, let parameters)): return try unseal(parameters)
         default: throw FormatError.wrongKey("slot kind mismatch")
         }
     }
@@ -137,9 +139,10 @@ public enum Store {
         switch secret {
         case .keyFile: throw FormatError.wrongKey("wrong key: the key file opens none of the store's key slots")
         case .passphrase: throw FormatError.wrongKey("wrong passphrase: it opens none of the store's key slots")
-        case .snp:
+        case .sealed(let platform, _):
+            let name = KeySlot.sealedPlatformName(platform)
             let detail = refusals.isEmpty ? "" : " (" + refusals.joined(separator: "; ") + ")"
-            throw FormatError.wrongKey("this VM's SEV-SNP derived key opens none of the store's SNP slots\(detail)")
+            throw FormatError.wrongKey("this VM's \(name) sealed key opens none of the store's \(name) slots\(detail)")
         }
     }
 

@@ -1,3 +1,4 @@
+import ElasticRuntime
 import CElasticLinux
 import ElasticFormat
 import Glibc

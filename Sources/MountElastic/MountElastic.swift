@@ -3,7 +3,7 @@ import CElasticLinux
 import ElasticControl
 import ElasticFUSE
 import ElasticFormat
-import ElasticSEV
+import ElasticRuntime
 import ElasticSystem
 import Glibc
 import Logging
@@ -67,7 +67,7 @@ struct MountElastic: ParsableCommand {
             return fail(e.description, e.exitCode)
         } catch { return fail("\(error)", .usage) }
         let debugging = debug || opts.debug
-        if opts.platform == SEVPlatform.simulatorName && notifyFD == nil {
+        if opts.platformChoice.isSimulator && notifyFD == nil {
             let w = "mount.elastic: WARNING: using the SEV-SNP SIMULATOR: keys are NOT sealed by hardware; for tests and demos only\n"
             _ = w.withCString { Glibc.write(2, $0, strlen($0)) }
         }
@@ -103,19 +103,16 @@ struct MountElastic: ParsableCommand {
         }
         let store: UnlockedStore
         do {
-            store = try Unlock.open(backing: backing, options: opts)
-        } catch let e as Passphrase.Failure {
-            return fail(e.description, .keySource)
-        } catch let e as SEVError {
-            return fail(e.description, .wrongKey)
+            let source = try StoreOpener.defaultSource(backing: backing, keyFile: opts.keyFile, passFile: opts.passFile, platform: opts.platformChoice)
+            store = try StoreOpener.unlock(backing: backing, source: source)
         } catch {
             return fail("\(error)", ElasticExitCode.forStoreError(error))
         }
         do {
-            let fs = try ElasticFilesystem(store: store, logger: logger, debug: debugging, readOnly: opts.readOnly,
+            let control = try StoreOpener.controlDispatcher(for: store, readOnly: opts.readOnly, platform: opts.platformChoice)
+            let fs = try ElasticFilesystem(store: store, control: control, logger: logger, debug: debugging, readOnly: opts.readOnly,
                                          cacheTimeout: opts.cacheTimeout, parallelCrypto: opts.parallelCrypto,
-                                         time: TimePlatform(secureTSC: Self.secureTSC()),
-                                         attestation: Self.attestation(opts), controlGroup: opts.controlGroup)
+                                         controlGroup: opts.controlGroup)
             store.forgetMaster()  // everything the daemon needs is derived now
             try FUSESession.run(fs, mountpoint: mountpoint, options: opts.fuse, debug: debugging && debug, maxThreads: opts.threads) {
                 if let fd = notifyFD { Daemon.detach(notifyFD: fd) }
@@ -126,51 +123,5 @@ struct MountElastic: ParsableCommand {
         } catch {
             return fail("\(error)", .mountFailed)
         }
-    }
-}
-
-extension MountElastic {
-    /// Reports for the control file: the SEV-SNP device when present, or the simulator when
-    /// chosen with -o platform=snp-simulator; none on plain Linux.
-    static func attestation(_ opts: MountOptions) -> (any AttestationProvider)? {
-        let probe = PlatformProbe()
-        if opts.platform == nil && !probe.hasSEVGuestDevice && probe.hasTDXGuestDevice { return try? TDXAttestationProvider() }
-        guard opts.platform == SEVPlatform.simulatorName || probe.hasSEVGuestDevice else { return nil }
-        guard let p = try? SEVPlatform.open(platform: opts.platform, simulatorState: opts.simulatorState, warn: { _ in }) else { return nil }
-        return SNPAttestationProvider(guest: p.guest, vmpl: p.vmpl, simulated: p.simulator != nil)
-    }
-
-    /// Secure TSC on and the kernel's clock source is the TSC (platform-abi.md §5.4).
-    static func secureTSC() -> Bool {
-        let probe = PlatformProbe()
-        guard let status = probe.sevStatus else { return false }
-        return status & (1 << 11) != 0 && probe.clockSource == "tsc"
-    }
-}
-
-/// Opening the store with the key source named in the options.
-enum Unlock {
-    static func open(backing: String, options: MountOptions) throws -> UnlockedStore {
-        let keyFile = options.keyFile, passFile = options.passFile
-        if keyFile == nil && passFile == nil {
-            let (config, _) = try Store.readConfig(backing: backing)
-            if options.platform != nil || config.slots.contains(where: { $0.kind.code == 3 }) {
-                // A sealed store needs no key option: the platform derives the key.
-                let p = try SEVPlatform.open(platform: options.platform, simulatorState: options.simulatorState) { _ in }
-                return try Store.unlock(backing: backing, secret: .snp { try SNPSealing.derive(guest: p.guest, $0) })
-            }
-        }
-        if let keyFile {
-            var key = try KeyFile.read(at: keyFile)
-            defer { secureWipeBytes(&key) }
-            return try Store.unlock(backing: backing, secret: .keyFile(key))
-        }
-        var pass = try passFile.map { try Passphrase.fromFile($0) } ?? Passphrase.prompt("Passphrase for \(backing): ", confirm: false)
-        defer { secureWipeBytes(&pass) }
-        return try Store.unlock(backing: backing, secret: .passphrase(pass))
-    }
-
-    static func secureWipeBytes(_ b: inout [UInt8]) {
-        b.withUnsafeMutableBytes { p in if let a = p.baseAddress { _ = memset(a, 0, p.count) } }
     }
 }

@@ -1,4 +1,5 @@
 import ElasticFormat
+import ElasticRuntime
 import Glibc
 
 /// `-o` options split into ELASTIC's own and those passed through to FUSE.
@@ -7,6 +8,8 @@ struct MountOptions {
     var passFile: String?
     var platform: String?
     var simulatorState: String?
+    /// The platform named by `platform=` and `simulator_state=` (nil name: the one detected).
+    var platformChoice: PlatformChoice { PlatformChoice(name: platform, simulatorState: simulatorState) }
     var debug = false
     var readOnly = false
     var threads = 8

@@ -75,7 +75,7 @@ import Testing
         let salt = [UInt8](repeating: 0xA5, count: 32)
         let aad = Array("context".utf8)
         let message = (0..<(4096 + 10)).map { UInt8(truncatingIfNeeded: $0 * 3) }
-        let stream = try AEADStream(key: k, salt: salt, aad: aad)
+        let stream = try AEADStream(key: k, salt: salt, label: "elastic/v1/aead-stream", aad: aad)
         var ct = [UInt8](repeating: 0, count: message.count)
         var tags = [UInt8](repeating: 0, count: 32)
         try message.withUnsafeBytes { m in

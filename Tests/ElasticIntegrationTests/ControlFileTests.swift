@@ -1,4 +1,4 @@
-import ElasticSEV
+import ElasticPlatform
 import Foundation
 import Testing
 

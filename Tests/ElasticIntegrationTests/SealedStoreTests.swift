@@ -1,6 +1,6 @@
 import ElasticCrypto
 import ElasticFormat
-import ElasticSEV
+import ElasticPlatform
 import Foundation
 import Testing
 
@@ -49,8 +49,8 @@ struct SealedStoreTests {
         // The derived key appears nowhere: not in BACKING, the output, or the daemon's argv/environment.
         let sim = try SNPSimulator.load(state)
         let (config, _) = try Store.readConfig(backing: backing)
-        guard case .snp(_, let params)? = config.slots.first?.kind else { Issue.record("no SNP slot"); return }
-        let key = try SNPSealing.derive(guest: SNPGuest(transport: sim), params)
+        guard case .sealed(_, _, let encoded)? = config.slots.first?.kind else { Issue.record("no SNP slot"); return }
+        let key = try SNPSealing.derive(guest: SNPGuest(transport: sim), try SNPSealParameters(encoded: encoded))
         let daemon = try sh("pgrep -f -- '\(backing) \(mnt)' | head -1").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let search = """
             import glob, os, sys

@@ -1,3 +1,4 @@
+import ElasticRuntime
 import ArgumentParser
 import ElasticControlClient
 import ElasticCrypto

@@ -1,5 +1,5 @@
 import ArgumentParser
-import ElasticSEV
+import ElasticPlatform
 import Foundation
 
 /// `elastic doctor [--json]`: where this machine stands, one marked line per fact.

@@ -1,6 +1,6 @@
 import ArgumentParser
 import ElasticCrypto
-import ElasticSEV
+import ElasticPlatform
 
 /// `elastic simulator init|set|relaunch --state F`: drive the SEV-SNP simulator (tests, demos).
 struct SimulatorCommand: ParsableCommand {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ElasticFormat
-import ElasticSEV
+import ElasticRuntime
+import ElasticPlatform
 
 /// `elastic slot list|add|remove`: manage key slots without re-encrypting anything.
 struct SlotCommand: ParsableCommand {
@@ -18,11 +19,9 @@ struct SlotCommand: ParsableCommand {
                     switch s.kind {
                     case .keyFile: print("\(s.idHex)  keyfile")
                     case .passphrase(_, let logN, let r, let p): print("\(s.idHex)  passphrase  scrypt N=2^\(logN) r=\(r) p=\(p)")
-                    case .snp(_, let q):
-                        let fields = GuestFieldSelect(rawValue: q.fields)
-                        let names = [(GuestFieldSelect.measurement, "measurement"), (.guestPolicy, "policy"), (.tcbVersion, "tcb"), (.imageID, "image-id"), (.familyID, "family-id"), (.guestSVN, "guest-svn")]
-                            .filter { fields.contains($0.0) }.map(\.1).joined(separator: "+")
-                        print("\(s.idHex)  snp  root=\(q.rootKey == 0 ? "vcek" : "vmrk") fields=\(names) vmpl=\(q.vmpl) tcb=\(TCBVersion(raw: q.tcbVersion))")
+                    case .sealed(let code, _, let parameters):
+                        let detail = PlatformRegistry.descriptor(slotCode: code)?.describe(parameters) ?? "unknown platform"
+                        print("\(s.idHex)  \(s.kind.name)  \(detail)")
                     }
                 }
             } catch { throw failure(error) }
@@ -68,15 +67,14 @@ struct SlotCommand: ParsableCommand {
         func run() throws {
             do {
                 let p = try platform.open()
-                let store = try Store.unlock(backing: backing, secret: .snp { try SNPSealing.derive(guest: p.guest, $0) })
+                let store = try Store.unlock(backing: backing, secret: StoreOpener.sealedSecret(p))
                 for old in store.config.slots {
-                    guard case .snp(_, let q) = old.kind else { continue }
-                    let fresh = try SNPSealing.parameters(guest: p.guest, vmpl: q.vmpl, root: SNPRootKey(rawValue: UInt32(q.rootKey)) ?? .vcek, fields: GuestFieldSelect(rawValue: q.fields))
-                    if fresh == q { print("slot \(old.idHex) is already sealed to the committed TCB"); continue }
-                    let secret = try SNPSealing.derive(guest: p.guest, fresh)
-                    let slot = try store.addSlot(kind: .snp(salt: try ElasticFormatRandom.salt(), request: fresh), secret: secret)
+                    guard case .sealed(let code, _, let parameters) = old.kind, code == p.descriptor.slotCode else { continue }
+                    guard let fresh = try p.resealed(parameters) else { print("slot \(old.idHex) is already sealed to the committed TCB"); continue }
+                    let secret = try p.unseal(fresh)
+                    let slot = try store.addSlot(kind: .sealed(platform: code, salt: try ElasticFormatRandom.salt(), parameters: fresh), secret: secret)
                     _ = try store.removeSlot(idPrefix: old.idHex)
-                    print("resealed slot \(old.idHex) as \(slot.idHex) for TCB \(TCBVersion(raw: fresh.tcbVersion))")
+                    print("resealed slot \(old.idHex) as \(slot.idHex): \(p.descriptor.describe(fresh))")
                 }
             } catch { throw failure(error) }
         }

@@ -1,5 +1,5 @@
 import ElasticCrypto
-import ElasticFormat
+
 
 /// Choosing MSG_KEY_REQ parameters for a store, deriving the key again at mount, and naming
 /// what changed when the key no longer matches.

@@ -1,3 +1,7 @@
+import ElasticFormat
+import ElasticPlatform
+import ElasticSystem
+
 /// Exit codes of `mount.elastic` and `elastic`, fixed forever (docs/cli-abi.md).
 public enum ElasticExitCode: Int32, Sendable {
     case success = 0
@@ -21,9 +25,12 @@ public enum ElasticExitCode: Int32, Sendable {
     /// Mounting failed (mount point, FUSE, permissions).
     case mountFailed = 32
 
-    /// The exit code for an error raised while opening a store.
+    /// The exit code for an error raised while opening a store, the same from both executables.
     public static func forStoreError(_ error: any Error) -> ElasticExitCode {
         switch error {
+        // The key source failed before any slot was tried: the passphrase or key file could not
+        // be read, or the sealing platform could not be opened.
+        case is Passphrase.Failure, is SEVError: return .keySource
         case FormatError.wrongKey: return .wrongKey
         case FormatError.keySource: return .keySource
         case FormatError.unsupportedVersion, FormatError.unknownFeatureFlags: return .unsupportedStore

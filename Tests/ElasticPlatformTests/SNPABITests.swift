@@ -1,6 +1,6 @@
 import CElasticLinux
 import ElasticCrypto
-@testable import ElasticSEV
+@testable import ElasticPlatform
 import Glibc
 import Testing
 

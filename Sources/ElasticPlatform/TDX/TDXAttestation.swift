@@ -1,5 +1,5 @@
 import CElasticLinux
-import ElasticControl
+
 import ElasticSystem
 import Glibc
 import Synchronization

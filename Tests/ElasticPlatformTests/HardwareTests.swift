@@ -1,5 +1,5 @@
 import ElasticCrypto
-import ElasticSEV
+import ElasticPlatform
 import Foundation
 import Testing
 

@@ -1,4 +1,4 @@
-import ElasticControl
+
 import Synchronization
 
 /// Attestation for the control file from the SEV-SNP guest device (or the simulator).

@@ -38,34 +38,3 @@ public struct PlatformProbe: Sendable {
     /// SEV_STATUS bits worth naming (platform-abi.md §5.1).
     public static let sevStatusBits: [(Int, String)] = [(0, "SEV"), (1, "SEV-ES"), (2, "SNP"), (3, "vTOM"), (4, "ReflectVC"), (5, "RestrictedInjection"), (6, "AlternateInjection"), (7, "DebugSwap"), (8, "PreventHostIBS"), (9, "BTBIsolation"), (11, "SecureTSC"), (16, "VmsaRegProt")]
 }
-
-/// Opens the SEV-SNP guest for sealing: the real device, or the simulator (with a loud warning,
-/// and never where a real SNP guest device exists).
-public enum SEVPlatform {
-    public static let simulatorName = "snp-simulator"
-
-    public static func open(platform: String?, simulatorState: String?, probe: PlatformProbe = PlatformProbe(),
-                            warn: (String) -> Void) throws -> (guest: SNPGuest, vmpl: UInt32, simulator: SNPSimulator?) {
-        switch platform {
-        case simulatorName:
-            guard !probe.hasSEVGuestDevice else {
-                throw SEVError.invalidRequest("refusing the SNP simulator: this machine has a real /dev/sev-guest")
-            }
-            guard let simulatorState else { throw SEVError.invalidRequest("the SNP simulator needs --simulator-state FILE (or -o simulator_state=FILE)") }
-            warn("WARNING: using the SEV-SNP SIMULATOR (\(simulatorState)): keys are NOT sealed by hardware; for tests and demos only")
-            let sim = try SNPSimulator.load(simulatorState)
-            return (SNPGuest(transport: sim), sim.state.currentVMPL, sim)
-        case nil, "snp":
-            guard probe.hasSEVGuestDevice else {
-                let here = probe.kind
-                var msg = "SNP sealing needs an SEV-SNP guest with /dev/sev-guest; this is \(here.rawValue)."
-                if here == .tdxGuest { msg += " TDX has no sealing key in mainline Linux;" }
-                msg += " Key-slot kinds that work here: keyfile, passphrase."
-                throw SEVError.invalidRequest(msg)
-            }
-            return (SNPGuest(transport: try LinuxSEVGuestDevice()), probe.vmpl, nil)
-        default:
-            throw SEVError.invalidRequest("unknown platform \(platform!) (use snp or \(simulatorName))")
-        }
-    }
-}

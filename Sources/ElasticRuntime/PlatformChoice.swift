@@ -1,0 +1,40 @@
+import ElasticControl
+import ElasticPlatform
+
+/// Which platform seals and attests for a command or a mount: the one detected (nil name), or
+/// one named with `--platform` / `-o platform=` (the SNP simulator, for tests and demos).
+public struct PlatformChoice: Sendable {
+    public var name: String?
+    /// The simulator's state file.
+    public var simulatorState: String?
+
+    public init(name: String? = nil, simulatorState: String? = nil) {
+        self.name = name
+        self.simulatorState = simulatorState
+    }
+
+    /// Whether this names the simulator.
+    public var isSimulator: Bool { name == SNPPlatform.simulatorName }
+
+    /// The sealing platform (today SEV-SNP, the device or the simulator); `warn` hears about
+    /// the simulator.
+    public func openSealing(probe: PlatformProbe = PlatformProbe(), warn: (String) -> Void) throws -> any SealingPlatform {
+        try SNPPlatform.open(platform: name, simulatorState: simulatorState, probe: probe, warn: warn)
+    }
+
+    /// Reports for the control file: the SEV-SNP device when present (or the simulator when
+    /// chosen), the TDX device on a TDX guest; none on plain Linux.
+    public func attestation(probe: PlatformProbe = PlatformProbe()) -> (any AttestationProvider)? {
+        if name == nil && !probe.hasSEVGuestDevice && probe.hasTDXGuestDevice { return try? TDXAttestationProvider() }
+        guard isSimulator || probe.hasSEVGuestDevice else { return nil }
+        guard let snp = try? SNPPlatform.open(platform: name, simulatorState: simulatorState, probe: probe, warn: { _ in }) else { return nil }
+        return snp.attestation()
+    }
+
+    /// Where the control file's time comes from.
+    public func timePlatform(probe: PlatformProbe = PlatformProbe()) -> TimePlatform {
+        guard let status = probe.sevStatus else { return TimePlatform(secureTSC: false) }
+        // Secure TSC on (SEV_STATUS bit 11) and the kernel's clock source is the TSC.
+        return TimePlatform(secureTSC: status & (1 << 11) != 0 && probe.clockSource == "tsc")
+    }
+}
