@@ -20,7 +20,10 @@ let package = Package(
         // C shims: libfuse3, OpenSSL 3, Linux (GNU-only) calls.
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
-        .target(name: "CElasticLinux"),
+        .target(name: "CElasticLinux"),  // syscalls and GNU-only calls
+        .target(name: "CElasticFUSEInit"),  // /dev/fuse I/O hook that offers HANDLE_KILLPRIV_V2 at INIT
+        .target(name: "CElasticSEV"),  // <linux/sev-guest.h>
+        .target(name: "CElasticTDX"),  // <linux/tdx-guest.h>
         // The control-file ABI: include/elastic/elastic_ioctl.h, for the daemon, the CLI and C clients.
         .target(name: "CElasticControlABI"),
 
@@ -39,7 +42,7 @@ let package = Package(
         // the same seam) and TDX/ inside. Knows nothing of the store format.
         .target(
             name: "ElasticPlatform",
-            dependencies: ["ElasticCrypto", "ElasticSystem", "CElasticLinux"],
+            dependencies: ["ElasticCrypto", "ElasticSystem", "CElasticSEV", "CElasticTDX"],
             swiftSettings: swiftSettings),
 
         // On-disk format: config, key slots, content and name encryption. Knows nothing of FUSE.
@@ -64,7 +67,7 @@ let package = Package(
         .target(
             name: "ElasticFUSE",
             dependencies: [
-                "CFuse3", "ElasticFormat", "ElasticSystem", "ElasticCrypto", "ElasticControl",
+                "CFuse3", "CElasticFUSEInit", "CElasticLinux", "ElasticFormat", "ElasticSystem", "ElasticCrypto", "ElasticControl",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
@@ -95,7 +98,7 @@ let package = Package(
 
         .testTarget(name: "ElasticControlTests", dependencies: ["ElasticControl", "ElasticControlClient", "ElasticCrypto", "ElasticFormat", "ElasticSystem", "CElasticControlABI"], swiftSettings: swiftSettings),
         .testTarget(name: "ElasticCryptoTests", dependencies: ["ElasticCrypto"], swiftSettings: swiftSettings),
-        .testTarget(name: "ElasticPlatformTests", dependencies: ["ElasticPlatform", "ElasticCrypto", "CElasticLinux"], swiftSettings: swiftSettings),
+        .testTarget(name: "ElasticPlatformTests", dependencies: ["ElasticPlatform", "ElasticCrypto", "CElasticSEV", "CElasticTDX"], swiftSettings: swiftSettings),
         .testTarget(name: "ElasticRuntimeTests", dependencies: ["ElasticRuntime", "ElasticPlatform", "ElasticFormat"], swiftSettings: swiftSettings),
         .testTarget(name: "ElasticFormatTests", dependencies: ["ElasticFormat", "ElasticCrypto", "ElasticSystem"], swiftSettings: swiftSettings),
         .testTarget(

@@ -155,7 +155,7 @@ extension ControlDispatcher {
             let salt: [UInt8]
             let aad: [UInt8]
             if sealing {
-                guard let s = try? Random.bytes(AEADStream.saltSize) else { throw .storageFailure("random source failed") }
+                guard let s = try? Random.bytes(AEADStream.saltSize) else { throw .cryptoFailure("random source failed") }
                 salt = s
                 aad = data
                 salt.withUnsafeBytes { Self.setData(&r.data, $0) }
@@ -167,7 +167,7 @@ extension ControlDispatcher {
                 Self.setData(&r.data, UnsafeRawBufferPointer(start: nil, count: 0))
                 r.length = 0
             }
-            guard let stream = try? AEADStream(key: k.stored.material, salt: salt, label: KeyLabels.aeadStream, aad: aad) else { throw .storageFailure("stream setup") }
+            guard let stream = try? AEADStream(key: k.stored.material, salt: salt, label: KeyLabels.aeadStream, aad: aad) else { throw .cryptoFailure("stream setup") }
             return .aead(stream, sealing: sealing)
         case UInt32(ELASTIC_OP_SIGN.rawValue), UInt32(ELASTIC_OP_VERIFY.rawValue):
             guard let asym = k.asymmetric else { throw .invalid("signatures need an RSA, EC or Ed25519 key") }
@@ -199,7 +199,7 @@ extension ControlDispatcher {
         case UInt32(ELASTIC_OP_HMAC.rawValue):
             guard k.type == .hmacSHA256 else { throw .invalid("HMAC needs an HMAC-SHA-256 key") }
             guard r.length == 0 else { throw .invalid("HMAC INIT takes no data") }
-            guard let stream = try? SignatureStream(hmacKey: k.stored.material) else { throw .storageFailure("HMAC setup") }
+            guard let stream = try? SignatureStream(hmacKey: k.stored.material) else { throw .cryptoFailure("HMAC setup") }
             return .signature(stream, verifying: false)
         default:
             throw .invalid("operation")

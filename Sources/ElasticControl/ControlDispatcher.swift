@@ -40,6 +40,9 @@ public enum ControlError: Error, Equatable {
     case verificationFailed
     /// The key store could not be read or written (EIO); the daemon logs why.
     case storageFailure(String)
+    /// The random source, a digest or a key derivation failed inside the daemon (EIO); the
+    /// daemon logs why. Never the caller's fault, so never EINVAL.
+    case cryptoFailure(String)
 }
 
 /// Who sent a control request (from the FUSE request context).
@@ -232,7 +235,8 @@ public final class ControlDispatcher: Sendable {
             case UInt32(ELASTIC_HASH_SHA512.rawValue): alg = .sha512
             default: throw .invalid("algorithm")
             }
-            guard let d = try? Digest(alg) else { throw .invalid("digest unavailable") }
+            let d: Digest
+            do { d = try Digest(alg) } catch { throw .cryptoFailure("digest \(alg): \(error)") }
             r.handle = try handles.open(owner: owner, uid: caller.uid, .hash(d))
         case UInt32(ELASTIC_HASH_UPDATE.rawValue):
             guard r.length <= ELASTIC_HASH_CHUNK, r.algorithm == 0 else { throw .invalid("length") }
@@ -240,13 +244,13 @@ public final class ControlDispatcher: Sendable {
             let data = withUnsafeBytes(of: &r.data) { Array($0.prefix(n)) }
             try handles.use(r.handle, owner: owner, close: false) { (_, o) throws(ControlError) in
                 guard case .hash(let d) = o else { throw .badHandle }
-                guard (try? data.withUnsafeBytes { try d.update($0) }) != nil else { throw .invalid("digest failed") }
+                do { try data.withUnsafeBytes { try d.update($0) } } catch { throw .cryptoFailure("digest update: \(error)") }
             }
         case UInt32(ELASTIC_HASH_FINAL.rawValue):
             guard r.length == 0, r.algorithm == 0 else { throw .invalid("fields on FINAL") }
             let digest = try handles.use(r.handle, owner: owner, close: true) { (_, o) throws(ControlError) -> [UInt8] in
-                guard case .hash(let d) = o, let out = try? d.finish() else { throw .badHandle }
-                return out
+                guard case .hash(let d) = o else { throw .badHandle }
+                do { return try d.finish() } catch { throw .cryptoFailure("digest final: \(error)") }
             }
             withUnsafeMutableBytes(of: &r.data) { buf in
                 buf.initializeMemory(as: UInt8.self, repeating: 0)
@@ -272,8 +276,11 @@ public final class ControlDispatcher: Sendable {
     func random(_ r: inout elastic_random) throws(ControlError) {
         guard r.length >= 1, r.length <= ELASTIC_RANDOM_MAX, r.reserved == 0, Self.allZero(&r.data) else { throw .invalid("length or reserved") }
         let n = Int(r.length)
-        let ok = withUnsafeMutableBytes(of: &r.data) { buf in (try? Random.fill(UnsafeMutableRawBufferPointer(rebasing: buf[0..<n]))) != nil }
-        guard ok else { throw .invalid("random source failed") }
+        let failure = withUnsafeMutableBytes(of: &r.data) { buf -> (any Error)? in
+            do { try Random.fill(UnsafeMutableRawBufferPointer(rebasing: buf[0..<n])) } catch { return error }
+            return nil
+        }
+        if let failure { throw .cryptoFailure("random source: \(failure)") }
     }
 
     static let deriveInfoPrefix = Array(KeyLabels.controlDerive.utf8) + [0]
@@ -285,14 +292,15 @@ public final class ControlDispatcher: Sendable {
         guard withUnsafeBytes(of: &r.label, { $0[llen...].allSatisfy { $0 == 0 } }) else { throw .invalid("label padding") }
         // info = "elastic/v1/control/derive" ‖ 0x00 ‖ be32(uid) ‖ label, built on the stack.
         let prefix = Self.deriveInfoPrefix.count, total = prefix + 4 + llen
-        let ok = withUnsafeTemporaryAllocation(byteCount: total, alignment: 1) { info -> Bool in
+        let failure = withUnsafeTemporaryAllocation(byteCount: total, alignment: 1) { info -> (any Error)? in
             Self.deriveInfoPrefix.withUnsafeBytes { info.copyMemory(from: $0) }
             withUnsafeBytes(of: caller.uid.bigEndian) { UnsafeMutableRawBufferPointer(rebasing: info[prefix..<(prefix + 4)]).copyMemory(from: $0) }
             withUnsafeBytes(of: &r.label) { UnsafeMutableRawBufferPointer(rebasing: info[(prefix + 4)...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<llen])) }
-            return withUnsafeMutableBytes(of: &r.key) { out in
-                (try? deriveRoot.expand(info: UnsafeRawBufferPointer(info), into: UnsafeMutableRawBufferPointer(rebasing: out[0..<klen]))) != nil
+            return withUnsafeMutableBytes(of: &r.key) { out -> (any Error)? in
+                do { try deriveRoot.expand(info: UnsafeRawBufferPointer(info), into: UnsafeMutableRawBufferPointer(rebasing: out[0..<klen])) } catch { return error }
+                return nil
             }
         }
-        guard ok else { throw .invalid("derivation failed") }
+        if let failure { throw .cryptoFailure("derivation: \(failure)") }
     }
 }

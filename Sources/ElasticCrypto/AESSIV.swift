@@ -53,7 +53,9 @@ public final class AESSIV {
     /// Decrypts and verifies; throws `.authenticationFailure` on any mismatch.
     public func open(_ sealed: [UInt8], ad: [[UInt8]]) throws -> [UInt8] {
         guard sealed.count >= Self.tagSize else { throw CryptoError.authenticationFailure }
-        var out = [UInt8](repeating: 0, count: sealed.count - Self.tagSize)
+        // At least one byte, so an empty plaintext still has an output address for OpenSSL.
+        let length = sealed.count - Self.tagSize
+        var out = [UInt8](repeating: 0, count: max(1, length))
         var outl: Int32 = 0
         var tag = Array(sealed[0..<Self.tagSize])
         let ok = key.withUnsafeBytes { k -> Bool in
@@ -65,8 +67,7 @@ public final class AESSIV {
             }
             return out.withUnsafeMutableBufferPointer { o -> Bool in
                 sealed.withUnsafeBufferPointer { s -> Bool in
-                    var scratch: UInt8 = 0
-                    let dst = o.baseAddress ?? withUnsafeMutablePointer(to: &scratch) { $0 }
+                    let dst = o.baseAddress!
                     return EVP_DecryptUpdate(ctx, dst, &outl, s.baseAddress! + Self.tagSize, Int32(s.count - Self.tagSize)) == 1
                         && EVP_DecryptFinal_ex(ctx, dst, &outl) == 1
                 }
@@ -76,6 +77,7 @@ public final class AESSIV {
             ERR_clear_error()
             throw CryptoError.authenticationFailure
         }
+        out.removeLast(out.count - length)
         return out
     }
 }

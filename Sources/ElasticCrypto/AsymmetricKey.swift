@@ -3,7 +3,7 @@ import COpenSSL
 /// A private key for signatures (RSA 2048–4096, ECDSA P-256/P-384, Ed25519) held in an OpenSSL
 /// `EVP_PKEY`. Immutable once made, so one instance may sign on several threads at once (each
 /// signature gets its own context).
-public final class AsymmetricKey: @unchecked Sendable {
+public final class AsymmetricKey: @unchecked Sendable {  // the EVP_PKEY is never mutated after init
     /// The kinds of key ELASTIC makes and accepts.
     public enum Kind: Sendable, Equatable, CustomStringConvertible {
         case rsa(bits: Int)

@@ -2,7 +2,7 @@ import COpenSSL
 
 /// An ECDSA P-384 key with SHA-384 signatures (the SEV-SNP report signature scheme). Signatures
 /// are fixed-size big-endian R and S (48 bytes each), as in the SNP report.
-public final class ECDSAP384: @unchecked Sendable {
+public final class ECDSAP384: @unchecked Sendable {  // wraps an immutable AsymmetricKey
     let key: AsymmetricKey
 
     init(key: AsymmetricKey) throws {

@@ -4,7 +4,7 @@ import Glibc
 /// Key material: a fixed-size buffer in the `SecureArena` (locked in RAM, never in a core dump),
 /// wiped with `OPENSSL_cleanse` when freed, compared in constant time and never printed. Reach
 /// the bytes only through `withUnsafeBytes`.
-public final class SecureBytes: @unchecked Sendable, CustomStringConvertible, Equatable {
+public final class SecureBytes: @unchecked Sendable, CustomStringConvertible, Equatable {  // bytes written only during init
     private let pointer: UnsafeMutableRawPointer
     public let count: Int
 

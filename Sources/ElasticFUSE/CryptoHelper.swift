@@ -5,7 +5,7 @@ import Synchronization
 /// 1 MiB write, the helper thread seals the second half on the other core (a single writer
 /// otherwise keeps only one core busy: the kernel sends its next write after our reply).
 /// If the helper is busy the caller simply does all the work itself.
-final class CryptoHelper: @unchecked Sendable {
+final class CryptoHelper: @unchecked Sendable {  // `job`, `finished`, `stopping` only under `mutex`
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private let busy = Atomic<Bool>(false)
@@ -23,6 +23,14 @@ final class CryptoHelper: @unchecked Sendable {
             helper.loop()
             return nil
         }, unmanaged.toOpaque())
+    }
+
+    /// Runs after `stop()`: the thread held the last reference until it returned.
+    deinit {
+        pthread_cond_destroy(cond)
+        pthread_mutex_destroy(mutex)
+        cond.deallocate()
+        mutex.deallocate()
     }
 
     private func loop() {

@@ -1,4 +1,4 @@
-import CElasticLinux
+import CElasticFUSEInit
 import CFuse3
 import ElasticControl
 import ElasticCrypto
@@ -22,7 +22,7 @@ struct Entry {
 
 /// The encrypted filesystem over one backing directory. Holds the inode table and the store's
 /// keys; every FUSE operation lands on a method here (through `Operations`).
-public final class ElasticFilesystem: @unchecked Sendable {
+public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields; the tables behind their own locks
     public static let controlName: [UInt8] = Array(".elastic".utf8)
     static let rootID = UInt64(FUSE_ROOT_ID)
     /// The control file's inode number (never used for backing objects).
@@ -43,7 +43,7 @@ public final class ElasticFilesystem: @unchecked Sendable {
     /// to look at what it removes).
     let hasLongLinks = Atomic<Bool>(false)
     /// Whether the kernel accepted HANDLE_KILLPRIV_V2 (so setuid/setgid clearing is ours).
-    var killPrivV2: Bool { CElasticLinux_fuse_killpriv_v2_enabled() != 0 }
+    var killPrivV2: Bool { CElasticFUSEInit_fuse_killpriv_v2_enabled() != 0 }
     /// Timeout the kernel may cache entries and attributes for.
     let cacheTimeout: Double
     /// Seals the second half of large writes on the other core (nil: one thread only).

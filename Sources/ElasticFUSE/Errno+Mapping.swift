@@ -63,6 +63,9 @@ enum ErrnoMapping {
         case .storageFailure(let why):
             logger.error("key store failure", metadata: ["error": "\(why)"])
             return EIO
+        case .cryptoFailure(let why):
+            logger.error("cryptographic operation failed", metadata: ["error": "\(why)"])
+            return EIO
         }
     }
 }

@@ -1,4 +1,4 @@
-import CElasticLinux
+import CElasticFUSEInit
 import CFuse3
 import ElasticFormat
 import ElasticSystem
@@ -45,8 +45,8 @@ public enum FUSESession {
             defer { fuse_session_unmount(se) }
             // Our own /dev/fuse read/writev: identical, but they negotiate HANDLE_KILLPRIV_V2.
             var io = fuse_custom_io()
-            io.read = { fd, buf, len, ud in CElasticLinux_fuse_read(fd, buf, len, ud) }
-            io.writev = { fd, iov, count, ud in CElasticLinux_fuse_writev(fd, iov, count, ud) }
+            io.read = { fd, buf, len, ud in CElasticFUSEInit_fuse_read(fd, buf, len, ud) }
+            io.writev = { fd, iov, count, ud in CElasticFUSEInit_fuse_writev(fd, iov, count, ud) }
             guard fuse_session_custom_io(se, &io, fuse_session_fd(se)) == 0 else { throw SessionError.mountFailed("cannot set up FUSE i/o") }
             onMounted()
             _ = CFuse3_loop_mt(se, UInt32(maxThreads))

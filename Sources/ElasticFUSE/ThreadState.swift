@@ -27,7 +27,7 @@ final class ThreadState {
 }
 
 /// A pthread-key slot holding one `ThreadState` per thread, released when the thread exits.
-final class ThreadStateKey: @unchecked Sendable {
+final class ThreadStateKey: @unchecked Sendable {  // `key` is set once in init; pthread keys are thread-safe
     private var key = pthread_key_t()
     private let keys: StoreKeys
 

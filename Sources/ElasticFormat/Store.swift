@@ -1,6 +1,7 @@
 import ElasticCrypto
 import ElasticSystem
 import Glibc
+import Synchronization
 
 /// A secret that can open key slots.
 public enum UnlockSecret {
@@ -30,53 +31,60 @@ public enum UnlockSecret {
 
 /// An unlocked store: its backing directory (opened once; every file in it is reached
 /// relative to that descriptor), configuration, master key and subkeys.
-public final class UnlockedStore: @unchecked Sendable {
+public final class UnlockedStore: Sendable {
     /// The path the user gave, for messages only.
     public let backing: String
     public let directory: OpenDirectory
-    public private(set) var config: StoreConfig
+    public let keys: StoreKeys
+    /// The configuration and the master key; slot changes hold the lock across the rewrite,
+    /// so two of them never lose one another's slot.
+    private let state: Mutex<(config: StoreConfig, master: SecureBytes?)>
+
+    public var config: StoreConfig { state.withLock { $0.config } }
     /// The master key, until `forgetMaster()`: the daemon lets go of it once it has derived
     /// what it needs (`keys` and the control file's derive root); the CLI keeps it to wrap new
     /// key slots.
-    public private(set) var master: SecureBytes?
-    public let keys: StoreKeys
+    public var master: SecureBytes? { state.withLock { $0.master } }
 
     init(backing: String, directory: OpenDirectory, config: StoreConfig, master: SecureBytes) throws {
         self.backing = backing
         self.directory = directory
-        self.config = config
-        self.master = master
         keys = try StoreKeys(master: master)
+        state = Mutex((config, master))
     }
 
     /// Frees (wipes) the master key; only the derived keys remain.
-    public func forgetMaster() { master = nil }
+    public func forgetMaster() { state.withLock { $0.master = nil } }
 
     /// Adds a key slot and rewrites the configuration atomically.
     @discardableResult
     public func addSlot(kind: KeySlot.Kind, secret: [UInt8]) throws -> KeySlot {
-        guard config.slots.count < 255 else { throw FormatError.invalidArgument("too many key slots") }
-        guard let master else { throw FormatError.invalidArgument("the master key was already let go of") }
-        let slot = try config.makeSlot(kind: kind, secret: secret, master: master)
-        var next = config
-        next.slots.append(slot)
-        try Store.write(next, keys: keys, directory: directory)
-        config = next
-        return slot
+        try state.withLock { s in
+            guard s.config.slots.count < 255 else { throw FormatError.invalidArgument("too many key slots") }
+            guard let master = s.master else { throw FormatError.invalidArgument("the master key was already let go of") }
+            let slot = try s.config.makeSlot(kind: kind, secret: secret, master: master)
+            var next = s.config
+            next.slots.append(slot)
+            try Store.write(next, keys: keys, directory: directory)
+            s.config = next
+            return slot
+        }
     }
 
     /// Removes the slot whose hex ID starts with `idPrefix`; refuses to remove the last slot.
     public func removeSlot(idPrefix: String) throws -> KeySlot {
-        let matches = config.slots.filter { $0.idHex.hasPrefix(idPrefix.lowercased()) }
-        guard matches.count == 1, !idPrefix.isEmpty else {
-            throw FormatError.invalidArgument(matches.isEmpty ? "no key slot \(idPrefix)" : "slot id prefix \(idPrefix) is ambiguous")
+        try state.withLock { s in
+            let matches = s.config.slots.filter { $0.idHex.hasPrefix(idPrefix.lowercased()) }
+            guard matches.count == 1, !idPrefix.isEmpty else {
+                throw FormatError.invalidArgument(matches.isEmpty ? "no key slot \(idPrefix)" : "slot id prefix \(idPrefix) is ambiguous")
+            }
+            guard s.config.slots.count > 1 else { throw FormatError.invalidArgument("refusing to remove the last key slot (the store would be lost)") }
+            var next = s.config
+            next.slots.removeAll { $0.id == matches[0].id }
+            try Store.write(next, keys: keys, directory: directory)
+            s.config = next
+            return matches[0]
         }
-        guard config.slots.count > 1 else { throw FormatError.invalidArgument("refusing to remove the last key slot (the store would be lost)") }
-        var next = config
-        next.slots.removeAll { $0.id == matches[0].id }
-        try Store.write(next, keys: keys, directory: directory)
-        config = next
-        return matches[0]
     }
 }
 

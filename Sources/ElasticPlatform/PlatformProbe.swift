@@ -35,6 +35,6 @@ public struct PlatformProbe: Sendable {
         return .plainLinux
     }
 
-    /// SEV_STATUS bits worth naming (platform-abi.md §5.1).
+    /// SEV_STATUS bits worth naming (docs/platform.md §5.1).
     public static let sevStatusBits: [(Int, String)] = [(0, "SEV"), (1, "SEV-ES"), (2, "SNP"), (3, "vTOM"), (4, "ReflectVC"), (5, "RestrictedInjection"), (6, "AlternateInjection"), (7, "DebugSwap"), (8, "PreventHostIBS"), (9, "BTBIsolation"), (11, "SecureTSC"), (16, "VmsaRegProt")]
 }

@@ -326,3 +326,13 @@ extension Syscall {
         if CElasticLinux.removexattr(path, name) != 0 { throw Errno(rawValue: errno) }
     }
 }
+
+extension ProcessHardening {
+    /// Unblocks every signal: a daemon started by a process that blocks signals (as thread pools
+    /// do) inherits that mask and would otherwise never see SIGTERM.
+    public static func unblockSignals() {
+        var none = sigset_t()
+        sigemptyset(&none)
+        sigprocmask(SIG_SETMASK, &none, nil)
+    }
+}

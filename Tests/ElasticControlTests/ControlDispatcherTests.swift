@@ -1,5 +1,5 @@
 import CElasticControlABI
-import ElasticControl
+@testable import ElasticControl
 import ElasticControlClient
 import ElasticCrypto
 import ElasticFormat
@@ -208,10 +208,30 @@ import Testing
             if size >= 4 && i % 3 == 0 { input[0] = 1; input[1] = 0; input[2] = 0; input[3] = 0 }
             if i % 7 == 0 { input = Array(input.prefix(Int.random(in: 0...size, using: &rng))) }
             var out = [UInt8](repeating: 0, count: max(size, 1))
-            _ = try? input.withUnsafeBytes { inp throws -> Int in
-                try out.withUnsafeMutableBytes { o throws -> Int in try d.handle(cmd: cmd, input: inp, output: o, caller: caller) }
+            let known = ControlDispatcher.requestSize(of: cmd)
+            do {
+                let n = try input.withUnsafeBytes { inp throws -> Int in
+                    try out.withUnsafeMutableBytes { o throws -> Int in try d.handle(cmd: cmd, input: inp, output: o, caller: caller) }
+                }
+                // An answer is the whole struct, still carrying the ABI version it was asked in.
+                #expect(known != nil && n == known && input.count == known, "command \(cmd) answered \(n) bytes")
+                #expect(out.prefix(4) == [1, 0, 0, 0], "reply keeps the version")
+            } catch let e as ControlError {
+                if known == nil { #expect(e == .unknownCommand, "unknown command \(cmd) must be ENOTTY, not \(e)") }
+                if let known, input.count != known { #expect(e == .invalid("size")) }
             }
+            // One process can never hold more handles than its limit, whatever it sends.
+            #expect(d.handles.count(uid: caller.uid) <= Int(ELASTIC_HANDLES_PER_PROCESS))
         }
+        // The dispatcher still answers well-formed requests after all that.
+        let c = ControlRequest<elastic_clock>()
+        c.clock = UInt32(ELASTIC_CLOCK_MONOTONIC.rawValue)
+        try send(d, CElasticControlABI_IOC_CLOCK, c)
+        #expect(c.seconds > 0 || c.nanoseconds > 0)
+        let r = ControlRequest<elastic_random>()
+        r.length = 32
+        try send(d, CElasticControlABI_IOC_RANDOM, r)
+        #expect(r.prefix(\.data, 32).contains { $0 != 0 })
     }
 }
 

@@ -23,12 +23,21 @@ struct KeyAndConfigTests {
             try s.unmount()
             let conf = s.backing + "/elastic.conf"
             try sh("cp '\(conf)' '\(s.dir)/conf.orig' && chmod u+w '\(conf)' && printf '\\x03' | dd of='\(conf)' bs=1 seek=13 conv=notrunc status=none")
+            // Known flags, edited: the MAC refuses it (10, docs/cli-abi.md).
             let r = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "keyfile=\(s.keyFile)"])
-            #expect(r.status != 0)
-            #expect(r.stderr.contains("configuration") || r.stderr.contains("feature"), "\(r.stderr)")
+            #expect(r.status == 10 && r.stderr.contains("corrupt or edited store configuration"), "\(r.status) \(r.stderr)")
+            // A slot's salt edited: no slot opens (12).
             try sh("cp '\(s.dir)/conf.orig' '\(conf)' && printf 'X' | dd of='\(conf)' bs=1 seek=60 conv=notrunc status=none")
             let r2 = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "keyfile=\(s.keyFile)"])
-            #expect(r2.status != 0 && !r2.stderr.isEmpty)
+            #expect(r2.status == 12 && r2.stderr.contains("wrong key"), "\(r2.status) \(r2.stderr)")
+            // An unknown feature flag or format version: a newer ELASTIC's store (11).
+            try sh("cp '\(s.dir)/conf.orig' '\(conf)' && printf '\\x80' | dd of='\(conf)' bs=1 seek=10 conv=notrunc status=none")
+            let r3 = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "keyfile=\(s.keyFile)"])
+            #expect(r3.status == 11 && r3.stderr.contains("unknown feature flags"), "\(r3.status) \(r3.stderr)")
+            try sh("cp '\(s.dir)/conf.orig' '\(conf)' && printf '\\x09' | dd of='\(conf)' bs=1 seek=9 conv=notrunc status=none")
+            let r4 = try run(Env.elastic, ["slot", "add", s.backing, "--unlock-keyfile", s.keyFile, "--keyfile", s.dir + "/other.key"])
+            #expect(r4.status == 11 && r4.stderr.contains("version 9"), "the CLI maps it the same: \(r4.status) \(r4.stderr)")
+            #expect(try sh("grep -c ' \(s.mountpoint) ' /proc/mounts || true").stdout.hasPrefix("0"), "nothing was mounted")
             try sh("cp '\(s.dir)/conf.orig' '\(conf)'")
             try s.mount()
         }

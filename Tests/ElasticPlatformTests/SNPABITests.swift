@@ -1,4 +1,5 @@
-import CElasticLinux
+import CElasticSEV
+import CElasticTDX
 import ElasticCrypto
 @testable import ElasticPlatform
 import Glibc
@@ -6,10 +7,10 @@ import Testing
 
 @Suite struct SNPABITests {
     /// Sizes and ioctl numbers against the kernel header (also _Static_assert'ed in sev.c).
-    /// TDX_CMD_GET_REPORT0 = _IOWR('T', 1, struct tdx_report_req), 1088 bytes (platform-abi.md §6.1).
+    /// TDX_CMD_GET_REPORT0 = _IOWR('T', 1, struct tdx_report_req), 1088 bytes (docs/platform.md §6.1).
     @Test func tdxReportABIIsPinned() {
         #expect(MemoryLayout<celastic_tdx_report_req>.size == 1088)
-        #expect(CElasticLinux_TDX_CMD_GET_REPORT0 == 0xC440_5401)
+        #expect(CElasticTDX_TDX_CMD_GET_REPORT0 == 0xC440_5401)
     }
 
     @Test func structSizesAndIoctlNumbers() {
@@ -41,7 +42,7 @@ import Testing
     }
 }
 
-/// The simulator against platform-abi.md §8, through the same client ELASTIC uses.
+/// The simulator against docs/platform.md §8, through the same client ELASTIC uses.
 @Suite struct SimulatorConformanceTests {
     func make(_ body: (inout SNPSimulator.State) -> Void = { _ in }) throws -> (SNPSimulator, SNPGuest) {
         var s = try SNPSimulator.State.fresh()

@@ -37,21 +37,6 @@ int CElasticLinux_pipe_cloexec(int fds[2]);
 /// posix_spawn_file_actions_addclosefrom_np: the child closes every fd >= from.
 int CElasticLinux_spawn_closefrom(void *actions, int from);
 
-#include <sys/uio.h>
-/// /dev/fuse read and writev for libfuse's custom-io hook (see fuse_io.c).
-ssize_t CElasticLinux_fuse_read(int fd, void *buf, size_t len, void *userdata);
-ssize_t CElasticLinux_fuse_writev(int fd, struct iovec *iov, int count, void *userdata);
-/// 1 once the kernel accepted FUSE_HANDLE_KILLPRIV_V2: the filesystem clears setuid/setgid.
-int CElasticLinux_fuse_killpriv_v2_enabled(void);
-
-#include <linux/sev-guest.h>
-/// SNP guest ioctl numbers, computed from <linux/sev-guest.h>.
-extern const unsigned long CElasticLinux_SNP_GET_REPORT;
-extern const unsigned long CElasticLinux_SNP_GET_DERIVED_KEY;
-extern const unsigned long CElasticLinux_SNP_GET_EXT_REPORT;
-/// ioctl(2) on /dev/sev-guest (ioctl itself is variadic).
-int CElasticLinux_snp_ioctl(int fd, unsigned long cmd, struct snp_guest_request_ioctl *req);
-
 /// openat2(2) with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV:
 /// opens a relative path of several components without ever leaving `dirfd`'s tree or following
 /// a symlink. -1 with errno (ENOSYS before Linux 5.6).
@@ -73,11 +58,4 @@ int CElasticLinux_readable_now(int fd);
 /// tgkill(2) (a GNU extension): with signal 0, whether thread `tid` belongs to process `tgid`.
 int CElasticLinux_tgkill(int tgid, int tid, int sig);
 
-/// Intel TDX: `struct tdx_report_req` of <linux/tdx-guest.h> (tdx.c checks it against the kernel's).
-struct celastic_tdx_report_req {
-    unsigned char reportdata[64]; /* in: the caller's data */
-    unsigned char tdreport[1024]; /* out: TDREPORT_STRUCT */
-};
-extern const unsigned long CElasticLinux_TDX_CMD_GET_REPORT0;
-int CElasticLinux_tdx_get_report0(int fd, struct celastic_tdx_report_req *req);
 #endif

@@ -1,4 +1,4 @@
-import CElasticLinux
+import CElasticSEV
 import ElasticSystem
 import Glibc
 
@@ -23,13 +23,13 @@ public final class LinuxSEVGuestDevice: SEVGuestTransport {
     deinit { Glibc.close(fd) }
 
     public func request(_ cmd: UInt, _ ioctl: inout snp_guest_request_ioctl) -> Int32 {
-        CElasticLinux_snp_ioctl(fd, cmd, &ioctl) == 0 ? 0 : errno
+        CElasticSEV_snp_ioctl(fd, cmd, &ioctl) == 0 ? 0 : errno
     }
 }
 
 /// The ioctl numbers, from the kernel header.
 public enum SNPIoctl {
-    public static let getReport = UInt(CElasticLinux_SNP_GET_REPORT)
-    public static let getDerivedKey = UInt(CElasticLinux_SNP_GET_DERIVED_KEY)
-    public static let getExtReport = UInt(CElasticLinux_SNP_GET_EXT_REPORT)
+    public static let getReport = UInt(CElasticSEV_SNP_GET_REPORT)
+    public static let getDerivedKey = UInt(CElasticSEV_SNP_GET_DERIVED_KEY)
+    public static let getExtReport = UInt(CElasticSEV_SNP_GET_EXT_REPORT)
 }

@@ -1,4 +1,4 @@
-import CElasticLinux
+import CElasticSEV
 import ElasticCrypto
 import ElasticSystem
 import Glibc

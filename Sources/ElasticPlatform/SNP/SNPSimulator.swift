@@ -1,10 +1,10 @@
-import CElasticLinux
+import CElasticSEV
 import ElasticCrypto
 import ElasticSystem
 import Foundation
 
 /// An in-process SEV-SNP firmware and guest driver, behind the same ioctl seam as
-/// `/dev/sev-guest` (platform-abi.md §8). Derived keys follow the firmware's construction:
+/// `/dev/sev-guest` (docs/platform.md §8). Derived keys follow the firmware's construction:
 /// NIST SP800-108 counter-mode HMAC-SHA-256 of a root secret over the 168-byte mix structure.
 /// Its state (launch fields, TCBs, secrets, the VMPCK lock-out) lives in a JSON file so the
 /// binaries can share it. For tests and demos only: refused where a real SNP guest device exists.
@@ -135,7 +135,7 @@ public final class SNPSimulator: SEVGuestTransport {
     }
 
 
-    /// MSG_KEY_REQ per platform-abi.md §2: parameter checks (STATUS errors), then the KDF.
+    /// MSG_KEY_REQ per docs/platform.md §2: parameter checks (STATUS errors), then the KDF.
     func deriveKey(_ req: snp_derived_key_req) -> Result<SecureBytes, SNPFirmwareStatus> {
         let rootSelect = req.root_key_select & 1
         let keySel = (req.root_key_select >> 1) & 3

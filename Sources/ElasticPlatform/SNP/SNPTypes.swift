@@ -1,7 +1,7 @@
-import CElasticLinux
+import CElasticSEV
 
 /// GUEST_FIELD_SELECT of MSG_KEY_REQ: which launch fields are mixed into a derived key
-/// (platform-abi.md §2.2). VMPL, HOST_DATA and the ID/author key digest are always mixed.
+/// (docs/platform.md §2.2). VMPL, HOST_DATA and the ID/author key digest are always mixed.
 public struct GuestFieldSelect: OptionSet, Sendable, Hashable {
     public let rawValue: UInt64
     public init(rawValue: UInt64) { self.rawValue = rawValue }
@@ -60,7 +60,7 @@ public struct SNPDerivedKeyRequest: Sendable, Equatable {
     }
 }
 
-/// SEV firmware status codes ELASTIC names (platform-abi.md §1.6).
+/// SEV firmware status codes ELASTIC names (docs/platform.md §1.6).
 public enum SNPFirmwareStatus: UInt32, Sendable, Error {
     case success = 0x00
     case invalidParam = 0x16
@@ -78,7 +78,7 @@ public enum SNPFirmwareStatus: UInt32, Sendable, Error {
     }
 }
 
-/// Fields of an attestation report (platform-abi.md §3.2) that ELASTIC reads.
+/// Fields of an attestation report (docs/platform.md §3.2) that ELASTIC reads.
 public struct SNPReport: Sendable {
     public static let size = 0x4A0
     public let bytes: [UInt8]

@@ -1,7 +1,7 @@
 // The Intel TDX guest ABI: TDX_CMD_GET_REPORT0 on /dev/tdx_guest. Linux's UAPI header
 // <linux/tdx-guest.h> (6.2+) is the source of truth; older linux-libc-dev lacks it, so the layout
 // is restated here and checked against the kernel's header wherever that header exists.
-#include "CElasticLinux.h"
+#include "CElasticTDX.h"
 #include <sys/ioctl.h>
 
 _Static_assert(sizeof(struct celastic_tdx_report_req) == 1088, "tdx_report_req is 64 + 1024 bytes");
@@ -11,8 +11,8 @@ _Static_assert(sizeof(struct tdx_report_req) == sizeof(struct celastic_tdx_repor
 _Static_assert(TDX_CMD_GET_REPORT0 == _IOWR('T', 1, struct celastic_tdx_report_req), "TDX_CMD_GET_REPORT0");
 #endif
 
-const unsigned long CElasticLinux_TDX_CMD_GET_REPORT0 = _IOWR('T', 1, struct celastic_tdx_report_req);
+const unsigned long CElasticTDX_TDX_CMD_GET_REPORT0 = _IOWR('T', 1, struct celastic_tdx_report_req);
 
-int CElasticLinux_tdx_get_report0(int fd, struct celastic_tdx_report_req *req) {
-    return ioctl(fd, CElasticLinux_TDX_CMD_GET_REPORT0, req);
+int CElasticTDX_tdx_get_report0(int fd, struct celastic_tdx_report_req *req) {
+    return ioctl(fd, CElasticTDX_TDX_CMD_GET_REPORT0, req);
 }

@@ -1,3 +1,5 @@
+import ElasticCrypto
+import ElasticSystem
 import Glibc
 
 /// Reading passphrases: from a file (its first line) or from the terminal with echo off.
@@ -16,7 +18,7 @@ public enum Passphrase {
     /// The first line of `path` (without its newline).
     public static func fromFile(_ path: String) throws -> [UInt8] {
         var raw = try Syscall.readFile(AT_FDCWD, path, limit: 64 * 1024, requireRegular: false)
-        defer { raw.withUnsafeMutableBytes { p in if let b = p.baseAddress { _ = memset(b, 0, p.count) } } }
+        defer { secureWipe(&raw) }
         let line = Array(raw.prefix { $0 != 0x0a })
         let trimmed = line.last == 0x0d ? Array(line.dropLast()) : line
         guard !trimmed.isEmpty else { throw Failure.empty }
@@ -40,25 +42,21 @@ public enum Passphrase {
                 _ = Glibc.write(fd, "\n", 1)
             }
             var out: [UInt8] = []
+            out.reserveCapacity(4096)  // no reallocation leaves partial copies behind
             var c: UInt8 = 0
             while Glibc.read(fd, &c, 1) == 1 && c != 0x0a { out.append(c) }
             guard !out.isEmpty else { throw Failure.empty }
             return out
         }
-        let first = try ask(text)
+        var first = try ask(text)
         if confirm {
-            guard try ask("Repeat passphrase: ") == first else { throw Failure.mismatch }
+            var second = try ask("Repeat passphrase: ")
+            defer { secureWipe(&second) }
+            guard second == first else {
+                secureWipe(&first)
+                throw Failure.mismatch
+            }
         }
         return first
-    }
-}
-
-extension ProcessHardening {
-    /// Unblocks every signal: a daemon started by a process that blocks signals (as thread pools
-    /// do) inherits that mask and would otherwise never see SIGTERM.
-    public static func unblockSignals() {
-        var none = sigset_t()
-        sigemptyset(&none)
-        sigprocmask(SIG_SETMASK, &none, nil)
     }
 }

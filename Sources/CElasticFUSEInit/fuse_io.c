@@ -7,13 +7,13 @@
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#include "CElasticLinux.h"
+#include "CElasticFUSEInit.h"
 
 static _Atomic uint64_t init_unique = 0;
 static _Atomic int kernel_offers_v2 = 0;
 static _Atomic int v2_enabled = 0;
 
-ssize_t CElasticLinux_fuse_read(int fd, void *buf, size_t len, void *userdata) {
+ssize_t CElasticFUSEInit_fuse_read(int fd, void *buf, size_t len, void *userdata) {
     (void)userdata;
     ssize_t n = read(fd, buf, len);
     if (n >= (ssize_t)(sizeof(struct fuse_in_header) + 16)) {
@@ -27,7 +27,7 @@ ssize_t CElasticLinux_fuse_read(int fd, void *buf, size_t len, void *userdata) {
     return n;
 }
 
-ssize_t CElasticLinux_fuse_writev(int fd, struct iovec *iov, int count, void *userdata) {
+ssize_t CElasticFUSEInit_fuse_writev(int fd, struct iovec *iov, int count, void *userdata) {
     (void)userdata;
     uint64_t unique = atomic_load(&init_unique);
     if (unique != 0 && count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header) &&
@@ -45,4 +45,4 @@ ssize_t CElasticLinux_fuse_writev(int fd, struct iovec *iov, int count, void *us
     return writev(fd, iov, count);
 }
 
-int CElasticLinux_fuse_killpriv_v2_enabled(void) { return atomic_load(&v2_enabled); }
+int CElasticFUSEInit_fuse_killpriv_v2_enabled(void) { return atomic_load(&v2_enabled); }
