@@ -16,9 +16,21 @@ struct MountElastic: ParsableCommand {
         abstract: "Mount an ELASTIC encrypted store.",
         discussion: """
             Follows the mount(8) helper convention. Returns once the filesystem is mounted (exit 0) \
-            or mounting failed (non-zero, one line on stderr). ELASTIC options: keyfile=PATH, \
-            passfile=PATH, debug, threads=N; other options (ro, allow_other, ...) go to FUSE. \
-            default_permissions and auto_unmount are always set.
+            or mounting failed (non-zero, one line on stderr; exit codes as for elastic(1): 10 bad \
+            store, 11 newer format, 12 wrong key, 13 key source unreadable, 32 mount failed).
+
+            Without keyfile= or passfile=, a store with a sealed slot is opened by the platform \
+            (SEV-SNP), and any other store asks for its passphrase on the terminal.
+
+            ELASTIC options: keyfile=PATH (a key file made by `elastic init --keyfile`); \
+            passfile=PATH (the passphrase is the file's first line); platform=snp|snp-simulator and \
+            simulator_state=FILE (the SNP simulator, for tests and demos only); ctl_group=GROUP (that \
+            group may use the control file .elastic too); cache_timeout=SECONDS (how long the kernel \
+            may cache names and attributes, default 1); threads=N (FUSE worker threads, 1 to 64, \
+            default 8); single_crypto_thread; debug. \
+            ro and other FUSE options (allow_other, ...) go to FUSE; fstab's defaults, auto, noauto, \
+            nofail, _netdev, user and x-* are accepted and ignored. default_permissions and \
+            auto_unmount are always set.
             """)
 
     @Argument(help: "The backing directory holding the encrypted store.")

@@ -36,6 +36,32 @@ struct ControlFileTests {
         }
     }
 
+    /// Like gpg, the CLI does not write binary to a terminal: keys, random bytes, signatures
+    /// and ciphertext need --hex, --out or a redirect.
+    @Test func binaryOutputIsRefusedOnATerminal() throws {
+        try MountedStore.with { s in
+            func onTTY(_ args: [String]) throws -> (status: Int, tty: String, stderr: String) {
+                let r = try run("/usr/bin/env", ["python3", Env.scripts + "/on_tty.py", Env.elastic] + args + ["--mount", s.mountpoint])
+                let lines = r.stdout.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
+                return (Int(lines.first ?? "") ?? -1, lines.count > 1 ? String(lines[1]) : "", r.stderr)
+            }
+            expectOK(try run(Env.elastic, ["key", "create", "signer", "--type", "ed25519", "--mount", s.mountpoint]), "key create")
+            try sh("echo hello > '\(s.dir)/msg'")
+            for args in [["random", "16"], ["key", "derive", "app/db"], ["sign", "--key", "signer", "--in", s.dir + "/msg"],
+                         ["encrypt", "--key", "signer", "--in", s.dir + "/msg"]] {
+                let r = try onTTY(args)
+                #expect(r.status == 1 && r.stderr.contains("refusing to write binary") && r.tty.isEmpty, "\(args): \(r)")
+            }
+            let hex = try onTTY(["random", "16", "--hex"])
+            #expect(hex.status == 0 && hex.tty.trimmingCharacters(in: .whitespacesAndNewlines).count == 32, "\(hex)")
+            let sig = try onTTY(["sign", "--key", "signer", "--in", s.dir + "/msg", "--hex"])
+            #expect(sig.status == 0 && sig.tty.trimmingCharacters(in: .whitespacesAndNewlines).count == 128, "Ed25519 signature as hex: \(sig)")
+            let out = try onTTY(["sign", "--key", "signer", "--in", s.dir + "/msg", "--out", s.dir + "/msg.sig"])
+            #expect(out.status == 0 && out.tty.isEmpty)
+            #expect(try sh("stat -c %s '\(s.dir)/msg.sig'").stdout.hasPrefix("64"))
+        }
+    }
+
     @Test func cExampleClientCompilesAgainstThePublicHeader() throws {
         try MountedStore.with { s in
             let exe = s.dir + "/elastic-clock"

@@ -18,6 +18,23 @@ struct KeyAndConfigTests {
         }
     }
 
+    /// What mount-helpers/install.sh installs: completions generated from the argument
+    /// definitions, which a shell can load and which know the subcommands and options.
+    @Test func shellCompletionsComeFromTheArgumentDefinitions() throws {
+        for shell in ["bash", "zsh", "fish"] {
+            let r = try run(Env.elastic, ["--generate-completion-script", shell])
+            expectOK(r, "\(shell) completion")
+            #expect(r.stdout.contains("attest") && r.stdout.contains("unlock-keyfile"), "\(shell) completion knows the commands")
+            let m = try run(Env.mountElastic, ["--generate-completion-script", shell])
+            #expect(m.status == 0 && m.stdout.contains("notify-fd") == false, "hidden options stay hidden")
+        }
+        let file = try sh("mktemp").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? sh("rm -f '\(file)'") }
+        try sh("'\(Env.elastic)' --generate-completion-script bash > '\(file)'")
+        let offered = try run("/bin/bash", ["-c", "source '\(file)' && COMP_WORDS=(elastic sl) COMP_CWORD=1 COMP_LINE='elastic sl' COMP_POINT=10 && _elastic && echo \"${COMPREPLY[*]}\""])
+        #expect(offered.status == 0 && offered.stdout.contains("slot"), "\(offered.stdout) \(offered.stderr)")
+    }
+
     @Test func corruptedConfigIsAClearError() throws {
         try MountedStore.with { s in
             try s.unmount()

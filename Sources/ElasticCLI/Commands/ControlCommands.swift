@@ -51,7 +51,10 @@ struct RandomCommand: ParsableCommand {
         do {
             guard count > 0, count <= 1 << 20 else { throw CLIError("count must be 1..1048576") }
             let bytes = try mount.client().random(count)
-            if json { print(try jsonLine(["random": Hex.encode(bytes)])) } else if hex { print(Hex.encode(bytes)) } else { FileHandle.standardOutput.write(Data(bytes)) }
+            if json { print(try jsonLine(["random": Hex.encode(bytes)])) } else if hex { print(Hex.encode(bytes)) } else {
+                try refuseBinaryOnTerminal("random bytes")
+                FileHandle.standardOutput.write(Data(bytes))
+            }
         } catch { throw controlFailure(error) }
     }
 }
@@ -72,7 +75,10 @@ struct KeyCommand: ParsableCommand {
         func run() throws {
             do {
                 let key = try mount.client().derive(label: Array(label.utf8), length: length)
-                if json { print(try jsonLine(["label": label, "key": Hex.encode(key)])) } else if hex { print(Hex.encode(key)) } else { FileHandle.standardOutput.write(Data(key)) }
+                if json { print(try jsonLine(["label": label, "key": Hex.encode(key)])) } else if hex { print(Hex.encode(key)) } else {
+                    try refuseBinaryOnTerminal("key")
+                    FileHandle.standardOutput.write(Data(key))
+                }
             } catch { throw controlFailure(error) }
         }
     }

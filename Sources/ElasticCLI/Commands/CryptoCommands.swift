@@ -16,7 +16,7 @@ struct EncryptCommand: ParsableCommand {
         do {
             let client = try mount.client()
             let read = try io.reader()
-            try io.withWriter { write in try client.encrypt(key: try checkedKeyName(key), aad: Array(aad.utf8), read: read, write: write) }
+            try io.withWriter(binary: "ciphertext") { write in try client.encrypt(key: try checkedKeyName(key), aad: Array(aad.utf8), read: read, write: write) }
         } catch { throw controlFailure(error) }
     }
 }
@@ -63,12 +63,13 @@ struct SignCommand: ParsableCommand {
     @OptionGroup var mount: MountOption
     @Option(name: .customLong("key")) var key: String
     @OptionGroup var signature: SignatureOptions
+    @Flag(name: .customLong("hex"), help: "Print the signature as hex.") var hex = false
     @OptionGroup var io: IOOptions
     func run() throws {
         do {
             let (scheme, hash) = try signature.parsed()
             let sig = try mount.client().sign(key: try checkedKeyName(key), scheme: scheme, hash: hash, read: try io.reader())
-            try io.withWriter { try $0(sig) }
+            try io.withWriter(binary: hex ? nil : "signature") { try $0(hex ? Array((Hex.encode(sig) + "\n").utf8) : sig) }
         } catch { throw controlFailure(error) }
     }
 }
@@ -109,7 +110,7 @@ struct HMACCommand: ParsableCommand {
         do {
             let mac = try mount.client().sign(key: try checkedKeyName(key), hmac: true, read: try io.reader())
             let text = json ? try jsonLine(["mac": Hex.encode(mac)]) + "\n" : Hex.encode(mac) + "\n"
-            try io.withWriter { try $0(hex || json ? Array(text.utf8) : mac) }
+            try io.withWriter(binary: hex || json ? nil : "MAC") { try $0(hex || json ? Array(text.utf8) : mac) }
         } catch { throw controlFailure(error) }
     }
 }

@@ -26,6 +26,13 @@ func controlFailure(_ error: any Error) -> ExitCode {
     return ExitCode(code.rawValue)
 }
 
+/// Binary output (keys, random bytes, signatures, ciphertext) is refused on a terminal, as gpg
+/// does: it would garble the terminal and show secrets. `--hex` or `--out FILE`, or a redirect.
+func refuseBinaryOnTerminal(_ what: String) throws {
+    guard isatty(1) == 1 else { return }
+    throw CLIError("refusing to write binary \(what) to a terminal: give --hex or --out FILE, or redirect stdout")
+}
+
 /// `--in FILE` (default stdin) and `--out FILE` (default stdout). A file output is written to a
 /// temporary name and renamed into place only when the command succeeds.
 struct IOOptions: ParsableArguments {
@@ -61,9 +68,11 @@ struct IOOptions: ParsableArguments {
         return { n in [UInt8](h.readData(ofLength: n)) }
     }
 
-    /// Runs `body` with a writer; commits the file output only if `body` succeeds.
-    func withWriter(mode: mode_t = 0o644, _ body: (([UInt8]) throws -> Void) throws -> Void) throws {
+    /// Runs `body` with a writer; commits the file output only if `body` succeeds. `binary`
+    /// names output that must not go to a terminal (`refuseBinaryOnTerminal`).
+    func withWriter(mode: mode_t = 0o644, binary: String? = nil, _ body: (([UInt8]) throws -> Void) throws -> Void) throws {
         guard let output else {
+            if let binary { try refuseBinaryOnTerminal(binary) }
             try body { bytes in
                 var at = 0
                 while at < bytes.count {

@@ -95,7 +95,9 @@ extension KeyCommand {
             do {
                 var secret = try mount.client().exportKey(try checkedKeyName(name))
                 defer { secureWipe(&secret) }
-                try IOOptions(output: output).withWriter(mode: 0o600) { try $0(secret) }
+                // PEM is text; a raw AES or HMAC secret is not shown on a terminal.
+                let pem = secret.starts(with: Array("-----BEGIN".utf8))
+                try IOOptions(output: output).withWriter(mode: 0o600, binary: pem ? nil : "secret key") { try $0(secret) }
             } catch { throw controlFailure(error) }
         }
     }
