@@ -2,7 +2,7 @@
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("ExistentialAny")
 ]
 
 let package = Package(
@@ -67,7 +67,8 @@ let package = Package(
         .target(
             name: "ElasticFUSE",
             dependencies: [
-                "CFuse3", "CElasticFUSEInit", "CElasticLinux", "ElasticFormat", "ElasticSystem", "ElasticCrypto", "ElasticControl",
+                "CFuse3", "CElasticFUSEInit", "CElasticLinux", "ElasticFormat", "ElasticSystem", "ElasticCrypto",
+                "ElasticControl",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
@@ -91,16 +92,29 @@ let package = Package(
         .executableTarget(
             name: "ElasticCLI",
             dependencies: [
-                "ElasticRuntime", "ElasticFormat", "ElasticCrypto", "ElasticSystem", "ElasticPlatform", "ElasticControlClient",
+                "ElasticRuntime", "ElasticFormat", "ElasticCrypto", "ElasticSystem", "ElasticPlatform",
+                "ElasticControlClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
 
-        .testTarget(name: "ElasticControlTests", dependencies: ["ElasticControl", "ElasticControlClient", "ElasticCrypto", "ElasticFormat", "ElasticSystem", "CElasticControlABI"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ElasticControlTests",
+            dependencies: [
+                "ElasticControl", "ElasticControlClient", "ElasticCrypto", "ElasticFormat", "ElasticSystem",
+                "CElasticControlABI",
+            ], swiftSettings: swiftSettings),
         .testTarget(name: "ElasticCryptoTests", dependencies: ["ElasticCrypto"], swiftSettings: swiftSettings),
-        .testTarget(name: "ElasticPlatformTests", dependencies: ["ElasticPlatform", "ElasticCrypto", "CElasticSEV", "CElasticTDX"], swiftSettings: swiftSettings),
-        .testTarget(name: "ElasticRuntimeTests", dependencies: ["ElasticRuntime", "ElasticPlatform", "ElasticFormat"], swiftSettings: swiftSettings),
-        .testTarget(name: "ElasticFormatTests", dependencies: ["ElasticFormat", "ElasticCrypto", "ElasticSystem"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ElasticPlatformTests",
+            dependencies: ["ElasticPlatform", "ElasticCrypto", "CElasticSEV", "CElasticTDX"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ElasticRuntimeTests", dependencies: ["ElasticRuntime", "ElasticPlatform", "ElasticFormat"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ElasticFormatTests", dependencies: ["ElasticFormat", "ElasticCrypto", "ElasticSystem"],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "ElasticIntegrationTests",
             dependencies: ["ElasticSystem", "ElasticPlatform", "ElasticFormat"],

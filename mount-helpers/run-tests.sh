@@ -16,6 +16,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# House style (.swift-format) is part of the build: a file that drifts fails here.
+swift format lint --strict --recursive Sources Tests Package.swift
+
 swift build
 swift test "$@"
 

@@ -1,7 +1,7 @@
 import ArgumentParser
 import ElasticFormat
-import ElasticRuntime
 import ElasticPlatform
+import ElasticRuntime
 import ElasticSystem
 import Glibc
 
@@ -11,7 +11,11 @@ struct Elastic: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "elastic",
         abstract: "ELASTIC: encrypted storage for confidential VMs.",
-        subcommands: [InitCommand.self, SlotCommand.self, TimeCommand.self, RandomCommand.self, HashCommand.self, KeyCommand.self, EncryptCommand.self, DecryptCommand.self, SignCommand.self, VerifyCommand.self, HMACCommand.self, AttestCommand.self, DoctorCommand.self, SimulatorCommand.self])
+        subcommands: [
+            InitCommand.self, SlotCommand.self, TimeCommand.self, RandomCommand.self, HashCommand.self, KeyCommand.self,
+            EncryptCommand.self, DecryptCommand.self, SignCommand.self, VerifyCommand.self, HMACCommand.self,
+            AttestCommand.self, DoctorCommand.self, SimulatorCommand.self,
+        ])
 
     /// Master keys, passphrases and exported keys pass through this process: no core dump, no
     /// ptrace by other users.
@@ -51,7 +55,8 @@ struct PlatformOptions: ParsableArguments {
     @Option(name: .customLong("platform"), help: "snp (default on an SEV-SNP guest) or snp-simulator.")
     var platform: String?
 
-    @Option(name: .customLong("simulator-state"), help: "State file of the SNP simulator (with --platform snp-simulator).")
+    @Option(
+        name: .customLong("simulator-state"), help: "State file of the SNP simulator (with --platform snp-simulator).")
     var simulatorState: String?
 
     var choice: PlatformChoice { PlatformChoice(name: platform, simulatorState: simulatorState) }
@@ -67,7 +72,9 @@ struct SecretOptions: ParsableArguments {
     @Option(name: .customLong("root-key"), help: "SNP root key: vcek (default) or vmrk (changes at every VM restart).")
     var rootKey: String = "vcek"
 
-    @Flag(name: .customLong("force-vmrk"), help: "Allow a VMRK-rooted slot on a persistent store (it stops working after a restart).")
+    @Flag(
+        name: .customLong("force-vmrk"),
+        help: "Allow a VMRK-rooted slot on a persistent store (it stops working after a restart).")
     var forceVMRK = false
 
     @OptionGroup var platformOptions: PlatformOptions
@@ -78,23 +85,32 @@ struct SecretOptions: ParsableArguments {
     @Option(name: .customLong("passphrase-file"), help: "Read the passphrase from the first line of this file.")
     var passphraseFile: String?
 
-    @Option(name: .customLong("scrypt-logn"), help: "scrypt cost for a new passphrase slot: N = 2^logN, 10 to 20 (default 17).")
+    @Option(
+        name: .customLong("scrypt-logn"),
+        help: "scrypt cost for a new passphrase slot: N = 2^logN, 10 to 20 (default 17).")
     var scryptLogN: UInt8 = KeySlot.defaultScrypt.logN
 
     /// The kind of a new slot and its secret; creates a missing key file.
     func newSlot() throws -> (KeySlot.Kind, [UInt8]) {
-        if [keyFile != nil, passphraseFile != nil, seal != nil].filter({ $0 }).count > 1 { throw CLIError("give one of --keyfile, --passphrase-file or --seal") }
+        if [keyFile != nil, passphraseFile != nil, seal != nil].filter({ $0 }).count > 1 {
+            throw CLIError("give one of --keyfile, --passphrase-file or --seal")
+        }
         if let seal {
             guard PlatformRegistry.descriptor(named: seal) != nil else {
                 let names = PlatformRegistry.sealing.map(\.name).joined(separator: ", ")
-                throw CLIError("--seal takes \(names) (TDX has no sealing key in mainline Linux; use keyfile or passphrase there)")
+                throw CLIError(
+                    "--seal takes \(names) (TDX has no sealing key in mainline Linux; use keyfile or passphrase there)")
             }
             if rootKey == "vmrk" && !forceVMRK {
-                throw CLIError("refusing a VMRK-rooted slot: the VMRK is new at every VM launch, so the store would be lost at the next restart (--force-vmrk to insist)")
+                throw CLIError(
+                    "refusing a VMRK-rooted slot: the VMRK is new at every VM launch, so the store would be lost at the next restart (--force-vmrk to insist)"
+                )
             }
             let platform = try platformOptions.open()
             let (parameters, secret) = try platform.seal(SealChoice(rootKey: rootKey))
-            return (.sealed(platform: platform.descriptor.slotCode, salt: try randomSalt(), parameters: parameters), secret)
+            return (
+                .sealed(platform: platform.descriptor.slotCode, salt: try randomSalt(), parameters: parameters), secret
+            )
         }
         if let keyFile {
             let key: [UInt8]
@@ -104,13 +120,17 @@ struct SecretOptions: ParsableArguments {
                 key = try KeyFile.create(at: keyFile)
                 print("created key file \(keyFile) (mode 0600)")
             }
-            printError("warning: a key-file slot is not hardware-sealed: anyone who can read \(keyFile) can open the store. Keep it off the host-visible disk, or add an SNP-sealed slot on an SEV-SNP guest.")
+            printError(
+                "warning: a key-file slot is not hardware-sealed: anyone who can read \(keyFile) can open the store. Keep it off the host-visible disk, or add an SNP-sealed slot on an SEV-SNP guest."
+            )
             return (.keyFile(salt: try randomSalt()), key)
         }
         guard KeySlot.scryptAllowed(logN: scryptLogN, r: KeySlot.defaultScrypt.r, p: KeySlot.defaultScrypt.p) else {
             throw CLIError("--scrypt-logn must be between 10 and 20 (1 GiB of memory at most)")
         }
-        let pass = try passphraseFile.map { try Passphrase.fromFile($0) } ?? Passphrase.prompt("New passphrase: ", confirm: true)
+        let pass =
+            try passphraseFile.map { try Passphrase.fromFile($0) }
+            ?? Passphrase.prompt("New passphrase: ", confirm: true)
         let d = KeySlot.defaultScrypt
         return (.passphrase(salt: try randomSalt(), logN: scryptLogN, r: d.r, p: d.p), pass)
     }

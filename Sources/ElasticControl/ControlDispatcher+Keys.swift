@@ -10,11 +10,15 @@ extension ControlDispatcher {
     /// uid's key (see `KeyStore.resolve`).
     static func keyName<T>(_ field: inout T) throws(ControlError) -> String {
         let bytes = withUnsafeBytes(of: &field) { Array($0) }
-        guard let end = bytes.firstIndex(of: 0), bytes[end...].allSatisfy({ $0 == 0 }) else { throw .invalid("key name not NUL-terminated and zero-padded") }
+        guard let end = bytes.firstIndex(of: 0), bytes[end...].allSatisfy({ $0 == 0 }) else {
+            throw .invalid("key name not NUL-terminated and zero-padded")
+        }
         var name = Array(bytes[..<end])
         if let colon = name.firstIndex(of: UInt8(ascii: ":")) {
             let owner = name[..<colon]
-            guard (1...10).contains(owner.count), owner.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { throw .invalid("a key is NAME or UID:NAME") }
+            guard (1...10).contains(owner.count), owner.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+                throw .invalid("a key is NAME or UID:NAME")
+            }
             name = Array(name[(colon + 1)...])
         }
         guard KeyStore.isValidName(name) else { throw .invalid("key name must be 1 to 63 of A-Z a-z 0-9 . _ -") }
@@ -39,12 +43,15 @@ extension ControlDispatcher {
         guard r.reserved == 0, r.owner == 0, r.created == 0 else { throw .invalid("output or reserved fields set") }
         let op = r.op
         // Inputs each op reads; everything else must be zero.
-        let takesType = op == UInt32(ELASTIC_KEY_CREATE.rawValue) || op == UInt32(ELASTIC_KEY_IMPORT.rawValue) || op == UInt32(ELASTIC_KEY_LIST.rawValue)
+        let takesType =
+            op == UInt32(ELASTIC_KEY_CREATE.rawValue) || op == UInt32(ELASTIC_KEY_IMPORT.rawValue)
+            || op == UInt32(ELASTIC_KEY_LIST.rawValue)
         let takesData = op == UInt32(ELASTIC_KEY_IMPORT.rawValue)
         let takesName = op != UInt32(ELASTIC_KEY_LIST.rawValue)
         guard takesType || (r.type == 0 && r.flags == 0), op == UInt32(ELASTIC_KEY_CREATE.rawValue) || r.bits == 0,
-              op == UInt32(ELASTIC_KEY_LIST.rawValue) || r.index == 0,
-              takesData || (r.length == 0 && Self.allZero(&r.data)), takesName || Self.allZero(&r.name) else {
+            op == UInt32(ELASTIC_KEY_LIST.rawValue) || r.index == 0,
+            takesData || (r.length == 0 && Self.allZero(&r.data)), takesName || Self.allZero(&r.name)
+        else {
             throw .invalid("a field this op does not take is set")
         }
         let listing = op == UInt32(ELASTIC_KEY_LIST.rawValue)
@@ -53,7 +60,8 @@ extension ControlDispatcher {
         case UInt32(ELASTIC_KEY_CREATE.rawValue):
             let name = try Self.keyName(&r.name)
             guard let type = KeyStore.KeyType(rawValue: r.type) else { throw .invalid("key type") }
-            guard type == .rsa ? (AsymmetricKey.Kind.rsaBits.contains(Int(r.bits)) && r.bits % 8 == 0) : r.bits == 0 else {
+            guard type == .rsa ? (AsymmetricKey.Kind.rsaBits.contains(Int(r.bits)) && r.bits % 8 == 0) : r.bits == 0
+            else {
                 throw .invalid("bits: 2048..4096 for RSA, 0 otherwise")
             }
             try keys.create(name: name, type: type, rsaBits: Int(r.bits), flags: r.flags, uid: caller.uid)
@@ -64,7 +72,9 @@ extension ControlDispatcher {
             let n = Int(r.length)
             try withUnsafeBytes(of: &r.data) { (d) throws(ControlError) in
                 guard d[n...].allSatisfy({ $0 == 0 }) else { throw ControlError.invalid("data padding") }
-                try keys.importKey(name: name, type: type, flags: r.flags, uid: caller.uid, data: UnsafeRawBufferPointer(rebasing: d[0..<n]))
+                try keys.importKey(
+                    name: name, type: type, flags: r.flags, uid: caller.uid,
+                    data: UnsafeRawBufferPointer(rebasing: d[0..<n]))
             }
         case UInt32(ELASTIC_KEY_INFO.rawValue):
             fillInfo(&r, try keys.key(try Self.keyName(&r.name), uid: caller.uid))
@@ -80,7 +90,9 @@ extension ControlDispatcher {
         case UInt32(ELASTIC_KEY_PUBLIC.rawValue):
             let k = try keys.key(try Self.keyName(&r.name), uid: caller.uid)
             guard let asym = k.asymmetric else { throw .invalid("a symmetric key has no public part") }
-            guard let pem = try? asym.publicKeyPEM(), pem.count <= Self.keyDataMax else { throw .storageFailure("public key encoding") }
+            guard let pem = try? asym.publicKeyPEM(), pem.count <= Self.keyDataMax else {
+                throw .storageFailure("public key encoding")
+            }
             pem.withUnsafeBytes { Self.setData(&r.data, $0) }
             r.length = UInt32(pem.count)
         case UInt32(ELASTIC_KEY_EXPORT.rawValue):
@@ -93,7 +105,9 @@ extension ControlDispatcher {
             } else {
                 secret = k.stored.material
             }
-            guard secret.count <= Self.keyDataMax else { throw .storageFailure("private key larger than the data field") }
+            guard secret.count <= Self.keyDataMax else {
+                throw .storageFailure("private key larger than the data field")
+            }
             secret.withUnsafeBytes { Self.setData(&r.data, $0) }
             r.length = UInt32(secret.count)
         case UInt32(ELASTIC_KEY_DELETE.rawValue):
@@ -126,7 +140,9 @@ extension ControlDispatcher {
             if case .signature(let stream, verifying: false) = object { slowFinal = stream.isRSA }
             r.handle = try handles.open(owner: owner, uid: caller.uid, object, slowFinal: slowFinal)
         case UInt32(ELASTIC_STEP_UPDATE.rawValue), UInt32(ELASTIC_STEP_FINAL.rawValue):
-            guard r.operation == 0, r.scheme == 0, r.hash == 0, Self.allZero(&r.name) else { throw .invalid("INIT fields after INIT") }
+            guard r.operation == 0, r.scheme == 0, r.hash == 0, Self.allZero(&r.name) else {
+                throw .invalid("INIT fields after INIT")
+            }
             let final = r.step == UInt32(ELASTIC_STEP_FINAL.rawValue)
             // A failed step ends the stream: the handle is closed whatever the outcome.
             var failure: ControlError? = nil
@@ -146,8 +162,11 @@ extension ControlDispatcher {
     func startOperation(_ r: inout elastic_keyop, uid: UInt32) throws(ControlError) -> HandleTable.Object {
         let k = try keys.key(try Self.keyName(&r.name), uid: uid)
         let data = withUnsafeBytes(of: &r.data) { Array($0.prefix(Int(r.length))) }
-        let signing = r.operation == UInt32(ELASTIC_OP_SIGN.rawValue) || r.operation == UInt32(ELASTIC_OP_VERIFY.rawValue)
-        guard signing || (r.scheme == 0 && r.hash == 0) else { throw .invalid("scheme and hash are for SIGN and VERIFY") }
+        let signing =
+            r.operation == UInt32(ELASTIC_OP_SIGN.rawValue) || r.operation == UInt32(ELASTIC_OP_VERIFY.rawValue)
+        guard signing || (r.scheme == 0 && r.hash == 0) else {
+            throw .invalid("scheme and hash are for SIGN and VERIFY")
+        }
         switch r.operation {
         case UInt32(ELASTIC_OP_ENCRYPT.rawValue), UInt32(ELASTIC_OP_DECRYPT.rawValue):
             guard k.type == .aes256 else { throw .invalid("encryption needs an AES-256 key") }
@@ -155,30 +174,39 @@ extension ControlDispatcher {
             let salt: [UInt8]
             let aad: [UInt8]
             if sealing {
-                guard let s = try? Random.bytes(AEADStream.saltSize) else { throw .cryptoFailure("random source failed") }
+                guard let s = try? Random.bytes(AEADStream.saltSize) else {
+                    throw .cryptoFailure("random source failed")
+                }
                 salt = s
                 aad = data
                 salt.withUnsafeBytes { Self.setData(&r.data, $0) }
                 r.length = UInt32(salt.count)
             } else {
-                guard data.count >= AEADStream.saltSize else { throw .invalid("DECRYPT INIT takes the 32-byte salt, then the AAD") }
+                guard data.count >= AEADStream.saltSize else {
+                    throw .invalid("DECRYPT INIT takes the 32-byte salt, then the AAD")
+                }
                 salt = Array(data.prefix(AEADStream.saltSize))
                 aad = Array(data.dropFirst(AEADStream.saltSize))
                 Self.setData(&r.data, UnsafeRawBufferPointer(start: nil, count: 0))
                 r.length = 0
             }
-            guard let stream = try? AEADStream(key: k.stored.material, salt: salt, label: KeyLabels.aeadStream, aad: aad) else { throw .cryptoFailure("stream setup") }
+            guard
+                let stream = try? AEADStream(key: k.stored.material, salt: salt, label: KeyLabels.aeadStream, aad: aad)
+            else { throw .cryptoFailure("stream setup") }
             return .aead(stream, sealing: sealing)
         case UInt32(ELASTIC_OP_SIGN.rawValue), UInt32(ELASTIC_OP_VERIFY.rawValue):
             guard let asym = k.asymmetric else { throw .invalid("signatures need an RSA, EC or Ed25519 key") }
             guard r.length == 0 else { throw .invalid("SIGN INIT takes no data") }
             let scheme: SignatureScheme
             switch (r.scheme, asym.kind) {
-            case (UInt32(ELASTIC_SIGN_DEFAULT.rawValue), .rsa), (UInt32(ELASTIC_SIGN_RSA_PSS.rawValue), .rsa): scheme = .rsaPSS
+            case (UInt32(ELASTIC_SIGN_DEFAULT.rawValue), .rsa), (UInt32(ELASTIC_SIGN_RSA_PSS.rawValue), .rsa):
+                scheme = .rsaPSS
             case (UInt32(ELASTIC_SIGN_RSA_PKCS1.rawValue), .rsa): scheme = .rsaPKCS1v15
             case (UInt32(ELASTIC_SIGN_DEFAULT.rawValue), .ecP256), (UInt32(ELASTIC_SIGN_DEFAULT.rawValue), .ecP384),
-                 (UInt32(ELASTIC_SIGN_ECDSA.rawValue), .ecP256), (UInt32(ELASTIC_SIGN_ECDSA.rawValue), .ecP384): scheme = .ecdsa
-            case (UInt32(ELASTIC_SIGN_DEFAULT.rawValue), .ed25519), (UInt32(ELASTIC_SIGN_ED25519.rawValue), .ed25519): scheme = .ed25519
+                (UInt32(ELASTIC_SIGN_ECDSA.rawValue), .ecP256), (UInt32(ELASTIC_SIGN_ECDSA.rawValue), .ecP384):
+                scheme = .ecdsa
+            case (UInt32(ELASTIC_SIGN_DEFAULT.rawValue), .ed25519), (UInt32(ELASTIC_SIGN_ED25519.rawValue), .ed25519):
+                scheme = .ed25519
             default: throw .invalid("scheme does not go with a \(asym.kind) key")
             }
             let digest: Digest.Algorithm?
@@ -193,13 +221,19 @@ extension ControlDispatcher {
             default: throw .invalid("hash")
             }
             let verifying = r.operation == UInt32(ELASTIC_OP_VERIFY.rawValue)
-            do { return .signature(try SignatureStream(key: asym, scheme: scheme, digest: digest, verifying: verifying), verifying: verifying) } catch {
+            do {
+                return .signature(
+                    try SignatureStream(key: asym, scheme: scheme, digest: digest, verifying: verifying),
+                    verifying: verifying)
+            } catch {
                 throw .invalid("\(error)")
             }
         case UInt32(ELASTIC_OP_HMAC.rawValue):
             guard k.type == .hmacSHA256 else { throw .invalid("HMAC needs an HMAC-SHA-256 key") }
             guard r.length == 0 else { throw .invalid("HMAC INIT takes no data") }
-            guard let stream = try? SignatureStream(hmacKey: k.stored.material) else { throw .cryptoFailure("HMAC setup") }
+            guard let stream = try? SignatureStream(hmacKey: k.stored.material) else {
+                throw .cryptoFailure("HMAC setup")
+            }
             return .signature(stream, verifying: false)
         default:
             throw .invalid("operation")
@@ -207,7 +241,9 @@ extension ControlDispatcher {
     }
 
     /// One UPDATE or FINAL step of a stream.
-    func continueOperation(_ entry: HandleTable.Entry, _ o: HandleTable.Object, _ r: inout elastic_keyop, final: Bool) throws(ControlError) {
+    func continueOperation(_ entry: HandleTable.Entry, _ o: HandleTable.Object, _ r: inout elastic_keyop, final: Bool)
+        throws(ControlError)
+    {
         let n = Int(r.length)
         switch o {
         case .aead(let stream, let sealing):

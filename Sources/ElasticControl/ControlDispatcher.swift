@@ -1,10 +1,11 @@
 import CElasticControlABI
 import ElasticCrypto
 import ElasticFormat
-@_exported import protocol ElasticPlatform.AttestationProvider
 import ElasticSystem
 import Glibc
 import Synchronization
+
+@_exported import protocol ElasticPlatform.AttestationProvider
 
 /// Errors of the control protocol; the FUSE layer maps them to errno.
 public enum ControlError: Error, Equatable {
@@ -81,9 +82,12 @@ public final class ControlDispatcher: Sendable {
     /// `master` is the store's master key; only a subkey of it (label
     /// `elastic/v1/control/derive-root`) is kept, separate from every filesystem key. The key
     /// store is loaded from `keyStore` (and never written on a read-only mount).
-    public init(master: SecureBytes, keyStore: KeyStoreFile, readOnly: Bool = false, time: TimePlatform,
-                attestation: (any AttestationProvider)? = nil) throws {
-        deriveRoot = try HKDFExpander(ikm: try KDF.hkdfSHA256(ikm: master, salt: [], info: Array(KeyLabels.controlDeriveRoot.utf8), length: 32))
+    public init(
+        master: SecureBytes, keyStore: KeyStoreFile, readOnly: Bool = false, time: TimePlatform,
+        attestation: (any AttestationProvider)? = nil
+    ) throws {
+        deriveRoot = try HKDFExpander(
+            ikm: try KDF.hkdfSHA256(ikm: master, salt: [], info: Array(KeyLabels.controlDeriveRoot.utf8), length: 32))
         keys = try KeyStore(file: keyStore, readOnly: readOnly)
         handles = try HandleTable()
         self.time = time
@@ -102,7 +106,9 @@ public final class ControlDispatcher: Sendable {
 
     /// Handles one request: `input` and `output` are the ioctl's in and out buffers (the kernel
     /// sizes both from the command). Returns the number of bytes of `output` to send back.
-    public func handle(cmd: UInt32, input: UnsafeRawBufferPointer, output: UnsafeMutableRawBufferPointer, caller: ControlCaller) throws(ControlError) -> Int {
+    public func handle(
+        cmd: UInt32, input: UnsafeRawBufferPointer, output: UnsafeMutableRawBufferPointer, caller: ControlCaller
+    ) throws(ControlError) -> Int {
         guard let command = Self.commands[cmd] else { throw .unknownCommand }
         guard input.count == command.requestSize, output.count >= command.requestSize else { throw .invalid("size") }
         guard input.load(as: UInt32.self) == ELASTIC_ABI_VERSION else { throw .invalid("version") }
@@ -114,13 +120,18 @@ public final class ControlDispatcher: Sendable {
 
     func clock(_ r: inout elastic_clock, _ caller: ControlCaller) throws(ControlError) {
         guard r.flags == 0, r.source == 0, r.seconds == 0, r.nanoseconds == 0, r.resolution_ns == 0, r.utc_offset == 0,
-              r.reserved0 == 0, Self.allZero(&r.timezone), Self.allZero(&r.reserved) else { throw .invalid("output or reserved fields set") }
+            r.reserved0 == 0, Self.allZero(&r.timezone), Self.allZero(&r.reserved)
+        else { throw .invalid("output or reserved fields set") }
         let id: clockid_t
         var trusted = false
         switch r.clock {
         case UInt32(ELASTIC_CLOCK_REALTIME.rawValue): id = CLOCK_REALTIME
-        case UInt32(ELASTIC_CLOCK_MONOTONIC.rawValue): id = CLOCK_MONOTONIC; trusted = time.secureTSC
-        case UInt32(ELASTIC_CLOCK_BOOTTIME.rawValue): id = CLOCK_BOOTTIME; trusted = time.secureTSC
+        case UInt32(ELASTIC_CLOCK_MONOTONIC.rawValue):
+            id = CLOCK_MONOTONIC
+            trusted = time.secureTSC
+        case UInt32(ELASTIC_CLOCK_BOOTTIME.rawValue):
+            id = CLOCK_BOOTTIME
+            trusted = time.secureTSC
         case UInt32(ELASTIC_CLOCK_PROCESS_CPU.rawValue):
             guard let tgid = Self.threadGroup(of: caller.pid) else { throw .invalid("caller process gone") }
             id = clockid_t((~tgid) << 3 | 2)  // MAKE_PROCESS_CPUCLOCK(tgid, CPUCLOCK_SCHED)
@@ -151,7 +162,10 @@ public final class ControlDispatcher: Sendable {
         r.utc_offset = Int32(tm.tm_gmtoff)
         // The zone abbreviation, copied without allocating (this is the hot path of CLOCK).
         withUnsafeMutableBytes(of: &r.timezone) { buf in
-            guard let zone = tm.tm_zone else { buf.copyBytes(from: "UTC".utf8); return }
+            guard let zone = tm.tm_zone else {
+                buf.copyBytes(from: "UTC".utf8)
+                return
+            }
             let n = min(strnlen(zone, buf.count - 1), buf.count - 1)
             buf.copyMemory(from: UnsafeRawBufferPointer(start: zone, count: n))
         }
@@ -203,7 +217,9 @@ public final class ControlDispatcher: Sendable {
     }
 
     func stopwatch(_ r: inout elastic_stopwatch, _ caller: ControlCaller) throws(ControlError) {
-        guard r.elapsed_ns == 0, r.flags == 0, r.reserved0 == 0, Self.allZero(&r.reserved) else { throw .invalid("output or reserved fields set") }
+        guard r.elapsed_ns == 0, r.flags == 0, r.reserved0 == 0, Self.allZero(&r.reserved) else {
+            throw .invalid("output or reserved fields set")
+        }
         let owner = try owner(caller)
         let now = Self.monotonicNanoseconds()
         switch r.op {
@@ -244,11 +260,14 @@ public final class ControlDispatcher: Sendable {
             let data = withUnsafeBytes(of: &r.data) { Array($0.prefix(n)) }
             try handles.use(r.handle, owner: owner, close: false) { (_, o) throws(ControlError) in
                 guard case .hash(let d) = o else { throw .badHandle }
-                do { try data.withUnsafeBytes { try d.update($0) } } catch { throw .cryptoFailure("digest update: \(error)") }
+                do { try data.withUnsafeBytes { try d.update($0) } } catch {
+                    throw .cryptoFailure("digest update: \(error)")
+                }
             }
         case UInt32(ELASTIC_HASH_FINAL.rawValue):
             guard r.length == 0, r.algorithm == 0 else { throw .invalid("fields on FINAL") }
-            let digest = try handles.use(r.handle, owner: owner, close: true) { (_, o) throws(ControlError) -> [UInt8] in
+            let digest = try handles.use(r.handle, owner: owner, close: true) {
+                (_, o) throws(ControlError) -> [UInt8] in
                 guard case .hash(let d) = o else { throw .badHandle }
                 do { return try d.finish() } catch { throw .cryptoFailure("digest final: \(error)") }
             }
@@ -262,7 +281,9 @@ public final class ControlDispatcher: Sendable {
     }
 
     func attest(_ r: inout elastic_attest) throws(ControlError) {
-        guard r.platform == 0, r.report_length == 0, r.reserved0 == 0, Self.allZero(&r.report) else { throw .invalid("output or reserved fields set") }
+        guard r.platform == 0, r.report_length == 0, r.reserved0 == 0, Self.allZero(&r.report) else {
+            throw .invalid("output or reserved fields set")
+        }
         guard let attestation else { throw .notAvailable }
         let data = withUnsafeBytes(of: &r.report_data) { Array($0) }
         let result: (platform: UInt32, report: [UInt8])
@@ -274,7 +295,9 @@ public final class ControlDispatcher: Sendable {
     }
 
     func random(_ r: inout elastic_random) throws(ControlError) {
-        guard r.length >= 1, r.length <= ELASTIC_RANDOM_MAX, r.reserved == 0, Self.allZero(&r.data) else { throw .invalid("length or reserved") }
+        guard r.length >= 1, r.length <= ELASTIC_RANDOM_MAX, r.reserved == 0, Self.allZero(&r.data) else {
+            throw .invalid("length or reserved")
+        }
         let n = Int(r.length)
         let failure = withUnsafeMutableBytes(of: &r.data) { buf -> (any Error)? in
             do { try Random.fill(UnsafeMutableRawBufferPointer(rebasing: buf[0..<n])) } catch { return error }
@@ -288,16 +311,28 @@ public final class ControlDispatcher: Sendable {
     func derive(_ r: inout elastic_derive, _ caller: ControlCaller) throws(ControlError) {
         let klen = Int(r.key_length), llen = Int(r.label_length)
         guard (16...Int(ELASTIC_DERIVED_KEY_MAX)).contains(klen), (1...Int(ELASTIC_LABEL_MAX)).contains(llen),
-              r.reserved0 == 0, Self.allZero(&r.reserved), Self.allZero(&r.key) else { throw .invalid("lengths or reserved") }
-        guard withUnsafeBytes(of: &r.label, { $0[llen...].allSatisfy { $0 == 0 } }) else { throw .invalid("label padding") }
+            r.reserved0 == 0, Self.allZero(&r.reserved), Self.allZero(&r.key)
+        else { throw .invalid("lengths or reserved") }
+        guard withUnsafeBytes(of: &r.label, { $0[llen...].allSatisfy { $0 == 0 } }) else {
+            throw .invalid("label padding")
+        }
         // info = "elastic/v1/control/derive" ‖ 0x00 ‖ be32(uid) ‖ label, built on the stack.
         let prefix = Self.deriveInfoPrefix.count, total = prefix + 4 + llen
         let failure = withUnsafeTemporaryAllocation(byteCount: total, alignment: 1) { info -> (any Error)? in
             Self.deriveInfoPrefix.withUnsafeBytes { info.copyMemory(from: $0) }
-            withUnsafeBytes(of: caller.uid.bigEndian) { UnsafeMutableRawBufferPointer(rebasing: info[prefix..<(prefix + 4)]).copyMemory(from: $0) }
-            withUnsafeBytes(of: &r.label) { UnsafeMutableRawBufferPointer(rebasing: info[(prefix + 4)...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<llen])) }
+            withUnsafeBytes(of: caller.uid.bigEndian) {
+                UnsafeMutableRawBufferPointer(rebasing: info[prefix..<(prefix + 4)]).copyMemory(from: $0)
+            }
+            withUnsafeBytes(of: &r.label) {
+                UnsafeMutableRawBufferPointer(rebasing: info[(prefix + 4)...]).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: $0[0..<llen]))
+            }
             return withUnsafeMutableBytes(of: &r.key) { out -> (any Error)? in
-                do { try deriveRoot.expand(info: UnsafeRawBufferPointer(info), into: UnsafeMutableRawBufferPointer(rebasing: out[0..<klen])) } catch { return error }
+                do {
+                    try deriveRoot.expand(
+                        info: UnsafeRawBufferPointer(info), into: UnsafeMutableRawBufferPointer(rebasing: out[0..<klen])
+                    )
+                } catch { return error }
                 return nil
             }
         }

@@ -114,11 +114,16 @@ final class HandleTable: Sendable {
         }
         let result = state.withLock { (s: inout State) -> Result<UInt64, ControlError> in
             if let fresh {
-                if s.processes[owner] == nil { s.processes[owner] = Process(token: fresh) } else { watcher.unwatch(fresh) }
+                if s.processes[owner] == nil {
+                    s.processes[owner] = Process(token: fresh)
+                } else {
+                    watcher.unwatch(fresh)
+                }
             }
             guard let process = s.processes[owner] else { return .failure(.invalid("caller process gone")) }
             let usage = s.perUID[uid] ?? Usage()
-            guard process.handles.count < limits.perProcess, usage.handles < limits.perUID, s.total < limits.total else {
+            guard process.handles.count < limits.perProcess, usage.handles < limits.perUID, s.total < limits.total
+            else {
                 return .failure(.tooManyHandles)
             }
             var handle: UInt64 = 0
@@ -133,7 +138,9 @@ final class HandleTable: Sendable {
 
     /// Runs `body` on the caller's own handle; `close` removes it first, so no other step can
     /// start on it.
-    func use<R>(_ handle: UInt64, owner: Int32, close: Bool, _ body: (Entry, Object) throws(ControlError) -> R) throws(ControlError) -> R {
+    func use<R>(_ handle: UInt64, owner: Int32, close: Bool, _ body: (Entry, Object) throws(ControlError) -> R)
+        throws(ControlError) -> R
+    {
         var idle: UInt64? = nil
         let entry = try state.withLock { (s: inout State) throws(ControlError) -> Entry in
             guard let e = s.processes[owner]?.handles[handle] else { throw ControlError.badHandle }

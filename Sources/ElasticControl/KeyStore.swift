@@ -10,7 +10,12 @@ import Synchronization
 final class KeyStore: Sendable {
     /// `enum elastic_key_type`.
     enum KeyType: UInt32, Sendable {
-        case aes256 = 1, hmacSHA256 = 2, rsa = 3, ecP256 = 4, ecP384 = 5, ed25519 = 6
+        case aes256 = 1
+        case hmacSHA256 = 2
+        case rsa = 3
+        case ecP256 = 4
+        case ecP384 = 5
+        case ed25519 = 6
 
         var isAsymmetric: Bool { self == .rsa || asymmetricKind != nil }
 
@@ -41,7 +46,9 @@ final class KeyStore: Sendable {
         let asymmetric: AsymmetricKey?
 
         init(_ stored: StoredKey) throws(ControlError) {
-            guard let type = KeyType(rawValue: UInt32(stored.type)) else { throw .storageFailure("key \(stored.name) has unknown type \(stored.type)") }
+            guard let type = KeyType(rawValue: UInt32(stored.type)) else {
+                throw .storageFailure("key \(stored.name) has unknown type \(stored.type)")
+            }
             self.stored = stored
             self.type = type
             switch type {
@@ -94,9 +101,11 @@ final class KeyStore: Sendable {
 
     /// A valid key name: 1..63 bytes of [A-Za-z0-9._-].
     static func isValidName(_ name: [UInt8]) -> Bool {
-        (1..<Int(ELASTIC_KEY_NAME_MAX)).contains(name.count) && name.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e || c == 0x5f || c == 0x2d
-        }
+        (1..<Int(ELASTIC_KEY_NAME_MAX)).contains(name.count)
+            && name.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e
+                    || c == 0x5f || c == 0x2d
+            }
     }
 
     /// The key a request names, resolved for `uid`: "NAME" is the caller's own key;
@@ -135,11 +144,16 @@ final class KeyStore: Sendable {
             case .ecP256, .ecP384, .ed25519: material = try AsymmetricKey.generate(type.asymmetricKind!).privateKeyDER()
             }
         } catch { throw .invalid("key generation: \(error)") }
-        try insert(StoredKey(name: id.name, owner: id.owner, type: UInt8(type.rawValue), flags: UInt8(flags), created: UInt64(time(nil)), material: material), by: uid)
+        try insert(
+            StoredKey(
+                name: id.name, owner: id.owner, type: UInt8(type.rawValue), flags: UInt8(flags),
+                created: UInt64(time(nil)), material: material), by: uid)
     }
 
     /// A key from the caller's bytes: a raw secret (AES: 32 bytes; HMAC: 16..64) or a private key.
-    func importKey(name: String, type: KeyType, flags: UInt32, uid: UInt32, data: UnsafeRawBufferPointer) throws(ControlError) {
+    func importKey(name: String, type: KeyType, flags: UInt32, uid: UInt32, data: UnsafeRawBufferPointer)
+        throws(ControlError)
+    {
         let id = try Self.resolve(name, uid: uid)
         try checkWritable(id)
         let material: SecureBytes
@@ -156,7 +170,10 @@ final class KeyStore: Sendable {
             guard KeyType(key.kind) == type else { throw .invalid("the key is \(key.kind), not the type asked for") }
             do { material = try key.privateKeyDER() } catch { throw .invalid("\(error)") }
         }
-        try insert(StoredKey(name: id.name, owner: id.owner, type: UInt8(type.rawValue), flags: UInt8(flags), created: UInt64(time(nil)), material: material), by: uid)
+        try insert(
+            StoredKey(
+                name: id.name, owner: id.owner, type: UInt8(type.rawValue), flags: UInt8(flags),
+                created: UInt64(time(nil)), material: material), by: uid)
     }
 
     func delete(name: String, uid: UInt32) throws(ControlError) {
@@ -186,7 +203,8 @@ final class KeyStore: Sendable {
             if uid != 0 {
                 let own = t.values.filter { $0.stored.owner == stored.owner }
                 guard own.count < quota.keysPerUID,
-                      own.reduce(0, { $0 + $1.stored.material.count }) + stored.material.count <= quota.bytesPerUID else { throw .quotaExceeded }
+                    own.reduce(0, { $0 + $1.stored.material.count }) + stored.material.count <= quota.bytesPerUID
+                else { throw .quotaExceeded }
             }
             var next = t
             next[id] = key
@@ -196,6 +214,8 @@ final class KeyStore: Sendable {
     }
 
     private func persist(_ t: [KeyID: Key]) throws(ControlError) {
-        do { try file.save(t.sorted { $0.key < $1.key }.map(\.value.stored)) } catch { throw .storageFailure("\(error)") }
+        do { try file.save(t.sorted { $0.key < $1.key }.map(\.value.stored)) } catch {
+            throw .storageFailure("\(error)")
+        }
     }
 }

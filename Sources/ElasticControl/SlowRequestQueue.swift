@@ -27,12 +27,15 @@ public final class SlowRequestQueue: @unchecked Sendable {  // all state under `
         for _ in 0..<max(1, workers) {
             let context = Unmanaged.passRetained(WorkerContext(queue: self, niceness: niceness)).toOpaque()
             var t = pthread_t()
-            if pthread_create(&t, nil, { arg in
-                let c = Unmanaged<WorkerContext>.fromOpaque(arg!).takeRetainedValue()
-                ProcessHardening.niceCurrentThread(c.niceness)
-                c.queue.loop()
-                return nil
-            }, context) == 0 {
+            if pthread_create(
+                &t, nil,
+                { arg in
+                    let c = Unmanaged<WorkerContext>.fromOpaque(arg!).takeRetainedValue()
+                    ProcessHardening.niceCurrentThread(c.niceness)
+                    c.queue.loop()
+                    return nil
+                }, context) == 0
+            {
                 threads.append(t)
             } else {
                 Unmanaged<WorkerContext>.fromOpaque(context).release()

@@ -6,7 +6,12 @@ import Glibc
 extension ControlClient {
     /// `enum elastic_key_type`, by its CLI name.
     public enum KeyType: String, CaseIterable, Sendable {
-        case aes256 = "aes256", hmacSHA256 = "hmac-sha256", rsa = "rsa", ecP256 = "ec-p256", ecP384 = "ec-p384", ed25519 = "ed25519"
+        case aes256 = "aes256"
+        case hmacSHA256 = "hmac-sha256"
+        case rsa = "rsa"
+        case ecP256 = "ec-p256"
+        case ecP384 = "ec-p384"
+        case ed25519 = "ed25519"
 
         var code: UInt32 {
             switch self {
@@ -56,14 +61,18 @@ extension ControlClient {
     }
 
     /// Key names are NUL-terminated in ELASTIC_KEY_NAME_MAX bytes.
-    static func setName<Layout, Field>(_ r: ControlRequest<Layout>, _ field: WritableKeyPath<Layout, Field>, _ name: String) throws {
+    static func setName<Layout, Field>(
+        _ r: ControlRequest<Layout>, _ field: WritableKeyPath<Layout, Field>, _ name: String
+    ) throws {
         let bytes = Array(name.utf8)
         guard bytes.count < Int(ELASTIC_KEY_NAME_MAX) else { throw Errno.fileNameTooLong }
         try r.set(field, bytes)
     }
 
     static func info(_ r: ControlRequest<elastic_key>, name: String) -> KeyInfo {
-        KeyInfo(name: name, type: KeyType(code: r.type), bits: r.bits, exportable: r.flags & ELASTIC_KEY_EXPORTABLE != 0, owner: r.owner, created: r.created)
+        KeyInfo(
+            name: name, type: KeyType(code: r.type), bits: r.bits, exportable: r.flags & ELASTIC_KEY_EXPORTABLE != 0,
+            owner: r.owner, created: r.created)
     }
 
     /// A new key (RSA: `bits` 2048..4096).
@@ -99,7 +108,9 @@ extension ControlClient {
             let r = try Self.request(ELASTIC_KEY_LIST, name: nil)
             r.index = UInt32(out.count)
             r.flags = everyone ? ELASTIC_KEY_LIST_ALL : 0
-            do { try call(CElasticControlABI_IOC_KEY, r) } catch let e as Errno where e == .noSuchFileOrDirectory { return out }
+            do { try call(CElasticControlABI_IOC_KEY, r) } catch let e as Errno where e == .noSuchFileOrDirectory {
+                return out
+            }
             out.append(Self.info(r, name: r.string(\.name)))
         }
     }
@@ -126,8 +137,10 @@ extension ControlClient {
     // MARK: Streams
 
     /// One step of a keyed operation; returns the output data and tag.
-    func step(_ step: elastic_keyop_step, handle: UInt64, data: ArraySlice<UInt8>, tag: [UInt8] = [],
-              setup: (ControlRequest<elastic_keyop>) throws -> Void = { _ in }) throws -> (handle: UInt64, data: [UInt8], tag: [UInt8]) {
+    func step(
+        _ step: elastic_keyop_step, handle: UInt64, data: ArraySlice<UInt8>, tag: [UInt8] = [],
+        setup: (ControlRequest<elastic_keyop>) throws -> Void = { _ in }
+    ) throws -> (handle: UInt64, data: [UInt8], tag: [UInt8]) {
         guard data.count <= Int(ELASTIC_KEY_DATA_MAX) else { throw Errno.invalidArgument }
         let r = ControlRequest<elastic_keyop>()
         r.step = UInt32(step.rawValue)
@@ -140,8 +153,10 @@ extension ControlClient {
         return (r.handle, r.prefix(\.data, Int(r.length)), Array(r.bytes(\.tag)))
     }
 
-    func initOperation(_ op: elastic_keyop_operation, key: String, data: [UInt8] = [], scheme: SignatureScheme = .default,
-                       hash: HashAlgorithm? = nil) throws -> (handle: UInt64, data: [UInt8]) {
+    func initOperation(
+        _ op: elastic_keyop_operation, key: String, data: [UInt8] = [], scheme: SignatureScheme = .default,
+        hash: HashAlgorithm? = nil
+    ) throws -> (handle: UInt64, data: [UInt8]) {
         let r = try step(ELASTIC_STEP_INIT, handle: 0, data: data[...]) { r in
             r.operation = UInt32(op.rawValue)
             r.scheme = scheme.code
@@ -167,7 +182,9 @@ extension ControlClient {
 
     /// Encrypts everything `read` yields into `write`: the header (magic, key name, salt), then
     /// segments of ciphertext and tag.
-    public func encrypt(key: String, aad: [UInt8], read: (Int) throws -> [UInt8], write: ([UInt8]) throws -> Void) throws {
+    public func encrypt(key: String, aad: [UInt8], read: (Int) throws -> [UInt8], write: ([UInt8]) throws -> Void)
+        throws
+    {
         let segment = Int(ELASTIC_STREAM_SEGMENT)
         let (handle, salt) = try initOperation(ELASTIC_OP_ENCRYPT, key: key, data: aad)
         try write(Self.encryptedMagic + [UInt8(key.utf8.count)] + Array(key.utf8) + salt)
@@ -198,7 +215,9 @@ extension ControlClient {
     /// keys: input never chooses another uid's key (a qualified `UID:NAME` in it is refused).
     /// Returns the key that opened it.
     @discardableResult
-    public func decrypt(key: String?, aad: [UInt8], read: (Int) throws -> [UInt8], write: ([UInt8]) throws -> Void) throws -> String {
+    public func decrypt(key: String?, aad: [UInt8], read: (Int) throws -> [UInt8], write: ([UInt8]) throws -> Void)
+        throws -> String
+    {
         let m = Self.encryptedMagic.count
         var head = try Self.readFull(m + 1, read)
         guard head.count == m + 1, head.starts(with: Self.encryptedMagic) else { throw Errno.illegalByteSequence }
@@ -218,7 +237,9 @@ extension ControlClient {
             let next = current.count == segment ? try Self.readFull(segment, read) : []
             let final = next.isEmpty
             let body = current[..<(current.count - 16)]
-            let out = try step(final ? ELASTIC_STEP_FINAL : ELASTIC_STEP_UPDATE, handle: handle, data: body, tag: Array(current.suffix(16)))
+            let out = try step(
+                final ? ELASTIC_STEP_FINAL : ELASTIC_STEP_UPDATE, handle: handle, data: body,
+                tag: Array(current.suffix(16)))
             try write(out.data)
             if final { return chosen }
             current = next
@@ -231,25 +252,33 @@ extension ControlClient {
         public var description: String {
             switch self {
             case .inputNamesAnotherUsersKey(let k):
-                return "the input names another user's key (\(k)); the input never chooses whose key is used: pass --key explicitly"
+                return
+                    "the input names another user's key (\(k)); the input never chooses whose key is used: pass --key explicitly"
             }
         }
     }
 
     /// A signature (SIGN), or the HMAC (HMAC), over everything `read` yields.
-    public func sign(key: String, hmac: Bool = false, scheme: SignatureScheme = .default, hash: HashAlgorithm? = nil,
-                     read: (Int) throws -> [UInt8]) throws -> [UInt8] {
-        let (handle, _) = try initOperation(hmac ? ELASTIC_OP_HMAC : ELASTIC_OP_SIGN, key: key, scheme: scheme, hash: hash)
+    public func sign(
+        key: String, hmac: Bool = false, scheme: SignatureScheme = .default, hash: HashAlgorithm? = nil,
+        read: (Int) throws -> [UInt8]
+    ) throws -> [UInt8] {
+        let (handle, _) = try initOperation(
+            hmac ? ELASTIC_OP_HMAC : ELASTIC_OP_SIGN, key: key, scheme: scheme, hash: hash)
         try feed(handle, read)
         return try step(ELASTIC_STEP_FINAL, handle: handle, data: [][...]).data
     }
 
     /// Whether `signature` is valid over everything `read` yields.
-    public func verify(key: String, signature: [UInt8], scheme: SignatureScheme = .default, hash: HashAlgorithm? = nil,
-                       read: (Int) throws -> [UInt8]) throws -> Bool {
+    public func verify(
+        key: String, signature: [UInt8], scheme: SignatureScheme = .default, hash: HashAlgorithm? = nil,
+        read: (Int) throws -> [UInt8]
+    ) throws -> Bool {
         let (handle, _) = try initOperation(ELASTIC_OP_VERIFY, key: key, scheme: scheme, hash: hash)
         try feed(handle, read)
-        do { _ = try step(ELASTIC_STEP_FINAL, handle: handle, data: signature[...]) } catch let e as Errno where e == .badMessage {
+        do { _ = try step(ELASTIC_STEP_FINAL, handle: handle, data: signature[...]) } catch let e as Errno
+            where e == .badMessage
+        {
             return false
         }
         return true

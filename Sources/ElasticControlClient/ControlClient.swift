@@ -28,7 +28,8 @@ public final class ControlClient {
         public var description: String {
             switch self {
             case .notElastic(let d): return "\(d) is not the root of an ELASTIC mount (no fuse.elastic mount there)"
-            case .foreignOwner(let d, let uid): return "\(d) is an ELASTIC mount made by uid \(uid), neither root nor you: refusing to send it requests"
+            case .foreignOwner(let d, let uid):
+                return "\(d) is an ELASTIC mount made by uid \(uid), neither root nor you: refusing to send it requests"
             }
         }
     }
@@ -46,11 +47,14 @@ public final class ControlClient {
         for line in info.split(separator: "\n") {
             let fields = line.split(separator: " ")
             guard fields.count >= 5, let dash = fields[5...].firstIndex(of: "-"), fields.count >= dash + 4,
-                  Self.unescape(String(fields[4])) == path else { continue }
+                Self.unescape(String(fields[4])) == path
+            else { continue }
             found = (String(fields[dash + 1]), String(fields[dash + 3]))
         }
         guard let found, found.fstype == "fuse.elastic" else { throw MountError.notElastic(dir) }
-        let owner = found.options.split(separator: ",").first { $0.hasPrefix("user_id=") }.flatMap { UInt32($0.dropFirst(8)) }
+        let owner = found.options.split(separator: ",").first { $0.hasPrefix("user_id=") }.flatMap {
+            UInt32($0.dropFirst(8))
+        }
         guard let owner else { throw MountError.notElastic(dir) }
         guard owner == 0 || owner == getuid() else { throw MountError.foreignOwner(dir, uid: owner) }
     }
@@ -61,7 +65,9 @@ public final class ControlClient {
         let b = Array(s.utf8)
         var i = 0
         while i < b.count {
-            if b[i] == UInt8(ascii: "\\"), i + 3 < b.count, let v = UInt8(String(decoding: b[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
+            if b[i] == UInt8(ascii: "\\"), i + 3 < b.count,
+                let v = UInt8(String(decoding: b[(i + 1)...(i + 3)], as: UTF8.self), radix: 8)
+            {
                 out.append(v)
                 i += 4
             } else {
@@ -92,7 +98,9 @@ public final class ControlClient {
         var dir = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         while true {
             var st = stat()
-            if lstat(dir + "/" + ELASTIC_CONTROL_NAME, &st) == 0 && st.st_ino == 2, (try? checkMount(dir)) != nil { return dir }
+            if lstat(dir + "/" + ELASTIC_CONTROL_NAME, &st) == 0 && st.st_ino == 2, (try? checkMount(dir)) != nil {
+                return dir
+            }
             if dir == "/" || dir.isEmpty { throw Errno.noSuchFileOrDirectory }
             dir = String(dir[..<(dir.lastIndex(of: "/") ?? dir.startIndex)])
             if dir.isEmpty { dir = "/" }
@@ -129,17 +137,22 @@ public final class ControlClient {
     }
 
     public enum Clock: UInt32, CaseIterable, Sendable {
-        case realtime = 0, monotonic = 1, boottime = 2, process = 3, thread = 4
+        case realtime = 0
+        case monotonic = 1
+        case boottime = 2
+        case process = 3
+        case thread = 4
     }
 
     public func clock(_ c: Clock) throws -> Reading {
         let r = ControlRequest<elastic_clock>()
         r.clock = c.rawValue
         try call(CElasticControlABI_IOC_CLOCK, r)
-        return Reading(seconds: r.seconds, nanoseconds: r.nanoseconds, resolutionNanoseconds: r.resolution_ns,
-                       trusted: r.flags & ELASTIC_TIME_TRUSTED != 0,
-                       source: r.source == UInt32(ELASTIC_SOURCE_SECURE_TSC.rawValue) ? "secure-tsc" : "clock_gettime",
-                       utcOffset: r.utc_offset, timezone: r.string(\.timezone))
+        return Reading(
+            seconds: r.seconds, nanoseconds: r.nanoseconds, resolutionNanoseconds: r.resolution_ns,
+            trusted: r.flags & ELASTIC_TIME_TRUSTED != 0,
+            source: r.source == UInt32(ELASTIC_SOURCE_SECURE_TSC.rawValue) ? "secure-tsc" : "clock_gettime",
+            utcOffset: r.utc_offset, timezone: r.string(\.timezone))
     }
 
     public func random(_ count: Int) throws -> [UInt8] {

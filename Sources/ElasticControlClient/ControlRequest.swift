@@ -35,8 +35,10 @@ public final class ControlRequest<Layout> {
     }
 
     /// Runs `body` on the bytes of one field.
-    public func withBytes<Field, Result>(_ field: WritableKeyPath<Layout, Field>,
-                                         _ body: (UnsafeMutableRawBufferPointer) throws -> Result) rethrows -> Result {
+    public func withBytes<Field, Result>(
+        _ field: WritableKeyPath<Layout, Field>,
+        _ body: (UnsafeMutableRawBufferPointer) throws -> Result
+    ) rethrows -> Result {
         try body(bytes(field))
     }
 

@@ -19,8 +19,12 @@ public final class AEADStream {
     /// A stream under `key` (32 bytes) with `salt` (`saltSize` random bytes, stored in the clear
     /// ahead of the segments) and `aad`, authenticated with every segment.
     public init(key: SecureBytes, salt: [UInt8], label: String, aad: [UInt8]) throws {
-        guard key.count == AESGCM.keySize else { throw CryptoError.invalidLength(expected: AESGCM.keySize, got: key.count) }
-        guard salt.count == Self.saltSize else { throw CryptoError.invalidLength(expected: Self.saltSize, got: salt.count) }
+        guard key.count == AESGCM.keySize else {
+            throw CryptoError.invalidLength(expected: AESGCM.keySize, got: key.count)
+        }
+        guard salt.count == Self.saltSize else {
+            throw CryptoError.invalidLength(expected: Self.saltSize, got: salt.count)
+        }
         gcm = try AESGCM(key: try KDF.hkdfSHA256(ikm: key, salt: salt, info: Array(label.utf8), length: AESGCM.keySize))
         self.aad = aad
     }
@@ -40,7 +44,9 @@ public final class AEADStream {
     }
 
     /// Seals one segment: `input` into `output` (same length) and the 16-byte `tag`.
-    public func seal(_ input: UnsafeRawBufferPointer, final: Bool, output: UnsafeMutableRawPointer, tag: UnsafeMutableRawPointer) throws {
+    public func seal(
+        _ input: UnsafeRawBufferPointer, final: Bool, output: UnsafeMutableRawPointer, tag: UnsafeMutableRawPointer
+    ) throws {
         let nonce = try nextNonce(final: final, count: input.count)
         try aad.withUnsafeBytes { a in
             try gcm.seal(nonce: nonce, aad: a, input: input.baseAddress, count: input.count, output: output, tag: tag)
@@ -49,11 +55,14 @@ public final class AEADStream {
 
     /// Opens one segment; throws `.authenticationFailure` (and ends the stream) if it was altered,
     /// moved, or is not the final segment it claims to be.
-    public func open(_ input: UnsafeRawBufferPointer, final: Bool, output: UnsafeMutableRawPointer, tag: UnsafeRawPointer) throws {
+    public func open(
+        _ input: UnsafeRawBufferPointer, final: Bool, output: UnsafeMutableRawPointer, tag: UnsafeRawPointer
+    ) throws {
         let nonce = try nextNonce(final: final, count: input.count)
         do {
             try aad.withUnsafeBytes { a in
-                try gcm.open(nonce: nonce, aad: a, input: input.baseAddress, count: input.count, output: output, tag: tag)
+                try gcm.open(
+                    nonce: nonce, aad: a, input: input.baseAddress, count: input.count, output: output, tag: tag)
             }
         } catch {
             finished = true

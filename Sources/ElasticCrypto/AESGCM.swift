@@ -51,8 +51,13 @@ public final class AESGCM {
             }
         }
         guard EVP_CipherInit_ex2(enc, nil, nil, nonce.assumingMemoryBound(to: UInt8.self), 1, nil) == 1,
-            aad.count == 0 || EVP_EncryptUpdate(enc, nil, &outl, aad.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(aad.count)) == 1,
-            count == 0 || EVP_EncryptUpdate(enc, output!.assumingMemoryBound(to: UInt8.self), &outl, input!.assumingMemoryBound(to: UInt8.self), Int32(count)) == 1,
+            aad.count == 0
+                || EVP_EncryptUpdate(
+                    enc, nil, &outl, aad.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(aad.count)) == 1,
+            count == 0
+                || EVP_EncryptUpdate(
+                    enc, output!.assumingMemoryBound(to: UInt8.self), &outl, input!.assumingMemoryBound(to: UInt8.self),
+                    Int32(count)) == 1,
             finalOK(),
             EVP_CIPHER_CTX_ctrl(enc, EVP_CTRL_GCM_GET_TAG, Int32(Self.tagSize), tag) == 1
         else { throw CryptoError.drain("AES-GCM seal") }
@@ -67,9 +72,15 @@ public final class AESGCM {
         var outl: Int32 = 0
         var scratch = (UInt64(0), UInt64(0))
         guard EVP_CipherInit_ex2(dec, nil, nil, nonce.assumingMemoryBound(to: UInt8.self), 0, nil) == 1,
-            aad.count == 0 || EVP_DecryptUpdate(dec, nil, &outl, aad.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(aad.count)) == 1,
-            count == 0 || EVP_DecryptUpdate(dec, output!.assumingMemoryBound(to: UInt8.self), &outl, input!.assumingMemoryBound(to: UInt8.self), Int32(count)) == 1,
-            EVP_CIPHER_CTX_ctrl(dec, EVP_CTRL_GCM_SET_TAG, Int32(Self.tagSize), UnsafeMutableRawPointer(mutating: tag)) == 1
+            aad.count == 0
+                || EVP_DecryptUpdate(
+                    dec, nil, &outl, aad.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(aad.count)) == 1,
+            count == 0
+                || EVP_DecryptUpdate(
+                    dec, output!.assumingMemoryBound(to: UInt8.self), &outl, input!.assumingMemoryBound(to: UInt8.self),
+                    Int32(count)) == 1,
+            EVP_CIPHER_CTX_ctrl(dec, EVP_CTRL_GCM_SET_TAG, Int32(Self.tagSize), UnsafeMutableRawPointer(mutating: tag))
+                == 1
         else { throw CryptoError.drain("AES-GCM open") }
         let ok = withUnsafeMutableBytes(of: &scratch) { s in
             EVP_DecryptFinal_ex(dec, s.baseAddress!.assumingMemoryBound(to: UInt8.self), &outl)

@@ -18,7 +18,9 @@ public final class AESSIV {
         case 64: name = "AES-256-SIV"
         default: throw CryptoError.invalidLength(expected: 64, got: key.count)
         }
-        guard let c = EVP_CIPHER_fetch(nil, name, nil), let x = EVP_CIPHER_CTX_new() else { throw CryptoError.drain("AES-SIV setup") }
+        guard let c = EVP_CIPHER_fetch(nil, name, nil), let x = EVP_CIPHER_CTX_new() else {
+            throw CryptoError.drain("AES-SIV setup")
+        }
         cipher = c
         ctx = x
         self.key = key
@@ -34,13 +36,19 @@ public final class AESSIV {
         var out = [UInt8](repeating: 0, count: Self.tagSize + plaintext.count)
         var outl: Int32 = 0
         let ok = key.withUnsafeBytes { k -> Bool in
-            guard EVP_EncryptInit_ex2(ctx, cipher, k.baseAddress!.assumingMemoryBound(to: UInt8.self), nil, nil) == 1 else { return false }
+            guard EVP_EncryptInit_ex2(ctx, cipher, k.baseAddress!.assumingMemoryBound(to: UInt8.self), nil, nil) == 1
+            else { return false }
             for a in ad {
-                guard a.withUnsafeBufferPointer({ EVP_EncryptUpdate(ctx, nil, &outl, $0.baseAddress, Int32($0.count)) }) == 1 else { return false }
+                guard
+                    a.withUnsafeBufferPointer({ EVP_EncryptUpdate(ctx, nil, &outl, $0.baseAddress, Int32($0.count)) })
+                        == 1
+                else { return false }
             }
             return out.withUnsafeMutableBufferPointer { o -> Bool in
                 plaintext.withUnsafeBufferPointer { p -> Bool in
-                    EVP_EncryptUpdate(ctx, o.baseAddress! + Self.tagSize, &outl, p.baseAddress ?? UnsafePointer(o.baseAddress!), Int32(p.count)) == 1
+                    EVP_EncryptUpdate(
+                        ctx, o.baseAddress! + Self.tagSize, &outl, p.baseAddress ?? UnsafePointer(o.baseAddress!),
+                        Int32(p.count)) == 1
                         && EVP_EncryptFinal_ex(ctx, o.baseAddress! + Self.tagSize, &outl) == 1
                         && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, Int32(Self.tagSize), o.baseAddress!) == 1
                 }
@@ -63,12 +71,16 @@ public final class AESSIV {
                 EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, Int32(Self.tagSize), &tag) == 1
             else { return false }
             for a in ad {
-                guard a.withUnsafeBufferPointer({ EVP_DecryptUpdate(ctx, nil, &outl, $0.baseAddress, Int32($0.count)) }) == 1 else { return false }
+                guard
+                    a.withUnsafeBufferPointer({ EVP_DecryptUpdate(ctx, nil, &outl, $0.baseAddress, Int32($0.count)) })
+                        == 1
+                else { return false }
             }
             return out.withUnsafeMutableBufferPointer { o -> Bool in
                 sealed.withUnsafeBufferPointer { s -> Bool in
                     let dst = o.baseAddress!
-                    return EVP_DecryptUpdate(ctx, dst, &outl, s.baseAddress! + Self.tagSize, Int32(s.count - Self.tagSize)) == 1
+                    return EVP_DecryptUpdate(
+                        ctx, dst, &outl, s.baseAddress! + Self.tagSize, Int32(s.count - Self.tagSize)) == 1
                         && EVP_DecryptFinal_ex(ctx, dst, &outl) == 1
                 }
             }

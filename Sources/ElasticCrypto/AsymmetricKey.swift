@@ -41,12 +41,16 @@ public final class AsymmetricKey: @unchecked Sendable {  // the EVP_PKEY is neve
         let algorithm: String
         switch kind {
         case .rsa(let bits):
-            guard Kind.rsaBits.contains(bits), bits % 8 == 0 else { throw CryptoError.unsupportedKey("RSA keys have 2048 to 4096 bits") }
+            guard Kind.rsaBits.contains(bits), bits % 8 == 0 else {
+                throw CryptoError.unsupportedKey("RSA keys have 2048 to 4096 bits")
+            }
             algorithm = "RSA"
         case .ecP256, .ecP384: algorithm = "EC"
         case .ed25519: algorithm = "ED25519"
         }
-        guard let ctx = EVP_PKEY_CTX_new_from_name(nil, algorithm, nil) else { throw CryptoError.drain("EVP_PKEY_CTX_new_from_name(\(algorithm))") }
+        guard let ctx = EVP_PKEY_CTX_new_from_name(nil, algorithm, nil) else {
+            throw CryptoError.drain("EVP_PKEY_CTX_new_from_name(\(algorithm))")
+        }
         defer { EVP_PKEY_CTX_free(ctx) }
         guard EVP_PKEY_keygen_init(ctx) == 1 else { throw CryptoError.drain("EVP_PKEY_keygen_init") }
         let configured: Bool
@@ -57,7 +61,9 @@ public final class AsymmetricKey: @unchecked Sendable {  // the EVP_PKEY is neve
         case .ed25519: configured = true
         }
         var key: OpaquePointer? = nil
-        guard configured, EVP_PKEY_generate(ctx, &key) == 1, let key else { throw CryptoError.drain("\(kind) key generation") }
+        guard configured, EVP_PKEY_generate(ctx, &key) == 1, let key else {
+            throw CryptoError.drain("\(kind) key generation")
+        }
         return try AsymmetricKey(pkey: key)
     }
 
@@ -86,7 +92,9 @@ public final class AsymmetricKey: @unchecked Sendable {  // the EVP_PKEY is neve
         switch EVP_PKEY_get_base_id(pkey) {
         case EVP_PKEY_RSA:
             let bits = Int(EVP_PKEY_get_bits(pkey))
-            guard Kind.rsaBits.contains(bits) else { throw CryptoError.unsupportedKey("RSA keys have 2048 to 4096 bits (this one has \(bits))") }
+            guard Kind.rsaBits.contains(bits) else {
+                throw CryptoError.unsupportedKey("RSA keys have 2048 to 4096 bits (this one has \(bits))")
+            }
             return .rsa(bits: bits)
         case EVP_PKEY_EC:
             var name = [CChar](repeating: 0, count: 64)

@@ -10,7 +10,9 @@ public final class Digest {
         guard let ctx = EVP_MD_CTX_new() else { throw CryptoError.drain("EVP_MD_CTX_new") }
         self.ctx = ctx
         size = Int(EVP_MD_get_size(Self.md(algorithm)))
-        guard EVP_DigestInit_ex2(ctx, Self.md(algorithm), nil) == 1 else { throw CryptoError.drain("EVP_DigestInit_ex2") }
+        guard EVP_DigestInit_ex2(ctx, Self.md(algorithm), nil) == 1 else {
+            throw CryptoError.drain("EVP_DigestInit_ex2")
+        }
     }
 
     static func md(_ algorithm: Algorithm) -> OpaquePointer? {
@@ -24,7 +26,9 @@ public final class Digest {
     deinit { EVP_MD_CTX_free(ctx) }
 
     public func update(_ data: UnsafeRawBufferPointer) throws {
-        guard data.count == 0 || EVP_DigestUpdate(ctx, data.baseAddress, data.count) == 1 else { throw CryptoError.drain("EVP_DigestUpdate") }
+        guard data.count == 0 || EVP_DigestUpdate(ctx, data.baseAddress, data.count) == 1 else {
+            throw CryptoError.drain("EVP_DigestUpdate")
+        }
     }
 
     public func finish() throws -> [UInt8] {

@@ -35,7 +35,8 @@ public final class ECDSAP384: @unchecked Sendable {  // wraps an immutable Asymm
         guard let sig else { throw CryptoError.drain("d2i_ECDSA_SIG") }
         defer { ECDSA_SIG_free(sig) }
         var r = [UInt8](repeating: 0, count: 48), s = [UInt8](repeating: 0, count: 48)
-        guard BN_bn2binpad(ECDSA_SIG_get0_r(sig), &r, 48) == 48, BN_bn2binpad(ECDSA_SIG_get0_s(sig), &s, 48) == 48 else {
+        guard BN_bn2binpad(ECDSA_SIG_get0_r(sig), &r, 48) == 48, BN_bn2binpad(ECDSA_SIG_get0_s(sig), &s, 48) == 48
+        else {
             throw CryptoError.drain("BN_bn2binpad")
         }
         return (r, s)
@@ -45,15 +46,22 @@ public final class ECDSAP384: @unchecked Sendable {  // wraps an immutable Asymm
     public func verify(_ message: [UInt8], r: [UInt8], s: [UInt8]) -> Bool {
         guard let sig = ECDSA_SIG_new() else { return false }
         defer { ECDSA_SIG_free(sig) }
-        guard let br = BN_bin2bn(r, Int32(r.count), nil), let bs = BN_bin2bn(s, Int32(s.count), nil) else { return false }
-        guard ECDSA_SIG_set0(sig, br, bs) == 1 else { BN_free(br); BN_free(bs); return false }
+        guard let br = BN_bin2bn(r, Int32(r.count), nil), let bs = BN_bin2bn(s, Int32(s.count), nil) else {
+            return false
+        }
+        guard ECDSA_SIG_set0(sig, br, bs) == 1 else {
+            BN_free(br)
+            BN_free(bs)
+            return false
+        }
         var der = [UInt8](repeating: 0, count: 128)
         let n = der.withUnsafeMutableBufferPointer { b -> Int32 in
             var p: UnsafeMutablePointer<UInt8>? = b.baseAddress
             return i2d_ECDSA_SIG(sig, &p)
         }
         guard n > 0, let stream = try? SignatureStream(key: key, scheme: .ecdsa, digest: .sha384, verifying: true),
-              (try? message.withUnsafeBytes({ try stream.update($0) })) != nil else { return false }
+            (try? message.withUnsafeBytes({ try stream.update($0) })) != nil
+        else { return false }
         return (try? stream.verify(Array(der.prefix(Int(n))))) ?? false
     }
 }

@@ -36,7 +36,9 @@ public final class HKDFExpander: @unchecked Sendable {  // `template` is only du
         let digest = strdup("SHA256")
         defer { free(digest) }
         var params = [OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()]
-        guard EVP_MAC_init(ctx, key.baseAddress?.assumingMemoryBound(to: UInt8.self), key.count, &params) == 1 else { throw CryptoError.drain("EVP_MAC_init") }
+        guard EVP_MAC_init(ctx, key.baseAddress?.assumingMemoryBound(to: UInt8.self), key.count, &params) == 1 else {
+            throw CryptoError.drain("EVP_MAC_init")
+        }
     }
 
     /// One-shot HMAC-SHA-256 (the extract step).
@@ -68,7 +70,8 @@ public final class HKDFExpander: @unchecked Sendable {  // `template` is only du
     public func expand(info: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws {
         let length = output.count
         guard length > 0, length <= 255 * 32 else { throw CryptoError.invalidLength(expected: 32, got: length) }
-        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { (block: UnsafeMutableBufferPointer<UInt8>) throws in
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) {
+            (block: UnsafeMutableBufferPointer<UInt8>) throws in
             defer { secureWipe(UnsafeMutableRawBufferPointer(block)) }
             var previous = 0
             var counter: UInt8 = 1
@@ -78,11 +81,13 @@ public final class HKDFExpander: @unchecked Sendable {  // `template` is only du
                 defer { EVP_MAC_CTX_free(ctx) }
                 var n = 0
                 guard EVP_MAC_update(ctx, block.baseAddress, previous) == 1,
-                      EVP_MAC_update(ctx, info.baseAddress?.assumingMemoryBound(to: UInt8.self), info.count) == 1,
-                      EVP_MAC_update(ctx, &counter, 1) == 1,
-                      EVP_MAC_final(ctx, block.baseAddress, &n, 32) == 1, n == 32 else { throw CryptoError.drain("HMAC") }
+                    EVP_MAC_update(ctx, info.baseAddress?.assumingMemoryBound(to: UInt8.self), info.count) == 1,
+                    EVP_MAC_update(ctx, &counter, 1) == 1,
+                    EVP_MAC_final(ctx, block.baseAddress, &n, 32) == 1, n == 32
+                else { throw CryptoError.drain("HMAC") }
                 let take = min(32, length - at)
-                UnsafeMutableRawBufferPointer(rebasing: output[at..<(at + take)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(block)[0..<take]))
+                UnsafeMutableRawBufferPointer(rebasing: output[at..<(at + take)]).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(block)[0..<take]))
                 at += take
                 previous = 32
                 counter &+= 1

@@ -10,13 +10,17 @@ public enum KDF {
     }
 
     /// HKDF-SHA-256 over raw input key material.
-    public static func hkdfSHA256(ikm: UnsafeRawBufferPointer, salt: [UInt8], info: [UInt8], length: Int) throws -> SecureBytes {
+    public static func hkdfSHA256(ikm: UnsafeRawBufferPointer, salt: [UInt8], info: [UInt8], length: Int) throws
+        -> SecureBytes
+    {
         let expander = try HKDFExpander(ikm: ikm, salt: salt)
         return try info.withUnsafeBytes { try expander.expand(info: $0, length: length) }
     }
 
     /// scrypt (RFC 7914). The corresponding C call is `EVP_PBE_scrypt`.
-    public static func scrypt(password: [UInt8], salt: [UInt8], logN: UInt8, r: UInt32, p: UInt32, length: Int) throws -> SecureBytes {
+    public static func scrypt(password: [UInt8], salt: [UInt8], logN: UInt8, r: UInt32, p: UInt32, length: Int) throws
+        -> SecureBytes
+    {
         let out = SecureBytes(count: length)
         let n = UInt64(1) << UInt64(logN)
         let maxmem = n * 128 * UInt64(r) * 2 + (1 << 20)
@@ -24,8 +28,9 @@ public enum KDF {
             password.withUnsafeBufferPointer { pw in
                 salt.withUnsafeBufferPointer { s in
                     pw.withMemoryRebound(to: CChar.self) { pwc in
-                        EVP_PBE_scrypt(pwc.baseAddress, pwc.count, s.baseAddress, s.count, n, UInt64(r), UInt64(p), maxmem,
-                                       o.baseAddress!.assumingMemoryBound(to: UInt8.self), length)
+                        EVP_PBE_scrypt(
+                            pwc.baseAddress, pwc.count, s.baseAddress, s.count, n, UInt64(r), UInt64(p), maxmem,
+                            o.baseAddress!.assumingMemoryBound(to: UInt8.self), length)
                     }
                 }
             }
@@ -57,6 +62,9 @@ public enum KDF {
 
     /// Constant-time comparison. The corresponding C call is `CRYPTO_memcmp`.
     public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        a.count == b.count && a.withUnsafeBytes { x in b.withUnsafeBytes { y in CRYPTO_memcmp(x.baseAddress, y.baseAddress, a.count) == 0 } }
+        a.count == b.count
+            && a.withUnsafeBytes { x in
+                b.withUnsafeBytes { y in CRYPTO_memcmp(x.baseAddress, y.baseAddress, a.count) == 0 }
+            }
     }
 }

@@ -29,13 +29,17 @@ final class SecureArena: @unchecked Sendable {  // free lists and counters only 
     static func sizeClass(_ count: Int) -> Int? {
         guard count <= maxSlot else { return nil }
         var c = 0, size = minSlot
-        while size < count { size <<= 1; c += 1 }
+        while size < count {
+            size <<= 1
+            c += 1
+        }
         return c
     }
 
     /// Maps `bytes` (a multiple of the page size) of locked, undumpable memory.
     private func mapPages(_ bytes: Int) -> UnsafeMutableRawPointer {
-        guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
+        guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED
+        else {
             fatalError("SecureArena: cannot map \(bytes) bytes for key material")
         }
         _ = madvise(p, bytes, MADV_DONTDUMP)

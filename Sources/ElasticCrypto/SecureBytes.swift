@@ -4,7 +4,8 @@ import Glibc
 /// Key material: a fixed-size buffer in the `SecureArena` (locked in RAM, never in a core dump),
 /// wiped with `OPENSSL_cleanse` when freed, compared in constant time and never printed. Reach
 /// the bytes only through `withUnsafeBytes`.
-public final class SecureBytes: @unchecked Sendable, CustomStringConvertible, Equatable {  // bytes written only during init
+// bytes written only during init
+public final class SecureBytes: @unchecked Sendable, CustomStringConvertible, Equatable {
     private let pointer: UnsafeMutableRawPointer
     public let count: Int
 
@@ -47,7 +48,9 @@ public final class SecureBytes: @unchecked Sendable, CustomStringConvertible, Eq
         try body(UnsafeRawBufferPointer(start: pointer, count: count))
     }
 
-    public func withUnsafeMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {
+    public func withUnsafeMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E)
+        -> R
+    {
         try body(UnsafeMutableRawBufferPointer(start: pointer, count: count))
     }
 

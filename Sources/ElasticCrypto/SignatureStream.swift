@@ -8,7 +8,8 @@ public enum SignatureScheme: Sendable, Equatable {
     /// Whether this scheme goes with a key of `kind`.
     public func fits(_ kind: AsymmetricKey.Kind) -> Bool {
         switch (self, kind) {
-        case (.rsaPSS, .rsa), (.rsaPKCS1v15, .rsa), (.ecdsa, .ecP256), (.ecdsa, .ecP384), (.ed25519, .ed25519): return true
+        case (.rsaPSS, .rsa), (.rsaPKCS1v15, .rsa), (.ecdsa, .ecP256), (.ecdsa, .ecP384), (.ed25519, .ed25519):
+            return true
         default: return false
         }
     }
@@ -33,8 +34,12 @@ public final class SignatureStream {
     /// Signing (or verifying) with `key` under `scheme`; `digest` is required for RSA and ECDSA and
     /// must be nil for Ed25519.
     public init(key: AsymmetricKey, scheme: SignatureScheme, digest: Digest.Algorithm?, verifying: Bool) throws {
-        guard scheme.fits(key.kind) else { throw CryptoError.unsupportedKey("\(scheme) does not go with a \(key.kind) key") }
-        guard (scheme == .ed25519) == (digest == nil) else { throw CryptoError.unsupportedKey("Ed25519 takes no digest; the other schemes need one") }
+        guard scheme.fits(key.kind) else {
+            throw CryptoError.unsupportedKey("\(scheme) does not go with a \(key.kind) key")
+        }
+        guard (scheme == .ed25519) == (digest == nil) else {
+            throw CryptoError.unsupportedKey("Ed25519 takes no digest; the other schemes need one")
+        }
         guard let ctx = EVP_MD_CTX_new() else { throw CryptoError.drain("EVP_MD_CTX_new") }
         self.ctx = ctx
         macKey = nil
@@ -42,14 +47,19 @@ public final class SignatureStream {
         if case .rsa = key.kind { isRSA = true } else { isRSA = false }
         var pctx: OpaquePointer? = nil
         let md = digest.flatMap(Digest.md)
-        let ok = verifying ? EVP_DigestVerifyInit(ctx, &pctx, md, nil, key.pkey) : EVP_DigestSignInit(ctx, &pctx, md, nil, key.pkey)
+        let ok =
+            verifying
+            ? EVP_DigestVerifyInit(ctx, &pctx, md, nil, key.pkey) : EVP_DigestSignInit(ctx, &pctx, md, nil, key.pkey)
         guard ok == 1 else { throw CryptoError.drain("EVP_DigestSignInit") }
         switch scheme {
         case .rsaPSS:
             guard EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1,
-                  EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1 else { throw CryptoError.drain("RSA-PSS parameters") }
+                EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1
+            else { throw CryptoError.drain("RSA-PSS parameters") }
         case .rsaPKCS1v15:
-            guard EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1 else { throw CryptoError.drain("RSA PKCS#1 parameters") }
+            guard EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1 else {
+                throw CryptoError.drain("RSA PKCS#1 parameters")
+            }
         case .ecdsa, .ed25519: break
         }
     }
@@ -60,8 +70,13 @@ public final class SignatureStream {
         self.ctx = ctx
         oneShot = false
         isRSA = false
-        macKey = key.withUnsafeBytes { k in EVP_PKEY_new_raw_private_key(EVP_PKEY_HMAC, nil, k.baseAddress?.assumingMemoryBound(to: UInt8.self), k.count) }
-        guard let macKey, EVP_DigestSignInit(ctx, nil, EVP_sha256(), nil, macKey) == 1 else { throw CryptoError.drain("HMAC init") }
+        macKey = key.withUnsafeBytes { k in
+            EVP_PKEY_new_raw_private_key(
+                EVP_PKEY_HMAC, nil, k.baseAddress?.assumingMemoryBound(to: UInt8.self), k.count)
+        }
+        guard let macKey, EVP_DigestSignInit(ctx, nil, EVP_sha256(), nil, macKey) == 1 else {
+            throw CryptoError.drain("HMAC init")
+        }
     }
 
     deinit {
@@ -73,11 +88,15 @@ public final class SignatureStream {
     public func update(_ data: UnsafeRawBufferPointer) throws {
         guard !finished else { throw CryptoError.openSSL("signature already finished") }
         if oneShot {
-            guard buffered.count + data.count <= Self.ed25519Limit else { throw CryptoError.inputTooLarge(limit: Self.ed25519Limit) }
+            guard buffered.count + data.count <= Self.ed25519Limit else {
+                throw CryptoError.inputTooLarge(limit: Self.ed25519Limit)
+            }
             buffered += data
         } else if data.count > 0 {
             // EVP_DigestSignUpdate and EVP_DigestVerifyUpdate are the same call for a digest context.
-            guard EVP_DigestUpdate(ctx, data.baseAddress, data.count) == 1 else { throw CryptoError.drain("EVP_DigestUpdate") }
+            guard EVP_DigestUpdate(ctx, data.baseAddress, data.count) == 1 else {
+                throw CryptoError.drain("EVP_DigestUpdate")
+            }
         }
     }
 
@@ -87,9 +106,13 @@ public final class SignatureStream {
         finished = true
         var length = 0
         if oneShot {
-            guard EVP_DigestSign(ctx, nil, &length, buffered, buffered.count) == 1 else { throw CryptoError.drain("EVP_DigestSign") }
+            guard EVP_DigestSign(ctx, nil, &length, buffered, buffered.count) == 1 else {
+                throw CryptoError.drain("EVP_DigestSign")
+            }
             var out = [UInt8](repeating: 0, count: length)
-            guard EVP_DigestSign(ctx, &out, &length, buffered, buffered.count) == 1 else { throw CryptoError.drain("EVP_DigestSign") }
+            guard EVP_DigestSign(ctx, &out, &length, buffered, buffered.count) == 1 else {
+                throw CryptoError.drain("EVP_DigestSign")
+            }
             return Array(out.prefix(length))
         }
         guard EVP_DigestSignFinal(ctx, nil, &length) == 1 else { throw CryptoError.drain("EVP_DigestSignFinal") }
@@ -103,8 +126,10 @@ public final class SignatureStream {
         if macKey != nil { return KDF.constantTimeEqual(try sign(), signature) }
         guard !finished else { throw CryptoError.openSSL("signature already finished") }
         finished = true
-        let r = oneShot ? EVP_DigestVerify(ctx, signature, signature.count, buffered, buffered.count)
-                        : EVP_DigestVerifyFinal(ctx, signature, signature.count)
+        let r =
+            oneShot
+            ? EVP_DigestVerify(ctx, signature, signature.count, buffered, buffered.count)
+            : EVP_DigestVerifyFinal(ctx, signature, signature.count)
         ERR_clear_error()
         return r == 1
     }

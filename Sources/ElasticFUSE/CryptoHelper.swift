@@ -18,11 +18,13 @@ final class CryptoHelper: @unchecked Sendable {  // `job`, `finished`, `stopping
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(cond, nil)
         let unmanaged = Unmanaged.passRetained(self)
-        pthread_create(&thread, nil, { arg in
-            let helper = Unmanaged<CryptoHelper>.fromOpaque(arg!).takeRetainedValue()
-            helper.loop()
-            return nil
-        }, unmanaged.toOpaque())
+        pthread_create(
+            &thread, nil,
+            { arg in
+                let helper = Unmanaged<CryptoHelper>.fromOpaque(arg!).takeRetainedValue()
+                helper.loop()
+                return nil
+            }, unmanaged.toOpaque())
     }
 
     /// Runs after `stop()`: the thread held the last reference until it returned.

@@ -5,9 +5,12 @@ import Glibc
 
 /// readdir and readdirplus replies, from the handle's snapshot of decrypted entries.
 enum Directory {
-    static func reply(_ req: fuse_req_t?, _ f: ElasticFilesystem, _ ino: UInt64, _ size: Int, _ off: off_t,
-                      _ fi: UnsafeMutablePointer<fuse_file_info>, plus: Bool) throws {
-        let h = Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).takeUnretainedValue()
+    static func reply(
+        _ req: fuse_req_t?, _ f: ElasticFilesystem, _ ino: UInt64, _ size: Int, _ off: off_t,
+        _ fi: UnsafeMutablePointer<fuse_file_info>, plus: Bool
+    ) throws {
+        let h = Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!)
+            .takeUnretainedValue()
         let dir = try f.inode(ino)
         if off == 0 || h.entries == nil { h.entries = try f.listing(dir, fd: h.fd) }
         let entries = h.entries!
@@ -30,14 +33,22 @@ enum Directory {
                     }
                     var p = Operations.entryParam(f, child)
                     let n = fuse_add_direntry_plus(req, buf + used, size - used, cname, &p, off_t(index + 1))
-                    if n > size - used { f.forget(child.inode.id, 1); return -1 }
+                    if n > size - used {
+                        f.forget(child.inode.id, 1)
+                        return -1
+                    }
                     return n
                 }
                 var st = stat()
                 st.st_ino = ino_t(isDot ? ino : 0xffff_ffff)
                 st.st_mode = mode_t(e.type) << 12
-                let n = plus
-                    ? { var p = fuse_entry_param(); p.attr = st; return fuse_add_direntry_plus(req, buf + used, size - used, cname, &p, off_t(index + 1)) }()
+                let n =
+                    plus
+                    ? {
+                        var p = fuse_entry_param()
+                        p.attr = st
+                        return fuse_add_direntry_plus(req, buf + used, size - used, cname, &p, off_t(index + 1))
+                    }()
                     : fuse_add_direntry(req, buf + used, size - used, cname, &st, off_t(index + 1))
                 return n > size - used ? -1 : n
             }

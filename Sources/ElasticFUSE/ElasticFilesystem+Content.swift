@@ -31,16 +31,22 @@ extension ElasticFilesystem {
     func cipherSize(_ fd: Int32) throws -> Int64 { Int64(try Syscall.fstat(fd).st_size) }
 
     /// Decrypts block `index` (holding `length` plaintext bytes) into `dst`.
-    func loadBlock(_ t: ThreadState, fd: Int32, fileID: [UInt8], index: Int64, length: Int64, into dst: UnsafeMutableRawPointer) throws {
+    func loadBlock(
+        _ t: ThreadState, fd: Int32, fileID: [UInt8], index: Int64, length: Int64, into dst: UnsafeMutableRawPointer
+    ) throws {
         let clen = Int(length + BlockLayout.overhead)
         let got = try Syscall.pread(fd, t.cipher, clen, BlockLayout.cipherOffset(block: index))
         guard got == clen else { throw FormatError.corruptLength(Int64(got)) }
-        _ = try fileID.withUnsafeBytes { try t.crypto.openBlock(fileID: $0, index: index, cipher: t.cipher, length: clen, output: dst) }
+        _ = try fileID.withUnsafeBytes {
+            try t.crypto.openBlock(fileID: $0, index: index, cipher: t.cipher, length: clen, output: dst)
+        }
     }
 
     /// Seals `count` plaintext bytes (from `t.plain` unless given) as blocks starting at `first`
     /// and writes them.
-    func storeBlocks(_ t: ThreadState, fd: Int32, fileID: [UInt8], first: Int64, from plain: UnsafeRawPointer? = nil, count: Int) throws {
+    func storeBlocks(
+        _ t: ThreadState, fd: Int32, fileID: [UInt8], first: Int64, from plain: UnsafeRawPointer? = nil, count: Int
+    ) throws {
         let src = plain ?? UnsafeRawPointer(t.plain)
         let clen = try seal(t, fileID: fileID, first: first, plaintext: src, count: count)
         try Syscall.pwrite(fd, t.cipher, clen, BlockLayout.cipherOffset(block: first))
@@ -48,7 +54,9 @@ extension ElasticFilesystem {
 
     /// Seals into `t.cipher`; requests of 256 KiB and more are split with the crypto helper
     /// (second half on the helper thread, first half here). Returns the ciphertext length.
-    func seal(_ t: ThreadState, fileID: [UInt8], first: Int64, plaintext src: UnsafeRawPointer, count: Int) throws -> Int {
+    func seal(_ t: ThreadState, fileID: [UInt8], first: Int64, plaintext src: UnsafeRawPointer, count: Int) throws
+        -> Int
+    {
         let bs = Int(Self.bs), cbs = Int(Self.cbs)
         let blocks = (count + bs - 1) / bs
         if count >= 256 * 1024, let helper {
@@ -57,22 +65,29 @@ extension ElasticFilesystem {
             let cipher = t.cipher
             var tailResult: Result<Int, any Error> = .success(0)
             var headResult: Result<Int, any Error> = .success(0)
-            let ran = helper.run(background: {
-                tailResult = Result {
-                    try fileID.withUnsafeBytes { id in
-                        try self.worker().crypto.sealBlocks(fileID: id, first: first + Int64(half), plaintext: src + half * bs, count: tailCount, output: cipher + half * cbs)
+            let ran = helper.run(
+                background: {
+                    tailResult = Result {
+                        try fileID.withUnsafeBytes { id in
+                            try self.worker().crypto.sealBlocks(
+                                fileID: id, first: first + Int64(half), plaintext: src + half * bs, count: tailCount,
+                                output: cipher + half * cbs)
+                        }
                     }
-                }
-            }, foreground: {
-                headResult = Result {
-                    try fileID.withUnsafeBytes { id in
-                        try t.crypto.sealBlocks(fileID: id, first: first, plaintext: src, count: half * bs, output: cipher)
+                },
+                foreground: {
+                    headResult = Result {
+                        try fileID.withUnsafeBytes { id in
+                            try t.crypto.sealBlocks(
+                                fileID: id, first: first, plaintext: src, count: half * bs, output: cipher)
+                        }
                     }
-                }
-            })
+                })
             if ran { return try headResult.get() + tailResult.get() }
         }
-        return try fileID.withUnsafeBytes { try t.crypto.sealBlocks(fileID: $0, first: first, plaintext: src, count: count, output: t.cipher) }
+        return try fileID.withUnsafeBytes {
+            try t.crypto.sealBlocks(fileID: $0, first: first, plaintext: src, count: count, output: t.cipher)
+        }
     }
 
     /// Grows a partial last block (of a file of `size` bytes) to `newLength` plaintext bytes,
@@ -110,14 +125,17 @@ extension ElasticFilesystem {
             let n = Int(min(Int64(min(size, ThreadState.maxRequest)), plain - offset))
             let blocks = BlockLayout.blocks(offset: offset, length: Int64(n))
             let cstart = BlockLayout.cipherOffset(block: blocks.lowerBound)
-            let cend = BlockLayout.cipherOffset(block: blocks.upperBound)
+            let cend =
+                BlockLayout.cipherOffset(block: blocks.upperBound)
                 + BlockLayout.plaintextLength(block: blocks.upperBound, fileSize: plain) + BlockLayout.overhead
             let want = Int(cend - cstart)
             let got = try Syscall.pread(fd, t.cipher, want, cstart)
             guard got == want else {
-                logger.error("backing file shorter than its size a moment before: refusing the read", metadata: [
-                    "fuse.ino": "\(ino)", "backing.ino": "\(i.key.ino)", "wanted": "\(want)", "got": "\(got)",
-                ])
+                logger.error(
+                    "backing file shorter than its size a moment before: refusing the read",
+                    metadata: [
+                        "fuse.ino": "\(ino)", "backing.ino": "\(i.key.ino)", "wanted": "\(want)", "got": "\(got)",
+                    ])
                 throw FormatError.corruptLength(cstart + Int64(got))
             }
             let id = try fileID(i, fd: fd)
@@ -127,12 +145,16 @@ extension ElasticFilesystem {
                     let length = Int(BlockLayout.plaintextLength(block: b, fileSize: plain))
                     let clen = length + Int(BlockLayout.overhead)
                     do {
-                        let opened = try t.crypto.openBlock(fileID: idp, index: b, cipher: t.cipher + cipherAt, length: clen, output: t.plain + produced)
+                        let opened = try t.crypto.openBlock(
+                            fileID: idp, index: b, cipher: t.cipher + cipherAt, length: clen, output: t.plain + produced
+                        )
                         guard opened == length else { throw FormatError.corruptLength(Int64(opened)) }
                     } catch {
-                        logger.error("block failed authentication: refusing to return it", metadata: [
-                            "fuse.ino": "\(ino)", "backing.ino": "\(i.key.ino)", "block": "\(b)",
-                        ])
+                        logger.error(
+                            "block failed authentication: refusing to return it",
+                            metadata: [
+                                "fuse.ino": "\(ino)", "backing.ino": "\(i.key.ino)", "block": "\(b)",
+                            ])
                         throw error
                     }
                     cipherAt += clen
@@ -147,7 +169,8 @@ extension ElasticFilesystem {
 
     // MARK: Write
 
-    func write(_ ino: UInt64, fd: Int32, data: UnsafeRawPointer, size: Int, offset: Int64, caller: Caller) throws -> Int {
+    func write(_ ino: UInt64, fd: Int32, data: UnsafeRawPointer, size: Int, offset: Int64, caller: Caller) throws -> Int
+    {
         let i = try inode(ino)
         guard size > 0 else { return 0 }
         guard offset >= 0, offset <= BlockLayout.maxPlaintextSize - Int64(size) else { throw FormatError.fileTooLarge }
@@ -164,7 +187,9 @@ extension ElasticFilesystem {
         return size
     }
 
-    private func writeChunk(_ i: Inode, _ t: ThreadState, fd: Int32, data: UnsafeRawPointer, size: Int, offset: Int64) throws {
+    private func writeChunk(_ i: Inode, _ t: ThreadState, fd: Int32, data: UnsafeRawPointer, size: Int, offset: Int64)
+        throws
+    {
         let csize = try cipherSize(fd)
         guard let oldSize = BlockLayout.plaintextSize(cipher: csize) else { throw FormatError.corruptLength(csize) }
         let id = csize == 0 ? try writeNewHeader(i, fd: fd) : try fileID(i, fd: fd)
@@ -190,7 +215,8 @@ extension ElasticFilesystem {
         if last != first {
             let tailOld = BlockLayout.plaintextLength(block: last, fileSize: oldSize)
             if end < last * Self.bs + tailOld {
-                try loadBlock(t, fd: fd, fileID: id, index: last, length: tailOld, into: t.plain + Int((last - first) * Self.bs))
+                try loadBlock(
+                    t, fd: fd, fileID: id, index: last, length: tailOld, into: t.plain + Int((last - first) * Self.bs))
                 loadedAny = true
             }
         }
@@ -238,7 +264,9 @@ extension ElasticFilesystem {
                 try growLastBlock(t, fd: fd, fileID: id, size: oldSize, newLength: grownLength)
             } else if newSize % Self.bs != 0 {
                 let index = newSize / Self.bs
-                try loadBlock(t, fd: fd, fileID: id, index: index, length: BlockLayout.plaintextLength(block: index, fileSize: oldSize), into: t.plain)
+                try loadBlock(
+                    t, fd: fd, fileID: id, index: index,
+                    length: BlockLayout.plaintextLength(block: index, fileSize: oldSize), into: t.plain)
                 try storeBlocks(t, fd: fd, fileID: id, first: index, count: Int(newSize % Self.bs))
             }
             try Syscall.ftruncate(fd, BlockLayout.ciphertextSize(plain: newSize))

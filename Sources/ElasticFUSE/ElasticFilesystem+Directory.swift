@@ -19,14 +19,17 @@ extension ElasticFilesystem {
 
     func opendir(_ ino: UInt64) throws -> DirectoryHandle {
         let i = try inode(ino)
-        return DirectoryHandle(fd: try withHandle(i) { d in try opening { try Syscall.reopen(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } })
+        return DirectoryHandle(
+            fd: try withHandle(i) { d in try opening { try Syscall.reopen(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } })
     }
 
     /// Decrypted entries of a directory; entries that do not decrypt are skipped and logged.
     func listing(_ dir: Inode, fd: Int32) throws -> [(name: [UInt8], type: UInt8, backing: String)] {
         let iv = try dirIV(dir)
         let crypto = try worker().crypto
-        var out: [(name: [UInt8], type: UInt8, backing: String)] = [(Array(".".utf8), UInt8(DT_DIR), "."), (Array("..".utf8), UInt8(DT_DIR), "..")]
+        var out: [(name: [UInt8], type: UInt8, backing: String)] = [
+            (Array(".".utf8), UInt8(DT_DIR), "."), (Array("..".utf8), UInt8(DT_DIR), ".."),
+        ]
         try forEachBackingEntry(fd) { name, _, type in
             var encoded = name
             if BackingNames.isInternal(name) {

@@ -12,10 +12,14 @@ extension ElasticFilesystem {
     func longLinksDir() throws -> Int32 {
         try withHandle(root) { rootfd in
             do {
-                return try Syscall.openat(rootfd, BackingNames.longLinks, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                return try Syscall.openat(
+                    rootfd, BackingNames.longLinks, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             } catch let e as Errno where e == .noSuchFileOrDirectory {
-                do { try Syscall.mkdirat(rootfd, BackingNames.longLinks, 0o700) } catch let e as Errno where e == .fileExists {}
-                return try Syscall.openat(rootfd, BackingNames.longLinks, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                do { try Syscall.mkdirat(rootfd, BackingNames.longLinks, 0o700) } catch let e as Errno
+                    where e == .fileExists
+                {}
+                return try Syscall.openat(
+                    rootfd, BackingNames.longLinks, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             }
         }
     }
@@ -25,7 +29,9 @@ extension ElasticFilesystem {
         let target = try Syscall.readlinkat(dirfd, name)
         guard target.hasPrefix(BackingNames.longLinkPrefix) else { return nil }
         let id = String(target.dropFirst(BackingNames.longLinkPrefix.count))
-        guard !id.isEmpty, id.allSatisfy({ $0.isHexDigit }) else { throw FormatError.corruptMetadata("long link reference") }
+        guard !id.isEmpty, id.allSatisfy({ $0.isHexDigit }) else {
+            throw FormatError.corruptMetadata("long link reference")
+        }
         return id
     }
 
@@ -40,9 +46,13 @@ extension ElasticFilesystem {
         if let id = try longLinkID(dirfd: dirfd, name: name) {
             let d = try longLinksDir()
             defer { Syscall.close(d) }
-            do { return try Syscall.readFile(d, id, limit: 8192) } catch let e as SystemError { throw FormatError.corruptMetadata("\(e)") }
+            do { return try Syscall.readFile(d, id, limit: 8192) } catch let e as SystemError {
+                throw FormatError.corruptMetadata("\(e)")
+            }
         }
-        guard let raw = Base64URL.decode(try Syscall.readlinkat(dirfd, name)) else { throw FormatError.corruptMetadata("symlink target encoding") }
+        guard let raw = Base64URL.decode(try Syscall.readlinkat(dirfd, name)) else {
+            throw FormatError.corruptMetadata("symlink target encoding")
+        }
         return raw
     }
 
@@ -89,7 +99,10 @@ extension ElasticFilesystem {
             try Syscall.symlinkat(backingTarget, n.dirfd, n.b.name)
             try chownNew(n.dirfd, n.b.name, n.owner)
         } catch {
-            if (error as? Errno) != .fileExists { _ = try? Syscall.unlinkat(n.dirfd, n.b.name, 0); removeSidecar(n.dirfd, n.b) }
+            if (error as? Errno) != .fileExists {
+                _ = try? Syscall.unlinkat(n.dirfd, n.b.name, 0)
+                removeSidecar(n.dirfd, n.b)
+            }
             if let longID { removeLongLink(longID) }
             throw error
         }

@@ -13,7 +13,9 @@ extension ElasticFilesystem {
 
     func backingXattrName(_ name: [UInt8]) throws -> String {
         guard name.starts(with: Self.userPrefix), name.count > Self.userPrefix.count else { throw Errno.notSupported }
-        let enc = "user." + (try worker().crypto.encryptName(Array(name.dropFirst(Self.userPrefix.count)), dirIV: Self.xattrIV))
+        let enc =
+            "user."
+            + (try worker().crypto.encryptName(Array(name.dropFirst(Self.userPrefix.count)), dirIV: Self.xattrIV))
         guard enc.utf8.count <= 255 else { throw Errno.outOfRange }
         return enc
     }

@@ -57,8 +57,10 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     let mountTime = timespec(tv_sec: time(nil), tv_nsec: 0)
 
     /// A filesystem over `store`, whose control file `control` serves.
-    public init(store: UnlockedStore, control: ControlDispatcher, logger: Logger, debug: Bool = false, readOnly: Bool = false,
-                cacheTimeout: Double = 1.0, parallelCrypto: Bool = true, controlGroup: gid_t? = nil) throws {
+    public init(
+        store: UnlockedStore, control: ControlDispatcher, logger: Logger, debug: Bool = false, readOnly: Bool = false,
+        cacheTimeout: Double = 1.0, parallelCrypto: Bool = true, controlGroup: gid_t? = nil
+    ) throws {
         self.store = store
         controlOwner = (getuid(), controlGroup ?? getgid(), controlGroup == nil ? 0o600 : 0o660)
         self.control = control
@@ -67,13 +69,17 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         self.logger = logger
         self.debug = debug
         self.readOnly = readOnly
-        let rootHandle = BackingHandle(try Syscall.openat(store.directory.fd, ".", LinuxConstants.oPath | O_DIRECTORY | O_CLOEXEC))
+        let rootHandle = BackingHandle(
+            try Syscall.openat(store.directory.fd, ".", LinuxConstants.oPath | O_DIRECTORY | O_CLOEXEC))
         root = Inode(id: Self.rootID, stat: try Syscall.fstat(rootHandle.fd))
         root.nlookup = 1
         handles.pin(root, rootHandle)
         threads = ThreadStateKey(keys: store.keys)
         hasLongLinks.store((try? Syscall.lstatat(rootHandle.fd, BackingNames.longLinks)) != nil, ordering: .relaxed)
-        inodes.withLock { $0.byID[Self.rootID] = root; $0.byKey[root.key] = root }
+        inodes.withLock {
+            $0.byID[Self.rootID] = root
+            $0.byKey[root.key] = root
+        }
     }
 
     // MARK: Inode table
@@ -150,14 +156,18 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 do {
                     let r = try withHandle(l.parent) { try body($0, l.name) }
                     if check(r) { return r }
-                } catch let e as Errno where e == .noSuchFileOrDirectory || e == .notDirectory || e == .staleNFSFileHandle {
+                } catch let e as Errno
+                    where e == .noSuchFileOrDirectory || e == .notDirectory || e == .staleNFSFileHandle
+                {
                     continue
                 }
             }
             if links(i).map(\.key) == names.map(\.key) { break }  // nothing moved meanwhile: give up
         }
         if !links(i).isEmpty {
-            logger.warning("backing object no longer under its name", metadata: ["fuse.ino": "\(i.id)", "backing.ino": "\(i.key.ino)"])
+            logger.warning(
+                "backing object no longer under its name",
+                metadata: ["fuse.ino": "\(i.id)", "backing.ino": "\(i.key.ino)"])
         }
         throw Errno.staleNFSFileHandle
     }
@@ -167,10 +177,13 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     func handle(_ i: Inode) throws -> BackingHandle {
         if let h = handles.lookup(i) { return h }
         if let h = try? openAlongPath(i) { return h }
-        let (h, _) = try atName(i, { dirfd, name -> (BackingHandle, DevIno) in
-            let h = BackingHandle(try opening { try Syscall.openat(dirfd, name, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC) })
-            return (h, DevIno(try Syscall.fstat(h.fd)))
-        }, check: { $0.1 == i.key })
+        let (h, _) = try atName(
+            i,
+            { dirfd, name -> (BackingHandle, DevIno) in
+                let h = BackingHandle(
+                    try opening { try Syscall.openat(dirfd, name, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC) })
+                return (h, DevIno(try Syscall.fstat(h.fd)))
+            }, check: { $0.1 == i.key })
         return i.isDirectory ? handles.insert(i, h) : h
     }
 
@@ -203,7 +216,8 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 taken += 1
             }
             let end = rest[rest.startIndex + taken - 1].0
-            let h = BackingHandle(try opening { try Syscall.openBeneath(dir.fd, path, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC) })
+            let h = BackingHandle(
+                try opening { try Syscall.openBeneath(dir.fd, path, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC) })
             guard DevIno(try Syscall.fstat(h.fd)) == end.key else { return nil }
             rest = rest.dropFirst(taken)
             if end === i { return i.isDirectory ? handles.insert(i, h) : h }
@@ -239,16 +253,24 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// Opens the backing file of `i` for I/O. Never blocks on a FIFO the host put in its place,
     /// never follows a symlink, and checks the object opened is `i`'s.
     func openBacking(_ i: Inode, _ flags: Int32) throws -> Int32 {
-        if let h = handles.lookup(i) { return try withExtendedLifetime(h) { try opening { try Syscall.reopen(h.fd, flags) } } }
-        let (fd, st) = try atName(i, { dirfd, name -> (Int32, stat) in
-            let fd = try opening { try Syscall.openat(dirfd, name, flags | O_NOFOLLOW | O_NONBLOCK) }
-            guard let st = try? Syscall.fstat(fd) else { Syscall.close(fd); throw Errno.staleNFSFileHandle }
-            return (fd, st)
-        }, check: { r in
-            let ok = DevIno(r.1) == i.key && r.1.st_mode & S_IFMT == S_IFREG
-            if !ok { Syscall.close(r.0) }
-            return ok
-        })
+        if let h = handles.lookup(i) {
+            return try withExtendedLifetime(h) { try opening { try Syscall.reopen(h.fd, flags) } }
+        }
+        let (fd, st) = try atName(
+            i,
+            { dirfd, name -> (Int32, stat) in
+                let fd = try opening { try Syscall.openat(dirfd, name, flags | O_NOFOLLOW | O_NONBLOCK) }
+                guard let st = try? Syscall.fstat(fd) else {
+                    Syscall.close(fd)
+                    throw Errno.staleNFSFileHandle
+                }
+                return (fd, st)
+            },
+            check: { r in
+                let ok = DevIno(r.1) == i.key && r.1.st_mode & S_IFMT == S_IFREG
+                if !ok { Syscall.close(r.0) }
+                return ok
+            })
         _ = st
         return fd
     }
@@ -310,7 +332,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     func dirIV(_ dir: Inode) throws -> [UInt8] {
         if let iv = dir.dirIV.withLock({ $0 }) { return iv }
         let iv = try withHandle(dir) { d in try opening { try Syscall.readFile(d, BackingNames.dirIV, limit: 64) } }
-        guard iv.count == BackingNames.dirIVSize else { throw FormatError.corruptMetadata("directory IV of inode \(dir.id)") }
+        guard iv.count == BackingNames.dirIVSize else {
+            throw FormatError.corruptMetadata("directory IV of inode \(dir.id)")
+        }
         dir.dirIV.withLock { $0 = iv }
         return iv
     }
@@ -330,7 +354,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         return (b.name, encoded, b.isLong)
     }
 
-    func isControlName(_ parent: Inode, _ name: [UInt8]) -> Bool { parent.id == Self.rootID && name == Self.controlName }
+    func isControlName(_ parent: Inode, _ name: [UInt8]) -> Bool {
+        parent.id == Self.rootID && name == Self.controlName
+    }
 
     /// Refuses to create the reserved control-file name at the root.
     func checkCreatable(_ parent: Inode, _ name: [UInt8]) throws {
@@ -389,7 +415,10 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
 
     // MARK: Create
 
-    typealias NewObject = (dirfd: Int32, b: (name: String, encoded: String, isLong: Bool), owner: (uid: uid_t, gid: gid_t, setgidParent: Bool))
+    typealias NewObject = (
+        dirfd: Int32, b: (name: String, encoded: String, isLong: Bool),
+        owner: (uid: uid_t, gid: gid_t, setgidParent: Bool)
+    )
 
     /// What every create-like operation starts with: the parent (its descriptor held for
     /// `body`), the checked backing name with its long-name sidecar already written, and the
@@ -416,14 +445,18 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             do {
                 let dfd = try Syscall.openat(n.dirfd, n.b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 defer { Syscall.close(dfd) }
-                try Syscall.writeFileAtomically(dfd, BackingNames.dirIV, try Random.bytes(BackingNames.dirIVSize), mode: 0o400)
+                try Syscall.writeFileAtomically(
+                    dfd, BackingNames.dirIV, try Random.bytes(BackingNames.dirIVSize), mode: 0o400)
                 try chownNew(n.dirfd, n.b.name, n.owner)
                 var m = mode & 0o7777
                 if n.owner.setgidParent { m |= S_ISGID }
                 try Syscall.chmod(fd: dfd, m)
             } catch {
                 let dfd = try? Syscall.openat(n.dirfd, n.b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                if let dfd { _ = try? Syscall.unlinkat(dfd, BackingNames.dirIV, 0); Syscall.close(dfd) }
+                if let dfd {
+                    _ = try? Syscall.unlinkat(dfd, BackingNames.dirIV, 0)
+                    Syscall.close(dfd)
+                }
                 _ = try? Syscall.unlinkat(n.dirfd, n.b.name, AT_REMOVEDIR)
                 removeSidecar(n.dirfd, n.b)
                 throw error
@@ -439,7 +472,10 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 try Syscall.mknodat(n.dirfd, n.b.name, mode, rdev)
                 try chownNew(n.dirfd, n.b.name, n.owner)
             } catch {
-                if (error as? Errno) != .fileExists { _ = try? Syscall.unlinkat(n.dirfd, n.b.name, 0); removeSidecar(n.dirfd, n.b) }
+                if (error as? Errno) != .fileExists {
+                    _ = try? Syscall.unlinkat(n.dirfd, n.b.name, 0)
+                    removeSidecar(n.dirfd, n.b)
+                }
                 throw error
             }
             return try register(parent: parent, backingName: n.b.name, stat: try Syscall.lstatat(n.dirfd, n.b.name))
@@ -447,13 +483,17 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     }
 
     /// Creates and opens a regular file; returns the entry and the backing descriptor.
-    func create(_ parentID: UInt64, _ name: [UInt8], _ mode: mode_t, _ flags: Int32, _ caller: Caller) throws -> (Entry, Int32) {
+    func create(_ parentID: UInt64, _ name: [UInt8], _ mode: mode_t, _ flags: Int32, _ caller: Caller) throws -> (
+        Entry, Int32
+    ) {
         let parent = try inode(parentID)
         return try withNew(parent, name, caller) { n in
             let openFlags = Self.backingFlags(flags)
             let fd: Int32
             do {
-                fd = try opening { try Syscall.openat(n.dirfd, n.b.name, openFlags | O_CREAT | O_EXCL | O_NOFOLLOW, mode & 0o7777) }
+                fd = try opening {
+                    try Syscall.openat(n.dirfd, n.b.name, openFlags | O_CREAT | O_EXCL | O_NOFOLLOW, mode & 0o7777)
+                }
             } catch let e as Errno where e == .fileExists && flags & O_EXCL == 0 {
                 // Created by someone else since the kernel's lookup: open it as it is.
                 let fd = try Syscall.openat(n.dirfd, n.b.name, openFlags | O_NOFOLLOW | O_NONBLOCK)
@@ -469,7 +509,8 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                     throw error
                 }
             } catch {
-                if (error as? Errno) != .fileExists { removeSidecar(n.dirfd, n.b) }  // an existing entry keeps its sidecar
+                // an existing entry keeps its sidecar
+                if (error as? Errno) != .fileExists { removeSidecar(n.dirfd, n.b) }
                 throw error
             }
             do {
@@ -528,7 +569,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             var longLink: String? = nil
             if hasLongLinks.load(ordering: .relaxed) {
                 let st = try Syscall.lstatat(dirfd, b.name)
-                if st.st_mode & S_IFMT == S_IFLNK && st.st_nlink == 1 { longLink = try? longLinkID(dirfd: dirfd, name: b.name) }
+                if st.st_mode & S_IFMT == S_IFLNK && st.st_nlink == 1 {
+                    longLink = try? longLinkID(dirfd: dirfd, name: b.name)
+                }
             }
             let victim = inodes.read { $0.byName[key] }
             let pinned = pinIfStillReachable(victim, losing: key)
@@ -572,7 +615,10 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         var hasIV = false
         try forEachBackingEntry(dfd) { name, _, _ in
             if name == "." || name == ".." { return }
-            if name == BackingNames.dirIV { hasIV = true; return }
+            if name == BackingNames.dirIV {
+                hasIV = true
+                return
+            }
             throw Errno.directoryNotEmpty
         }
         guard hasIV else { return nil }
@@ -583,7 +629,8 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
 
     // MARK: Rename and link
 
-    func rename(_ parentID: UInt64, _ name: [UInt8], _ newParentID: UInt64, _ newName: [UInt8], _ flags: UInt32) throws {
+    func rename(_ parentID: UInt64, _ name: [UInt8], _ newParentID: UInt64, _ newName: [UInt8], _ flags: UInt32) throws
+    {
         let parent = try inode(parentID), newParent = try inode(newParentID)
         if isControlName(parent, name) { throw Errno.notPermitted }
         try checkCreatable(newParent, newName)
@@ -595,8 +642,10 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         }
     }
 
-    private func rename(_ parent: Inode, _ fromfd: Int32, _ from: (name: String, encoded: String, isLong: Bool),
-                        _ newParent: Inode, _ tofd: Int32, _ to: (name: String, encoded: String, isLong: Bool), _ flags: UInt32) throws {
+    private func rename(
+        _ parent: Inode, _ fromfd: Int32, _ from: (name: String, encoded: String, isLong: Bool),
+        _ newParent: Inode, _ tofd: Int32, _ to: (name: String, encoded: String, isLong: Bool), _ flags: UInt32
+    ) throws {
         let exchange = flags & LinuxConstants.renameExchange != 0
         let fromKey = NameKey(parent: parent.id, name: from.name), toKey = NameKey(parent: newParent.id, name: to.name)
         var restoreIV: (fd: Int32, iv: [UInt8])? = nil

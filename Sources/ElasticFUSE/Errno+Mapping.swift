@@ -12,7 +12,8 @@ enum ErrnoMapping {
         switch error {
         case let e as Errno:
             if e == .tooManyOpenFiles || e == .tooManyOpenFilesInSystem {
-                logger.error("out of file descriptors", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "errno": "\(e)"])
+                logger.error(
+                    "out of file descriptors", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "errno": "\(e)"])
             }
             return e.rawValue
         case let e as SystemError:
@@ -24,7 +25,8 @@ enum ErrnoMapping {
             case .nameTooLong: return ENAMETOOLONG
             case .invalidArgument: return EINVAL
             case .authenticationFailed, .corruptHeader, .corruptLength, .corruptMetadata, .invalidName:
-                logger.error("integrity failure", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "error": "\(e)"])
+                logger.error(
+                    "integrity failure", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "error": "\(e)"])
                 return EIO
             default:
                 logger.error("format error", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "error": "\(e)"])

@@ -22,8 +22,10 @@ public enum FUSESession {
     /// Mounts `fs` at `mountpoint` with `options` (libfuse `-o` options), calls `onMounted` once
     /// the mount exists, serves requests until unmounted or signalled (SIGTERM, SIGINT, SIGHUP),
     /// then unmounts. In-flight requests complete before this returns.
-    public static func run(_ fs: ElasticFilesystem, mountpoint: String, options: [String], debug: Bool,
-                           maxThreads: Int, onMounted: () -> Void) throws {
+    public static func run(
+        _ fs: ElasticFilesystem, mountpoint: String, options: [String], debug: Bool,
+        maxThreads: Int, onMounted: () -> Void
+    ) throws {
         var argv: [String] = ["mount.elastic"]
         if !options.isEmpty { argv += ["-o", options.joined(separator: ",")] }
         if debug { argv.append("-d") }
@@ -39,15 +41,21 @@ public enum FUSESession {
                 throw SessionError.invalidOptions(options.joined(separator: ","))
             }
             defer { fuse_session_destroy(se) }
-            guard fuse_set_signal_handlers(se) == 0 else { throw SessionError.mountFailed("cannot install signal handlers") }
+            guard fuse_set_signal_handlers(se) == 0 else {
+                throw SessionError.mountFailed("cannot install signal handlers")
+            }
             defer { fuse_remove_signal_handlers(se) }
-            guard fuse_session_mount(se, mountpoint) == 0 else { throw SessionError.mountFailed("cannot mount on \(mountpoint)") }
+            guard fuse_session_mount(se, mountpoint) == 0 else {
+                throw SessionError.mountFailed("cannot mount on \(mountpoint)")
+            }
             defer { fuse_session_unmount(se) }
             // Our own /dev/fuse read/writev: identical, but they negotiate HANDLE_KILLPRIV_V2.
             var io = fuse_custom_io()
             io.read = { fd, buf, len, ud in CElasticFUSEInit_fuse_read(fd, buf, len, ud) }
             io.writev = { fd, iov, count, ud in CElasticFUSEInit_fuse_writev(fd, iov, count, ud) }
-            guard fuse_session_custom_io(se, &io, fuse_session_fd(se)) == 0 else { throw SessionError.mountFailed("cannot set up FUSE i/o") }
+            guard fuse_session_custom_io(se, &io, fuse_session_fd(se)) == 0 else {
+                throw SessionError.mountFailed("cannot set up FUSE i/o")
+            }
             onMounted()
             _ = CFuse3_loop_mt(se, UInt32(maxThreads))
             fs.helper?.stop()

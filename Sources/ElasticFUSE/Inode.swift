@@ -83,7 +83,8 @@ struct LinkSet {
 /// object is reached by name from its parent directory (`links`), and checked to be the same
 /// object (`key`) every time; directories keep an `O_PATH` descriptor in the bounded
 /// `HandleCache`. Hard links share one `Inode`.
-final class Inode: @unchecked Sendable {  // mutable fields: `nlookup` and `links` under the table lock, the cache fields under the cache lock
+// mutable fields: `nlookup` and `links` under the table lock, the cache fields under the cache lock
+final class Inode: @unchecked Sendable {
     let id: UInt64
     let key: DevIno
     let mode: mode_t

@@ -38,7 +38,9 @@ enum Operations {
         if f.debug { f.logger.debug("op", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)"]) }
         do { try body(f) } catch {
             let e = ErrnoMapping.errno(for: error, logger: f.logger, op: "\(op)", ino: ino)
-            if f.debug { f.logger.debug("op failed", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "errno": "\(e)"]) }
+            if f.debug {
+                f.logger.debug("op failed", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "errno": "\(e)"])
+            }
             fuse_reply_err(req, e)
         }
     }
@@ -94,28 +96,39 @@ enum Operations {
         }
         ops.getattr = { req, ino, fi in
             Operations.run(req, "getattr", ino) { f in
-                let fh = fi.flatMap { $0.pointee.fh == Operations.controlHandle ? nil : Int32(truncatingIfNeeded: $0.pointee.fh) }
+                let fh = fi.flatMap {
+                    $0.pointee.fh == Operations.controlHandle ? nil : Int32(truncatingIfNeeded: $0.pointee.fh)
+                }
                 var st = ino == ElasticFilesystem.controlID ? f.controlAttributes : try f.getattr(ino, fh: fh)
                 fuse_reply_attr(req, &st, f.cacheTimeout)
             }
         }
         ops.setattr = { req, ino, attr, toSet, fi in
             Operations.run(req, "setattr", ino) { f in
-                var st = try f.setattr(ino, attr!.pointee, toSet, fh: fi.map { Int32(truncatingIfNeeded: $0.pointee.fh) }, caller: Operations.caller(req))
+                var st = try f.setattr(
+                    ino, attr!.pointee, toSet, fh: fi.map { Int32(truncatingIfNeeded: $0.pointee.fh) },
+                    caller: Operations.caller(req))
                 fuse_reply_attr(req, &st, f.cacheTimeout)
             }
         }
         ops.readlink = { req, ino in
             Operations.run(req, "readlink", ino) { f in
                 let target = try f.readlink(ino) + [0]
-                target.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { _ = fuse_reply_readlink(req, $0.baseAddress) } }
+                target.withUnsafeBufferPointer { p in
+                    p.withMemoryRebound(to: CChar.self) { _ = fuse_reply_readlink(req, $0.baseAddress) }
+                }
             }
         }
         ops.mknod = { req, parent, name, mode, rdev in
-            Operations.run(req, "mknod", parent) { f in Operations.replyEntry(req, f, try f.mknod(parent, Operations.name(name), mode, rdev, Operations.caller(req))) }
+            Operations.run(req, "mknod", parent) { f in
+                Operations.replyEntry(
+                    req, f, try f.mknod(parent, Operations.name(name), mode, rdev, Operations.caller(req)))
+            }
         }
         ops.mkdir = { req, parent, name, mode in
-            Operations.run(req, "mkdir", parent) { f in Operations.replyEntry(req, f, try f.mkdir(parent, Operations.name(name), mode, Operations.caller(req))) }
+            Operations.run(req, "mkdir", parent) { f in
+                Operations.replyEntry(req, f, try f.mkdir(parent, Operations.name(name), mode, Operations.caller(req)))
+            }
         }
         ops.unlink = { req, parent, name in
             Operations.run(req, "unlink", parent) { f in
@@ -130,7 +143,10 @@ enum Operations {
             }
         }
         ops.symlink = { req, link, parent, name in
-            Operations.run(req, "symlink", parent) { f in Operations.replyEntry(req, f, try f.symlink(Operations.name(link), parent, Operations.name(name), Operations.caller(req))) }
+            Operations.run(req, "symlink", parent) { f in
+                Operations.replyEntry(
+                    req, f, try f.symlink(Operations.name(link), parent, Operations.name(name), Operations.caller(req)))
+            }
         }
         ops.rename = { req, parent, name, newParent, newName, flags in
             Operations.run(req, "rename", parent) { f in
@@ -139,7 +155,9 @@ enum Operations {
             }
         }
         ops.link = { req, ino, newParent, newName in
-            Operations.run(req, "link", ino) { f in Operations.replyEntry(req, f, try f.link(ino, newParent, Operations.name(newName))) }
+            Operations.run(req, "link", ino) { f in
+                Operations.replyEntry(req, f, try f.link(ino, newParent, Operations.name(newName)))
+            }
         }
         ops.open = { req, ino, fi in
             Operations.run(req, "open", ino) { f in
@@ -158,7 +176,8 @@ enum Operations {
         }
         ops.create = { req, parent, name, mode, fi in
             Operations.run(req, "create", parent) { f in
-                let (entry, fd) = try f.create(parent, Operations.name(name), mode, fi!.pointee.flags, Operations.caller(req))
+                let (entry, fd) = try f.create(
+                    parent, Operations.name(name), mode, fi!.pointee.flags, Operations.caller(req))
                 fi!.pointee.fh = UInt64(fd)
                 var p = Operations.entryParam(f, entry)
                 if fuse_reply_create(req, &p, fi) != 0 {
@@ -169,19 +188,24 @@ enum Operations {
         }
         ops.read = { req, ino, size, off, fi in
             Operations.run(req, "read", ino) { f in
-                let (p, n) = try f.read(ino, fd: Int32(truncatingIfNeeded: fi!.pointee.fh), size: size, offset: Int64(off))
+                let (p, n) = try f.read(
+                    ino, fd: Int32(truncatingIfNeeded: fi!.pointee.fh), size: size, offset: Int64(off))
                 fuse_reply_buf(req, p.assumingMemoryBound(to: CChar.self), n)
             }
         }
         ops.write = { req, ino, buf, size, off, fi in
             Operations.run(req, "write", ino) { f in
-                let n = try f.write(ino, fd: Int32(truncatingIfNeeded: fi!.pointee.fh), data: UnsafeRawPointer(buf!), size: size, offset: Int64(off), caller: Operations.caller(req))
+                let n = try f.write(
+                    ino, fd: Int32(truncatingIfNeeded: fi!.pointee.fh), data: UnsafeRawPointer(buf!), size: size,
+                    offset: Int64(off), caller: Operations.caller(req))
                 fuse_reply_write(req, n)
             }
         }
         ops.flush = { req, _, _ in fuse_reply_err(req, 0) }
         ops.release = { req, ino, fi in
-            if fi!.pointee.fh != Operations.controlHandle { Operations.fs(req).release(ino, fd: Int32(truncatingIfNeeded: fi!.pointee.fh)) }
+            if fi!.pointee.fh != Operations.controlHandle {
+                Operations.fs(req).release(ino, fd: Int32(truncatingIfNeeded: fi!.pointee.fh))
+            }
             fuse_reply_err(req, 0)
         }
         ops.ioctl = { req, ino, cmd, _, _, flags, inBuf, inSize, outSize in
@@ -195,7 +219,9 @@ enum Operations {
         }
         ops.fallocate = { req, ino, mode, off, len, fi in
             Operations.run(req, "fallocate", ino) { f in
-                try f.fallocate(ino, fd: Int32(truncatingIfNeeded: fi!.pointee.fh), mode: mode, offset: Int64(off), length: Int64(len))
+                try f.fallocate(
+                    ino, fd: Int32(truncatingIfNeeded: fi!.pointee.fh), mode: mode, offset: Int64(off),
+                    length: Int64(len))
                 fuse_reply_err(req, 0)
             }
         }
@@ -210,7 +236,8 @@ enum Operations {
             Operations.run(req, "readdir", ino) { f in try Directory.reply(req, f, ino, size, off, fi!, plus: false) }
         }
         ops.readdirplus = { req, ino, size, off, fi in
-            Operations.run(req, "readdirplus", ino) { f in try Directory.reply(req, f, ino, size, off, fi!, plus: true) }
+            Operations.run(req, "readdirplus", ino) { f in try Directory.reply(req, f, ino, size, off, fi!, plus: true)
+            }
         }
         ops.releasedir = { req, _, fi in
             Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi!.pointee.fh))!).release()
@@ -218,7 +245,8 @@ enum Operations {
         }
         ops.fsyncdir = { req, ino, datasync, fi in
             Operations.run(req, "fsyncdir", ino) { _ in
-                let h = Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi!.pointee.fh))!).takeUnretainedValue()
+                let h = Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi!.pointee.fh))!)
+                    .takeUnretainedValue()
                 try Syscall.fsync(h.fd, dataOnly: datasync != 0)
                 fuse_reply_err(req, 0)
             }
@@ -260,13 +288,27 @@ enum Operations {
     /// Control-file ioctls: exact sizes, then the dispatcher; ENOTTY for anything else. Slow
     /// requests (key generation, RSA signatures, attestation) are answered later from the slow
     /// queue's thread, so they never hold a FUSE worker thread.
-    static func ioctl(_ req: fuse_req_t?, _ ino: UInt64, _ cmd: UInt32, _ flags: UInt32,
-                      _ inBuf: UnsafeRawPointer?, _ inSize: Int, _ outSize: Int) {
+    static func ioctl(
+        _ req: fuse_req_t?, _ ino: UInt64, _ cmd: UInt32, _ flags: UInt32,
+        _ inBuf: UnsafeRawPointer?, _ inSize: Int, _ outSize: Int
+    ) {
         let f = Operations.fs(req)
-        guard ino == ElasticFilesystem.controlID else { fuse_reply_err(req, ENOTTY); return }
-        guard flags & UInt32(FUSE_IOCTL_COMPAT) == 0 else { fuse_reply_err(req, ENOSYS); return }
-        guard let size = ControlDispatcher.requestSize(of: cmd) else { fuse_reply_err(req, ENOTTY); return }
-        guard inSize == size, outSize == size, let inBuf else { fuse_reply_err(req, EINVAL); return }
+        guard ino == ElasticFilesystem.controlID else {
+            fuse_reply_err(req, ENOTTY)
+            return
+        }
+        guard flags & UInt32(FUSE_IOCTL_COMPAT) == 0 else {
+            fuse_reply_err(req, ENOSYS)
+            return
+        }
+        guard let size = ControlDispatcher.requestSize(of: cmd) else {
+            fuse_reply_err(req, ENOTTY)
+            return
+        }
+        guard inSize == size, outSize == size, let inBuf else {
+            fuse_reply_err(req, EINVAL)
+            return
+        }
         let ctx = fuse_req_ctx(req)!.pointee
         let caller = ControlCaller(uid: ctx.uid, gid: ctx.gid, pid: ctx.pid)
         let input = UnsafeRawBufferPointer(start: inBuf, count: inSize)
@@ -289,14 +331,19 @@ enum Operations {
             }
             return
         }
-        guard let t = try? f.worker() else { fuse_reply_err(req, EIO); return }
+        guard let t = try? f.worker() else {
+            fuse_reply_err(req, EIO)
+            return
+        }
         answer(req, f, cmd, input, UnsafeMutableRawBufferPointer(start: t.plain, count: size), caller)
     }
 
     /// Runs one control request and replies; the output buffer is wiped afterwards (a derived
     /// or exported key may have passed through it).
-    static func answer(_ req: fuse_req_t?, _ f: ElasticFilesystem, _ cmd: UInt32, _ input: UnsafeRawBufferPointer,
-                       _ out: UnsafeMutableRawBufferPointer, _ caller: ControlCaller) {
+    static func answer(
+        _ req: fuse_req_t?, _ f: ElasticFilesystem, _ cmd: UInt32, _ input: UnsafeRawBufferPointer,
+        _ out: UnsafeMutableRawBufferPointer, _ caller: ControlCaller
+    ) {
         do {
             let n = try f.control.handle(cmd: cmd, input: input, output: out, caller: caller)
             fuse_reply_ioctl(req, 0, out.baseAddress, n)

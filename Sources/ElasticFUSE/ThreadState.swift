@@ -6,7 +6,9 @@ import Glibc
 final class ThreadState {
     static let maxRequest = 1 << 20
     static let plainCapacity = maxRequest + 2 * Int(BlockLayout.blockSize)
-    static let cipherCapacity = (plainCapacity / Int(BlockLayout.blockSize) + 1) * Int(BlockLayout.cipherBlockSize) + Int(BlockLayout.headerSize)
+    static let cipherCapacity =
+        (plainCapacity / Int(BlockLayout.blockSize) + 1) * Int(BlockLayout.cipherBlockSize)
+        + Int(BlockLayout.headerSize)
 
     let crypto: CryptoWorker
     let plain: UnsafeMutableRawPointer

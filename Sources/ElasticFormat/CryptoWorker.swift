@@ -20,7 +20,9 @@ public final class CryptoWorker {
     // MARK: Content blocks
 
     @inline(__always)
-    static func withAAD<R>(fileID: UnsafeRawBufferPointer, block: Int64, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    static func withAAD<R>(fileID: UnsafeRawBufferPointer, block: Int64, _ body: (UnsafeRawBufferPointer) throws -> R)
+        rethrows -> R
+    {
         var aad: (UInt64, UInt64, UInt64) = (0, 0, UInt64(bitPattern: block).bigEndian)
         return try withUnsafeMutableBytes(of: &aad) { a in
             a.copyMemory(from: UnsafeRawBufferPointer(rebasing: fileID[0..<16]))
@@ -30,7 +32,10 @@ public final class CryptoWorker {
 
     /// Encrypts `count` plaintext bytes that start at block `first` (block-aligned) into
     /// consecutive cipher blocks at `output`. Returns the number of ciphertext bytes written.
-    public func sealBlocks(fileID: UnsafeRawBufferPointer, first: Int64, plaintext: UnsafeRawPointer, count: Int, output: UnsafeMutableRawPointer) throws -> Int {
+    public func sealBlocks(
+        fileID: UnsafeRawBufferPointer, first: Int64, plaintext: UnsafeRawPointer, count: Int,
+        output: UnsafeMutableRawPointer
+    ) throws -> Int {
         let bs = Int(BlockLayout.blockSize), ns = Int(BlockLayout.nonceSize), ov = Int(BlockLayout.overhead)
         let nblocks = (count + bs - 1) / bs
         if nonces.count < nblocks * ns { nonces = [UInt8](repeating: 0, count: max(nblocks * ns, 256 * ns)) }
@@ -42,7 +47,9 @@ public final class CryptoWorker {
                 let dst = output + out
                 dst.copyMemory(from: n.baseAddress! + i * ns, byteCount: ns)
                 try Self.withAAD(fileID: fileID, block: first + Int64(i)) { aad in
-                    try content.seal(nonce: dst, aad: aad, input: plaintext + i * bs, count: len, output: dst + ns, tag: dst + ns + len)
+                    try content.seal(
+                        nonce: dst, aad: aad, input: plaintext + i * bs, count: len, output: dst + ns,
+                        tag: dst + ns + len)
                 }
                 out += len + ov
             }
@@ -52,13 +59,18 @@ public final class CryptoWorker {
 
     /// Decrypts one cipher block of `length` bytes (overhead included) into `output`; returns the
     /// plaintext length. An all-zero block is a hole (from a sparse extension) and reads as zeros.
-    public func openBlock(fileID: UnsafeRawBufferPointer, index: Int64, cipher: UnsafeRawPointer, length: Int, output: UnsafeMutableRawPointer) throws -> Int {
+    public func openBlock(
+        fileID: UnsafeRawBufferPointer, index: Int64, cipher: UnsafeRawPointer, length: Int,
+        output: UnsafeMutableRawPointer
+    ) throws -> Int {
         let ns = Int(BlockLayout.nonceSize), ov = Int(BlockLayout.overhead)
         guard length > ov else { throw FormatError.corruptLength(Int64(length)) }
         let plainLen = length - ov
         do {
             try Self.withAAD(fileID: fileID, block: index) { aad in
-                try content.open(nonce: cipher, aad: aad, input: cipher + ns, count: plainLen, output: output, tag: cipher + ns + plainLen)
+                try content.open(
+                    nonce: cipher, aad: aad, input: cipher + ns, count: plainLen, output: output,
+                    tag: cipher + ns + plainLen)
             }
         } catch CryptoError.authenticationFailure {
             if Self.isAllZero(cipher, length) {
@@ -82,16 +94,22 @@ public final class CryptoWorker {
     /// Encrypts one path component with AES-256-SIV, bound to the directory's IV, and encodes it
     /// as unpadded base64url. The result may exceed 255 bytes; see `LongName`.
     public func encryptName(_ bytes: [UInt8], dirIV: [UInt8]) throws -> String {
-        guard !bytes.isEmpty, bytes.count <= 255, !bytes.contains(0), !bytes.contains(UInt8(ascii: "/")) else { throw FormatError.nameTooLong }
+        guard !bytes.isEmpty, bytes.count <= 255, !bytes.contains(0), !bytes.contains(UInt8(ascii: "/")) else {
+            throw FormatError.nameTooLong
+        }
         return Base64URL.encode(try names.seal(bytes, ad: [dirIV]))
     }
 
     /// Decrypts an encoded name; throws `.invalidName` for anything that is not one of ours.
     public func decryptName(_ encoded: String, dirIV: [UInt8]) throws -> [UInt8] {
-        guard let raw = Base64URL.decode(encoded), raw.count > AESSIV.tagSize else { throw FormatError.invalidName(encoded) }
+        guard let raw = Base64URL.decode(encoded), raw.count > AESSIV.tagSize else {
+            throw FormatError.invalidName(encoded)
+        }
         do {
             let plain = try names.open(raw, ad: [dirIV])
-            guard !plain.isEmpty, plain.count <= 255, !plain.contains(0), !plain.contains(UInt8(ascii: "/")) else { throw FormatError.invalidName(encoded) }
+            guard !plain.isEmpty, plain.count <= 255, !plain.contains(0), !plain.contains(UInt8(ascii: "/")) else {
+                throw FormatError.invalidName(encoded)
+            }
             return plain
         } catch is CryptoError {
             throw FormatError.invalidName(encoded)

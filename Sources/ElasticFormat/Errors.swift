@@ -35,7 +35,8 @@ public enum FormatError: Error, Equatable, CustomStringConvertible {
         case .corruptMetadata(let s): return "corrupt metadata: \(s)"
         case .corruptConfig(let s): return "corrupt or edited store configuration: \(s)"
         case .unsupportedVersion(let v): return "store format version \(v) is not supported by this ELASTIC"
-        case .unknownFeatureFlags(let f): return "store uses unknown feature flags 0x\(String(f, radix: 16)); refusing to mount"
+        case .unknownFeatureFlags(let f):
+            return "store uses unknown feature flags 0x\(String(f, radix: 16)); refusing to mount"
         case .wrongKey(let s), .keySource(let s): return s
         case .fileTooLarge: return "file offset beyond the format's limit"
         case .nameTooLong: return "name too long"

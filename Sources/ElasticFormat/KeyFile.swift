@@ -31,7 +31,9 @@ public enum KeyFile {
         defer { secureWipe(&raw) }
         let trimmed = raw.filter { !($0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09) }
         if trimmed.count == 64, let key = Hex.decode(trimmed) { return key }
-        guard raw.count >= 32 else { throw FormatError.keySource("key file \(path) is too short (need 64 hex digits or 32+ bytes)") }
+        guard raw.count >= 32 else {
+            throw FormatError.keySource("key file \(path) is too short (need 64 hex digits or 32+ bytes)")
+        }
         return raw
     }
 }

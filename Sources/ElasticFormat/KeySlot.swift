@@ -44,8 +44,10 @@ public struct KeySlot: Equatable, Sendable {
     /// checked, so these bound what a slot the host adds can cost a mount: at most 1 GiB of
     /// memory (128 · r · 2^logN bytes) and 2^24 units of work (2^logN · r · p; about 16 times
     /// the default, some seconds).
-    public static let scryptLimits = (logN: UInt8(10)...UInt8(20), r: UInt32(1)...UInt32(16), p: UInt32(1)...UInt32(4),
-                                      memory: UInt64(1) << 30, work: UInt64(1) << 24)
+    public static let scryptLimits = (
+        logN: UInt8(10)...UInt8(20), r: UInt32(1)...UInt32(16), p: UInt32(1)...UInt32(4),
+        memory: UInt64(1) << 30, work: UInt64(1) << 24
+    )
 
     /// Whether scrypt(2^logN, r, p) is within `scryptLimits`.
     public static func scryptAllowed(logN: UInt8, r: UInt32, p: UInt32) -> Bool {
@@ -68,9 +70,13 @@ public struct KeySlot: Equatable, Sendable {
         switch kind {
         case .keyFile(let salt): w.raw(salt)
         case .passphrase(let salt, let logN, let r, let p):
-            w.raw(salt); w.u8(logN); w.u32(r); w.u32(p)
+            w.raw(salt)
+            w.u8(logN)
+            w.u32(r)
+            w.u32(p)
         case .sealed(_, let salt, let parameters):
-            w.raw(salt); w.raw(parameters)
+            w.raw(salt)
+            w.raw(parameters)
         }
         return w.bytes
     }
@@ -85,7 +91,9 @@ public struct KeySlot: Equatable, Sendable {
             guard bytes.count == 41 else { throw FormatError.corruptConfig("passphrase slot parameters") }
             let salt = try r.raw(32), logN = try r.u8(), rr = try r.u32(), p = try r.u32()
             guard scryptAllowed(logN: logN, r: rr, p: p) else {
-                throw FormatError.corruptConfig("a passphrase slot asks for scrypt N=2^\(logN) r=\(rr) p=\(p), beyond the limits (at most 1 GiB and 2^24 work)")
+                throw FormatError.corruptConfig(
+                    "a passphrase slot asks for scrypt N=2^\(logN) r=\(rr) p=\(p), beyond the limits (at most 1 GiB and 2^24 work)"
+                )
             }
             return .passphrase(salt: salt, logN: logN, r: rr, p: p)
         case let code where sealedPlatformNames[code] != nil:
@@ -103,14 +111,16 @@ public struct KeySlot: Equatable, Sendable {
     public func keyEncryptionKey(secret: [UInt8]) throws -> SecureBytes {
         switch kind {
         case .keyFile(let salt):
-            return try secret.withUnsafeBytes { try KDF.hkdfSHA256(ikm: $0, salt: salt, info: Array(KeyLabels.keyFileSlot.utf8), length: 32) }
+            return try secret.withUnsafeBytes {
+                try KDF.hkdfSHA256(ikm: $0, salt: salt, info: Array(KeyLabels.keyFileSlot.utf8), length: 32)
+            }
         case .passphrase(let salt, let logN, let r, let p):
             return try KDF.scrypt(password: secret, salt: salt, logN: logN, r: r, p: p, length: 32)
         case .sealed(let platform, let salt, _):
             let label = KeyLabels.sealedSlot(platform: KeySlot.sealedPlatformName(platform))
-            return try secret.withUnsafeBytes { try KDF.hkdfSHA256(ikm: $0, salt: salt, info: Array(label.utf8), length: 32) }
+            return try secret.withUnsafeBytes {
+                try KDF.hkdfSHA256(ikm: $0, salt: salt, info: Array(label.utf8), length: 32)
+            }
         }
     }
 }
-
-

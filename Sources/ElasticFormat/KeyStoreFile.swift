@@ -46,26 +46,36 @@ public struct KeyStoreFile: Sendable {
     /// The stored keys; none if the file does not exist yet.
     public func load() throws -> [StoredKey] {
         let sealed: [UInt8]
-        do { sealed = try Syscall.readFile(directory.fd, BackingNames.keyStore, limit: Self.maxFileSize) } catch let e as Errno where e == .noSuchFileOrDirectory {
+        do { sealed = try Syscall.readFile(directory.fd, BackingNames.keyStore, limit: Self.maxFileSize) } catch let e
+            as Errno where e == .noSuchFileOrDirectory
+        {
             return []
         } catch let e as SystemError {
             throw FormatError.corruptMetadata("\(e)")
         }
-        guard sealed.starts(with: Self.magic) else { throw FormatError.corruptMetadata("\(BackingNames.keyStore): not a key store") }
+        guard sealed.starts(with: Self.magic) else {
+            throw FormatError.corruptMetadata("\(BackingNames.keyStore): not a key store")
+        }
         var plain: [UInt8]
         do { plain = try AESGCM(key: key).open(Array(sealed[Self.magic.count...]), aad: Self.magic) } catch {
-            throw FormatError.corruptMetadata("\(BackingNames.keyStore) failed authentication (altered, or from another store)")
+            throw FormatError.corruptMetadata(
+                "\(BackingNames.keyStore) failed authentication (altered, or from another store)")
         }
         defer { secureWipe(&plain) }
         var r = ByteReader(plain)
         let count = Int(try r.u32())
-        guard count <= Self.maxKeys else { throw FormatError.corruptMetadata("\(BackingNames.keyStore): \(count) keys") }
+        guard count <= Self.maxKeys else {
+            throw FormatError.corruptMetadata("\(BackingNames.keyStore): \(count) keys")
+        }
         var keys: [StoredKey] = []
         for _ in 0..<count {
             let name = String(decoding: try r.raw(Int(try r.u8())), as: UTF8.self)
             let owner = try r.u32(), type = try r.u8(), flags = try r.u8(), created = try r.u64()
             var material = try r.raw(Int(try r.u32()))
-            keys.append(StoredKey(name: name, owner: owner, type: type, flags: flags, created: created, material: SecureBytes(consuming: &material)))
+            keys.append(
+                StoredKey(
+                    name: name, owner: owner, type: type, flags: flags, created: created,
+                    material: SecureBytes(consuming: &material)))
         }
         guard r.remaining == 0 else { throw FormatError.corruptMetadata("\(BackingNames.keyStore): trailing bytes") }
         return keys
@@ -73,7 +83,9 @@ public struct KeyStoreFile: Sendable {
 
     /// Replaces the file with `keys` (write to a temporary name, fsync, rename).
     public func save(_ keys: [StoredKey]) throws {
-        guard keys.count <= Self.maxKeys else { throw FormatError.invalidArgument("the key store holds at most \(Self.maxKeys) keys") }
+        guard keys.count <= Self.maxKeys else {
+            throw FormatError.invalidArgument("the key store holds at most \(Self.maxKeys) keys")
+        }
         var w = ByteWriter()
         w.u32(UInt32(keys.count))
         for k in keys {

@@ -61,7 +61,9 @@ public final class UnlockedStore: Sendable {
     public func addSlot(kind: KeySlot.Kind, secret: [UInt8]) throws -> KeySlot {
         try state.withLock { s in
             guard s.config.slots.count < 255 else { throw FormatError.invalidArgument("too many key slots") }
-            guard let master = s.master else { throw FormatError.invalidArgument("the master key was already let go of") }
+            guard let master = s.master else {
+                throw FormatError.invalidArgument("the master key was already let go of")
+            }
             let slot = try s.config.makeSlot(kind: kind, secret: secret, master: master)
             var next = s.config
             next.slots.append(slot)
@@ -76,9 +78,12 @@ public final class UnlockedStore: Sendable {
         try state.withLock { s in
             let matches = s.config.slots.filter { $0.idHex.hasPrefix(idPrefix.lowercased()) }
             guard matches.count == 1, !idPrefix.isEmpty else {
-                throw FormatError.invalidArgument(matches.isEmpty ? "no key slot \(idPrefix)" : "slot id prefix \(idPrefix) is ambiguous")
+                throw FormatError.invalidArgument(
+                    matches.isEmpty ? "no key slot \(idPrefix)" : "slot id prefix \(idPrefix) is ambiguous")
             }
-            guard s.config.slots.count > 1 else { throw FormatError.invalidArgument("refusing to remove the last key slot (the store would be lost)") }
+            guard s.config.slots.count > 1 else {
+                throw FormatError.invalidArgument("refusing to remove the last key slot (the store would be lost)")
+            }
             var next = s.config
             next.slots.removeAll { $0.id == matches[0].id }
             try Store.write(next, keys: keys, directory: directory)
@@ -101,7 +106,8 @@ public enum Store {
         var config = StoreConfig(storeID: try Random.bytes(16), slots: [])
         config.slots.append(try config.makeSlot(kind: kind, secret: secret, master: master))
         let store = try UnlockedStore(backing: backing, directory: directory, config: config, master: master)
-        try Syscall.writeFileAtomically(directory.fd, BackingNames.dirIV, try Random.bytes(BackingNames.dirIVSize), mode: 0o400)
+        try Syscall.writeFileAtomically(
+            directory.fd, BackingNames.dirIV, try Random.bytes(BackingNames.dirIVSize), mode: 0o400)
         try write(config, keys: store.keys, directory: directory)
         return store
     }
@@ -113,8 +119,11 @@ public enum Store {
 
     static func readConfig(directory: OpenDirectory, backing: String) throws -> (StoreConfig, [UInt8]) {
         let bytes: [UInt8]
-        do { bytes = try Syscall.readFile(directory.fd, BackingNames.config, limit: 1 << 16) } catch let e as Errno where e == .noSuchFileOrDirectory {
-            throw FormatError.invalidArgument("\(backing) is not an ELASTIC store (no \(BackingNames.config)); create one with `elastic init`")
+        do { bytes = try Syscall.readFile(directory.fd, BackingNames.config, limit: 1 << 16) } catch let e as Errno
+            where e == .noSuchFileOrDirectory
+        {
+            throw FormatError.invalidArgument(
+                "\(backing) is not an ELASTIC store (no \(BackingNames.config)); create one with `elastic init`")
         } catch let e as SystemError {
             throw FormatError.corruptConfig("\(e)")
         }

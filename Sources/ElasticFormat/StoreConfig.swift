@@ -33,7 +33,11 @@ public struct StoreConfig: Equatable, Sendable {
     /// magic ‖ version ‖ features ‖ block size ‖ store ID.
     var fixedPrefix: [UInt8] {
         var w = ByteWriter()
-        w.raw(Self.magic); w.u16(version); w.u32(features.rawValue); w.u32(blockSize); w.raw(storeID)
+        w.raw(Self.magic)
+        w.u16(version)
+        w.u32(features.rawValue)
+        w.u32(blockSize)
+        w.raw(storeID)
         return w.bytes
     }
 
@@ -49,7 +53,11 @@ public struct StoreConfig: Equatable, Sendable {
         w.u8(UInt8(slots.count))
         for s in slots {
             let params = s.encodeParams()
-            w.raw(s.id); w.u8(s.kind.code); w.u16(UInt16(params.count)); w.raw(params); w.raw(s.wrapped)
+            w.raw(s.id)
+            w.u8(s.kind.code)
+            w.u16(UInt16(params.count))
+            w.raw(params)
+            w.raw(s.wrapped)
         }
         return w.bytes
     }
@@ -70,9 +78,13 @@ public struct StoreConfig: Equatable, Sendable {
         let features = Features(rawValue: try r.u32())
         let unknown = features.subtracting(.known)
         guard unknown.isEmpty else { throw FormatError.unknownFeatureFlags(unknown.rawValue) }
-        guard features.contains([.sivNames, .longNames]) else { throw FormatError.corruptConfig("required features missing") }
+        guard features.contains([.sivNames, .longNames]) else {
+            throw FormatError.corruptConfig("required features missing")
+        }
         let blockSize = try r.u32()
-        guard blockSize == UInt32(BlockLayout.blockSize) else { throw FormatError.corruptConfig("block size \(blockSize)") }
+        guard blockSize == UInt32(BlockLayout.blockSize) else {
+            throw FormatError.corruptConfig("block size \(blockSize)")
+        }
         var config = StoreConfig(storeID: try r.raw(16), slots: [])
         config.version = version
         config.features = features

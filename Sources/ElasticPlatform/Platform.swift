@@ -36,7 +36,9 @@ public struct PlatformDescriptor: Sendable, Equatable {
     /// One line describing a slot's parameters (`elastic slot list`), or why they are unreadable.
     public let describe: @Sendable ([UInt8]) -> String
 
-    public static func == (a: PlatformDescriptor, b: PlatformDescriptor) -> Bool { a.slotCode == b.slotCode && a.name == b.name }
+    public static func == (a: PlatformDescriptor, b: PlatformDescriptor) -> Bool {
+        a.slotCode == b.slotCode && a.name == b.name
+    }
 }
 
 /// Every sealing platform ELASTIC knows. A new platform adds its folder and one entry here.

@@ -4,7 +4,11 @@ import Foundation
 /// Which confidential-computing platform this is, from documented signals only (device nodes,
 /// sysfs, configfs-tsm, cpuinfo); it never sends the guest device a probing request.
 public struct PlatformProbe: Sendable {
-    public enum Kind: String, Sendable { case plainLinux = "plain Linux", snpGuest = "SEV-SNP guest", tdxGuest = "TDX guest" }
+    public enum Kind: String, Sendable {
+        case plainLinux = "plain Linux"
+        case snpGuest = "SEV-SNP guest"
+        case tdxGuest = "TDX guest"
+    }
 
     /// Filesystem root the probe reads under (tests point it at a fake tree).
     public let root: String
@@ -25,7 +29,9 @@ public struct PlatformProbe: Sendable {
     public var vmpl: UInt32 { read("/sys/devices/system/cpu/sev/vmpl").flatMap { UInt32($0) } ?? 0 }
     public var clockSource: String? { read("/sys/devices/system/clocksource/clocksource0/current_clocksource") }
     var cpuFlags: [Substring] {
-        guard let info = read("/proc/cpuinfo"), let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
+        guard let info = read("/proc/cpuinfo"),
+            let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+        else { return [] }
         return line.split(separator: " ")
     }
 
@@ -36,5 +42,9 @@ public struct PlatformProbe: Sendable {
     }
 
     /// SEV_STATUS bits worth naming (docs/platform.md §5.1).
-    public static let sevStatusBits: [(Int, String)] = [(0, "SEV"), (1, "SEV-ES"), (2, "SNP"), (3, "vTOM"), (4, "ReflectVC"), (5, "RestrictedInjection"), (6, "AlternateInjection"), (7, "DebugSwap"), (8, "PreventHostIBS"), (9, "BTBIsolation"), (11, "SecureTSC"), (16, "VmsaRegProt")]
+    public static let sevStatusBits: [(Int, String)] = [
+        (0, "SEV"), (1, "SEV-ES"), (2, "SNP"), (3, "vTOM"), (4, "ReflectVC"), (5, "RestrictedInjection"),
+        (6, "AlternateInjection"), (7, "DebugSwap"), (8, "PreventHostIBS"), (9, "BTBIsolation"), (11, "SecureTSC"),
+        (16, "VmsaRegProt"),
+    ]
 }

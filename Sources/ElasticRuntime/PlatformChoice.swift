@@ -18,7 +18,9 @@ public struct PlatformChoice: Sendable {
 
     /// The sealing platform (today SEV-SNP, the device or the simulator); `warn` hears about
     /// the simulator.
-    public func openSealing(probe: PlatformProbe = PlatformProbe(), warn: (String) -> Void) throws -> any SealingPlatform {
+    public func openSealing(probe: PlatformProbe = PlatformProbe(), warn: (String) -> Void) throws
+        -> any SealingPlatform
+    {
         try SNPPlatform.open(platform: name, simulatorState: simulatorState, probe: probe, warn: warn)
     }
 
@@ -27,7 +29,10 @@ public struct PlatformChoice: Sendable {
     public func attestation(probe: PlatformProbe = PlatformProbe()) -> (any AttestationProvider)? {
         if name == nil && !probe.hasSEVGuestDevice && probe.hasTDXGuestDevice { return try? TDXAttestationProvider() }
         guard isSimulator || probe.hasSEVGuestDevice else { return nil }
-        guard let snp = try? SNPPlatform.open(platform: name, simulatorState: simulatorState, probe: probe, warn: { _ in }) else { return nil }
+        guard
+            let snp = try? SNPPlatform.open(
+                platform: name, simulatorState: simulatorState, probe: probe, warn: { _ in })
+        else { return nil }
         return snp.attestation()
     }
 

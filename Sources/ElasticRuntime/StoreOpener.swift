@@ -18,18 +18,24 @@ public enum KeySource: Sendable {
 public enum StoreOpener {
     /// What `mount.elastic` uses without a key option: the platform when one is named or the
     /// store has sealed slots, else the passphrase prompt.
-    public static func defaultSource(backing: String, keyFile: String?, passFile: String?, platform: PlatformChoice) throws -> KeySource {
+    public static func defaultSource(backing: String, keyFile: String?, passFile: String?, platform: PlatformChoice)
+        throws -> KeySource
+    {
         if let keyFile { return .keyFile(keyFile) }
         if let passFile { return .passphraseFile(passFile) }
         let (config, _) = try Store.readConfig(backing: backing)
-        if platform.name != nil || config.slots.contains(where: { if case .sealed = $0.kind { return true } else { return false } }) {
+        if platform.name != nil
+            || config.slots.contains(where: { if case .sealed = $0.kind { return true } else { return false } })
+        {
             return .platform(platform)
         }
         return .passphrasePrompt
     }
 
     /// Opens the store at `backing` with `source`.
-    public static func unlock(backing: String, source: KeySource, warn: (String) -> Void = { _ in }) throws -> UnlockedStore {
+    public static func unlock(backing: String, source: KeySource, warn: (String) -> Void = { _ in }) throws
+        -> UnlockedStore
+    {
         switch source {
         case .keyFile(let path):
             var key = try KeyFile.read(at: path)
@@ -55,9 +61,14 @@ public enum StoreOpener {
 
     /// The control file's dispatcher for a mounted store: its key store, the platform's time
     /// and attestation. Needs the master key (before `forgetMaster()`).
-    public static func controlDispatcher(for store: UnlockedStore, readOnly: Bool, platform: PlatformChoice) throws -> ControlDispatcher {
-        guard let master = store.master else { throw FormatError.invalidArgument("the store's master key is needed to mount") }
-        return try ControlDispatcher(master: master, keyStore: KeyStoreFile(directory: store.directory, keys: store.keys), readOnly: readOnly,
-                                     time: platform.timePlatform(), attestation: platform.attestation())
+    public static func controlDispatcher(for store: UnlockedStore, readOnly: Bool, platform: PlatformChoice) throws
+        -> ControlDispatcher
+    {
+        guard let master = store.master else {
+            throw FormatError.invalidArgument("the store's master key is needed to mount")
+        }
+        return try ControlDispatcher(
+            master: master, keyStore: KeyStoreFile(directory: store.directory, keys: store.keys), readOnly: readOnly,
+            time: platform.timePlatform(), attestation: platform.attestation())
     }
 }

@@ -19,8 +19,15 @@ public final class ProcessWatcher: Sendable {
             let ep = CElasticLinux_epoll_create()
             guard ep >= 0 else { throw Errno(rawValue: errno) }
             let ev = CElasticLinux_eventfd()
-            guard ev >= 0 else { close(ep); throw Errno(rawValue: errno) }
-            guard CElasticLinux_epoll_add(ep, ev, 0) == 0 else { close(ep); close(ev); throw Errno(rawValue: errno) }
+            guard ev >= 0 else {
+                close(ep)
+                throw Errno(rawValue: errno)
+            }
+            guard CElasticLinux_epoll_add(ep, ev, 0) == 0 else {
+                close(ep)
+                close(ev)
+                throw Errno(rawValue: errno)
+            }
             epfd = ep
             wakeup = ev
             self.onExit = onExit
@@ -94,14 +101,18 @@ public final class ProcessWatcher: Sendable {
     }
 
     private func startIfNeeded() {
-        guard started.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        guard started.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+            return
+        }
         let retained = Unmanaged.passRetained(core)
         var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { arg in
-            let core = Unmanaged<Core>.fromOpaque(arg!).takeRetainedValue()
-            core.run()
-            return nil
-        }, retained.toOpaque())
+        let rc = pthread_create(
+            &thread, nil,
+            { arg in
+                let core = Unmanaged<Core>.fromOpaque(arg!).takeRetainedValue()
+                core.run()
+                return nil
+            }, retained.toOpaque())
         if rc == 0 { pthread_detach(thread) } else { retained.release() }
     }
 }

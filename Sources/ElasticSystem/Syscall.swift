@@ -98,7 +98,8 @@ public enum Syscall {
     }
 
     /// The corresponding C call is `renameat2(2)`.
-    public static func renameat2(_ olddir: Int32, _ old: String, _ newdir: Int32, _ new: String, _ flags: UInt32) throws {
+    public static func renameat2(_ olddir: Int32, _ old: String, _ newdir: Int32, _ new: String, _ flags: UInt32) throws
+    {
         _ = try retrying { CElasticLinux_renameat2(olddir, old, newdir, new, flags) }
     }
 
@@ -154,7 +155,9 @@ public enum Syscall {
     /// regular file (a FIFO or device the host planted is refused, never waited on) of at most
     /// `limit` bytes; symlinks are not followed. `requireRegular: false` is for files the user
     /// names (a key file may be a pipe).
-    public static func readFile(_ dirfd: Int32, _ name: String, limit: Int = 1 << 20, requireRegular: Bool = true) throws -> [UInt8] {
+    public static func readFile(_ dirfd: Int32, _ name: String, limit: Int = 1 << 20, requireRegular: Bool = true)
+        throws -> [UInt8]
+    {
         let fd = try openat(dirfd, name, O_RDONLY | O_CLOEXEC | (requireRegular ? O_NOFOLLOW | O_NONBLOCK : 0))
         defer { close(fd) }
         if requireRegular {
@@ -199,7 +202,9 @@ public enum Syscall {
     }
 
     /// Writes a small file durably: to a temporary name, fsync, then rename over `name`.
-    public static func writeFileAtomically(_ dirfd: Int32, _ name: String, _ bytes: [UInt8], mode: mode_t = 0o400) throws {
+    public static func writeFileAtomically(_ dirfd: Int32, _ name: String, _ bytes: [UInt8], mode: mode_t = 0o400)
+        throws
+    {
         let tmp = name + ".tmp"
         _ = try? unlinkat(dirfd, tmp, 0)
         let fd = try openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
@@ -271,7 +276,6 @@ public enum ProcessHardening {
     public static func niceCurrentThread(_ niceness: Int32) { _ = CElasticLinux_nice_thread(niceness) }
 }
 
-
 extension Syscall {
     /// The corresponding C call is `utimensat(fd, "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)`:
     /// sets the times of the object an O_PATH descriptor refers to, symlinks included.
@@ -311,7 +315,9 @@ extension Syscall {
             if size < 0 { throw Errno(rawValue: errno) }
             if size == 0 { return [] }
             var out = [UInt8](repeating: 0, count: size)
-            let n = out.withUnsafeMutableBytes { CElasticLinux.listxattr(path, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
+            let n = out.withUnsafeMutableBytes {
+                CElasticLinux.listxattr(path, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count)
+            }
             if n < 0 {
                 if errno == ERANGE { continue }
                 throw Errno(rawValue: errno)

@@ -1,6 +1,6 @@
-import ElasticRuntime
 import CElasticLinux
 import ElasticFormat
+import ElasticRuntime
 import Glibc
 
 /// Going to the background the way mount(8) expects: the first process starts the real daemon
@@ -47,7 +47,9 @@ enum Daemon {
         close(readEnd)
         if message.first == UInt8(ascii: "1") { return .success }
         // The daemon failed before mounting: print why and pass on its exit code.
-        let text = message.isEmpty ? "mount.elastic: error: the daemon exited before mounting\n" : String(decoding: message, as: UTF8.self)
+        let text =
+            message.isEmpty
+            ? "mount.elastic: error: the daemon exited before mounting\n" : String(decoding: message, as: UTF8.self)
         _ = text.withCString { write(2, $0, strlen($0)) }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}

@@ -80,7 +80,8 @@ struct MountElastic: ParsableCommand {
         } catch { return fail("\(error)", .usage) }
         let debugging = debug || opts.debug
         if opts.platformChoice.isSimulator && notifyFD == nil {
-            let w = "mount.elastic: WARNING: using the SEV-SNP SIMULATOR: keys are NOT sealed by hardware; for tests and demos only\n"
+            let w =
+                "mount.elastic: WARNING: using the SEV-SNP SIMULATOR: keys are NOT sealed by hardware; for tests and demos only\n"
             _ = w.withCString { Glibc.write(2, $0, strlen($0)) }
         }
         if !(foreground || debugging) && notifyFD == nil {
@@ -106,7 +107,8 @@ struct MountElastic: ParsableCommand {
         }
         let logger = Logger(label: "elastic.fuse")
         if !memoryLocked {
-            logger.warning("cannot lock the daemon's memory (mlockall): key schedules and plaintext buffers may be swapped out")
+            logger.warning(
+                "cannot lock the daemon's memory (mlockall): key schedules and plaintext buffers may be swapped out")
         }
 
         var st = stat()
@@ -115,18 +117,23 @@ struct MountElastic: ParsableCommand {
         }
         let store: UnlockedStore
         do {
-            let source = try StoreOpener.defaultSource(backing: backing, keyFile: opts.keyFile, passFile: opts.passFile, platform: opts.platformChoice)
+            let source = try StoreOpener.defaultSource(
+                backing: backing, keyFile: opts.keyFile, passFile: opts.passFile, platform: opts.platformChoice)
             store = try StoreOpener.unlock(backing: backing, source: source)
         } catch {
             return fail("\(error)", ElasticExitCode.forStoreError(error))
         }
         do {
-            let control = try StoreOpener.controlDispatcher(for: store, readOnly: opts.readOnly, platform: opts.platformChoice)
-            let fs = try ElasticFilesystem(store: store, control: control, logger: logger, debug: debugging, readOnly: opts.readOnly,
-                                         cacheTimeout: opts.cacheTimeout, parallelCrypto: opts.parallelCrypto,
-                                         controlGroup: opts.controlGroup)
+            let control = try StoreOpener.controlDispatcher(
+                for: store, readOnly: opts.readOnly, platform: opts.platformChoice)
+            let fs = try ElasticFilesystem(
+                store: store, control: control, logger: logger, debug: debugging, readOnly: opts.readOnly,
+                cacheTimeout: opts.cacheTimeout, parallelCrypto: opts.parallelCrypto,
+                controlGroup: opts.controlGroup)
             store.forgetMaster()  // everything the daemon needs is derived now
-            try FUSESession.run(fs, mountpoint: mountpoint, options: opts.fuse, debug: debugging && debug, maxThreads: opts.threads) {
+            try FUSESession.run(
+                fs, mountpoint: mountpoint, options: opts.fuse, debug: debugging && debug, maxThreads: opts.threads
+            ) {
                 if let fd = notifyFD { Daemon.detach(notifyFD: fd) }
                 logger.info("mounted", metadata: ["backing": "\(backing)", "mountpoint": "\(mountpoint)"])
             }

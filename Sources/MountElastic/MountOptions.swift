@@ -20,7 +20,9 @@ struct MountOptions {
     var fuse: [String] = []
 
     /// Options that mount(8) and fstab use and that mean nothing to a FUSE filesystem.
-    static let ignored: Set<String> = ["defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser", "owner", "group", "rw"]
+    static let ignored: Set<String> = [
+        "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser", "owner", "group", "rw",
+    ]
     /// Options ELASTIC always sets: permission checks in the kernel (so allow_other cannot expose
     /// root's files) and auto_unmount (a crashed daemon leaves no dead mount).
     static let mandatory = ["default_permissions", "auto_unmount"]
@@ -36,10 +38,14 @@ struct MountOptions {
                 case "simulator_state": simulatorState = try Self.need(value, key)
                 case "debug": debug = true
                 case "threads":
-                    guard let v = value.flatMap({ Int($0) }), (1...64).contains(v) else { throw MountError.usage("threads takes a number from 1 to 64") }
+                    guard let v = value.flatMap({ Int($0) }), (1...64).contains(v) else {
+                        throw MountError.usage("threads takes a number from 1 to 64")
+                    }
                     threads = v
                 case "cache_timeout":
-                    guard let v = value.flatMap({ Double($0) }), v >= 0, v <= 3600 else { throw MountError.usage("cache_timeout takes seconds from 0 to 3600") }
+                    guard let v = value.flatMap({ Double($0) }), v >= 0, v <= 3600 else {
+                        throw MountError.usage("cache_timeout takes seconds from 0 to 3600")
+                    }
                     cacheTimeout = v
                 case "ctl_group":
                     controlGroup = try Self.group(try Self.need(value, key))
@@ -58,7 +64,8 @@ struct MountOptions {
             }
         }
         for m in Self.mandatory where !fuse.contains(m) { fuse.append(m) }
-        fuse.append("fsname=" + backing.split(separator: ",", omittingEmptySubsequences: false).joined(separator: "\\,"))
+        fuse.append(
+            "fsname=" + backing.split(separator: ",", omittingEmptySubsequences: false).joined(separator: "\\,"))
         fuse.append("subtype=elastic")
     }
 

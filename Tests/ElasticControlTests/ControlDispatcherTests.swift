@@ -1,5 +1,4 @@
 import CElasticControlABI
-@testable import ElasticControl
 import ElasticControlClient
 import ElasticCrypto
 import ElasticFormat
@@ -7,22 +6,30 @@ import ElasticSystem
 import Glibc
 import Testing
 
+@testable import ElasticControl
+
 @Suite struct ControlDispatcherTests {
     let caller = ControlCaller(uid: 1000, gid: 1000, pid: getpid())
 
     func dispatcher() throws -> ControlDispatcher {
         let master = try SecureBytes.random(count: 32)
-        return try ControlDispatcher(master: master, keyStore: KeyStoreFile(directory: try Syscall.openDirectory(try temporaryDirectory()), keys: try StoreKeys(master: master)),
-                                     time: TimePlatform(secureTSC: false))
+        return try ControlDispatcher(
+            master: master,
+            keyStore: KeyStoreFile(
+                directory: try Syscall.openDirectory(try temporaryDirectory()), keys: try StoreKeys(master: master)),
+            time: TimePlatform(secureTSC: false))
     }
 
     /// One request through the dispatcher, as the FUSE layer sends it.
-    func send<T>(_ d: ControlDispatcher, _ cmd: UInt32, _ value: ControlRequest<T>, caller: ControlCaller? = nil) throws {
+    func send<T>(_ d: ControlDispatcher, _ cmd: UInt32, _ value: ControlRequest<T>, caller: ControlCaller? = nil) throws
+    {
         let size = MemoryLayout<T>.size
         var out = [UInt8](repeating: 0, count: size)
         let input = Array(value.raw)
         _ = try input.withUnsafeBytes { i throws -> Int in
-            try out.withUnsafeMutableBytes { o throws -> Int in try d.handle(cmd: cmd, input: i, output: o, caller: caller ?? self.caller) }
+            try out.withUnsafeMutableBytes { o throws -> Int in
+                try d.handle(cmd: cmd, input: i, output: o, caller: caller ?? self.caller)
+            }
         }
         value.raw.copyBytes(from: out)
     }
@@ -58,7 +65,8 @@ import Testing
             #expect(c.source == UInt32(ELASTIC_SOURCE_CLOCK_GETTIME.rawValue) && c.flags & ELASTIC_TIME_TRUSTED == 0)
             last = (c.seconds, c.nanoseconds)
         }
-        for id in [ELASTIC_CLOCK_REALTIME, ELASTIC_CLOCK_BOOTTIME, ELASTIC_CLOCK_PROCESS_CPU, ELASTIC_CLOCK_THREAD_CPU] {
+        for id in [ELASTIC_CLOCK_REALTIME, ELASTIC_CLOCK_BOOTTIME, ELASTIC_CLOCK_PROCESS_CPU, ELASTIC_CLOCK_THREAD_CPU]
+        {
             let c = ControlRequest<elastic_clock>()
             c.version = ELASTIC_ABI_VERSION
             c.clock = UInt32(id.rawValue)
@@ -96,16 +104,23 @@ import Testing
         // The derivation is exactly the one docs/control-abi.md states (so keys stay the same
         // across versions).
         let master = try SecureBytes.random(count: 32)
-        let pinned = try ControlDispatcher(master: master, keyStore: KeyStoreFile(directory: try Syscall.openDirectory(try temporaryDirectory()), keys: try StoreKeys(master: master)),
-                                           time: TimePlatform(secureTSC: false))
+        let pinned = try ControlDispatcher(
+            master: master,
+            keyStore: KeyStoreFile(
+                directory: try Syscall.openDirectory(try temporaryDirectory()), keys: try StoreKeys(master: master)),
+            time: TimePlatform(secureTSC: false))
         let r = ControlRequest<elastic_derive>()
         r.version = ELASTIC_ABI_VERSION
         r.key_length = 48
         r.label_length = 6
         r.withBytes(\.label) { $0.copyBytes(from: Array("app/db".utf8)) }
-        try send(pinned, CElasticControlABI_IOC_DERIVE, r, caller: ControlCaller(uid: 0x0102_0304, gid: 0, pid: getpid()))
-        let root = try KDF.hkdfSHA256(ikm: master, salt: [], info: Array("elastic/v1/control/derive-root".utf8), length: 32)
-        let expected = try KDF.hkdfSHA256(ikm: root, salt: [], info: Array("elastic/v1/control/derive".utf8) + [0, 1, 2, 3, 4] + Array("app/db".utf8), length: 48)
+        try send(
+            pinned, CElasticControlABI_IOC_DERIVE, r, caller: ControlCaller(uid: 0x0102_0304, gid: 0, pid: getpid()))
+        let root = try KDF.hkdfSHA256(
+            ikm: master, salt: [], info: Array("elastic/v1/control/derive-root".utf8), length: 32)
+        let expected = try KDF.hkdfSHA256(
+            ikm: root, salt: [],
+            info: Array("elastic/v1/control/derive".utf8) + [0, 1, 2, 3, 4] + Array("app/db".utf8), length: 48)
         #expect(expected.withUnsafeBytes { Array($0) } == r.withBytes(\.key) { Array($0.prefix(48)) })
         #expect(throws: ControlError.self) { try derive("db", length: 8) }
         #expect(throws: ControlError.self) { try derive("db", length: 65) }
@@ -127,7 +142,9 @@ import Testing
         #expect(throws: ControlError.self) { try send(d, CElasticControlABI_IOC_RANDOM, big) }
     }
 
-    func stopwatch(_ d: ControlDispatcher, _ op: elastic_stopwatch_op, _ handle: UInt64 = 0, caller: ControlCaller? = nil) throws -> ControlRequest<elastic_stopwatch> {
+    func stopwatch(
+        _ d: ControlDispatcher, _ op: elastic_stopwatch_op, _ handle: UInt64 = 0, caller: ControlCaller? = nil
+    ) throws -> ControlRequest<elastic_stopwatch> {
         let r = ControlRequest<elastic_stopwatch>()
         r.version = ELASTIC_ABI_VERSION
         r.op = UInt32(op.rawValue)
@@ -144,7 +161,9 @@ import Testing
         let e1 = try stopwatch(d, ELASTIC_STOPWATCH_READ, h).elapsed_ns
         #expect(e1 >= 20_000_000)
         // Another process (init, pid 1) cannot use it.
-        #expect(throws: ControlError.badHandle) { try stopwatch(d, ELASTIC_STOPWATCH_READ, h, caller: ControlCaller(uid: 0, gid: 0, pid: 1)) }
+        #expect(throws: ControlError.badHandle) {
+            try stopwatch(d, ELASTIC_STOPWATCH_READ, h, caller: ControlCaller(uid: 0, gid: 0, pid: 1))
+        }
         let e2 = try stopwatch(d, ELASTIC_STOPWATCH_STOP, h).elapsed_ns
         #expect(e2 >= e1)
         #expect(throws: ControlError.badHandle) { try stopwatch(d, ELASTIC_STOPWATCH_READ, h) }
@@ -199,19 +218,29 @@ import Testing
     @Test func fuzzTheDispatcher() throws {
         let d = try dispatcher()
         var rng = SystemRandomNumberGenerator()
-        let commands = [CElasticControlABI_IOC_CLOCK, CElasticControlABI_IOC_RANDOM, CElasticControlABI_IOC_DERIVE,
-                        CElasticControlABI_IOC_STOPWATCH, CElasticControlABI_IOC_HASH, CElasticControlABI_IOC_KEY, CElasticControlABI_IOC_KEYOP, 0, 0xC068_4509, UInt32.random(in: 0...UInt32.max, using: &rng)]
+        let commands = [
+            CElasticControlABI_IOC_CLOCK, CElasticControlABI_IOC_RANDOM, CElasticControlABI_IOC_DERIVE,
+            CElasticControlABI_IOC_STOPWATCH, CElasticControlABI_IOC_HASH, CElasticControlABI_IOC_KEY,
+            CElasticControlABI_IOC_KEYOP, 0, 0xC068_4509, UInt32.random(in: 0...UInt32.max, using: &rng),
+        ]
         for i in 0..<20_000 {
             let cmd = commands[i % commands.count]
             let size = ControlDispatcher.requestSize(of: cmd) ?? Int.random(in: 0...512, using: &rng)
             var input = (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) }
-            if size >= 4 && i % 3 == 0 { input[0] = 1; input[1] = 0; input[2] = 0; input[3] = 0 }
+            if size >= 4 && i % 3 == 0 {
+                input[0] = 1
+                input[1] = 0
+                input[2] = 0
+                input[3] = 0
+            }
             if i % 7 == 0 { input = Array(input.prefix(Int.random(in: 0...size, using: &rng))) }
             var out = [UInt8](repeating: 0, count: max(size, 1))
             let known = ControlDispatcher.requestSize(of: cmd)
             do {
                 let n = try input.withUnsafeBytes { inp throws -> Int in
-                    try out.withUnsafeMutableBytes { o throws -> Int in try d.handle(cmd: cmd, input: inp, output: o, caller: caller) }
+                    try out.withUnsafeMutableBytes { o throws -> Int in
+                        try d.handle(cmd: cmd, input: inp, output: o, caller: caller)
+                    }
                 }
                 // An answer is the whole struct, still carrying the ABI version it was asked in.
                 #expect(known != nil && n == known && input.count == known, "command \(cmd) answered \(n) bytes")

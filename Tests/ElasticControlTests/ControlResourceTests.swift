@@ -1,6 +1,4 @@
 import CElasticControlABI
-@testable import ElasticControl
-import ElasticControlClient
 import ElasticControlClient
 import ElasticCrypto
 import ElasticFormat
@@ -9,14 +7,19 @@ import Glibc
 import Synchronization
 import Testing
 
+@testable import ElasticControl
+
 /// What one user of the control file can take from the others: handles are reclaimed when
 /// their process exits and bounded per process, per uid and in all; buffered bytes are bounded
 /// per uid; slow requests wait their turn per uid.
 @Suite struct ControlResourceTests {
     func dispatcher() throws -> ControlDispatcher {
         let master = try SecureBytes.random(count: 32)
-        return try ControlDispatcher(master: master, keyStore: KeyStoreFile(directory: try Syscall.openDirectory(try temporaryDirectory()), keys: try StoreKeys(master: master)),
-                                     time: TimePlatform(secureTSC: false))
+        return try ControlDispatcher(
+            master: master,
+            keyStore: KeyStoreFile(
+                directory: try Syscall.openDirectory(try temporaryDirectory()), keys: try StoreKeys(master: master)),
+            time: TimePlatform(secureTSC: false))
     }
 
     /// A child process that sleeps until killed.
@@ -24,7 +27,9 @@ import Testing
         var pid: pid_t = 0
         let args: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sleep"), strdup("60"), nil]
         defer { for a in args { free(a) } }
-        let rc = args.withUnsafeBufferPointer { posix_spawn(&pid, "/bin/sleep", nil, nil, UnsafeMutablePointer(mutating: $0.baseAddress!), environ) }
+        let rc = args.withUnsafeBufferPointer {
+            posix_spawn(&pid, "/bin/sleep", nil, nil, UnsafeMutablePointer(mutating: $0.baseAddress!), environ)
+        }
         guard rc == 0 else { throw Errno(rawValue: rc) }
         return pid
     }
@@ -42,7 +47,11 @@ import Testing
         let input = Array(r.raw)
         var out = [UInt8](repeating: 0, count: input.count)
         do {
-            _ = try input.withUnsafeBytes { i in try out.withUnsafeMutableBytes { o in try d.handle(cmd: CElasticControlABI_IOC_STOPWATCH, input: i, output: o, caller: caller) } }
+            _ = try input.withUnsafeBytes { i in
+                try out.withUnsafeMutableBytes { o in
+                    try d.handle(cmd: CElasticControlABI_IOC_STOPWATCH, input: i, output: o, caller: caller)
+                }
+            }
         } catch let e as ControlError { return e } catch { return .invalid("\(error)") }
         return nil
     }
@@ -81,7 +90,11 @@ import Testing
             let child = try sleeper()
             children.append(child)
             for _ in 0..<Int(ELASTIC_HANDLES_PER_PROCESS) {
-                if let e = startStopwatch(d, as: ControlCaller(uid: 1000, gid: 1000, pid: child)) { refused = e } else { opened += 1 }
+                if let e = startStopwatch(d, as: ControlCaller(uid: 1000, gid: 1000, pid: child)) {
+                    refused = e
+                } else {
+                    opened += 1
+                }
             }
         }
         #expect(opened == Int(ELASTIC_HANDLES_PER_UID) && refused == .tooManyHandles)
@@ -91,8 +104,12 @@ import Testing
         #expect(startStopwatch(d, as: ControlCaller(uid: 1001, gid: 1001, pid: other)) == nil)
         // The total: a table with a small overall limit refuses past it, whoever asks.
         let small = try HandleTable(limits: .init(perProcess: 64, perUID: 64, total: 10, bufferedPerUID: 1 << 20))
-        for i in 0..<10 { _ = try small.open(owner: children[i % 5], uid: UInt32(2000 + i), .stopwatch(startNanoseconds: 0)) }
-        #expect(throws: ControlError.tooManyHandles) { try small.open(owner: children[0], uid: 3000, .stopwatch(startNanoseconds: 0)) }
+        for i in 0..<10 {
+            _ = try small.open(owner: children[i % 5], uid: UInt32(2000 + i), .stopwatch(startNanoseconds: 0))
+        }
+        #expect(throws: ControlError.tooManyHandles) {
+            try small.open(owner: children[0], uid: 3000, .stopwatch(startNanoseconds: 0))
+        }
     }
 
     @Test func bufferedBytesAreBoundedPerUID() throws {
@@ -133,7 +150,9 @@ import Testing
     func call<T>(_ d: ControlDispatcher, _ cmd: UInt32, _ value: ControlRequest<T>, _ caller: ControlCaller) throws {
         let input = Array(value.raw)
         var out = [UInt8](repeating: 0, count: input.count)
-        _ = try input.withUnsafeBytes { i in try out.withUnsafeMutableBytes { o in try d.handle(cmd: cmd, input: i, output: o, caller: caller) } }
+        _ = try input.withUnsafeBytes { i in
+            try out.withUnsafeMutableBytes { o in try d.handle(cmd: cmd, input: i, output: o, caller: caller) }
+        }
         value.raw.copyBytes(from: out)
     }
 
@@ -174,7 +193,8 @@ import Testing
         try q.submit(uid: 2) { order.withLock { $0.append(2) } }
         gate.withLock { $0 = true }
         #expect(eventually { order.withLock { $0.count } == 5 })
-        #expect(order.withLock { $0 } == [1, 1, 2, 1, 1], "uid 2 waits for one of uid 1's requests, not for its backlog")
+        #expect(
+            order.withLock { $0 } == [1, 1, 2, 1, 1], "uid 2 waits for one of uid 1's requests, not for its backlog")
         try q.submit(uid: 1) {}  // room again
     }
 }

@@ -17,16 +17,23 @@ import Testing
         let master: SecureBytes
         let backing: String
         func dispatcher(readOnly: Bool = false) throws -> ControlDispatcher {
-            try ControlDispatcher(master: master, keyStore: KeyStoreFile(directory: try Syscall.openDirectory(backing), keys: try StoreKeys(master: master)),
-                                  readOnly: readOnly, time: TimePlatform(secureTSC: false))
+            try ControlDispatcher(
+                master: master,
+                keyStore: KeyStoreFile(
+                    directory: try Syscall.openDirectory(backing), keys: try StoreKeys(master: master)),
+                readOnly: readOnly, time: TimePlatform(secureTSC: false))
         }
     }
 
-    func fixture() throws -> Fixture { Fixture(master: try SecureBytes.random(count: 32), backing: try temporaryDirectory()) }
+    func fixture() throws -> Fixture {
+        Fixture(master: try SecureBytes.random(count: 32), backing: try temporaryDirectory())
+    }
 
     /// Sends one request; returns the errno-level error, if any.
     @discardableResult
-    func send<T>(_ d: ControlDispatcher, _ cmd: UInt32, _ value: ControlRequest<T>, _ caller: ControlCaller) -> ControlError? {
+    func send<T>(_ d: ControlDispatcher, _ cmd: UInt32, _ value: ControlRequest<T>, _ caller: ControlCaller)
+        -> ControlError?
+    {
         var out = [UInt8](repeating: 0, count: MemoryLayout<T>.size)
         let input = Array(value.raw)
         do {
@@ -38,7 +45,9 @@ import Testing
         return nil
     }
 
-    func keyRequest(_ op: elastic_key_op, _ name: String, type: elastic_key_type? = nil, bits: UInt32 = 0, flags: UInt32 = 0) -> ControlRequest<elastic_key> {
+    func keyRequest(
+        _ op: elastic_key_op, _ name: String, type: elastic_key_type? = nil, bits: UInt32 = 0, flags: UInt32 = 0
+    ) -> ControlRequest<elastic_key> {
         let r = ControlRequest<elastic_key>()
         r.version = ELASTIC_ABI_VERSION
         r.op = UInt32(op.rawValue)
@@ -49,7 +58,10 @@ import Testing
         return r
     }
 
-    func create(_ d: ControlDispatcher, _ name: String, _ type: elastic_key_type, bits: UInt32 = 0, flags: UInt32 = 0, as caller: ControlCaller) -> ControlError? {
+    func create(
+        _ d: ControlDispatcher, _ name: String, _ type: elastic_key_type, bits: UInt32 = 0, flags: UInt32 = 0,
+        as caller: ControlCaller
+    ) -> ControlError? {
         var r = keyRequest(ELASTIC_KEY_CREATE, name, type: type, bits: bits, flags: flags)
         return send(d, CElasticControlABI_IOC_KEY, r, caller)
     }
@@ -70,8 +82,11 @@ import Testing
     }
 
     /// One keyop step; returns output data and tag, or the error.
-    func step(_ d: ControlDispatcher, _ s: elastic_keyop_step, handle: UInt64 = 0, op: elastic_keyop_operation? = nil, key: String = "",
-              data: [UInt8] = [], tag: [UInt8] = [], scheme: UInt32 = 0, as caller: ControlCaller) -> Result<(UInt64, [UInt8], [UInt8]), ControlError> {
+    func step(
+        _ d: ControlDispatcher, _ s: elastic_keyop_step, handle: UInt64 = 0, op: elastic_keyop_operation? = nil,
+        key: String = "",
+        data: [UInt8] = [], tag: [UInt8] = [], scheme: UInt32 = 0, as caller: ControlCaller
+    ) -> Result<(UInt64, [UInt8], [UInt8]), ControlError> {
         let r = ControlRequest<elastic_keyop>()
         r.version = ELASTIC_ABI_VERSION
         r.step = UInt32(s.rawValue)
@@ -83,7 +98,8 @@ import Testing
         r.withBytes(\.data) { $0.copyBytes(from: data) }
         r.withBytes(\.tag) { $0.copyBytes(from: tag) }
         if let e = send(d, CElasticControlABI_IOC_KEYOP, r, caller) { return .failure(e) }
-        return .success((r.handle, r.withBytes(\.data) { Array($0.prefix(Int(r.length))) }, r.withBytes(\.tag) { Array($0) }))
+        return .success(
+            (r.handle, r.withBytes(\.data) { Array($0.prefix(Int(r.length))) }, r.withBytes(\.tag) { Array($0) }))
     }
 
     @Test func everyUidHasItsOwnNameSpaceAndKeysPersist() throws {
@@ -106,7 +122,9 @@ import Testing
         var info = keyRequest(ELASTIC_KEY_INFO, "a-sign")
         #expect(send(d, CElasticControlABI_IOC_KEY, info, bob) == nil && info.owner == 1001)
         var rootsOwn = keyRequest(ELASTIC_KEY_INFO, "a-sign")
-        #expect(send(d, CElasticControlABI_IOC_KEY, rootsOwn, root) == .notFound, "root does not fall into another uid's key")
+        #expect(
+            send(d, CElasticControlABI_IOC_KEY, rootsOwn, root) == .notFound,
+            "root does not fall into another uid's key")
         // Another uid's key by owner: root may, anyone else gets EACCES whether or not it exists.
         var byOwner = keyRequest(ELASTIC_KEY_INFO, "1000:a-aes")
         #expect(send(d, CElasticControlABI_IOC_KEY, byOwner, root) == nil && byOwner.owner == 1000)
@@ -116,7 +134,9 @@ import Testing
             var export = keyRequest(ELASTIC_KEY_EXPORT, name)
             #expect(send(d, CElasticControlABI_IOC_KEY, export, bob) == .accessDenied, "\(name)")
         }
-        #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "1000:a-aes", as: bob).failureValue == .accessDenied)
+        #expect(
+            step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "1000:a-aes", as: bob).failureValue == .accessDenied
+        )
         #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "a-aes", as: bob).failureValue == .notFound)
         #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "1000:a-aes", as: root).isSuccess)
         // Deleting bob's a-sign leaves alice's.
@@ -164,7 +184,10 @@ import Testing
             r.length = UInt32(der.count)
             der.withUnsafeBytes { d in r.withBytes(\.data) { $0.copyMemory(from: d) } }
             let e = send(big, CElasticControlABI_IOC_KEY, r, alice)
-            if e != nil { #expect(e == .quotaExceeded); break }
+            if e != nil {
+                #expect(e == .quotaExceeded)
+                break
+            }
             made += 1
         }
         #expect(made == Int(ELASTIC_KEY_BYTES_PER_UID) / der.count, "\(made) keys of \(der.count) bytes")
@@ -188,11 +211,19 @@ import Testing
         #expect(create(d, "r", ELASTIC_KEY_RSA, bits: 2048, as: alice) == nil)
         var pubAES = keyRequest(ELASTIC_KEY_PUBLIC, "r")
         #expect(send(d, CElasticControlABI_IOC_KEY, pubAES, alice) == nil)
-        #expect(String(decoding: pubAES.withBytes(\.data) { Array($0.prefix(Int(pubAES.length))) }, as: UTF8.self).hasPrefix("-----BEGIN PUBLIC KEY-----"))
+        #expect(
+            String(decoding: pubAES.withBytes(\.data) { Array($0.prefix(Int(pubAES.length))) }, as: UTF8.self)
+                .hasPrefix("-----BEGIN PUBLIC KEY-----"))
         var export = keyRequest(ELASTIC_KEY_EXPORT, "r")
         #expect(send(d, CElasticControlABI_IOC_KEY, export, alice) == .notExportable)
-        #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "r", as: alice).failureValue != nil, "RSA key cannot encrypt")
-        #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_SIGN, key: "r", scheme: UInt32(ELASTIC_SIGN_ED25519.rawValue), as: alice).failureValue != nil)
+        #expect(
+            step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "r", as: alice).failureValue != nil,
+            "RSA key cannot encrypt")
+        #expect(
+            step(
+                d, ELASTIC_STEP_INIT, op: ELASTIC_OP_SIGN, key: "r", scheme: UInt32(ELASTIC_SIGN_ED25519.rawValue),
+                as: alice
+            ).failureValue != nil)
         #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_SIGN, key: "missing", as: alice).failureValue == .notFound)
         #expect(step(d, ELASTIC_STEP_UPDATE, handle: 12345, as: alice).failureValue == .badHandle)
     }
@@ -221,27 +252,36 @@ import Testing
         #expect(create(d, "k", ELASTIC_KEY_AES256, as: alice) == nil)
         let message = (0..<(3 * 4096 + 100)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         func encrypt() throws -> (salt: [UInt8], segments: [([UInt8], [UInt8])]) {
-            let (h, salt, _) = try step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "k", data: Array("aad".utf8), as: alice).get()
+            let (h, salt, _) = try step(
+                d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "k", data: Array("aad".utf8), as: alice
+            ).get()
             var segs: [([UInt8], [UInt8])] = []
             for i in stride(from: 0, to: message.count, by: 4096) {
                 let chunk = Array(message[i..<min(i + 4096, message.count)])
                 let last = i + 4096 >= message.count
-                let (_, ct, tag) = try step(d, last ? ELASTIC_STEP_FINAL : ELASTIC_STEP_UPDATE, handle: h, data: chunk, as: alice).get()
+                let (_, ct, tag) = try step(
+                    d, last ? ELASTIC_STEP_FINAL : ELASTIC_STEP_UPDATE, handle: h, data: chunk, as: alice
+                ).get()
                 #expect(ct != chunk)
                 segs.append((ct, tag))
             }
             return (salt, segs)
         }
-        func decrypt(_ salt: [UInt8], _ segs: [([UInt8], [UInt8])], aad: String = "aad", finalAt: Int? = nil) -> Result<[UInt8], ControlError> {
+        func decrypt(_ salt: [UInt8], _ segs: [([UInt8], [UInt8])], aad: String = "aad", finalAt: Int? = nil) -> Result<
+            [UInt8], ControlError
+        > {
             let h: UInt64
-            switch step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_DECRYPT, key: "k", data: salt + Array(aad.utf8), as: alice) {
+            switch step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_DECRYPT, key: "k", data: salt + Array(aad.utf8), as: alice)
+            {
             case .success(let r): h = r.0
             case .failure(let e): return .failure(e)
             }
             var out: [UInt8] = []
             for (i, (ct, tag)) in segs.enumerated() {
                 let last = i == (finalAt ?? segs.count - 1)
-                switch step(d, last ? ELASTIC_STEP_FINAL : ELASTIC_STEP_UPDATE, handle: h, data: ct, tag: tag, as: alice) {
+                switch step(
+                    d, last ? ELASTIC_STEP_FINAL : ELASTIC_STEP_UPDATE, handle: h, data: ct, tag: tag, as: alice)
+                {
                 case .success(let r): out += r.1
                 case .failure(let e): return .failure(e)
                 }
@@ -261,9 +301,16 @@ import Testing
         otherSalt[0] ^= 1
         #expect(decrypt(otherSalt, segs).failureValue == .verificationFailed)
         // After a failed segment the handle is gone.
-        let h = try step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_DECRYPT, key: "k", data: salt + Array("aad".utf8), as: alice).get().0
-        #expect(step(d, ELASTIC_STEP_UPDATE, handle: h, data: flipped[0].0, tag: [UInt8](repeating: 0, count: 16), as: alice).failureValue == .verificationFailed)
-        #expect(step(d, ELASTIC_STEP_UPDATE, handle: h, data: segs[0].0, tag: segs[0].1, as: alice).failureValue == .badHandle)
+        let h = try step(
+            d, ELASTIC_STEP_INIT, op: ELASTIC_OP_DECRYPT, key: "k", data: salt + Array("aad".utf8), as: alice
+        ).get().0
+        #expect(
+            step(
+                d, ELASTIC_STEP_UPDATE, handle: h, data: flipped[0].0, tag: [UInt8](repeating: 0, count: 16), as: alice
+            ).failureValue == .verificationFailed)
+        #expect(
+            step(d, ELASTIC_STEP_UPDATE, handle: h, data: segs[0].0, tag: segs[0].1, as: alice).failureValue
+                == .badHandle)
         // Segments other than the last are whole.
         let e = try step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "k", as: alice).get().0
         #expect(step(d, ELASTIC_STEP_UPDATE, handle: e, data: [1, 2, 3], as: alice).failureValue != nil)
@@ -272,7 +319,10 @@ import Testing
     @Test func signaturesOfEveryKeyTypeVerifyAndTamperedOnesDoNot() throws {
         let d = try fixture().dispatcher()
         let cases: [(elastic_key_type, UInt32, [UInt32])] = [
-            (ELASTIC_KEY_RSA, 2048, [0, UInt32(ELASTIC_SIGN_RSA_PSS.rawValue), UInt32(ELASTIC_SIGN_RSA_PKCS1.rawValue)]),
+            (
+                ELASTIC_KEY_RSA, 2048,
+                [0, UInt32(ELASTIC_SIGN_RSA_PSS.rawValue), UInt32(ELASTIC_SIGN_RSA_PKCS1.rawValue)]
+            ),
             (ELASTIC_KEY_EC_P256, 0, [0, UInt32(ELASTIC_SIGN_ECDSA.rawValue)]),
             (ELASTIC_KEY_EC_P384, 0, [0]),
             (ELASTIC_KEY_ED25519, 0, [0, UInt32(ELASTIC_SIGN_ED25519.rawValue)]),
@@ -282,15 +332,21 @@ import Testing
             let name = "k\(type.rawValue)"
             #expect(create(d, name, type, bits: bits, as: alice) == nil)
             for scheme in schemes {
-                let s = try step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_SIGN, key: name, scheme: scheme, as: alice).get().0
+                let s = try step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_SIGN, key: name, scheme: scheme, as: alice).get()
+                    .0
                 _ = try step(d, ELASTIC_STEP_UPDATE, handle: s, data: Array(message[..<4096]), as: alice).get()
-                let sig = try step(d, ELASTIC_STEP_FINAL, handle: s, data: Array(message[4096...4096 * 2 - 1]) , as: alice).get().1
+                let sig = try step(
+                    d, ELASTIC_STEP_FINAL, handle: s, data: Array(message[4096...4096 * 2 - 1]), as: alice
+                ).get().1
                 for (msg, ok) in [(Array(message[..<8192]), true), (Array(message[..<8191]), false)] {
-                    let v = try step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_VERIFY, key: name, scheme: scheme, as: alice).get().0
+                    let v = try step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_VERIFY, key: name, scheme: scheme, as: alice)
+                        .get().0
                     _ = try step(d, ELASTIC_STEP_UPDATE, handle: v, data: Array(msg[..<4096]), as: alice).get()
                     _ = try step(d, ELASTIC_STEP_UPDATE, handle: v, data: Array(msg[4096...]), as: alice).get()
                     let r = step(d, ELASTIC_STEP_FINAL, handle: v, data: sig, as: alice)
-                    #expect(ok ? r.isSuccess : r.failureValue == .verificationFailed, "type \(type.rawValue) scheme \(scheme)")
+                    #expect(
+                        ok ? r.isSuccess : r.failureValue == .verificationFailed,
+                        "type \(type.rawValue) scheme \(scheme)")
                 }
             }
         }

@@ -20,7 +20,9 @@ func key(_ bytes: [UInt8]) -> SecureBytes {
         let nonce = [UInt8](repeating: 0, count: 12)
         var tag = [UInt8](repeating: 0, count: 16)
         try nonce.withUnsafeBytes { n in
-            try gcm.seal(nonce: n.baseAddress!, aad: UnsafeRawBufferPointer(start: nil, count: 0), input: nil, count: 0, output: nil, tag: &tag)
+            try gcm.seal(
+                nonce: n.baseAddress!, aad: UnsafeRawBufferPointer(start: nil, count: 0), input: nil, count: 0,
+                output: nil, tag: &tag)
         }
         #expect(tag == hex("530f8afbc74536b9a963b4f1c4cb738b"))
 
@@ -28,7 +30,9 @@ func key(_ bytes: [UInt8]) -> SecureBytes {
         let plain = [UInt8](repeating: 0, count: 16)
         try nonce.withUnsafeBytes { n in
             try plain.withUnsafeBytes { p in
-                try gcm.seal(nonce: n.baseAddress!, aad: UnsafeRawBufferPointer(start: nil, count: 0), input: p.baseAddress, count: 16, output: &out, tag: &tag)
+                try gcm.seal(
+                    nonce: n.baseAddress!, aad: UnsafeRawBufferPointer(start: nil, count: 0), input: p.baseAddress,
+                    count: 16, output: &out, tag: &tag)
             }
         }
         #expect(out == hex("cea7403d4d606b6e074ec5d3baf39d18"))
@@ -48,19 +52,33 @@ func key(_ bytes: [UInt8]) -> SecureBytes {
     /// RFC 5869 test case 1.
     @Test func hkdfRFC5869Case1() throws {
         let ikm = [UInt8](repeating: 0x0b, count: 22)
-        let okm = try ikm.withUnsafeBytes { try KDF.hkdfSHA256(ikm: $0, salt: Array(0...12), info: Array(0xf0...0xf9), length: 42) }
-        okm.withUnsafeBytes { #expect(Array($0) == hex("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865")) }
+        let okm = try ikm.withUnsafeBytes {
+            try KDF.hkdfSHA256(ikm: $0, salt: Array(0...12), info: Array(0xf0...0xf9), length: 42)
+        }
+        okm.withUnsafeBytes {
+            #expect(
+                Array($0) == hex("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865")
+            )
+        }
     }
 
     /// The reusable expander (behind every HKDF here) against RFC 5869 cases 1 and 3.
     @Test func hkdfExpanderMatchesRFC5869AndOneShot() throws {
         let rfc = try HKDFExpander(ikm: key([UInt8](repeating: 0x0b, count: 22)), salt: Array(0...12))
         let okm = try [UInt8](0xf0...0xf9).withUnsafeBytes { try rfc.expand(info: $0, length: 42) }
-        okm.withUnsafeBytes { #expect(Array($0) == hex("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865")) }
+        okm.withUnsafeBytes {
+            #expect(
+                Array($0) == hex("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865")
+            )
+        }
         // RFC 5869 test case 3: empty salt and info.
         let case3 = try HKDFExpander(ikm: key([UInt8](repeating: 0x0b, count: 22)))
         let okm3 = try [UInt8]().withUnsafeBytes { try case3.expand(info: $0, length: 42) }
-        okm3.withUnsafeBytes { #expect(Array($0) == hex("8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8")) }
+        okm3.withUnsafeBytes {
+            #expect(
+                Array($0) == hex("8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8")
+            )
+        }
         // Shorter outputs are prefixes of longer ones, at every block boundary.
         let e = try HKDFExpander(ikm: try SecureBytes.random(count: 32))
         let info = Array("elastic".utf8)
@@ -74,22 +92,31 @@ func key(_ bytes: [UInt8]) -> SecureBytes {
     /// RFC 5297 appendix A.1 (AES-SIV, deterministic mode).
     @Test func aesSIVRFC5297() throws {
         let siv = try AESSIV(key: key(hex("fffefdfcfbfaf9f8f7f6f5f4f3f2f1f0f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff")))
-        let sealed = try siv.seal(hex("112233445566778899aabbccddee"), ad: [hex("101112131415161718191a1b1c1d1e1f2021222324252627")])
+        let sealed = try siv.seal(
+            hex("112233445566778899aabbccddee"), ad: [hex("101112131415161718191a1b1c1d1e1f2021222324252627")])
         #expect(sealed == hex("85632d07c6e8f37f950acd320a2ecc9340c02b9690c4dc04daef7f6afe5c"))
-        #expect(try siv.open(sealed, ad: [hex("101112131415161718191a1b1c1d1e1f2021222324252627")]) == hex("112233445566778899aabbccddee"))
+        #expect(
+            try siv.open(sealed, ad: [hex("101112131415161718191a1b1c1d1e1f2021222324252627")])
+                == hex("112233445566778899aabbccddee"))
         #expect(throws: CryptoError.authenticationFailure) { try siv.open(sealed, ad: [[0]]) }
     }
 
     /// RFC 7914 §12, third vector (N = 1024, r = 8, p = 16).
     @Test func scryptRFC7914() throws {
-        let out = try KDF.scrypt(password: Array("password".utf8), salt: Array("NaCl".utf8), logN: 10, r: 8, p: 16, length: 64)
+        let out = try KDF.scrypt(
+            password: Array("password".utf8), salt: Array("NaCl".utf8), logN: 10, r: 8, p: 16, length: 64)
         out.withUnsafeBytes {
-            #expect(Array($0) == hex("fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640"))
+            #expect(
+                Array($0)
+                    == hex(
+                        "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640"
+                    ))
         }
     }
 
     @Test func hmacAndSHA256() throws {
-        #expect(KDF.sha256(Array("abc".utf8)) == hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"))
+        #expect(
+            KDF.sha256(Array("abc".utf8)) == hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"))
         // RFC 4231 test case 2.
         let mac = try KDF.hmacSHA256(key: key(Array("Jefe".utf8)), data: Array("what do ya want for nothing?".utf8))
         #expect(mac == hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"))

@@ -1,6 +1,7 @@
 import ElasticCrypto
-@testable import ElasticFormat
 import Testing
+
+@testable import ElasticFormat
 
 @Suite struct EncodingTests {
     @Test func fileHeaderBytes() throws {
@@ -58,7 +59,8 @@ import Testing
         let enc = try w.encryptName(Array(repeating: 0x61, count: 255), dirIV: Array(repeating: 0, count: 16))
         #expect(enc.utf8.count > 255)
         let b = BackingNames.backingName(forEncoded: enc)
-        #expect(b.isLong && b.name.utf8.count < 100 && BackingNames.isLongName(b.name) && BackingNames.isInternal(b.name))
+        #expect(
+            b.isLong && b.name.utf8.count < 100 && BackingNames.isLongName(b.name) && BackingNames.isInternal(b.name))
         #expect(!BackingNames.isLongName(BackingNames.sidecar(of: b.name)))
         let short = BackingNames.backingName(forEncoded: "abc")
         #expect(!short.isLong && short.name == "abc")
@@ -70,13 +72,26 @@ import Testing
         let id1 = [UInt8](repeating: 9, count: 16), id2 = [UInt8](repeating: 8, count: 16)
         var cipher = [UInt8](repeating: 0, count: Int(BlockLayout.ciphertextSize(plain: 10000)))
         let n = try id1.withUnsafeBytes { id in
-            try plain.withUnsafeBytes { p in try cipher.withUnsafeMutableBytes { c in try w.sealBlocks(fileID: id, first: 5, plaintext: p.baseAddress!, count: p.count, output: c.baseAddress!) } }
+            try plain.withUnsafeBytes { p in
+                try cipher.withUnsafeMutableBytes { c in
+                    try w.sealBlocks(
+                        fileID: id, first: 5, plaintext: p.baseAddress!, count: p.count, output: c.baseAddress!)
+                }
+            }
         }
         #expect(n == Int(BlockLayout.ciphertextSize(plain: 10000) - BlockLayout.headerSize))
         func open(_ id: [UInt8], _ index: Int64, _ block: Int) throws -> [UInt8] {
             let start = block * 4124, len = min(4124, n - start)
             var out = [UInt8](repeating: 0, count: 4096)
-            let got = try id.withUnsafeBytes { i in try cipher.withUnsafeBytes { c in try out.withUnsafeMutableBytes { o in try w.openBlock(fileID: i, index: index, cipher: c.baseAddress! + start, length: len, output: o.baseAddress!) } } }
+            let got = try id.withUnsafeBytes { i in
+                try cipher.withUnsafeBytes { c in
+                    try out.withUnsafeMutableBytes { o in
+                        try w.openBlock(
+                            fileID: i, index: index, cipher: c.baseAddress! + start, length: len, output: o.baseAddress!
+                        )
+                    }
+                }
+            }
             return Array(out[0..<got])
         }
         #expect(try open(id1, 5, 0) == Array(plain[0..<4096]))
@@ -88,7 +103,13 @@ import Testing
         // A hole (all-zero block) reads as zeros.
         var zeros = [UInt8](repeating: 0, count: 4124)
         var out = [UInt8](repeating: 1, count: 4096)
-        let got = try id1.withUnsafeBytes { i in try zeros.withUnsafeMutableBytes { z in try out.withUnsafeMutableBytes { o in try w.openBlock(fileID: i, index: 0, cipher: z.baseAddress!, length: 4124, output: o.baseAddress!) } } }
+        let got = try id1.withUnsafeBytes { i in
+            try zeros.withUnsafeMutableBytes { z in
+                try out.withUnsafeMutableBytes { o in
+                    try w.openBlock(fileID: i, index: 0, cipher: z.baseAddress!, length: 4124, output: o.baseAddress!)
+                }
+            }
+        }
         #expect(got == 4096 && out.allSatisfy { $0 == 0 })
     }
 }

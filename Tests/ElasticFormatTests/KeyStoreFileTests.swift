@@ -1,8 +1,9 @@
 import ElasticCrypto
-@testable import ElasticFormat
 import ElasticSystem
 import Foundation
 import Testing
+
+@testable import ElasticFormat
 
 @Suite struct KeyStoreFileTests {
     func backing() -> String {
@@ -13,7 +14,8 @@ import Testing
 
     func stored(_ name: String, _ bytes: [UInt8]) -> StoredKey {
         var b = bytes
-        return StoredKey(name: name, owner: 1000, type: 1, flags: 1, created: 1_800_000_000, material: SecureBytes(consuming: &b))
+        return StoredKey(
+            name: name, owner: 1000, type: 1, flags: 1, created: 1_800_000_000, material: SecureBytes(consuming: &b))
     }
 
     @Test func roundTripAndAuthentication() throws {
@@ -35,7 +37,8 @@ import Testing
             #expect(throws: FormatError.self) { try file.load() }
         }
         try Data(bytes).write(to: URL(fileURLWithPath: path))
-        let other = try KeyStoreFile(directory: Syscall.openDirectory(dir), keys: try StoreKeys(master: try SecureBytes.random(count: 32)))
+        let other = try KeyStoreFile(
+            directory: Syscall.openDirectory(dir), keys: try StoreKeys(master: try SecureBytes.random(count: 32)))
         #expect(throws: FormatError.self) { try other.load() }
     }
 }

@@ -1,7 +1,8 @@
 import ElasticCrypto
-@testable import ElasticFormat
 import Foundation
 import Testing
+
+@testable import ElasticFormat
 
 @Suite struct StoreConfigTests {
     func tempDir() -> String {
@@ -35,7 +36,9 @@ import Testing
         let created = try Store.create(backing: dir, kind: .keyFile(salt: try Random.bytes(32)), secret: secret)
         let opened = try Store.unlock(backing: dir, secret: .keyFile(secret))
         #expect(opened.master! == created.master!)
-        #expect(throws: FormatError.self) { try Store.unlock(backing: dir, secret: .keyFile(Array(repeating: 8, count: 32))) }
+        #expect(throws: FormatError.self) {
+            try Store.unlock(backing: dir, secret: .keyFile(Array(repeating: 8, count: 32)))
+        }
         #expect(throws: FormatError.self) { try Store.unlock(backing: dir, secret: .passphrase(Array("x".utf8))) }
     }
 
@@ -55,14 +58,22 @@ import Testing
     }
 
     @Test func unknownFeatureFlagIsRefusedBeforeAnyKeyIsTried() throws {
-        var config = StoreConfig(storeID: Array(repeating: 0, count: 16), slots: [KeySlot(id: Array(repeating: 0, count: 8), kind: .keyFile(salt: Array(repeating: 0, count: 32)), wrapped: Array(repeating: 0, count: 60))])
+        var config = StoreConfig(
+            storeID: Array(repeating: 0, count: 16),
+            slots: [
+                KeySlot(
+                    id: Array(repeating: 0, count: 8), kind: .keyFile(salt: Array(repeating: 0, count: 32)),
+                    wrapped: Array(repeating: 0, count: 60))
+            ])
         config.features.insert(StoreConfig.Features(rawValue: 1 << 9))
         let bytes = config.encodeBody() + Array(repeating: 0, count: 32)
         #expect(throws: FormatError.unknownFeatureFlags(1 << 9)) { try StoreConfig.parse(bytes) }
         var newer = config
         newer.features = .known
         newer.version = 2
-        #expect(throws: FormatError.unsupportedVersion(2)) { try StoreConfig.parse(newer.encodeBody() + Array(repeating: 0, count: 32)) }
+        #expect(throws: FormatError.unsupportedVersion(2)) {
+            try StoreConfig.parse(newer.encodeBody() + Array(repeating: 0, count: 32))
+        }
     }
 
     @Test func slotsAddListRemove() throws {

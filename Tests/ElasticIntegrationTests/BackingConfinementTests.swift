@@ -12,7 +12,8 @@ struct BackingConfinementTests {
             try sh("mkdir '\(s.path("d"))' && echo x > '\(s.path("d/f"))' && echo y > '\(s.path("other"))'")
             try s.unmount()
             // The only backing directory besides the root is d's.
-            try sh("""
+            try sh(
+                """
                 d=$(find '\(s.backing)' -mindepth 1 -maxdepth 1 -type d ! -name 'elastic.*')
                 rm -f "$d/elastic.diriv" && mkfifo "$d/elastic.diriv"
                 """)
@@ -27,7 +28,9 @@ struct BackingConfinementTests {
         try MountedStore.with { s in
             try s.unmount()
             try sh("rm -f '\(s.backing)/elastic.keys' && mkfifo '\(s.backing)/elastic.keys'")
-            let r = try sh("timeout 20 '\(Env.mountElastic)' '\(s.backing)' '\(s.mountpoint)' -o keyfile='\(s.keyFile)' 2>&1; echo status=$?")
+            let r = try sh(
+                "timeout 20 '\(Env.mountElastic)' '\(s.backing)' '\(s.mountpoint)' -o keyfile='\(s.keyFile)' 2>&1; echo status=$?"
+            )
             #expect(!r.stdout.contains("status=0") && !r.stdout.contains("status=124"), "\(r.stdout)")
             #expect(r.stdout.contains("elastic.keys is not a regular file"), "\(r.stdout)")
             try sh("rm '\(s.backing)/elastic.keys'")
@@ -40,10 +43,14 @@ struct BackingConfinementTests {
             let moved = s.dir + "/store.real", decoy = s.dir + "/decoy"
             try sh("mkdir '\(decoy)' && mv '\(s.backing)' '\(moved)' && ln -s '\(decoy)' '\(s.backing)'")
             defer { _ = try? sh("rm -f '\(s.backing)' && mv '\(moved)' '\(s.backing)'") }
-            expectOK(try run(Env.elastic, ["key", "create", "k1", "--type", "aes256", "--mount", s.mountpoint]), "key create")
+            expectOK(
+                try run(Env.elastic, ["key", "create", "k1", "--type", "aes256", "--mount", s.mountpoint]), "key create"
+            )
             try sh("echo data > '\(s.path("file"))'")
             #expect(try sh("ls -A '\(decoy)'").stdout.isEmpty, "nothing reached the symlink's target")
-            #expect(try sh("test -s '\(moved)/elastic.keys' && echo yes").stdout == "yes\n", "the key store is in the real store")
+            #expect(
+                try sh("test -s '\(moved)/elastic.keys' && echo yes").stdout == "yes\n",
+                "the key store is in the real store")
         }
     }
 

@@ -12,7 +12,8 @@ struct DescriptorLimitTests {
     @Test func manyTimesTheLimitOfFilesAndDirectories() throws {
         try MountedStore.with(launcher: Self.launcher, foregroundLog: true, base: "/dev/shm") { s in
             // 3,000 files (31 times the limit): a flat directory and a deep tree.
-            let populate = try sh("""
+            let populate = try sh(
+                """
                 cd '\(s.mountpoint)'
                 mkdir flat
                 for i in $(seq 1 1500); do echo "flat $i" > flat/f$i; done
@@ -36,7 +37,8 @@ struct DescriptorLimitTests {
             expectOK(before, "read everything")
 
             // Rename every file and every directory (children are reached through moved parents).
-            let renames = try sh("""
+            let renames = try sh(
+                """
                 cd '\(s.mountpoint)'
                 for i in $(seq 1 1500); do mv flat/f$i flat/g$i; done
                 for d in $(seq 1 30); do mv tree/d$d/a/b/c tree/d$d/a/b/c2; mv tree/d$d tree/e$d; done
@@ -46,13 +48,16 @@ struct DescriptorLimitTests {
             expectOK(renames, "rename")
             #expect(renames.stdout == "bottom\n")
             #expect(try sh(contents).stdout == before.stdout)
-            #expect(try sh("cat '\(s.mountpoint)'/flat/g777 '\(s.mountpoint)'/tree/e7/a/b/c2/f9").stdout == "flat 777\ntree 7 9\n")
+            #expect(
+                try sh("cat '\(s.mountpoint)'/flat/g777 '\(s.mountpoint)'/tree/e7/a/b/c2/f9").stdout
+                    == "flat 777\ntree 7 9\n")
 
             // And everything survives a remount under the same limit, then goes away.
             try s.remount()
             let count = try sh("cd '\(s.mountpoint)' && ls -lR . | grep -c '^-'")
             #expect(count.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "3001")
-            expectOK(try sh("cd '\(s.mountpoint)' && rm -rf flat tree deeper && test -z \"$(ls -A)\""), "remove everything")
+            expectOK(
+                try sh("cd '\(s.mountpoint)' && rm -rf flat tree deeper && test -z \"$(ls -A)\""), "remove everything")
             let log = (try? String(contentsOfFile: s.daemonLog!, encoding: .utf8)) ?? ""
             #expect(!log.contains("Too many open files") && !log.contains("descriptors"), "\(log)")
         }
@@ -66,7 +71,8 @@ struct DescriptorLimitTests {
             return
         }
         try MountedStore.with(launcher: Self.launcher, foregroundLog: true, base: "/dev/shm") { s in
-            let r = try sh("""
+            let r = try sh(
+                """
                 cd '\(s.dir)'
                 # The test runner starts children with signals blocked; stress-ng ends its run on SIGALRM.
                 timeout -k 10 240 python3 -c 'import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execvp(sys.argv[1], sys.argv[1:])' \

@@ -8,7 +8,9 @@ import Testing
 struct HostEditDuringReadTests {
     func race(_ mode: String, seconds: Int, seed: Int = 1) throws {
         try MountedStore.with { s in
-            let r = try run("/usr/bin/env", ["python3", Env.scripts + "/host_race.py", s.mountpoint, s.backing, mode, "\(seconds)", "\(seed)"])
+            let r = try run(
+                "/usr/bin/env",
+                ["python3", Env.scripts + "/host_race.py", s.mountpoint, s.backing, mode, "\(seconds)", "\(seed)"])
             expectOK(r, "host_race.py \(mode)")
             #expect(r.stdout.contains("leaked=0 wrong=0"), "\(r.stdout)")
             // The reads really raced the host: some were refused.

@@ -24,14 +24,21 @@ struct KeyAndConfigTests {
         for shell in ["bash", "zsh", "fish"] {
             let r = try run(Env.elastic, ["--generate-completion-script", shell])
             expectOK(r, "\(shell) completion")
-            #expect(r.stdout.contains("attest") && r.stdout.contains("unlock-keyfile"), "\(shell) completion knows the commands")
+            #expect(
+                r.stdout.contains("attest") && r.stdout.contains("unlock-keyfile"),
+                "\(shell) completion knows the commands")
             let m = try run(Env.mountElastic, ["--generate-completion-script", shell])
             #expect(m.status == 0 && m.stdout.contains("notify-fd") == false, "hidden options stay hidden")
         }
         let file = try sh("mktemp").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         defer { _ = try? sh("rm -f '\(file)'") }
         try sh("'\(Env.elastic)' --generate-completion-script bash > '\(file)'")
-        let offered = try run("/bin/bash", ["-c", "source '\(file)' && COMP_WORDS=(elastic sl) COMP_CWORD=1 COMP_LINE='elastic sl' COMP_POINT=10 && _elastic && echo \"${COMPREPLY[*]}\""])
+        let offered = try run(
+            "/bin/bash",
+            [
+                "-c",
+                "source '\(file)' && COMP_WORDS=(elastic sl) COMP_CWORD=1 COMP_LINE='elastic sl' COMP_POINT=10 && _elastic && echo \"${COMPREPLY[*]}\"",
+            ])
         #expect(offered.status == 0 && offered.stdout.contains("slot"), "\(offered.stdout) \(offered.stderr)")
     }
 
@@ -39,22 +46,36 @@ struct KeyAndConfigTests {
         try MountedStore.with { s in
             try s.unmount()
             let conf = s.backing + "/elastic.conf"
-            try sh("cp '\(conf)' '\(s.dir)/conf.orig' && chmod u+w '\(conf)' && printf '\\x03' | dd of='\(conf)' bs=1 seek=13 conv=notrunc status=none")
+            try sh(
+                "cp '\(conf)' '\(s.dir)/conf.orig' && chmod u+w '\(conf)' && printf '\\x03' | dd of='\(conf)' bs=1 seek=13 conv=notrunc status=none"
+            )
             // Known flags, edited: the MAC refuses it (10, docs/cli-abi.md).
             let r = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "keyfile=\(s.keyFile)"])
-            #expect(r.status == 10 && r.stderr.contains("corrupt or edited store configuration"), "\(r.status) \(r.stderr)")
+            #expect(
+                r.status == 10 && r.stderr.contains("corrupt or edited store configuration"), "\(r.status) \(r.stderr)")
             // A slot's salt edited: no slot opens (12).
-            try sh("cp '\(s.dir)/conf.orig' '\(conf)' && printf 'X' | dd of='\(conf)' bs=1 seek=60 conv=notrunc status=none")
+            try sh(
+                "cp '\(s.dir)/conf.orig' '\(conf)' && printf 'X' | dd of='\(conf)' bs=1 seek=60 conv=notrunc status=none"
+            )
             let r2 = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "keyfile=\(s.keyFile)"])
             #expect(r2.status == 12 && r2.stderr.contains("wrong key"), "\(r2.status) \(r2.stderr)")
             // An unknown feature flag or format version: a newer ELASTIC's store (11).
-            try sh("cp '\(s.dir)/conf.orig' '\(conf)' && printf '\\x80' | dd of='\(conf)' bs=1 seek=10 conv=notrunc status=none")
+            try sh(
+                "cp '\(s.dir)/conf.orig' '\(conf)' && printf '\\x80' | dd of='\(conf)' bs=1 seek=10 conv=notrunc status=none"
+            )
             let r3 = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "keyfile=\(s.keyFile)"])
             #expect(r3.status == 11 && r3.stderr.contains("unknown feature flags"), "\(r3.status) \(r3.stderr)")
-            try sh("cp '\(s.dir)/conf.orig' '\(conf)' && printf '\\x09' | dd of='\(conf)' bs=1 seek=9 conv=notrunc status=none")
-            let r4 = try run(Env.elastic, ["slot", "add", s.backing, "--unlock-keyfile", s.keyFile, "--keyfile", s.dir + "/other.key"])
-            #expect(r4.status == 11 && r4.stderr.contains("version 9"), "the CLI maps it the same: \(r4.status) \(r4.stderr)")
-            #expect(try sh("grep -c ' \(s.mountpoint) ' /proc/mounts || true").stdout.hasPrefix("0"), "nothing was mounted")
+            try sh(
+                "cp '\(s.dir)/conf.orig' '\(conf)' && printf '\\x09' | dd of='\(conf)' bs=1 seek=9 conv=notrunc status=none"
+            )
+            let r4 = try run(
+                Env.elastic,
+                ["slot", "add", s.backing, "--unlock-keyfile", s.keyFile, "--keyfile", s.dir + "/other.key"])
+            #expect(
+                r4.status == 11 && r4.stderr.contains("version 9"),
+                "the CLI maps it the same: \(r4.status) \(r4.stderr)")
+            #expect(
+                try sh("grep -c ' \(s.mountpoint) ' /proc/mounts || true").stdout.hasPrefix("0"), "nothing was mounted")
             try sh("cp '\(s.dir)/conf.orig' '\(conf)'")
             try s.mount()
         }
@@ -65,7 +86,12 @@ struct KeyAndConfigTests {
             try sh("echo hello > '\(s.path("f"))'")
             try s.unmount()
             try sh("echo 'correct horse battery staple' > '\(s.dir)/pass'")
-            let add = try run(Env.elastic, ["slot", "add", s.backing, "--unlock-keyfile", s.keyFile, "--passphrase-file", s.dir + "/pass", "--scrypt-logn", "12"])
+            let add = try run(
+                Env.elastic,
+                [
+                    "slot", "add", s.backing, "--unlock-keyfile", s.keyFile, "--passphrase-file", s.dir + "/pass",
+                    "--scrypt-logn", "12",
+                ])
             expectOK(add, "slot add")
             let list = try run(Env.elastic, ["slot", "list", s.backing])
             #expect(list.stdout.contains("keyfile") && list.stdout.contains("passphrase  scrypt N=2^12"))
@@ -75,7 +101,10 @@ struct KeyAndConfigTests {
             try expectOK(run("/bin/fusermount3", ["-u", s.mountpoint]), "unmount")
             usleep(300_000)
             let keySlot = String(list.stdout.split(separator: "\n").first { $0.contains("keyfile") }!.prefix(16))
-            expectOK(try run(Env.elastic, ["slot", "remove", s.backing, keySlot, "--unlock-passphrase-file", s.dir + "/pass"]), "slot remove")
+            expectOK(
+                try run(
+                    Env.elastic, ["slot", "remove", s.backing, keySlot, "--unlock-passphrase-file", s.dir + "/pass"]),
+                "slot remove")
             let refused = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "keyfile=\(s.keyFile)"])
             #expect(refused.status != 0 && refused.stderr.contains("no key slot"))
         }

@@ -9,7 +9,9 @@ struct MountHelperTests {
 
     func withHelper(_ body: () throws -> Void) throws {
         let installed = FileManager.default.fileExists(atPath: Self.helper)
-        if !installed { try FileManager.default.createSymbolicLink(atPath: Self.helper, withDestinationPath: Env.mountElastic) }
+        if !installed {
+            try FileManager.default.createSymbolicLink(atPath: Self.helper, withDestinationPath: Env.mountElastic)
+        }
         defer { if !installed { try? FileManager.default.removeItem(atPath: Self.helper) } }
         try body()
     }
@@ -26,7 +28,8 @@ struct MountHelperTests {
                 expectOK(try run("/bin/umount", [s.mountpoint]), "umount")
                 usleep(300_000)
 
-                try "\(s.backing) \(s.mountpoint) elastic keyfile=\(s.keyFile),nofail,_netdev 0 0\n".write(toFile: s.dir + "/fstab", atomically: true, encoding: .utf8)
+                try "\(s.backing) \(s.mountpoint) elastic keyfile=\(s.keyFile),nofail,_netdev 0 0\n".write(
+                    toFile: s.dir + "/fstab", atomically: true, encoding: .utf8)
                 expectOK(try run("/bin/mount", ["-T", s.dir + "/fstab", s.mountpoint]), "mount from an fstab line")
                 #expect(try sh("cat '\(s.path("f"))'").stdout == "persisted\n")
                 expectOK(try run("/bin/umount", [s.mountpoint]), "umount")

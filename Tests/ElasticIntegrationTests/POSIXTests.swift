@@ -18,7 +18,9 @@ struct POSIXTests {
         try MountedStore.with { s in
             try sh("mkdir -p '\(s.dir)/ref'")
             for seed in 1...4 {
-                let r = try run("/usr/bin/env", ["python3", Env.scripts + "/random_ops.py", s.mountpoint, s.dir + "/ref", "\(seed)", "2000"])
+                let r = try run(
+                    "/usr/bin/env",
+                    ["python3", Env.scripts + "/random_ops.py", s.mountpoint, s.dir + "/ref", "\(seed)", "2000"])
                 expectOK(r, "random_ops.py seed \(seed)")
             }
             // Everything still matches after a remount (nothing lived only in caches).

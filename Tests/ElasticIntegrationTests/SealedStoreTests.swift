@@ -39,7 +39,8 @@ struct SealedStoreTests {
         let initResult = try elastic(["init", "--seal", "snp"] + platform + [backing])
         expectOK(initResult, "init --seal snp")
         #expect(initResult.stderr.contains("SIMULATOR"))
-        expectOK(try elastic(["slot", "add", backing, "--unlock-snp", "--keyfile", recovery] + platform), "recovery slot")
+        expectOK(
+            try elastic(["slot", "add", backing, "--unlock-snp", "--keyfile", recovery] + platform), "recovery slot")
 
         // Sealed: no key option needed.
         let m = try mount(mountOpts)
@@ -49,9 +50,13 @@ struct SealedStoreTests {
         // The derived key appears nowhere: not in BACKING, the output, or the daemon's argv/environment.
         let sim = try SNPSimulator.load(state)
         let (config, _) = try Store.readConfig(backing: backing)
-        guard case .sealed(_, _, let encoded)? = config.slots.first?.kind else { Issue.record("no SNP slot"); return }
+        guard case .sealed(_, _, let encoded)? = config.slots.first?.kind else {
+            Issue.record("no SNP slot")
+            return
+        }
         let key = try SNPSealing.derive(guest: SNPGuest(transport: sim), try SNPSealParameters(encoded: encoded))
-        let daemon = try sh("pgrep -f -- '\(backing) \(mnt)' | head -1").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let daemon = try sh("pgrep -f -- '\(backing) \(mnt)' | head -1").stdout.trimmingCharacters(
+            in: .whitespacesAndNewlines)
         let search = """
             import glob, os, sys
             key = bytes.fromhex(sys.argv[1]); hexkey = sys.argv[1].encode()
@@ -59,7 +64,10 @@ struct SealedStoreTests {
             hits = [p for p in paths if key in open(p, 'rb').read() or hexkey in open(p, 'rb').read()]
             print(' '.join(hits))
             """
-        #expect(try run("/usr/bin/env", ["python3", "-c", search, hex(key), backing]).stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+        #expect(
+            try run("/usr/bin/env", ["python3", "-c", search, hex(key), backing]).stdout.trimmingCharacters(
+                in: .whitespacesAndNewlines
+            ).isEmpty)
         try unmount()
         expectOK(try mount(mountOpts), "mount sealed again")
         #expect(try sh("cat '\(mnt)/f'").stdout == "sealed data\n")
@@ -73,26 +81,35 @@ struct SealedStoreTests {
         expectOK(try mount("keyfile=\(recovery)"), "recovery slot")
         #expect(try sh("cat '\(mnt)/f'").stdout == "sealed data\n")
         try unmount()
-        expectOK(try elastic(["simulator", "set", "--state", state, "--measurement", measurement]), "restore measurement")
+        expectOK(
+            try elastic(["simulator", "set", "--state", state, "--measurement", measurement]), "restore measurement")
 
         // Another policy: refused, naming it.
         expectOK(try elastic(["simulator", "set", "--state", state, "--policy", "0x70000"]), "new policy")
         #expect(try mount(mountOpts).stderr.contains("guest policy differs"))
-        expectOK(try elastic(["simulator", "set", "--state", state, "--policy", String(sim.state.policy, radix: 16)]), "restore policy")
+        expectOK(
+            try elastic(["simulator", "set", "--state", state, "--policy", String(sim.state.policy, radix: 16)]),
+            "restore policy")
 
         // TCB rollback: refused. TCB upgrade: still opens; reseal moves the slot to the new TCB.
         let tcb = sim.state.committedTCB
-        expectOK(try elastic(["simulator", "set", "--state", state, "--committed-tcb", String(tcb - (1 << 8), radix: 16)]), "rollback")
+        expectOK(
+            try elastic(["simulator", "set", "--state", state, "--committed-tcb", String(tcb - (1 << 8), radix: 16)]),
+            "rollback")
         let rollback = try mount(mountOpts)
         #expect(rollback.status != 0 && rollback.stderr.contains("TCB rollback"), "\(rollback.stderr)")
         let newer = String(tcb + (1 << 56), radix: 16)
-        expectOK(try elastic(["simulator", "set", "--state", state, "--committed-tcb", newer, "--reported-tcb", newer]), "upgrade")
+        expectOK(
+            try elastic(["simulator", "set", "--state", state, "--committed-tcb", newer, "--reported-tcb", newer]),
+            "upgrade")
         expectOK(try mount(mountOpts), "mount after upgrade")
         try unmount()
         let reseal = try elastic(["slot", "reseal", backing] + platform)
         expectOK(reseal, "reseal")
         #expect(reseal.stdout.contains("resealed"))
-        #expect(try elastic(["slot", "list", backing]).stdout.contains("ucode=\(UInt8(truncatingIfNeeded: (tcb + (1 << 56)) >> 56))"))
+        #expect(
+            try elastic(["slot", "list", backing]).stdout.contains(
+                "ucode=\(UInt8(truncatingIfNeeded: (tcb + (1 << 56)) >> 56))"))
         expectOK(try mount(mountOpts), "mount after reseal")
         #expect(try sh("cat '\(mnt)/f'").stdout == "sealed data\n")
         try unmount()
@@ -107,7 +124,12 @@ struct SealedStoreTests {
             #expect(here.status != 0 && here.stderr.contains("keyfile, passphrase"), "\(here.stderr)")
         }
         expectOK(try run(Env.elastic, ["simulator", "init", "--state", dir + "/sim.json"]), "simulator")
-        let vmrk = try run(Env.elastic, ["init", "--seal", "snp", "--root-key", "vmrk", "--platform", "snp-simulator", "--simulator-state", dir + "/sim.json", dir + "/b"])
+        let vmrk = try run(
+            Env.elastic,
+            [
+                "init", "--seal", "snp", "--root-key", "vmrk", "--platform", "snp-simulator", "--simulator-state",
+                dir + "/sim.json", dir + "/b",
+            ])
         #expect(vmrk.status != 0 && vmrk.stderr.contains("restart"))
         #expect(!FileManager.default.fileExists(atPath: dir + "/b/elastic.conf"))
         let doctor = try run(Env.elastic, ["doctor", "--json"])

@@ -29,19 +29,26 @@ enum Env {
 /// Runs `exe` with `args` and waits for it to exit. Output goes to temporary files, not pipes:
 /// a daemon the command leaves running must not keep the caller waiting for EOF.
 @discardableResult
-func run(_ exe: String, _ args: [String], stdin: String? = nil, cwd: String? = nil, env: [String: String] = [:]) throws -> CommandResult {
+func run(_ exe: String, _ args: [String], stdin: String? = nil, cwd: String? = nil, env: [String: String] = [:]) throws
+    -> CommandResult
+{
     let tmp = NSTemporaryDirectory() + "elastic-run-\(UUID().uuidString)"
     let outPath = tmp + ".out", errPath = tmp + ".err", inPath = tmp + ".in"
     guard FileManager.default.createFile(atPath: outPath, contents: nil),
-          FileManager.default.createFile(atPath: errPath, contents: nil),
-          FileManager.default.createFile(atPath: inPath, contents: Data((stdin ?? "").utf8)) else {
+        FileManager.default.createFile(atPath: errPath, contents: nil),
+        FileManager.default.createFile(atPath: inPath, contents: Data((stdin ?? "").utf8))
+    else {
         throw TestFailure("cannot create the temporary files of \(exe)")
     }
     defer { for p in [outPath, errPath, inPath] { try? FileManager.default.removeItem(atPath: p) } }
     let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
     let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
     let input = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
-    defer { try? out.close(); try? err.close(); try? input.close() }
+    defer {
+        try? out.close()
+        try? err.close()
+        try? input.close()
+    }
     let p = Process()
     p.executableURL = URL(fileURLWithPath: exe)
     p.arguments = args
@@ -100,7 +107,8 @@ final class MountedStore {
             // Started through Python so it inherits no descriptor but stdio (Foundation's
             // Process would otherwise wait for the daemon to close one of its sockets).
             let argv = (launcher + [Env.mountElastic] + args + ["-f"]).map { "'\($0)'" }.joined(separator: ", ")
-            try sh("""
+            try sh(
+                """
                 python3 -c "import subprocess; subprocess.Popen([\(argv)], stdin=subprocess.DEVNULL, stdout=open('\(daemonLog)', 'ab'), stderr=subprocess.STDOUT, close_fds=True, start_new_session=True)"
                 """)
             for _ in 0..<200 {
@@ -110,9 +118,12 @@ final class MountedStore {
                 }
                 usleep(50_000)
             }
-            throw TestFailure("mount.elastic -f did not mount: \((try? String(contentsOfFile: daemonLog, encoding: .utf8)) ?? "")")
+            throw TestFailure(
+                "mount.elastic -f did not mount: \((try? String(contentsOfFile: daemonLog, encoding: .utf8)) ?? "")")
         }
-        let r = launcher.isEmpty ? try run(Env.mountElastic, args) : try run("/usr/bin/env", launcher + [Env.mountElastic] + args)
+        let r =
+            launcher.isEmpty
+            ? try run(Env.mountElastic, args) : try run("/usr/bin/env", launcher + [Env.mountElastic] + args)
         guard r.ok else { throw TestFailure("mount.elastic failed (\(r.status)): \(r.stderr)") }
         mounted = true
     }
@@ -120,14 +131,17 @@ final class MountedStore {
     /// The daemon's process id (while mounted).
     func daemonPID() throws -> Int32? {
         // Anchored, so the shell running pgrep (whose command line holds the pattern) never matches.
-        Int32(try sh("pgrep -f -- '^[^ ]*mount[.]elastic \(backing) ' | head -1 || true").stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        Int32(
+            try sh("pgrep -f -- '^[^ ]*mount[.]elastic \(backing) ' | head -1 || true").stdout.trimmingCharacters(
+                in: .whitespacesAndNewlines))
     }
 
     /// What every thread of the daemon is doing (kernel stacks, and user stacks if gdb is
     /// installed): for the message of a test that found the daemon stuck.
     func daemonStacks() -> String {
         guard let pid = try? daemonPID() else { return "no daemon process" }
-        let r = try? sh("""
+        let r = try? sh(
+            """
             for t in /proc/\(pid)/task/*; do echo "== $t $(cat $t/comm) $(cat $t/wchan)"; cat $t/stack 2>/dev/null | head -6; done
             command -v gdb >/dev/null && timeout 60 gdb -p \(pid) -batch -ex 'thread apply all bt 14' 2>/dev/null | grep -E '^Thread|^#' | head -300 || true
             """)
@@ -173,8 +187,10 @@ final class MountedStore {
     }
 
     /// Runs `body` on a fresh mounted store and always cleans up.
-    static func with<T>(options: [String] = [], launcher: [String] = [], foregroundLog: Bool = false, base: String = "/tmp",
-                        _ body: (MountedStore) throws -> T) throws -> T {
+    static func with<T>(
+        options: [String] = [], launcher: [String] = [], foregroundLog: Bool = false, base: String = "/tmp",
+        _ body: (MountedStore) throws -> T
+    ) throws -> T {
         let s = try MountedStore(options: options, launcher: launcher, foregroundLog: foregroundLog, base: base)
         defer { s.close() }
         return try body(s)
@@ -188,5 +204,7 @@ struct TestFailure: Error, CustomStringConvertible {
 
 /// Fails the current test with the output of a failed command.
 func expectOK(_ r: CommandResult, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(r.ok, "\(what) failed with \(r.status)\nstdout:\n\(r.stdout)\nstderr:\n\(r.stderr)", sourceLocation: sourceLocation)
+    #expect(
+        r.ok, "\(what) failed with \(r.status)\nstdout:\n\(r.stdout)\nstderr:\n\(r.stderr)",
+        sourceLocation: sourceLocation)
 }

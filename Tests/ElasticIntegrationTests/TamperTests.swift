@@ -9,11 +9,13 @@ struct TamperTests {
     /// applies `tamper` (python, with V and D the backing paths), remounts and reads.
     func tampered(_ tamper: String, firstBlockIntact: Bool = true) throws {
         try MountedStore.with { s in
-            try expectOK(sh("""
-                head -c 20480 /dev/urandom > '\(s.path("victim"))'
-                head -c 12388 /dev/urandom > '\(s.path("donor"))'
-                echo innocent > '\(s.path("innocent"))'
-                """), "populate")
+            try expectOK(
+                sh(
+                    """
+                    head -c 20480 /dev/urandom > '\(s.path("victim"))'
+                    head -c 12388 /dev/urandom > '\(s.path("donor"))'
+                    echo innocent > '\(s.path("innocent"))'
+                    """), "populate")
             try s.unmount()
             // Backing sizes: 24 + 5 * 4124 = 20644 and 24 + 3 * 4124 + 128 = 12524.
             let script = """
@@ -27,12 +29,15 @@ struct TamperTests {
                 """
             try expectOK(run("/usr/bin/env", ["python3", "-c", script]), "tamper")
             try s.mount()
-            let read = try sh("cat '\(s.path("victim"))' > /dev/null 2>'\(s.dir)/err' && echo READ_OK || cat '\(s.dir)/err'")
+            let read = try sh(
+                "cat '\(s.path("victim"))' > /dev/null 2>'\(s.dir)/err' && echo READ_OK || cat '\(s.dir)/err'")
             #expect(read.stdout.contains("Input/output error"), "\(read.stdout)")
             #expect(try sh("cat '\(s.path("innocent"))'").stdout == "innocent\n")
             if firstBlockIntact {
                 // Only the tampered blocks fail: the first block still reads.
-                #expect(try sh("head -c 4096 '\(s.path("victim"))' | wc -c").stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "4096")
+                #expect(
+                    try sh("head -c 4096 '\(s.path("victim"))' | wc -c").stdout.trimmingCharacters(
+                        in: .whitespacesAndNewlines) == "4096")
             }
         }
     }
@@ -58,6 +63,8 @@ struct TamperTests {
     }
 
     @Test func swappedFileHeaders() throws {
-        try tampered("hv, hd = open(V,'rb').read(24), open(D,'rb').read(24)\nwith open(V,'r+b') as f: f.write(hd)", firstBlockIntact: false)
+        try tampered(
+            "hv, hd = open(V,'rb').read(24), open(D,'rb').read(24)\nwith open(V,'r+b') as f: f.write(hd)",
+            firstBlockIntact: false)
     }
 }

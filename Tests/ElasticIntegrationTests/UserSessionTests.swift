@@ -7,7 +7,8 @@ struct UserSessionTests {
     @Test func ordinaryToolsWork() throws {
         try MountedStore.with { s in
             let m = s.mountpoint, src = Env.packageRoot + "/Sources"
-            let r = try sh("""
+            let r = try sh(
+                """
                 cp -a '\(src)' '\(m)/cp' && diff -r '\(src)' '\(m)/cp'
                 tar -C '\(Env.packageRoot)' -cf - Sources | tar -C '\(m)' -xf - && diff -r '\(src)' '\(m)/Sources'
                 mkdir '\(m)/tarball' && tar -C '\(m)' -cf '\(m)/tarball/s.tar' Sources && tar -C '\(m)/tarball' -xf '\(m)/tarball/s.tar' && diff -r '\(src)' '\(m)/tarball/Sources'
@@ -37,13 +38,16 @@ struct UserSessionTests {
     @Test func remountKeepsEveryByte() throws {
         try MountedStore.with { s in
             let m = s.mountpoint
-            let hash = "cd '\(m)' && find . -path ./.git -prune -o -print0 | LC_ALL=C sort -z | xargs -0 -I{} sh -c 'if [ -L \"{}\" ]; then echo \"{} -> $(readlink \"{}\")\"; elif [ -f \"{}\" ]; then sha256sum \"{}\"; else echo \"{} $(stat -c %F:%a \"{}\")\"; fi' | sha256sum"
-            try expectOK(sh("""
-                cp -a '\(Env.packageRoot)/Sources' '\(m)/tree'
-                head -c 5000000 /dev/urandom > '\(m)/tree/big.bin'
-                ln -s big.bin '\(m)/tree/link' && mkdir -m 0750 '\(m)/tree/empty' && truncate -s 100000 '\(m)/tree/sparse'
-                ln '\(m)/tree/big.bin' '\(m)/tree/hardlink'
-                """), "populate")
+            let hash =
+                "cd '\(m)' && find . -path ./.git -prune -o -print0 | LC_ALL=C sort -z | xargs -0 -I{} sh -c 'if [ -L \"{}\" ]; then echo \"{} -> $(readlink \"{}\")\"; elif [ -f \"{}\" ]; then sha256sum \"{}\"; else echo \"{} $(stat -c %F:%a \"{}\")\"; fi' | sha256sum"
+            try expectOK(
+                sh(
+                    """
+                    cp -a '\(Env.packageRoot)/Sources' '\(m)/tree'
+                    head -c 5000000 /dev/urandom > '\(m)/tree/big.bin'
+                    ln -s big.bin '\(m)/tree/link' && mkdir -m 0750 '\(m)/tree/empty' && truncate -s 100000 '\(m)/tree/sparse'
+                    ln '\(m)/tree/big.bin' '\(m)/tree/hardlink'
+                    """), "populate")
             let before = try sh(hash).stdout
             try s.remount()
             let after = try sh(hash).stdout
@@ -54,17 +58,24 @@ struct UserSessionTests {
     @Test func backingHoldsNoPlaintext() throws {
         try MountedStore.with { s in
             let marker = "ELASTIC-MARKER-7f3a9c"
-            try expectOK(sh("""
-                mkdir '\(s.path(marker + "-dir"))'
-                printf '%s\\n' '\(marker)-content' > '\(s.path(marker + "-dir/" + marker + "-file"))'
-                head -c 100000 /dev/zero | tr '\\0' 'Z' > '\(s.path("zeros"))'
-                ln -s '\(marker)-target' '\(s.path(marker + "-link"))'
-                python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.\(marker)", b"\(marker)-xattr")' '\(s.path("zeros"))'
-                """), "populate")
-            #expect(try sh("python3 -c 'import os, sys; print(os.getxattr(sys.argv[1], \"user.\(marker)\").decode())' '\(s.path("zeros"))'").stdout
-                .contains(marker + "-xattr"), "the xattr is there to leak")
+            try expectOK(
+                sh(
+                    """
+                    mkdir '\(s.path(marker + "-dir"))'
+                    printf '%s\\n' '\(marker)-content' > '\(s.path(marker + "-dir/" + marker + "-file"))'
+                    head -c 100000 /dev/zero | tr '\\0' 'Z' > '\(s.path("zeros"))'
+                    ln -s '\(marker)-target' '\(s.path(marker + "-link"))'
+                    python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.\(marker)", b"\(marker)-xattr")' '\(s.path("zeros"))'
+                    """), "populate")
+            #expect(
+                try sh(
+                    "python3 -c 'import os, sys; print(os.getxattr(sys.argv[1], \"user.\(marker)\").decode())' '\(s.path("zeros"))'"
+                ).stdout
+                    .contains(marker + "-xattr"), "the xattr is there to leak")
             try s.unmount()
-            let grep = try sh("grep -ra 'ELASTIC-MARKER' '\(s.backing)' || true; find '\(s.backing)' | grep 'ELASTIC-MARKER' || true; python3 -c 'import os, sys; ps = [os.path.join(d, n) for d, ds, fs in os.walk(sys.argv[1]) for n in ds + fs]; [print(p, a) for p in ps for a in os.listxattr(p, follow_symlinks=False) if b\"MARKER\" in a.encode() + os.getxattr(p, a, follow_symlinks=False)]' '\(s.backing)'; grep -rac 'ZZZZZZZZ' '\(s.backing)' | grep -v ':0$' || true")
+            let grep = try sh(
+                "grep -ra 'ELASTIC-MARKER' '\(s.backing)' || true; find '\(s.backing)' | grep 'ELASTIC-MARKER' || true; python3 -c 'import os, sys; ps = [os.path.join(d, n) for d, ds, fs in os.walk(sys.argv[1]) for n in ds + fs]; [print(p, a) for p in ps for a in os.listxattr(p, follow_symlinks=False) if b\"MARKER\" in a.encode() + os.getxattr(p, a, follow_symlinks=False)]' '\(s.backing)'; grep -rac 'ZZZZZZZZ' '\(s.backing)' | grep -v ':0$' || true"
+            )
             #expect(grep.stdout.isEmpty, "plaintext found in the backing store: \(grep.stdout)")
             try s.mount()
         }

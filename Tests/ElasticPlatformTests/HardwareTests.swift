@@ -4,8 +4,11 @@ import Foundation
 import Testing
 
 /// On a real SEV-SNP guest only: skipped unless /dev/sev-guest exists and ELASTIC_HW_TESTS=1.
-@Suite(.enabled(if: FileManager.default.fileExists(atPath: "/dev/sev-guest") && ProcessInfo.processInfo.environment["ELASTIC_HW_TESTS"] == "1",
-                "needs an SEV-SNP guest and ELASTIC_HW_TESTS=1"))
+@Suite(
+    .enabled(
+        if: FileManager.default.fileExists(atPath: "/dev/sev-guest")
+            && ProcessInfo.processInfo.environment["ELASTIC_HW_TESTS"] == "1",
+        "needs an SEV-SNP guest and ELASTIC_HW_TESTS=1"))
 struct HardwareTests {
     func guest() throws -> (SNPGuest, UInt32) {
         (SNPGuest(transport: try LinuxSEVGuestDevice()), PlatformProbe().vmpl)

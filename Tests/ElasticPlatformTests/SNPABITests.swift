@@ -1,9 +1,10 @@
 import CElasticSEV
 import CElasticTDX
 import ElasticCrypto
-@testable import ElasticPlatform
 import Glibc
 import Testing
+
+@testable import ElasticPlatform
 
 @Suite struct SNPABITests {
     /// Sizes and ioctl numbers against the kernel header (also _Static_assert'ed in sev.c).
@@ -32,13 +33,23 @@ import Testing
     }
 
     @Test func derivedKeyRequestEncodesByteByByte() {
-        var raw = SNPDerivedKeyRequest(rootKey: .vmrk, fields: [.measurement, .guestPolicy, .tcbVersion], vmpl: 2, guestSVN: 7, tcbVersion: 0x1122_3344_5566_7788).raw
+        var raw = SNPDerivedKeyRequest(
+            rootKey: .vmrk, fields: [.measurement, .guestPolicy, .tcbVersion], vmpl: 2, guestSVN: 7,
+            tcbVersion: 0x1122_3344_5566_7788
+        ).raw
         let bytes = withUnsafeBytes(of: &raw) { Array($0) }
-        #expect(bytes == [1, 0, 0, 0, 0, 0, 0, 0,
-                          0x29, 0, 0, 0, 0, 0, 0, 0,
-                          2, 0, 0, 0, 7, 0, 0, 0,
-                          0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11])
-        #expect(SNPDerivedKeyRequest(raw) == SNPDerivedKeyRequest(rootKey: .vmrk, fields: [.measurement, .guestPolicy, .tcbVersion], vmpl: 2, guestSVN: 7, tcbVersion: 0x1122_3344_5566_7788))
+        #expect(
+            bytes == [
+                1, 0, 0, 0, 0, 0, 0, 0,
+                0x29, 0, 0, 0, 0, 0, 0, 0,
+                2, 0, 0, 0, 7, 0, 0, 0,
+                0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,
+            ])
+        #expect(
+            SNPDerivedKeyRequest(raw)
+                == SNPDerivedKeyRequest(
+                    rootKey: .vmrk, fields: [.measurement, .guestPolicy, .tcbVersion], vmpl: 2, guestSVN: 7,
+                    tcbVersion: 0x1122_3344_5566_7788))
     }
 }
 
@@ -51,7 +62,9 @@ import Testing
         return (sim, SNPGuest(transport: sim))
     }
 
-    func key(_ g: SNPGuest, _ r: SNPDerivedKeyRequest) throws -> [UInt8] { try g.derivedKey(r).withUnsafeBytes { Array($0) } }
+    func key(_ g: SNPGuest, _ r: SNPDerivedKeyRequest) throws -> [UInt8] {
+        try g.derivedKey(r).withUnsafeBytes { Array($0) }
+    }
 
     let base = SNPDerivedKeyRequest(fields: [.measurement, .guestPolicy], vmpl: 0)
 
@@ -81,7 +94,9 @@ import Testing
         }
         #expect(try key(g, SNPDerivedKeyRequest(fields: [.measurement, .guestPolicy], vmpl: 1)) != k, "VMPL")
         #expect(try key(g, SNPDerivedKeyRequest(fields: [.measurement], vmpl: 0)) != k, "field select value")
-        #expect(try key(g, SNPDerivedKeyRequest(rootKey: .vmrk, fields: [.measurement, .guestPolicy], vmpl: 0)) != k, "root")
+        #expect(
+            try key(g, SNPDerivedKeyRequest(rootKey: .vmrk, fields: [.measurement, .guestPolicy], vmpl: 0)) != k, "root"
+        )
     }
 
     @Test func unselectedFieldsDoNotChangeTheKey() throws {
@@ -96,7 +111,8 @@ import Testing
 
     @Test func tcbSelectedKeysDependOnlyOnTheRequestedTCB() throws {
         let (sim, g) = try make()
-        let req = SNPDerivedKeyRequest(fields: [.measurement, .tcbVersion], vmpl: 0, tcbVersion: sim.state.committedTCB)
+        let req = SNPDerivedKeyRequest(
+            fields: [.measurement, .tcbVersion], vmpl: 0, tcbVersion: sim.state.committedTCB)
         let k = try key(g, req)
         var s = sim.state
         s.reportedTCB += 1 << 56
@@ -115,13 +131,23 @@ import Testing
     @Test func parameterErrorsAreStatusWordsNotErrnos() throws {
         let (sim, g) = try make { $0.currentVMPL = 1 }
         func status(_ r: SNPDerivedKeyRequest) -> UInt32? {
-            do { _ = try g.derivedKey(r); return nil } catch SEVError.firmware(let s) { return s } catch { return 0xdead }
+            do {
+                _ = try g.derivedKey(r)
+                return nil
+            } catch SEVError.firmware(let s) { return s } catch { return 0xdead }
         }
         #expect(status(SNPDerivedKeyRequest(fields: [], vmpl: 0)) == 0x16, "VMPL below the guest's")
-        #expect(status(SNPDerivedKeyRequest(fields: GuestFieldSelect(rawValue: 1 << 7), vmpl: 1)) == 0x16, "undefined field bit")
-        #expect(status(SNPDerivedKeyRequest(fields: [.tcbVersion], vmpl: 1, tcbVersion: sim.state.committedTCB + (1 << 56))) == 0x16, "TCB above committed")
-        #expect(status(SNPDerivedKeyRequest(fields: [.tcbVersion], vmpl: 1, tcbVersion: sim.state.committedTCB | 1 << 20)) == 0x16, "TCB reserved byte")
-        #expect(status(SNPDerivedKeyRequest(fields: [.guestSVN], vmpl: 1, guestSVN: 1)) == 0x16, "SVN above the ID block's")
+        #expect(
+            status(SNPDerivedKeyRequest(fields: GuestFieldSelect(rawValue: 1 << 7), vmpl: 1)) == 0x16,
+            "undefined field bit")
+        #expect(
+            status(SNPDerivedKeyRequest(fields: [.tcbVersion], vmpl: 1, tcbVersion: sim.state.committedTCB + (1 << 56)))
+                == 0x16, "TCB above committed")
+        #expect(
+            status(SNPDerivedKeyRequest(fields: [.tcbVersion], vmpl: 1, tcbVersion: sim.state.committedTCB | 1 << 20))
+                == 0x16, "TCB reserved byte")
+        #expect(
+            status(SNPDerivedKeyRequest(fields: [.guestSVN], vmpl: 1, guestSVN: 1)) == 0x16, "SVN above the ID block's")
         #expect(status(SNPDerivedKeyRequest(fields: [], vmpl: 1)) == nil, "a valid request")
         var raw = SNPDerivedKeyRequest(fields: [], vmpl: 1).raw
         raw.root_key_select = 3 << 1  // KEY_SEL reserved
@@ -132,7 +158,10 @@ import Testing
         raw.rsvd = 1
         #expect(rawStatus(sim, raw) == 0x16)
         let (_, masked) = try make { $0.maskChipKey = true }
-        do { _ = try masked.derivedKey(SNPDerivedKeyRequest(fields: [], vmpl: 0)); Issue.record("masked chip key must fail") } catch SEVError.firmware(let s) { #expect(s == 0x27) }
+        do {
+            _ = try masked.derivedKey(SNPDerivedKeyRequest(fields: [], vmpl: 0))
+            Issue.record("masked chip key must fail")
+        } catch SEVError.firmware(let s) { #expect(s == 0x27) }
     }
 
     /// STATUS word of a raw MSG_KEY_REQ sent straight through the ioctl seam (ioctl returns 0).

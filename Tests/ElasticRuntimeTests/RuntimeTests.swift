@@ -16,7 +16,9 @@ import Testing
 
     @Test func bothExecutablesMapStoreErrorsToTheSameExitCodes() {
         #expect(ElasticExitCode.forStoreError(SEVError.invalidRequest("no /dev/sev-guest")) == .keySource)
-        #expect(ElasticExitCode.forStoreError(SEVError.unavailable(path: "/dev/sev-guest", errno: .noSuchFileOrDirectory)) == .keySource)
+        #expect(
+            ElasticExitCode.forStoreError(SEVError.unavailable(path: "/dev/sev-guest", errno: .noSuchFileOrDirectory))
+                == .keySource)
         #expect(ElasticExitCode.forStoreError(Passphrase.Failure.empty) == .keySource)
         #expect(ElasticExitCode.forStoreError(FormatError.wrongKey("x")) == .wrongKey)
         #expect(ElasticExitCode.forStoreError(FormatError.corruptConfig("x")) == .badStore)
@@ -24,8 +26,9 @@ import Testing
     }
 
     @Test func snpSlotParametersRoundTripAndRefuseHostileBytes() throws {
-        let p = SNPSealParameters(rootKey: 0, fields: GuestFieldSelect([.measurement, .tcbVersion]).rawValue, vmpl: 1, guestSVN: 2,
-                                  tcbVersion: 0x1500_0000_0000_0304, policy: 0x30000, measurement: Array(repeating: 7, count: 48))
+        let p = SNPSealParameters(
+            rootKey: 0, fields: GuestFieldSelect([.measurement, .tcbVersion]).rawValue, vmpl: 1, guestSVN: 2,
+            tcbVersion: 0x1500_0000_0000_0304, policy: 0x30000, measurement: Array(repeating: 7, count: 48))
         #expect(p.encoded.count == SNPSealParameters.encodedSize)
         #expect(try SNPSealParameters(encoded: p.encoded) == p)
         // Byte layout of existing stores: VMPL and guest SVN big-endian, the firmware's fields little-endian.

@@ -4,7 +4,8 @@ import Foundation
 
 /// `elastic doctor [--json]`: where this machine stands, one marked line per fact.
 struct DoctorCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "doctor", abstract: "Show the platform and which key-slot kinds work here.")
+    static let configuration = CommandConfiguration(
+        commandName: "doctor", abstract: "Show the platform and which key-slot kinds work here.")
 
     @Flag(name: .customLong("json")) var json = false
     @Option(name: .customLong("root"), help: .hidden) var root: String = ""
@@ -17,7 +18,8 @@ struct DoctorCommand: ParsableCommand {
         if let status = probe.sevStatus {
             let names = PlatformProbe.sevStatusBits.filter { status & (1 << UInt64($0.0)) != 0 }.map(\.1)
             lines.append(("pass", "sev_status", "0x\(String(status, radix: 16)) (\(names.joined(separator: ", ")))"))
-            lines.append((status & (1 << 11) != 0 ? "pass" : "warn", "secure_tsc", status & (1 << 11) != 0 ? "on" : "off"))
+            lines.append(
+                (status & (1 << 11) != 0 ? "pass" : "warn", "secure_tsc", status & (1 << 11) != 0 ? "on" : "off"))
         } else {
             lines.append(("warn", "sev_status", "not readable (no /sys/devices/system/cpu/sev/sev_status)"))
         }
@@ -30,13 +32,23 @@ struct DoctorCommand: ParsableCommand {
         }
         lines.append(device("/dev/sev-guest", probe.hasSEVGuestDevice))
         lines.append(device("/dev/tdx_guest", probe.hasTDXGuestDevice))
-        lines.append((probe.hasConfigfsTSM ? "pass" : "warn", "configfs-tsm", probe.hasConfigfsTSM ? "present (reports only, never keys)" : "absent"))
+        lines.append(
+            (
+                probe.hasConfigfsTSM ? "pass" : "warn", "configfs-tsm",
+                probe.hasConfigfsTSM ? "present (reports only, never keys)" : "absent"
+            ))
         var slots = ["keyfile", "passphrase"]
         if probe.hasSEVGuestDevice { slots.append("snp") }
-        lines.append(("pass", "key slots", slots.joined(separator: ", ") + (probe.hasSEVGuestDevice ? "" : " (snp sealing needs an SEV-SNP guest)")))
+        lines.append(
+            (
+                "pass", "key slots",
+                slots.joined(separator: ", ") + (probe.hasSEVGuestDevice ? "" : " (snp sealing needs an SEV-SNP guest)")
+            ))
         if json {
             let objects = lines.map { ["check": $0.name, "status": $0.mark, "detail": $0.detail] }
-            let data = try JSONSerialization.data(withJSONObject: ["platform": kind.rawValue, "checks": objects], options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            let data = try JSONSerialization.data(
+                withJSONObject: ["platform": kind.rawValue, "checks": objects],
+                options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
             print(String(decoding: data, as: UTF8.self))
         } else {
             for l in lines { print("[\(l.mark)] \(l.name): \(l.detail)") }

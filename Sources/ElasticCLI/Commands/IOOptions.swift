@@ -1,7 +1,7 @@
-import ElasticRuntime
 import ArgumentParser
 import ElasticControlClient
 import ElasticFormat
+import ElasticRuntime
 import ElasticSystem
 import Foundation
 import Glibc
@@ -12,15 +12,33 @@ func controlFailure(_ error: any Error) -> ExitCode {
     let code: ElasticExitCode
     let why: String
     switch e {
-    case .badMessage: code = .verificationFailed; why = "verification failed: the data or signature was altered, or the key is wrong"
-    case .notSupported: code = .notAvailable; why = "not available on this platform (see elastic doctor)"
-    case .noSuchFileOrDirectory: code = .controlRefused; why = "no such key"
-    case .fileExists: code = .controlRefused; why = "a key of that name exists"
-    case .permissionDenied: code = .controlRefused; why = "permission denied (the key or the control file belongs to another user)"
-    case .notPermitted: code = .controlRefused; why = "the key was not created exportable"
-    case .readOnlyFileSystem: code = .controlRefused; why = "the mount is read-only"
-    case .illegalByteSequence: code = .usage; why = "the input is not ELASTIC-encrypted data"
-    default: code = .controlRefused; why = "the daemon refused the request: \(e)"
+    case .badMessage:
+        code = .verificationFailed
+        why = "verification failed: the data or signature was altered, or the key is wrong"
+    case .notSupported:
+        code = .notAvailable
+        why = "not available on this platform (see elastic doctor)"
+    case .noSuchFileOrDirectory:
+        code = .controlRefused
+        why = "no such key"
+    case .fileExists:
+        code = .controlRefused
+        why = "a key of that name exists"
+    case .permissionDenied:
+        code = .controlRefused
+        why = "permission denied (the key or the control file belongs to another user)"
+    case .notPermitted:
+        code = .controlRefused
+        why = "the key was not created exportable"
+    case .readOnlyFileSystem:
+        code = .controlRefused
+        why = "the mount is read-only"
+    case .illegalByteSequence:
+        code = .usage
+        why = "the input is not ELASTIC-encrypted data"
+    default:
+        code = .controlRefused
+        why = "the daemon refused the request: \(e)"
     }
     printError("error: \(why)")
     return ExitCode(code.rawValue)
@@ -37,7 +55,8 @@ func refuseBinaryOnTerminal(_ what: String) throws {
 /// temporary name and renamed into place only when the command succeeds.
 struct IOOptions: ParsableArguments {
     @Option(name: .customLong("in"), help: "Read this file (default: stdin).") var input: String?
-    @Option(name: .customLong("out"), help: "Write this file, replaced only on success (default: stdout).") var output: String?
+    @Option(name: .customLong("out"), help: "Write this file, replaced only on success (default: stdout).") var output:
+        String?
 
     init() {}
     init(input: String? = nil, output: String? = nil) {
@@ -70,7 +89,9 @@ struct IOOptions: ParsableArguments {
 
     /// Runs `body` with a writer; commits the file output only if `body` succeeds. `binary`
     /// names output that must not go to a terminal (`refuseBinaryOnTerminal`).
-    func withWriter(mode: mode_t = 0o644, binary: String? = nil, _ body: (([UInt8]) throws -> Void) throws -> Void) throws {
+    func withWriter(mode: mode_t = 0o644, binary: String? = nil, _ body: (([UInt8]) throws -> Void) throws -> Void)
+        throws
+    {
         guard let output else {
             if let binary { try refuseBinaryOnTerminal(binary) }
             try body { bytes in

@@ -3,7 +3,8 @@ import ElasticFormat
 
 /// `elastic init [--keyfile K | --passphrase-file F] BACKING`
 struct InitCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "init", abstract: "Create a new encrypted store in an empty directory.")
+    static let configuration = CommandConfiguration(
+        commandName: "init", abstract: "Create a new encrypted store in an empty directory.")
 
     @OptionGroup var secret: SecretOptions
 

@@ -1,7 +1,7 @@
 import ArgumentParser
 import ElasticFormat
-import ElasticRuntime
 import ElasticPlatform
+import ElasticRuntime
 
 /// `elastic slot list|add|remove`: manage key slots without re-encrypting anything.
 struct SlotCommand: ParsableCommand {
@@ -18,9 +18,11 @@ struct SlotCommand: ParsableCommand {
                 for s in config.slots {
                     switch s.kind {
                     case .keyFile: print("\(s.idHex)  keyfile")
-                    case .passphrase(_, let logN, let r, let p): print("\(s.idHex)  passphrase  scrypt N=2^\(logN) r=\(r) p=\(p)")
+                    case .passphrase(_, let logN, let r, let p):
+                        print("\(s.idHex)  passphrase  scrypt N=2^\(logN) r=\(r) p=\(p)")
                     case .sealed(let code, _, let parameters):
-                        let detail = PlatformRegistry.descriptor(slotCode: code)?.describe(parameters) ?? "unknown platform"
+                        let detail =
+                            PlatformRegistry.descriptor(slotCode: code)?.describe(parameters) ?? "unknown platform"
                         print("\(s.idHex)  \(s.kind.name)  \(detail)")
                     }
                 }
@@ -29,7 +31,8 @@ struct SlotCommand: ParsableCommand {
     }
 
     struct Add: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Add a key slot (opens the store with an existing one).")
+        static let configuration = CommandConfiguration(
+            abstract: "Add a key slot (opens the store with an existing one).")
         @Argument var backing: String
         @OptionGroup var unlock: UnlockOptions
         @OptionGroup var secret: SecretOptions
@@ -61,7 +64,9 @@ struct SlotCommand: ParsableCommand {
     struct Reseal: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Move SNP slots to the platform's current committed TCB (after a TCB upgrade).",
-            discussion: "Opens the store with an SNP slot sealed to the old TCB (a platform can still derive keys for any TCB up to its committed one), seals a new slot to the committed TCB, and removes the old one. Never above the committed TCB.")
+            discussion:
+                "Opens the store with an SNP slot sealed to the old TCB (a platform can still derive keys for any TCB up to its committed one), seals a new slot to the committed TCB, and removes the old one. Never above the committed TCB."
+        )
         @Argument var backing: String
         @OptionGroup var platform: PlatformOptions
         func run() throws {
@@ -69,10 +74,17 @@ struct SlotCommand: ParsableCommand {
                 let p = try platform.open()
                 let store = try Store.unlock(backing: backing, secret: StoreOpener.sealedSecret(p))
                 for old in store.config.slots {
-                    guard case .sealed(let code, _, let parameters) = old.kind, code == p.descriptor.slotCode else { continue }
-                    guard let fresh = try p.resealed(parameters) else { print("slot \(old.idHex) is already sealed to the committed TCB"); continue }
+                    guard case .sealed(let code, _, let parameters) = old.kind, code == p.descriptor.slotCode else {
+                        continue
+                    }
+                    guard let fresh = try p.resealed(parameters) else {
+                        print("slot \(old.idHex) is already sealed to the committed TCB")
+                        continue
+                    }
                     let secret = try p.unseal(fresh)
-                    let slot = try store.addSlot(kind: .sealed(platform: code, salt: try ElasticFormatRandom.salt(), parameters: fresh), secret: secret)
+                    let slot = try store.addSlot(
+                        kind: .sealed(platform: code, salt: try ElasticFormatRandom.salt(), parameters: fresh),
+                        secret: secret)
                     _ = try store.removeSlot(idPrefix: old.idHex)
                     print("resealed slot \(old.idHex) as \(slot.idHex): \(p.descriptor.describe(fresh))")
                 }

@@ -19,13 +19,17 @@ public enum SEVError: Error, CustomStringConvertible, Equatable {
         case .unavailable(let path, let e): return "cannot open \(path): \(e)"
         case .ioctl(let e, let fw, let vmm):
             var s = "SEV guest request failed: \(e)"
-            if e == .ioError || fw != 0 || vmm != 0 { s += " (firmware error 0x\(String(fw, radix: 16)), vmm error \(vmm))" }
+            if e == .ioError || fw != 0 || vmm != 0 {
+                s += " (firmware error 0x\(String(fw, radix: 16)), vmm error \(vmm))"
+            }
             if e == .ioError || e == .timedOut || e == .badMessage {
                 s += "; the kernel has now disabled the guest request key (VMPCK) until reboot"
             }
             return s
-        case .firmware(let status): return "the SEV-SNP firmware refused the request: \(SNPFirmwareStatus.describe(status))"
-        case .disabled: return "the SEV guest device is disabled (VMPCK wiped after an earlier message error); reboot the VM"
+        case .firmware(let status):
+            return "the SEV-SNP firmware refused the request: \(SNPFirmwareStatus.describe(status))"
+        case .disabled:
+            return "the SEV guest device is disabled (VMPCK wiped after an earlier message error); reboot the VM"
         case .zeroKey: return "the SEV-SNP firmware returned an all-zero key"
         case .invalidRequest(let s): return s
         }

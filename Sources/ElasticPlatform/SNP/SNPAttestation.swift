@@ -1,9 +1,9 @@
-
 import Synchronization
 
 /// Attestation for the control file from the SEV-SNP guest device (or the simulator).
 /// Requests are serialized: the guest device (and the simulator) handle one message at a time.
-public final class SNPAttestationProvider: AttestationProvider, @unchecked Sendable {  // `guest` is used only under `lock`
+// `guest` is used only under `lock`
+public final class SNPAttestationProvider: AttestationProvider, @unchecked Sendable {
     let guest: SNPGuest
     let vmpl: UInt32
     let platform: UInt32

@@ -60,9 +60,9 @@ public final class SNPGuest {
             if e == .inappropriateIOCTLForDevice { throw SEVError.disabled }
             // Only EIO carries a trustworthy exitinfo2 (older kernels wrote garbage otherwise).
             let trust = e == .ioError
-            throw SEVError.ioctl(e, firmware: trust ? UInt32(truncatingIfNeeded: io.exitinfo2) : 0,
-                                 vmm: trust ? UInt32(truncatingIfNeeded: io.exitinfo2 >> 32) : 0)
+            throw SEVError.ioctl(
+                e, firmware: trust ? UInt32(truncatingIfNeeded: io.exitinfo2) : 0,
+                vmm: trust ? UInt32(truncatingIfNeeded: io.exitinfo2 >> 32) : 0)
         }
     }
 }
-

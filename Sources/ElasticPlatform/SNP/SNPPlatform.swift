@@ -23,15 +23,22 @@ public final class SNPPlatform: SealingPlatform {
 
     /// `platform`: nil or "snp" for the device, `simulatorName` for the simulator (which needs
     /// its state file).
-    public static func open(platform: String?, simulatorState: String?, probe: PlatformProbe = PlatformProbe(),
-                            warn: (String) -> Void) throws -> SNPPlatform {
+    public static func open(
+        platform: String?, simulatorState: String?, probe: PlatformProbe = PlatformProbe(),
+        warn: (String) -> Void
+    ) throws -> SNPPlatform {
         switch platform {
         case simulatorName:
             guard !probe.hasSEVGuestDevice else {
                 throw SEVError.invalidRequest("refusing the SNP simulator: this machine has a real /dev/sev-guest")
             }
-            guard let simulatorState else { throw SEVError.invalidRequest("the SNP simulator needs --simulator-state FILE (or -o simulator_state=FILE)") }
-            warn("WARNING: using the SEV-SNP SIMULATOR (\(simulatorState)): keys are NOT sealed by hardware; for tests and demos only")
+            guard let simulatorState else {
+                throw SEVError.invalidRequest(
+                    "the SNP simulator needs --simulator-state FILE (or -o simulator_state=FILE)")
+            }
+            warn(
+                "WARNING: using the SEV-SNP SIMULATOR (\(simulatorState)): keys are NOT sealed by hardware; for tests and demos only"
+            )
             let sim = try SNPSimulator.load(simulatorState)
             return SNPPlatform(guest: SNPGuest(transport: sim), vmpl: sim.state.currentVMPL, simulator: sim)
         case nil, descriptor.name:
@@ -65,8 +72,9 @@ public final class SNPPlatform: SealingPlatform {
 
     public func resealed(_ parameters: [UInt8]) throws -> [UInt8]? {
         let old = try SNPSealParameters(encoded: parameters)
-        let fresh = try SNPSealing.parameters(guest: guest, vmpl: old.vmpl, root: SNPRootKey(rawValue: UInt32(old.rootKey)) ?? .vcek,
-                                              fields: GuestFieldSelect(rawValue: old.fields))
+        let fresh = try SNPSealing.parameters(
+            guest: guest, vmpl: old.vmpl, root: SNPRootKey(rawValue: UInt32(old.rootKey)) ?? .vcek,
+            fields: GuestFieldSelect(rawValue: old.fields))
         return fresh == old ? nil : fresh.encoded
     }
 

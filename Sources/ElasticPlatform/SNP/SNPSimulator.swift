@@ -31,9 +31,10 @@ public final class SNPSimulator: SEVGuestTransport {
 
         /// A fresh platform and launch with random secrets and measurement.
         public static func fresh() throws -> State {
-            var s = State(chipSeed: try Random.bytes(32), vmrk: try Random.bytes(32),
-                          committedTCB: 0x1500_0000_0000_0304, reportedTCB: 0x1500_0000_0000_0304,
-                          measurement: try Random.bytes(48))
+            var s = State(
+                chipSeed: try Random.bytes(32), vmrk: try Random.bytes(32),
+                committedTCB: 0x1500_0000_0000_0304, reportedTCB: 0x1500_0000_0000_0304,
+                measurement: try Random.bytes(48))
             s.vcekKeyDER = try ECDSAP384.generate().privateKeyDER
             return s
         }
@@ -68,7 +69,8 @@ public final class SNPSimulator: SEVGuestTransport {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try enc.encode(state)
-        guard FileManager.default.createFile(atPath: stateFile, contents: data, attributes: [.posixPermissions: 0o600]) else {
+        guard FileManager.default.createFile(atPath: stateFile, contents: data, attributes: [.posixPermissions: 0o600])
+        else {
             throw SEVError.invalidRequest("cannot write the simulator state \(stateFile)")
         }
     }
@@ -134,7 +136,6 @@ public final class SNPSimulator: SEVGuestTransport {
         return 0
     }
 
-
     /// MSG_KEY_REQ per docs/platform.md §2: parameter checks (STATUS errors), then the KDF.
     func deriveKey(_ req: snp_derived_key_req) -> Result<SecureBytes, SNPFirmwareStatus> {
         let rootSelect = req.root_key_select & 1
@@ -158,7 +159,9 @@ public final class SNPSimulator: SEVGuestTransport {
             root = vcekHash(tcb: gfs.contains(.tcbVersion) ? req.tcb_version : state.reportedTCB)
         }
         var mix = [UInt8](repeating: 0, count: 168)
-        func put(_ v: UInt64, _ at: Int, _ n: Int) { for i in 0..<n { mix[at + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) } }
+        func put(_ v: UInt64, _ at: Int, _ n: Int) {
+            for i in 0..<n { mix[at + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) }
+        }
         func put(_ b: [UInt8], _ at: Int, _ n: Int) { for i in 0..<n { mix[at + i] = b[i] } }
         let idBlockKeySelect: UInt64 = state.idKeyDigest.contains(where: { $0 != 0 }) ? 1 : 0
         put(UInt64(rootSelect) | idBlockKeySelect << 1, 0x00, 4)
@@ -184,7 +187,9 @@ public final class SNPSimulator: SEVGuestTransport {
     func vcekHash(tcb: UInt64) -> [UInt8] {
         var seed = state.chipSeed
         let key = SecureBytes(consuming: &seed)
-        return (try? KDF.hmacSHA256(key: key, data: Array("vcek-hash".utf8) + withUnsafeBytes(of: tcb.littleEndian) { Array($0) })) ?? []
+        return
+            (try? KDF.hmacSHA256(
+                key: key, data: Array("vcek-hash".utf8) + withUnsafeBytes(of: tcb.littleEndian) { Array($0) })) ?? []
     }
 
     /// A 1184-byte report in the documented layout, signed over bytes 0x000–0x29F with the
@@ -192,7 +197,9 @@ public final class SNPSimulator: SEVGuestTransport {
     /// With MASK_CHIP_KEY the firmware does not sign: SIGNING_KEY = 7 and a zero signature.
     func makeReport(reportData: [UInt8], vmpl: UInt32) -> [UInt8] {
         var r = [UInt8](repeating: 0, count: SNPReport.size)
-        func put(_ v: UInt64, _ at: Int, _ n: Int) { for i in 0..<n { r[at + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) } }
+        func put(_ v: UInt64, _ at: Int, _ n: Int) {
+            for i in 0..<n { r[at + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) }
+        }
         func put(_ b: [UInt8], _ at: Int) { for (i, x) in b.enumerated() { r[at + i] = x } }
         put(3, 0x00, 4)  // version
         put(UInt64(state.idBlockSVN), 0x04, 4)

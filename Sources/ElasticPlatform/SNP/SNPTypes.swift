@@ -12,7 +12,9 @@ public struct GuestFieldSelect: OptionSet, Sendable, Hashable {
     public static let guestSVN = GuestFieldSelect(rawValue: 1 << 4)
     public static let tcbVersion = GuestFieldSelect(rawValue: 1 << 5)
     /// Bits the firmware accepts (Genoa 1.55: 0–5).
-    public static let defined: GuestFieldSelect = [.guestPolicy, .imageID, .familyID, .measurement, .guestSVN, .tcbVersion]
+    public static let defined: GuestFieldSelect = [
+        .guestPolicy, .imageID, .familyID, .measurement, .guestSVN, .tcbVersion,
+    ]
 }
 
 /// The root secret a derived key comes from.
@@ -31,7 +33,10 @@ public struct SNPDerivedKeyRequest: Sendable, Equatable {
     public var guestSVN: UInt32
     public var tcbVersion: UInt64
 
-    public init(rootKey: SNPRootKey = .vcek, fields: GuestFieldSelect, vmpl: UInt32, guestSVN: UInt32 = 0, tcbVersion: UInt64 = 0) {
+    public init(
+        rootKey: SNPRootKey = .vcek, fields: GuestFieldSelect, vmpl: UInt32, guestSVN: UInt32 = 0,
+        tcbVersion: UInt64 = 0
+    ) {
         self.rootKey = rootKey
         self.fields = fields
         self.vmpl = vmpl
@@ -70,7 +75,9 @@ public enum SNPFirmwareStatus: UInt32, Sendable, Error {
     public static func describe(_ code: UInt32) -> String {
         switch SNPFirmwareStatus(rawValue: code) {
         case .success: return "success"
-        case .invalidParam: return "INVALID_PARAM (0x16): a field is out of range — VMPL below the guest's, a TCB above the committed TCB, a guest SVN above the ID block's, or reserved bits set"
+        case .invalidParam:
+            return
+                "INVALID_PARAM (0x16): a field is out of range — VMPL below the guest's, a TCB above the committed TCB, a guest SVN above the ID block's, or reserved bits set"
         case .aeadOverflow: return "AEAD_OFLOW (0x1d): message sequence number error"
         case .invalidKey: return "INVALID_KEY (0x27): the requested root key is not available to this guest"
         case nil: return "unknown firmware status 0x\(String(code, radix: 16))"

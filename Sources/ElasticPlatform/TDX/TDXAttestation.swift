@@ -1,5 +1,4 @@
 import CElasticTDX
-
 import ElasticSystem
 import Glibc
 import Synchronization
@@ -7,7 +6,8 @@ import Synchronization
 /// Attestation for the control file on an Intel TDX guest: the TDREPORT from `/dev/tdx_guest`
 /// (`TDX_CMD_GET_REPORT0`) with the caller's 64 bytes in REPORTDATA. A TDREPORT is MAC'ed for this
 /// platform only; a remote verifier needs it turned into a Quote (configfs-tsm, docs/platform.md §4).
-public final class TDXAttestationProvider: AttestationProvider, @unchecked Sendable {  // `fd` is immutable; ioctls run under `lock`
+// `fd` is immutable; ioctls run under `lock`
+public final class TDXAttestationProvider: AttestationProvider, @unchecked Sendable {
     public static let devicePath = "/dev/tdx_guest"
     let fd: Int32
     let lock = Mutex(())
@@ -25,7 +25,9 @@ public final class TDXAttestationProvider: AttestationProvider, @unchecked Senda
         var req = celastic_tdx_report_req()
         withUnsafeMutableBytes(of: &req.reportdata) { $0.copyBytes(from: reportData) }
         // errno is read under the lock, before another thread's request can change it.
-        let failure: Errno? = lock.withLock { _ in CElasticTDX_tdx_get_report0(fd, &req) == 0 ? nil : Errno(rawValue: errno) }
+        let failure: Errno? = lock.withLock { _ in
+            CElasticTDX_tdx_get_report0(fd, &req) == 0 ? nil : Errno(rawValue: errno)
+        }
         if let failure { throw TDXError.ioctl(failure) }
         let report = withUnsafeBytes(of: &req.tdreport) { Array($0) }
         // TDREPORT offset 128 holds REPORTDATA: the device must have put ours there.
