@@ -34,12 +34,13 @@ extension ElasticFilesystem {
             var encoded = name
             if BackingNames.isInternal(name) {
                 guard BackingNames.isLongName(name) else { return }
-                guard let full = try? Syscall.readFile(fd, BackingNames.sidecar(of: name), limit: 1024) else {
+                switch LongNameSidecar.encodedName(fd, backingName: name) {
+                case .success(let full):
+                    encoded = full
+                case .failure(.missing):
                     logger.warning("long name without its sidecar", metadata: ["backing.name": "\(name)"])
                     return
-                }
-                encoded = String(decoding: full, as: UTF8.self)
-                guard BackingNames.backingName(forEncoded: encoded).name == name else {
+                case .failure(.mismatch):
                     logger.warning("long-name sidecar does not match its entry", metadata: ["backing.name": "\(name)"])
                     return
                 }

@@ -3,12 +3,9 @@ import ElasticFormat
 import ElasticSystem
 import Glibc
 
-/// Symlink targets: sealed with AES-256-GCM under the metadata key and base64url-encoded as the
-/// backing symlink's target; a target too long for that lives in `elastic.links/<id>`.
+/// Symlinks, stored as `SymlinkCodec` says (the target sealed in the backing symlink, or in
+/// `elastic.links/<id>` when too long).
 extension ElasticFilesystem {
-    static let symlinkContext = Array(KeyLabels.symlink.utf8)
-    static let maxBackingTarget = 4095
-
     func longLinksDir() throws -> Int32 {
         try withHandle(root) { rootfd in
             do {
@@ -26,11 +23,8 @@ extension ElasticFilesystem {
 
     /// The long-link ID a backing symlink refers to, if any.
     func longLinkID(dirfd: Int32, name: String) throws -> String? {
-        let target = try Syscall.readlinkat(dirfd, name)
-        guard target.hasPrefix(BackingNames.longLinkPrefix) else { return nil }
-        let id = String(target.dropFirst(BackingNames.longLinkPrefix.count))
-        guard !id.isEmpty, id.allSatisfy({ $0.isHexDigit }) else {
-            throw FormatError.corruptMetadata("long link reference")
+        guard case .long(let id) = try SymlinkCodec.reference(backingTarget: Syscall.readlinkat(dirfd, name)) else {
+            return nil
         }
         return id
     }
@@ -43,57 +37,53 @@ extension ElasticFilesystem {
 
     /// The sealed target bytes of the backing symlink `name` in `dirfd` ("" for `dirfd` itself).
     func sealedTarget(dirfd: Int32, name: String) throws -> [UInt8] {
-        if let id = try longLinkID(dirfd: dirfd, name: name) {
+        switch try SymlinkCodec.reference(backingTarget: Syscall.readlinkat(dirfd, name)) {
+        case .inline(let sealed):
+            return sealed
+        case .long(let id):
             let d = try longLinksDir()
             defer { Syscall.close(d) }
             do { return try Syscall.readFile(d, id, limit: 8192) } catch let e as SystemError {
                 throw FormatError.corruptMetadata("\(e)")
             }
         }
-        guard let raw = Base64URL.decode(try Syscall.readlinkat(dirfd, name)) else {
-            throw FormatError.corruptMetadata("symlink target encoding")
-        }
-        return raw
     }
 
     /// Plaintext length of a symlink's target, without decrypting it.
     func symlinkTargetLength(dirfd: Int32, name: String) throws -> Int {
-        let overhead = AESGCM.nonceSize + AESGCM.tagSize
-        if let id = try longLinkID(dirfd: dirfd, name: name) {
-            let d = try longLinksDir()
-            defer { Syscall.close(d) }
-            return max(0, Int(try Syscall.lstatat(d, id).st_size) - overhead)
+        let target = try Syscall.readlinkat(dirfd, name)
+        guard case .long(let id) = try SymlinkCodec.reference(backingTarget: target) else {
+            return SymlinkCodec.plaintextLength(inlineTargetLength: target.utf8.count)
         }
-        let encoded = try Syscall.readlinkat(dirfd, name).utf8.count
-        return max(0, encoded * 6 / 8 - overhead)
+        let d = try longLinksDir()
+        defer { Syscall.close(d) }
+        return SymlinkCodec.plaintextLength(longFileSize: Int(try Syscall.lstatat(d, id).st_size))
     }
 
     func readlink(_ ino: UInt64) throws -> [UInt8] {
         let i = try inode(ino)
         guard i.isSymlink else { throw Errno.invalidArgument }
         let sealed = try withHandle(i) { try sealedTarget(dirfd: $0, name: "") }
-        return try worker().crypto.openMetadata(sealed, context: Self.symlinkContext)
+        return try SymlinkCodec.open(sealed, with: worker().crypto)
     }
 
     func symlink(_ target: [UInt8], _ parentID: UInt64, _ name: [UInt8], _ caller: Caller) throws -> Entry {
         let parent = try inode(parentID)
         guard !target.isEmpty else { throw Errno.noSuchFileOrDirectory }
-        guard target.count <= 4095 else { throw Errno.fileNameTooLong }
+        guard target.count <= SymlinkCodec.maxTarget else { throw Errno.fileNameTooLong }
         return try withNew(parent, name, caller) { n in try symlink(target, parent, n) }
     }
 
     private func symlink(_ target: [UInt8], _ parent: Inode, _ n: NewObject) throws -> Entry {
-        let sealed = try worker().crypto.sealMetadata(target, context: Self.symlinkContext)
-        var backingTarget = Base64URL.encode(sealed)
+        let stored = try SymlinkCodec.seal(target, with: worker().crypto)
+        let backingTarget = stored.backingTarget
         var longID: String? = nil
-        if backingTarget.utf8.count > Self.maxBackingTarget {
-            let id = Hex.encode(try Random.bytes(16))
+        if case .long(let id, let sealed) = stored {
             let d = try longLinksDir()
             defer { Syscall.close(d) }
             hasLongLinks.store(true, ordering: .relaxed)
             try Syscall.writeFileAtomically(d, id, sealed, mode: 0o400)
             longID = id
-            backingTarget = BackingNames.longLinkPrefix + id
         }
         do {
             try Syscall.symlinkat(backingTarget, n.dirfd, n.b.name)

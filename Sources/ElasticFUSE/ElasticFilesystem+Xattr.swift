@@ -2,20 +2,14 @@ import ElasticFormat
 import ElasticSystem
 import Glibc
 
-/// `user.*` extended attributes: the name after `user.` is encrypted like a file name (AES-SIV,
-/// bound to "xattr"), the value is sealed with AES-256-GCM bound to the encrypted name.
-/// Other namespaces are not supported (EOPNOTSUPP).
+/// `user.*` extended attributes, stored as `XattrCodec` says. Other namespaces are not
+/// supported (EOPNOTSUPP).
 extension ElasticFilesystem {
-    static let userPrefix = Array("user.".utf8)
-    static let xattrIV = Array(KeyLabels.xattrName.utf8)
     /// The most a listxattr(2) reply can hold (XATTR_LIST_MAX).
     static let listLimit = 65536
 
     func backingXattrName(_ name: [UInt8]) throws -> String {
-        guard name.starts(with: Self.userPrefix), name.count > Self.userPrefix.count else { throw Errno.notSupported }
-        let enc =
-            "user."
-            + (try worker().crypto.encryptName(Array(name.dropFirst(Self.userPrefix.count)), dirIV: Self.xattrIV))
+        guard let enc = try XattrCodec.backingName(name, with: worker().crypto) else { throw Errno.notSupported }
         guard enc.utf8.count <= 255 else { throw Errno.outOfRange }
         return enc
     }
@@ -30,7 +24,7 @@ extension ElasticFilesystem {
         let i = try inode(ino)
         if readOnly { throw Errno.readOnlyFileSystem }
         let bname = try backingXattrName(name)
-        let sealed = try worker().crypto.sealMetadata(value, context: Array(bname.utf8))
+        let sealed = try XattrCodec.sealValue(value, backingName: bname, with: worker().crypto)
         try withProcPath(i) { path in
             // Encrypted names are longer than the user's: a new name that would push the
             // backing list past what listxattr(2) can return (64 KiB) is refused here (ENOSPC),
@@ -46,7 +40,7 @@ extension ElasticFilesystem {
         let i = try inode(ino)
         let bname = try backingXattrName(name)
         let sealed = try withProcPath(i) { try Syscall.getxattr($0, bname) }
-        return try worker().crypto.openMetadata(sealed, context: Array(bname.utf8))
+        return try XattrCodec.openValue(sealed, backingName: bname, with: worker().crypto)
     }
 
     /// Decrypted `user.*` names, each NUL-terminated (the listxattr format).
@@ -55,10 +49,9 @@ extension ElasticFilesystem {
         let raw = try withProcPath(i) { try Syscall.listxattr($0) }
         let crypto = try worker().crypto
         var out: [UInt8] = []
-        for part in raw.split(separator: 0) where part.starts(with: Self.userPrefix) {
-            let encoded = String(decoding: part.dropFirst(Self.userPrefix.count), as: UTF8.self)
-            guard let plain = try? crypto.decryptName(encoded, dirIV: Self.xattrIV) else { continue }
-            out += Self.userPrefix + plain + [0]
+        for part in raw.split(separator: 0) {
+            guard let name = XattrCodec.name(backingName: part, with: crypto) else { continue }
+            out += name + [0]
         }
         return out
     }

@@ -328,13 +328,10 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
 
     // MARK: Names
 
-    /// The directory IV of `dir`, read from its `elastic.diriv` once and cached.
+    /// The directory IV of `dir` (`DirectoryIV`), read once and cached.
     func dirIV(_ dir: Inode) throws -> [UInt8] {
         if let iv = dir.dirIV.withLock({ $0 }) { return iv }
-        let iv = try withHandle(dir) { d in try opening { try Syscall.readFile(d, BackingNames.dirIV, limit: 64) } }
-        guard iv.count == BackingNames.dirIVSize else {
-            throw FormatError.corruptMetadata("directory IV of inode \(dir.id)")
-        }
+        let iv = try withHandle(dir) { d in try opening { try DirectoryIV.read(from: d) } }
         dir.dirIV.withLock { $0 = iv }
         return iv
     }
@@ -365,13 +362,11 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     }
 
     func writeSidecar(_ dirfd: Int32, _ b: (name: String, encoded: String, isLong: Bool)) throws {
-        guard b.isLong else { return }
-        try Syscall.writeFileAtomically(dirfd, BackingNames.sidecar(of: b.name), Array(b.encoded.utf8), mode: 0o400)
+        try LongNameSidecar.write(dirfd, backingName: b.name, encoded: b.encoded, isLong: b.isLong)
     }
 
     func removeSidecar(_ dirfd: Int32, _ b: (name: String, encoded: String, isLong: Bool)) {
-        guard b.isLong else { return }
-        _ = try? Syscall.unlinkat(dirfd, BackingNames.sidecar(of: b.name), 0)
+        LongNameSidecar.remove(dirfd, backingName: b.name, isLong: b.isLong)
     }
 
     // MARK: Lookup
@@ -445,8 +440,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             do {
                 let dfd = try Syscall.openat(n.dirfd, n.b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 defer { Syscall.close(dfd) }
-                try Syscall.writeFileAtomically(
-                    dfd, BackingNames.dirIV, try Random.bytes(BackingNames.dirIVSize), mode: 0o400)
+                try DirectoryIV.create(in: dfd)
                 try chownNew(n.dirfd, n.b.name, n.owner)
                 var m = mode & 0o7777
                 if n.owner.setgidParent { m |= S_ISGID }
@@ -454,7 +448,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             } catch {
                 let dfd = try? Syscall.openat(n.dirfd, n.b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 if let dfd {
-                    _ = try? Syscall.unlinkat(dfd, BackingNames.dirIV, 0)
+                    DirectoryIV.discard(in: dfd)
                     Syscall.close(dfd)
                 }
                 _ = try? Syscall.unlinkat(n.dirfd, n.b.name, AT_REMOVEDIR)
@@ -594,37 +588,19 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         try withHandle(parent) { dirfd in
             let dfd = try Syscall.openat(dirfd, b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             defer { Syscall.close(dfd) }
-            let iv = try removeDirIVIfEmpty(dfd)
+            let iv = try opening { try DirectoryIV.removeFromEmptyDirectory(dfd) }
             let victim = inodes.read { $0.byName[key] }
             let pinned = pinIfStillReachable(victim, losing: key)
             do {
                 try Syscall.unlinkat(dirfd, b.name, AT_REMOVEDIR)
             } catch {
                 if pinned, let victim { handles.unpin(victim) }
-                if let iv { try? Syscall.writeFileAtomically(dfd, BackingNames.dirIV, iv, mode: 0o400) }
+                if let iv { DirectoryIV.restore(iv, in: dfd) }
                 throw error
             }
             nameRemoved(key)
             removeSidecar(dirfd, b)
         }
-    }
-
-    /// If the backing directory holds nothing but its IV, removes the IV and returns it (so it
-    /// can be restored if the removal of the directory fails); otherwise throws ENOTEMPTY.
-    func removeDirIVIfEmpty(_ dfd: Int32) throws -> [UInt8]? {
-        var hasIV = false
-        try forEachBackingEntry(dfd) { name, _, _ in
-            if name == "." || name == ".." { return }
-            if name == BackingNames.dirIV {
-                hasIV = true
-                return
-            }
-            throw Errno.directoryNotEmpty
-        }
-        guard hasIV else { return nil }
-        let iv = try Syscall.readFile(dfd, BackingNames.dirIV, limit: 64)
-        try Syscall.unlinkat(dfd, BackingNames.dirIV, 0)
-        return iv
     }
 
     // MARK: Rename and link
@@ -657,7 +633,11 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             if dst.st_mode & S_IFMT == S_IFDIR {
                 guard src.st_mode & S_IFMT == S_IFDIR else { throw Errno.isDirectory }
                 let dfd = try Syscall.openat(tofd, to.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                if let iv = try removeDirIVIfEmpty(dfd) { restoreIV = (dfd, iv) } else { Syscall.close(dfd) }
+                if let iv = try DirectoryIV.removeFromEmptyDirectory(dfd) {
+                    restoreIV = (dfd, iv)
+                } else {
+                    Syscall.close(dfd)
+                }
             } else if dst.st_mode & S_IFMT == S_IFLNK, dst.st_nlink == 1 {
                 replacedLongLink = try? longLinkID(dirfd: tofd, name: to.name)
             }
@@ -670,7 +650,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             try Syscall.renameat2(fromfd, from.name, tofd, to.name, flags)
         } catch {
             if pinned, let victim { handles.unpin(victim) }
-            if let r = restoreIV { try? Syscall.writeFileAtomically(r.fd, BackingNames.dirIV, r.iv, mode: 0o400) }
+            if let r = restoreIV { DirectoryIV.restore(r.iv, in: r.fd) }
             throw error
         }
         if victim != nil { nameRemoved(toKey) }

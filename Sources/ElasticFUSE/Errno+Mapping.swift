@@ -24,6 +24,7 @@ enum ErrnoMapping {
             case .fileTooLarge: return EFBIG
             case .nameTooLong: return ENAMETOOLONG
             case .invalidArgument: return EINVAL
+            case .directoryNotEmpty: return ENOTEMPTY
             case .authenticationFailed, .corruptHeader, .corruptLength, .corruptMetadata, .invalidName:
                 logger.error(
                     "integrity failure", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "error": "\(e)"])

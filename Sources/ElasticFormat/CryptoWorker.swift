@@ -1,34 +1,27 @@
 import ElasticCrypto
 
-/// Per-thread crypto state for one store: keyed OpenSSL contexts for content, names and metadata.
-/// Not thread-safe: the FUSE layer keeps one per worker thread.
+/// Per-thread crypto state for one store: keyed OpenSSL contexts for content (the AEAD of the
+/// block format, `BlockFormat`), names and metadata. Not thread-safe: the FUSE layer keeps one
+/// per worker thread.
 public final class CryptoWorker {
     public let keys: StoreKeys
+    /// The block format content is sealed and opened in.
+    public let format: BlockFormat
     let content: AESGCM
     let names: AESSIV
     let metadata: AESGCM
     /// Scratch for the nonces of one request (one RAND_bytes call per request).
     private var nonces: [UInt8] = []
 
-    public init(keys: StoreKeys) throws {
+    public init(keys: StoreKeys, format: BlockFormat = .current) throws {
         self.keys = keys
-        content = try AESGCM(key: keys.content)
+        self.format = format
+        content = try format.contentCipher(keys)
         names = try AESSIV(key: keys.names)
         metadata = try AESGCM(key: keys.metadata)
     }
 
     // MARK: Content blocks
-
-    @inline(__always)
-    static func withAAD<R>(fileID: UnsafeRawBufferPointer, block: Int64, _ body: (UnsafeRawBufferPointer) throws -> R)
-        rethrows -> R
-    {
-        var aad: (UInt64, UInt64, UInt64) = (0, 0, UInt64(bitPattern: block).bigEndian)
-        return try withUnsafeMutableBytes(of: &aad) { a in
-            a.copyMemory(from: UnsafeRawBufferPointer(rebasing: fileID[0..<16]))
-            return try body(UnsafeRawBufferPointer(a))
-        }
-    }
 
     /// Encrypts `count` plaintext bytes that start at block `first` (block-aligned) into
     /// consecutive cipher blocks at `output`. Returns the number of ciphertext bytes written.
@@ -46,7 +39,7 @@ public final class CryptoWorker {
                 let len = min(bs, count - i * bs)
                 let dst = output + out
                 dst.copyMemory(from: n.baseAddress! + i * ns, byteCount: ns)
-                try Self.withAAD(fileID: fileID, block: first + Int64(i)) { aad in
+                try format.withAAD(fileID: fileID, block: first + Int64(i)) { aad in
                     try content.seal(
                         nonce: dst, aad: aad, input: plaintext + i * bs, count: len, output: dst + ns,
                         tag: dst + ns + len)
@@ -67,7 +60,7 @@ public final class CryptoWorker {
         guard length > ov else { throw FormatError.corruptLength(Int64(length)) }
         let plainLen = length - ov
         do {
-            try Self.withAAD(fileID: fileID, block: index) { aad in
+            try format.withAAD(fileID: fileID, block: index) { aad in
                 try content.open(
                     nonce: cipher, aad: aad, input: cipher + ns, count: plainLen, output: output,
                     tag: cipher + ns + plainLen)

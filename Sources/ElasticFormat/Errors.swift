@@ -25,6 +25,8 @@ public enum FormatError: Error, Equatable, CustomStringConvertible {
     /// A name longer than 255 bytes, or containing '/' or NUL.
     case nameTooLong
     case invalidArgument(String)
+    /// A directory to remove holds entries.
+    case directoryNotEmpty
 
     public var description: String {
         switch self {
@@ -41,6 +43,7 @@ public enum FormatError: Error, Equatable, CustomStringConvertible {
         case .fileTooLarge: return "file offset beyond the format's limit"
         case .nameTooLong: return "name too long"
         case .invalidArgument(let s): return s
+        case .directoryNotEmpty: return "directory not empty"
         }
     }
 }

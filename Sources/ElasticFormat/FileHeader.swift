@@ -2,10 +2,11 @@ import ElasticCrypto
 
 /// The 24-byte header at the start of every non-empty backing file:
 /// magic "ELFB" (4) ‖ version u16 BE (2) ‖ reserved u16 = 0 (2) ‖ file ID (16 random bytes).
+/// The version names the file's `BlockFormat`.
 public struct FileHeader: Equatable, Sendable {
     public static let size = 24
     public static let magic: [UInt8] = Array("ELFB".utf8)
-    public static let currentVersion: UInt16 = 1
+    public static let currentVersion: UInt16 = BlockFormat.current.version
 
     public var version: UInt16
     public var fileID: [UInt8]
@@ -27,9 +28,12 @@ public struct FileHeader: Equatable, Sendable {
         guard bytes.count == Self.size else { throw FormatError.corruptHeader("length \(bytes.count)") }
         guard Array(bytes[0..<4]) == Self.magic else { throw FormatError.corruptHeader("bad magic") }
         let v = UInt16(bytes[4]) << 8 | UInt16(bytes[5])
-        guard v == Self.currentVersion else { throw FormatError.corruptHeader("unsupported version \(v)") }
+        _ = try BlockFormat.forVersion(v)
         guard bytes[6] == 0, bytes[7] == 0 else { throw FormatError.corruptHeader("reserved bytes set") }
         version = v
         fileID = Array(bytes[8..<24])
     }
+
+    /// The block format this file is written in.
+    public var format: BlockFormat { get throws { try BlockFormat.forVersion(version) } }
 }
