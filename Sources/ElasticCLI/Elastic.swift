@@ -69,7 +69,11 @@ struct SecretOptions: ParsableArguments {
     @Option(name: .customLong("seal"), help: "Seal the slot with the platform: snp.")
     var seal: String?
 
-    @Option(name: .customLong("root-key"), help: "SNP root key: vcek (default) or vmrk (changes at every VM restart).")
+    @Option(
+        name: .customLong("root-key"),
+        help:
+            "SNP root key: vcek (default: this chip), vlek (the cloud provider's fleet key) or vmrk (new at every VM restart)."
+    )
     var rootKey: String = "vcek"
 
     @Flag(

@@ -113,6 +113,27 @@ struct SealedStoreTests {
         expectOK(try mount(mountOpts), "mount after reseal")
         #expect(try sh("cat '\(mnt)/f'").stdout == "sealed data\n")
         try unmount()
+        #expect(try elastic(["slot", "list", backing]).stdout.contains("root=vcek"), "the VCEK is chosen explicitly")
+        #expect(
+            try elastic(["slot", "list", backing]).stdout.contains("chip=\(hex(Array(sim.state.chipID.prefix(8))))…"))
+
+        // The host installs a VLEK: the explicitly VCEK-sealed slot is not affected.
+        expectOK(try elastic(["simulator", "set", "--state", state, "--install-vlek"]), "VLEK")
+        expectOK(try mount(mountOpts), "mount with a VLEK installed")
+        try unmount()
+
+        // The VM restarts on another host: refused, naming both chips; the recovery slot opens it,
+        // and a slot sealed on the new chip takes over.
+        expectOK(try elastic(["simulator", "set", "--state", state, "--move-to-another-chip"]), "move")
+        let moved = try mount(mountOpts)
+        #expect(
+            moved.status == 12 && moved.stderr.contains("sealed on chip \(hex(Array(sim.state.chipID.prefix(8))))"),
+            "\(moved.stderr)")
+        let addHere = try elastic(["slot", "add", backing, "--unlock-keyfile", recovery, "--seal", "snp"] + platform)
+        expectOK(addHere, "seal on the new chip")
+        expectOK(try mount(mountOpts), "mount on the new chip")
+        #expect(try sh("cat '\(mnt)/f'").stdout == "sealed data\n")
+        try unmount()
         #expect(!logs.contains(hex(key)))
     }
 

@@ -29,7 +29,7 @@ struct HardwareTests {
         let (g, vmpl) = try guest()
         // A TCB above the committed TCB is a STATUS error (0x16), not a message error: the device stays usable.
         let report = try g.report(reportData: Array(repeating: 0, count: 64), vmpl: vmpl)
-        let tooNew = report.committedTCB &+ (1 << 56)
+        let tooNew = report.committedTCB.raw &+ (1 << 56)
         #expect(throws: SEVError.firmware(status: 0x16)) {
             try g.derivedKey(SNPDerivedKeyRequest(fields: [.tcbVersion], vmpl: vmpl, tcbVersion: tooNew))
         }

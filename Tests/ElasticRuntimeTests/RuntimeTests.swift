@@ -27,7 +27,8 @@ import Testing
 
     @Test func snpSlotParametersRoundTripAndRefuseHostileBytes() throws {
         let p = SNPSealParameters(
-            rootKey: 0, fields: GuestFieldSelect([.measurement, .tcbVersion]).rawValue, vmpl: 1, guestSVN: 2,
+            rootKey: .firmwareDefault, fields: GuestFieldSelect([.measurement, .tcbVersion]).rawValue, vmpl: 1,
+            guestSVN: 2,
             tcbVersion: 0x1500_0000_0000_0304, policy: 0x30000, measurement: Array(repeating: 7, count: 48))
         #expect(p.encoded.count == SNPSealParameters.encodedSize)
         #expect(try SNPSealParameters(encoded: p.encoded) == p)
@@ -35,8 +36,17 @@ import Testing
         #expect(Array(p.encoded[9..<17]) == [0, 0, 0, 1, 0, 0, 0, 2])
         #expect(Array(p.encoded[17..<25]) == [4, 3, 0, 0, 0, 0, 0, 0x15])
         var bad = p.encoded
-        bad[0] = 2
-        #expect(throws: SEVError.self) { try SNPSealParameters(encoded: bad) }
+        for selector: UInt8 in [3, 5, 6, 8] {  // KEY_SEL 3 is reserved; nothing above bit 2 exists
+            bad[0] = selector
+            #expect(throws: SEVError.self) { try SNPSealParameters(encoded: bad) }
+        }
+        // Old slots (81 bytes, no chip) and new ones (145) both decode.
+        var withChip = p
+        withChip.rootKey = .vcek
+        withChip.chipID = Array(repeating: 9, count: 64)
+        #expect(withChip.encoded.count == SNPSealParameters.encodedSizeWithChip)
+        #expect(try SNPSealParameters(encoded: withChip.encoded) == withChip)
+        #expect(try SNPSealParameters(encoded: p.encoded).chipID == nil)
         #expect(throws: SEVError.self) { try SNPSealParameters(encoded: Array(p.encoded.dropLast())) }
         bad = p.encoded
         bad[8] = 0x80  // an undefined guest field

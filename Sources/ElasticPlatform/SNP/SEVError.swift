@@ -10,6 +10,9 @@ public enum SEVError: Error, CustomStringConvertible, Equatable {
     case firmware(status: UInt32)
     /// The guest's VMPCK was wiped after a message-level error: nothing works until reboot.
     case disabled
+    /// ENOTTY before any request succeeded: the VMPCK was disabled earlier, or this kernel's
+    /// sev-guest ABI is not the one ELASTIC was built against.
+    case refusedIoctl
     /// The firmware returned an all-zero key, which is never a real key.
     case zeroKey
     case invalidRequest(String)
@@ -30,6 +33,9 @@ public enum SEVError: Error, CustomStringConvertible, Equatable {
             return "the SEV-SNP firmware refused the request: \(SNPFirmwareStatus.describe(status))"
         case .disabled:
             return "the SEV guest device is disabled (VMPCK wiped after an earlier message error); reboot the VM"
+        case .refusedIoctl:
+            return
+                "the SEV guest device refused the request (ENOTTY): either its VMPCK was disabled after an earlier message error (the kernel log then says \"Disabling VMPCK\"; only a reboot restores it), or this kernel's sev-guest interface differs from <linux/sev-guest.h> (some pre-upstream kernels)"
         case .zeroKey: return "the SEV-SNP firmware returned an all-zero key"
         case .invalidRequest(let s): return s
         }

@@ -2,6 +2,7 @@ import CElasticSEV
 import ElasticCrypto
 import ElasticSystem
 import Glibc
+import Synchronization
 
 /// MSG_KEY_REQ and MSG_REPORT_REQ over a transport, with every error channel checked: the
 /// errno, the exitinfo2 halves, and the STATUS word inside the response (which can be non-zero
@@ -9,8 +10,34 @@ import Glibc
 /// error wipes the guest's VMPCK until reboot).
 public final class SNPGuest {
     let transport: any SEVGuestTransport
+    /// Requests are spaced at least this far apart, for every caller of this guest together:
+    /// a host that throttles (BUSY) for more than a minute makes the kernel wipe the VMPCK, so
+    /// ELASTIC never bursts. The device default is 0.1 s (10 requests a second at most).
+    let minimumInterval: Double
+    private let pacing = Mutex<(last: Double, succeeded: Bool)>((0, false))
 
-    public init(transport: any SEVGuestTransport) { self.transport = transport }
+    public init(transport: any SEVGuestTransport, minimumInterval: Double = 0) {
+        self.transport = transport
+        self.minimumInterval = minimumInterval
+    }
+
+    /// Waits until the next request may go out.
+    private func pace() {
+        guard minimumInterval > 0 else { return }
+        let wait: Double = pacing.withLock { p in
+            let now = Self.now()
+            let next = max(now, p.last + minimumInterval)
+            p.last = next
+            return next - now
+        }
+        if wait > 0 { usleep(UInt32(wait * 1_000_000)) }
+    }
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
 
     /// A derived key, copied straight into zeroizing memory; the raw response is wiped.
     public func derivedKey(_ request: SNPDerivedKeyRequest) throws -> SecureBytes {
@@ -40,11 +67,14 @@ public final class SNPGuest {
             guard status == 0 else { throw SEVError.firmware(status: status) }
             let size = Int(r.load(fromByteOffset: 4, as: UInt32.self).littleEndian)
             guard size == SNPReport.size else { throw SEVError.invalidRequest("unexpected report size \(size)") }
-            return SNPReport(bytes: Array(r[0x20..<(0x20 + size)]))
+            let report = SNPReport(bytes: Array(r[0x20..<(0x20 + size)]))
+            try report.checkFormat()
+            return report
         }
     }
 
     func send<Req, Resp>(_ cmd: UInt, _ req: inout Req, _ resp: inout Resp) throws {
+        pace()
         var io = snp_guest_request_ioctl()
         io.msg_version = 1
         io.exitinfo2 = 0
@@ -57,12 +87,17 @@ public final class SNPGuest {
         }
         guard rc == 0 else {
             let e = Errno(rawValue: rc)
-            if e == .inappropriateIOCTLForDevice { throw SEVError.disabled }
+            // ENOTTY is both "VMPCK disabled" and "unknown ioctl": only after a request has
+            // succeeded on this device is the first one certain.
+            if e == .inappropriateIOCTLForDevice {
+                throw pacing.withLock { $0.succeeded } ? SEVError.disabled : SEVError.refusedIoctl
+            }
             // Only EIO carries a trustworthy exitinfo2 (older kernels wrote garbage otherwise).
             let trust = e == .ioError
             throw SEVError.ioctl(
                 e, firmware: trust ? UInt32(truncatingIfNeeded: io.exitinfo2) : 0,
                 vmm: trust ? UInt32(truncatingIfNeeded: io.exitinfo2 >> 32) : 0)
         }
+        pacing.withLock { $0.succeeded = true }
     }
 }

@@ -49,7 +49,9 @@ public final class SNPPlatform: SealingPlatform {
                 msg += " Key-slot kinds that work here: keyfile, passphrase."
                 throw SEVError.invalidRequest(msg)
             }
-            return SNPPlatform(guest: SNPGuest(transport: try LinuxSEVGuestDevice()), vmpl: probe.vmpl, simulator: nil)
+            return SNPPlatform(
+                guest: SNPGuest(transport: try LinuxSEVGuestDevice(), minimumInterval: 0.1), vmpl: probe.vmpl,
+                simulator: nil)
         default:
             throw SEVError.invalidRequest("unknown platform \(platform!) (use \(descriptor.name) or \(simulatorName))")
         }
@@ -59,8 +61,9 @@ public final class SNPPlatform: SealingPlatform {
         let root: SNPRootKey
         switch choice.rootKey ?? "vcek" {
         case "vcek": root = .vcek
+        case "vlek": root = .vlek
         case "vmrk": root = .vmrk
-        default: throw SEVError.invalidRequest("--root-key takes vcek or vmrk")
+        default: throw SEVError.invalidRequest("--root-key takes vcek, vlek or vmrk")
         }
         let params = try SNPSealing.parameters(guest: guest, vmpl: vmpl, root: root)
         return (params.encoded, try SNPSealing.derive(guest: guest, params))
@@ -72,9 +75,12 @@ public final class SNPPlatform: SealingPlatform {
 
     public func resealed(_ parameters: [UInt8]) throws -> [UInt8]? {
         let old = try SNPSealParameters(encoded: parameters)
+        // A slot sealed with the firmware's default root becomes explicit: the root it used here.
+        let root =
+            old.rootKey == .firmwareDefault
+            ? try SNPSealing.resolvedDefaultRoot(guest: guest, vmpl: old.vmpl) : old.rootKey
         let fresh = try SNPSealing.parameters(
-            guest: guest, vmpl: old.vmpl, root: SNPRootKey(rawValue: UInt32(old.rootKey)) ?? .vcek,
-            fields: GuestFieldSelect(rawValue: old.fields))
+            guest: guest, vmpl: old.vmpl, root: root, fields: GuestFieldSelect(rawValue: old.fields))
         return fresh == old ? nil : fresh.encoded
     }
 

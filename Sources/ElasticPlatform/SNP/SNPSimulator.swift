@@ -9,12 +9,19 @@ import Foundation
 /// Its state (launch fields, TCBs, secrets, the VMPCK lock-out) lives in a JSON file so the
 /// binaries can share it. For tests and demos only: refused where a real SNP guest device exists.
 public final class SNPSimulator: SEVGuestTransport {
-    /// Simulated platform and launch state.
+    /// Simulated platform and launch state. Fields added after the first release decode with
+    /// their defaults, so older state files still load.
     public struct State: Codable, Equatable, Sendable {
         public var chipSeed: [UInt8]
         public var vmrk: [UInt8]
+        /// The TCB the platform committed to (key requests may not ask above it).
         public var committedTCB: UInt64
+        /// The TCB the host reports (VCEK-rooted keys without a TCB in the request use it).
         public var reportedTCB: UInt64
+        /// The TCB of the firmware running now (at or above the committed one).
+        public var currentTCB: UInt64 = 0x1500_0000_0000_0304
+        /// The current TCB when this VM was launched (set by `relaunch`).
+        public var launchTCB: UInt64 = 0x1500_0000_0000_0304
         public var currentVMPL: UInt32 = 0
         public var policy: UInt64 = 0x30000
         public var imageID: [UInt8] = Array(repeating: 0, count: 16)
@@ -24,10 +31,95 @@ public final class SNPSimulator: SEVGuestTransport {
         public var idKeyDigest: [UInt8] = Array(repeating: 0, count: 48)
         public var idBlockSVN: UInt32 = 0
         public var maxMessageVersion: UInt8 = 1
+        /// The host masked the chip key: no VCEK-rooted keys, unsigned reports (unless a VLEK).
         public var maskChipKey = false
+        /// The host masked CHIP_ID: reports carry zeros there.
+        public var maskChipID = false
+        /// The VCEK is disabled for this guest (KEY_SEL 1 then fails with INVALID_KEY).
+        public var vcekDisabled = false
+        /// The seed of a VLEK the host installed, if any (KEY_SEL 0 then picks it).
+        public var vlekSeed: [UInt8]? = nil
+        /// The simulated VLEK's P-384 private key (DER), which signs reports when selected.
+        public var vlekKeyDER: [UInt8] = []
         public var vmpckDisabled = false
+        /// The 64-byte CHIP_ID (Turin uses the first 8 bytes only).
+        public var chipID: [UInt8] = []
+        /// Report VERSION to emit: 2 (no CPUID fields), 3, 4 or 5 (with mitigation vectors).
+        public var reportVersion: UInt32 = 3
+        /// CPUID family, model and stepping in v3+ reports; family 0x1A is Turin (its TCB layout).
+        public var cpuFamily: UInt8 = 0x19
+        public var cpuModel: UInt8 = 0x11
+        public var cpuStepping: UInt8 = 1
+        /// Guest messages sent so far (two sequence numbers per exchange, as the kernel counts).
+        public var sequence: UInt64 = 0
+        /// The host answers BUSY to every request (the kernel gives up after a minute of
+        /// retries, with ETIMEDOUT, and wipes the VMPCK).
+        public var hostBusy = false
         /// The simulated VCEK's P-384 private key (DER), which signs reports.
         public var vcekKeyDER: [UInt8] = []
+
+        public init(chipSeed: [UInt8], vmrk: [UInt8], committedTCB: UInt64, reportedTCB: UInt64, measurement: [UInt8]) {
+            self.chipSeed = chipSeed
+            self.vmrk = vmrk
+            self.committedTCB = committedTCB
+            self.reportedTCB = reportedTCB
+            self.currentTCB = committedTCB
+            self.launchTCB = committedTCB
+            self.measurement = measurement
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case chipSeed, vmrk, committedTCB, reportedTCB, currentTCB, launchTCB, currentVMPL, policy, imageID,
+                familyID
+            case measurement, hostData, idKeyDigest, idBlockSVN, maxMessageVersion, maskChipKey, maskChipID,
+                vcekDisabled
+            case vlekSeed, vlekKeyDER, vmpckDisabled, chipID, reportVersion, cpuFamily, cpuModel, cpuStepping, sequence
+            case hostBusy, vcekKeyDER
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(
+                chipSeed: try c.decode([UInt8].self, forKey: .chipSeed),
+                vmrk: try c.decode([UInt8].self, forKey: .vmrk),
+                committedTCB: try c.decode(UInt64.self, forKey: .committedTCB),
+                reportedTCB: try c.decode(UInt64.self, forKey: .reportedTCB),
+                measurement: try c.decode([UInt8].self, forKey: .measurement))
+            func opt<T: Decodable>(_ k: CodingKeys, _ into: inout T) throws {
+                if let v = try c.decodeIfPresent(T.self, forKey: k) { into = v }
+            }
+            try opt(.currentTCB, &currentTCB)
+            try opt(.launchTCB, &launchTCB)
+            try opt(.currentVMPL, &currentVMPL)
+            try opt(.policy, &policy)
+            try opt(.imageID, &imageID)
+            try opt(.familyID, &familyID)
+            try opt(.hostData, &hostData)
+            try opt(.idKeyDigest, &idKeyDigest)
+            try opt(.idBlockSVN, &idBlockSVN)
+            try opt(.maxMessageVersion, &maxMessageVersion)
+            try opt(.maskChipKey, &maskChipKey)
+            try opt(.maskChipID, &maskChipID)
+            try opt(.vcekDisabled, &vcekDisabled)
+            vlekSeed = try c.decodeIfPresent([UInt8].self, forKey: .vlekSeed)
+            try opt(.vlekKeyDER, &vlekKeyDER)
+            try opt(.vmpckDisabled, &vmpckDisabled)
+            try opt(.chipID, &chipID)
+            try opt(.reportVersion, &reportVersion)
+            try opt(.cpuFamily, &cpuFamily)
+            try opt(.cpuModel, &cpuModel)
+            try opt(.cpuStepping, &cpuStepping)
+            try opt(.sequence, &sequence)
+            try opt(.hostBusy, &hostBusy)
+            try opt(.vcekKeyDER, &vcekKeyDER)
+            if chipID.isEmpty { chipID = Self.chipID(fromSeed: chipSeed) }
+        }
+
+        /// A CHIP_ID that follows from the chip's secret seed (state files from before it was stored).
+        static func chipID(fromSeed seed: [UInt8]) -> [UInt8] {
+            let a = KDF.sha256(Array("chip-id".utf8) + seed), b = KDF.sha256(a)
+            return a + b
+        }
 
         /// A fresh platform and launch with random secrets and measurement.
         public static func fresh() throws -> State {
@@ -35,12 +127,30 @@ public final class SNPSimulator: SEVGuestTransport {
                 chipSeed: try Random.bytes(32), vmrk: try Random.bytes(32),
                 committedTCB: 0x1500_0000_0000_0304, reportedTCB: 0x1500_0000_0000_0304,
                 measurement: try Random.bytes(48))
+            s.chipID = Self.chipID(fromSeed: s.chipSeed)
             s.vcekKeyDER = try ECDSAP384.generate().privateKeyDER
             return s
         }
 
+        /// Installs a VLEK (as a cloud provider's host does).
+        public mutating func installVLEK() throws {
+            vlekSeed = try Random.bytes(32)
+            vlekKeyDER = try ECDSAP384.generate().privateKeyDER
+        }
+
+        /// The same VM on another host: another chip, whose VCEK and CHIP_ID differ.
+        public mutating func moveToAnotherChip() throws {
+            chipSeed = try Random.bytes(32)
+            chipID = Self.chipID(fromSeed: chipSeed)
+            vcekKeyDER = try ECDSAP384.generate().privateKeyDER
+        }
+
         /// The simulated VCEK (signs reports; its public half is what a verifier would fetch).
         public func vcek() throws -> ECDSAP384 { try ECDSAP384(privateKeyDER: vcekKeyDER) }
+        public func vlek() throws -> ECDSAP384 { try ECDSAP384(privateKeyDER: vlekKeyDER) }
+
+        /// The TCB layout of the simulated chip.
+        var tcbLayout: TCBVersion.Layout { cpuFamily >= 0x1A ? .turin : .milanGenoa }
     }
 
     public private(set) var state: State
@@ -86,6 +196,8 @@ public final class SNPSimulator: SEVGuestTransport {
         try update {
             $0.vmrk = (try? Random.bytes(32)) ?? $0.vmrk
             $0.vmpckDisabled = false
+            $0.launchTCB = $0.currentTCB
+            $0.sequence = 0
         }
     }
 
@@ -102,6 +214,19 @@ public final class SNPSimulator: SEVGuestTransport {
             io.exitinfo2 = 0xff
             return ENOTTY
         }
+        // The kernel refuses to send once the sequence number would wrap (no wipe, but no
+        // request works any more).
+        if state.sequence >= UInt64(UInt32.max) - 1 {
+            io.exitinfo2 = 0xff
+            return EIO
+        }
+        if state.hostBusy {
+            // The driver retried for a minute, then gave up and wiped the VMPCK.
+            io.exitinfo2 = UInt64(2) << 32  // SNP_GUEST_VMM_ERR_BUSY
+            state.vmpckDisabled = true
+            try? save()
+            return ETIMEDOUT
+        }
         if io.msg_version > state.maxMessageVersion {
             // A message-level failure: the kernel wipes the VMPCK.
             io.exitinfo2 = UInt64(SNPFirmwareStatus.invalidParam.rawValue)
@@ -109,6 +234,8 @@ public final class SNPSimulator: SEVGuestTransport {
             try? save()
             return EIO
         }
+        state.sequence += 2
+        try? save()
         let reqPtr = UnsafeRawPointer(bitPattern: UInt(io.req_data))!
         let respPtr = UnsafeMutableRawPointer(bitPattern: UInt(io.resp_data))!
         if cmd == SNPIoctl.getDerivedKey {
@@ -123,40 +250,66 @@ public final class SNPSimulator: SEVGuestTransport {
             }
             return 0
         }
-        let req = reqPtr.loadUnaligned(as: snp_report_req.self)
+        // A report request is the first 96 bytes of an extended one too.
+        var req = snp_report_req()
+        withUnsafeMutableBytes(of: &req) { $0.copyMemory(from: UnsafeRawBufferPointer(start: reqPtr, count: $0.count)) }
         let resp = UnsafeMutableRawBufferPointer(start: respPtr, count: 4000)
         resp.initializeMemory(as: UInt8.self, repeating: 0)
-        guard req.vmpl >= state.currentVMPL, req.vmpl <= 3 else {
-            resp.storeBytes(of: SNPFirmwareStatus.invalidParam.rawValue.littleEndian, toByteOffset: 0, as: UInt32.self)
-            return 0
+        switch makeReport(req) {
+        case .success(let report):
+            resp.storeBytes(of: UInt32(SNPReport.size).littleEndian, toByteOffset: 4, as: UInt32.self)
+            UnsafeMutableRawBufferPointer(rebasing: resp[0x20..<(0x20 + SNPReport.size)]).copyBytes(from: report)
+        case .failure(let status):
+            resp.storeBytes(of: status.rawValue.littleEndian, toByteOffset: 0, as: UInt32.self)
         }
-        resp.storeBytes(of: UInt32(SNPReport.size).littleEndian, toByteOffset: 4, as: UInt32.self)
-        let report = makeReport(reportData: withUnsafeBytes(of: req.user_data) { Array($0) }, vmpl: req.vmpl)
-        UnsafeMutableRawBufferPointer(rebasing: resp[0x20..<(0x20 + SNPReport.size)]).copyBytes(from: report)
         return 0
     }
 
-    /// MSG_KEY_REQ per docs/platform.md §2: parameter checks (STATUS errors), then the KDF.
+    /// Which root secret KEY_SEL resolves to, or the STATUS the firmware answers.
+    enum Root { case vcek, vlek }
+    func resolve(keySel: UInt32) -> Result<Root, SNPFirmwareStatus> {
+        switch keySel {
+        case 0: return .success(state.vlekSeed != nil ? .vlek : .vcek)
+        case 1: return state.vcekDisabled ? .failure(.invalidKey) : .success(.vcek)
+        case 2: return state.vlekSeed != nil ? .success(.vlek) : .failure(.invalidKey)
+        default: return .failure(.invalidKey)
+        }
+    }
+
+    /// MSG_KEY_REQ per docs/platform.md §2, with the checks in the firmware's order: a masked
+    /// chip key first, then reserved bits, the key selection (only for the non-VMRK root), the
+    /// field select, VMPL (no upper bound: the firmware has none), guest SVN and TCB; then the KDF.
     func deriveKey(_ req: snp_derived_key_req) -> Result<SecureBytes, SNPFirmwareStatus> {
         let rootSelect = req.root_key_select & 1
         let keySel = (req.root_key_select >> 1) & 3
+        var chip: Root? = nil
+        if rootSelect == 0 {
+            switch resolve(keySel: keySel) {
+            case .success(let r): chip = r
+            case .failure(let status):
+                if state.maskChipKey { return .failure(.invalidKey) }
+                if req.root_key_select >> 3 != 0 || req.rsvd != 0 { return .failure(.invalidParam) }
+                return .failure(status)
+            }
+            if chip == .vcek && state.maskChipKey { return .failure(.invalidKey) }
+        }
         if req.root_key_select >> 3 != 0 || req.rsvd != 0 { return .failure(.invalidParam) }
-        if keySel == 3 || keySel == 2 { return .failure(.invalidKey) }  // reserved; no VLEK installed
         let gfs = GuestFieldSelect(rawValue: req.guest_field_select)
         if !gfs.subtracting(.defined).isEmpty { return .failure(.invalidParam) }
-        if req.vmpl < state.currentVMPL || req.vmpl > 3 { return .failure(.invalidParam) }
+        if req.vmpl < state.currentVMPL { return .failure(.invalidParam) }
         if gfs.contains(.guestSVN) && req.guest_svn > state.idBlockSVN { return .failure(.invalidParam) }
-        let tcb = TCBVersion(raw: req.tcb_version)
-        if gfs.contains(.tcbVersion) && (tcb.reservedBytes != 0 || !tcb.isAtMost(TCBVersion(raw: state.committedTCB))) {
+        let tcb = TCBVersion(raw: req.tcb_version, layout: state.tcbLayout)
+        if gfs.contains(.tcbVersion)
+            && (tcb.reservedBytes != 0 || !tcb.isAtMost(TCBVersion(raw: state.committedTCB, layout: state.tcbLayout)))
+        {
             return .failure(.invalidParam)
         }
-        if rootSelect == 0 && state.maskChipKey { return .failure(.invalidKey) }
 
         let root: [UInt8]
-        if rootSelect == 1 {
-            root = state.vmrk
-        } else {
-            root = vcekHash(tcb: gfs.contains(.tcbVersion) ? req.tcb_version : state.reportedTCB)
+        switch chip {
+        case nil: root = state.vmrk
+        case .vlek?: root = state.vlekSeed ?? []
+        case .vcek?: root = vcekHash(tcb: gfs.contains(.tcbVersion) ? req.tcb_version : state.reportedTCB)
         }
         var mix = [UInt8](repeating: 0, count: 168)
         func put(_ v: UInt64, _ at: Int, _ n: Int) {
@@ -192,35 +345,64 @@ public final class SNPSimulator: SEVGuestTransport {
                 key: key, data: Array("vcek-hash".utf8) + withUnsafeBytes(of: tcb.littleEndian) { Array($0) })) ?? []
     }
 
-    /// A 1184-byte report in the documented layout, signed over bytes 0x000–0x29F with the
-    /// simulated VCEK (ECDSA P-384, SHA-384; R and S as 72-byte little-endian integers at 0x2A0).
-    /// With MASK_CHIP_KEY the firmware does not sign: SIGNING_KEY = 7 and a zero signature.
-    func makeReport(reportData: [UInt8], vmpl: UInt32) -> [UInt8] {
+    /// MSG_REPORT_REQ: checks (VMPL at or above the guest's, KEY_SEL in the first dword of the
+    /// reserved area, the rest zero), then a 1184-byte report in the documented layout of
+    /// `state.reportVersion`, signed over bytes 0x000–0x29F with the key KEY_SEL picks (ECDSA
+    /// P-384, SHA-384; R and S as 72-byte little-endian integers at 0x2A0). With the chip key
+    /// masked and no VLEK the firmware does not sign: SIGNING_KEY = 7 and a zero signature.
+    func makeReport(_ req: snp_report_req) -> Result<[UInt8], SNPFirmwareStatus> {
+        let rsvd = withUnsafeBytes(of: req.rsvd) { Array($0) }
+        let keySel = UInt32(rsvd[0] & 3)
+        guard rsvd[0] & ~3 == 0, rsvd[1...].allSatisfy({ $0 == 0 }) else { return .failure(.invalidParam) }
+        guard req.vmpl >= state.currentVMPL else { return .failure(.invalidParam) }
+        var signer: Root?
+        switch resolve(keySel: keySel) {
+        case .success(let r): signer = (r == .vcek && state.maskChipKey) ? nil : r
+        case .failure(let status):
+            if keySel == 0 { signer = nil } else { return .failure(status) }
+        }
+        let reportData = withUnsafeBytes(of: req.user_data) { Array($0) }
         var r = [UInt8](repeating: 0, count: SNPReport.size)
         func put(_ v: UInt64, _ at: Int, _ n: Int) {
             for i in 0..<n { r[at + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) }
         }
         func put(_ b: [UInt8], _ at: Int) { for (i, x) in b.enumerated() { r[at + i] = x } }
-        put(3, 0x00, 4)  // version
+        put(UInt64(state.reportVersion), 0x00, 4)
         put(UInt64(state.idBlockSVN), 0x04, 4)
         put(state.policy, 0x08, 8)
         put(state.familyID, 0x10)
         put(state.imageID, 0x20)
-        put(UInt64(vmpl), 0x30, 4)
+        put(UInt64(req.vmpl), 0x30, 4)
         put(1, 0x34, 4)  // signature algorithm: ECDSA P-384 with SHA-384
-        put(state.reportedTCB, 0x38, 8)
-        put(state.maskChipKey ? 7 << 2 | 2 : 0, 0x48, 4)  // SIGNING_KEY: 0 = VCEK, 7 = none (bit 1 MASK_CHIP_KEY)
+        put(state.currentTCB, 0x38, 8)
+        let signingKey: UInt64 = signer == .vcek ? 0 : signer == .vlek ? 1 : 7
+        put(signingKey << 2 | (state.maskChipKey ? 2 : 0), 0x48, 4)  // SIGNING_KEY, MASK_CHIP_KEY
         put(reportData, 0x50)
         put(state.measurement, 0x90)
         put(state.hostData, 0xC0)
         put(state.idKeyDigest, 0xE0)
+        put([UInt8](repeating: 0xFF, count: 32), 0x160)  // REPORT_ID_MA: no migration agent
         put(state.reportedTCB, 0x180, 8)
+        if state.reportVersion >= 3 {
+            put([state.cpuFamily, state.cpuModel, state.cpuStepping], 0x188)
+        }
+        if !state.maskChipID {
+            // Turin reports only the first 8 bytes of CHIP_ID.
+            put(state.cpuFamily >= 0x1A ? Array(state.chipID.prefix(8)) : state.chipID, 0x1A0)
+        }
         put(state.committedTCB, 0x1E0, 8)
-        put(state.reportedTCB, 0x1F0, 8)
-        if !state.maskChipKey, let key = try? state.vcek(), let sig = try? key.sign(Array(r[0..<0x2A0])) {
+        put(state.launchTCB, 0x1F0, 8)
+        // Version 5: LAUNCH_MIT_VECTOR and CURRENT_MIT_VECTOR (0x1F8, 0x200) stay zero here.
+        let key: ECDSAP384?
+        switch signer {
+        case .vcek?: key = try? state.vcek()
+        case .vlek?: key = try? state.vlek()
+        case nil: key = nil
+        }
+        if let key, let sig = try? key.sign(Array(r[0..<0x2A0])) {
             put(Array(sig.r.reversed()), 0x2A0)
             put(Array(sig.s.reversed()), 0x2A0 + 72)
         }
-        return r
+        return .success(r)
     }
 }

@@ -1,0 +1,182 @@
+import CElasticSEV
+import ElasticCrypto
+import Glibc
+import Testing
+
+@testable import ElasticPlatform
+
+/// The simulator rows of docs/platform.md §1–§3 that the key-selection, chip-binding and
+/// report-version work relies on, each checked through the client ELASTIC uses.
+@Suite struct SimulatorFidelityTests {
+    func make(_ body: (inout SNPSimulator.State) throws -> Void = { _ in }) throws -> (SNPSimulator, SNPGuest) {
+        var s = try SNPSimulator.State.fresh()
+        try body(&s)
+        let sim = SNPSimulator(state: s)
+        return (sim, SNPGuest(transport: sim))
+    }
+
+    func key(_ g: SNPGuest, _ root: SNPRootKey, fields: GuestFieldSelect = [.measurement]) throws -> [UInt8] {
+        try g.derivedKey(SNPDerivedKeyRequest(rootKey: root, fields: fields, vmpl: 0)).withUnsafeBytes { Array($0) }
+    }
+
+    func status(_ g: SNPGuest, _ r: SNPDerivedKeyRequest) -> UInt32? {
+        do {
+            _ = try g.derivedKey(r)
+            return nil
+        } catch SEVError.firmware(let s) { return s } catch { return 0xdead }
+    }
+
+    @Test func keySelectionPicksTheRootAndTheDefaultPrefersAnInstalledVLEK() throws {
+        let (sim, g) = try make()
+        // Without a VLEK the firmware default is the VCEK; asking for a VLEK is INVALID_KEY.
+        #expect(try key(g, .firmwareDefault) == key(g, .vcek))
+        #expect(status(g, SNPDerivedKeyRequest(rootKey: .vlek, fields: [], vmpl: 0)) == 0x27)
+        let vcekKey = try key(g, .vcek)
+        // The host installs a VLEK: the default silently changes root, an explicit VCEK does not.
+        var s = sim.state
+        try s.installVLEK()
+        let (_, withVLEK) = try make { $0 = s }
+        #expect(try key(withVLEK, .vcek) == vcekKey, "explicit VCEK: the same key as before")
+        #expect(try key(withVLEK, .firmwareDefault) == key(withVLEK, .vlek))
+        #expect(try key(withVLEK, .vlek) != vcekKey)
+        // Reports are then signed with the VLEK (SIGNING_KEY 1).
+        let r = try withVLEK.report(reportData: Array(repeating: 1, count: 64), vmpl: 0)
+        let vlek = try s.vlek()
+        #expect(r.signingKey == 1 && vlek.verify(r.signedBytes, r: r.signature.r, s: r.signature.s))
+        #expect(try SNPSealing.resolvedDefaultRoot(guest: withVLEK, vmpl: 0) == .vlek)
+        #expect(try SNPSealing.resolvedDefaultRoot(guest: g, vmpl: 0) == .vcek)
+        // A VCEK disabled for the guest: KEY_SEL 1 is INVALID_KEY.
+        let (_, noVCEK) = try make { $0.vcekDisabled = true }
+        #expect(status(noVCEK, SNPDerivedKeyRequest(rootKey: .vcek, fields: [], vmpl: 0)) == 0x27)
+    }
+
+    @Test func checksRunInTheFirmwaresOrder() throws {
+        // A masked chip key is reported before anything else, even reserved bits.
+        let (sim, _) = try make { $0.maskChipKey = true }
+        var raw = SNPDerivedKeyRequest(rootKey: .vcek, fields: [], vmpl: 0).raw
+        raw.rsvd = 1
+        #expect(rawStatus(sim, raw) == 0x27)
+        // The VMRK is not the chip key: masking does not touch it, and KEY_SEL is not looked at.
+        raw = SNPDerivedKeyRequest(rootKey: .vmrk, fields: [], vmpl: 0).raw
+        raw.root_key_select |= 3 << 1
+        #expect(rawStatus(sim, raw) == 0)
+        // No upper bound on VMPL: only "at or above the guest's".
+        let (_, g) = try make()
+        #expect(status(g, SNPDerivedKeyRequest(fields: [], vmpl: 7)) == nil)
+    }
+
+    @Test func reportsCarryChipIDCPUIDAndTheTCBsTheFirmwareSets() throws {
+        let (sim, g) = try make {
+            $0.currentTCB = 0x1600_0000_0000_0405
+            $0.committedTCB = 0x1500_0000_0000_0304
+        }
+        var r = try g.report(reportData: Array(repeating: 0, count: 64), vmpl: 0)
+        #expect(r.version == 3 && r.cpuFamily == 0x19 && r.tcbLayout == .milanGenoa)
+        #expect(r.chipID == sim.state.chipID && r.chipID.contains { $0 != 0 })
+        #expect(r.currentTCB.raw == 0x1600_0000_0000_0405 && r.committedTCB.raw == 0x1500_0000_0000_0304)
+        #expect(r.launchTCB.raw == 0x1500_0000_0000_0304, "launch TCB: the current TCB when the VM started")
+        try sim.relaunch()
+        r = try g.report(reportData: Array(repeating: 0, count: 64), vmpl: 0)
+        #expect(r.launchTCB.raw == 0x1600_0000_0000_0405)
+        // Masked CHIP_ID: zeros. Turin: only the first 8 bytes, and its TCB layout.
+        let (_, masked) = try make { $0.maskChipID = true }
+        #expect(try masked.report(reportData: Array(repeating: 0, count: 64), vmpl: 0).chipID.allSatisfy { $0 == 0 })
+        let (turinSim, turin) = try make { $0.cpuFamily = 0x1A }
+        let t = try turin.report(reportData: Array(repeating: 0, count: 64), vmpl: 0)
+        #expect(
+            t.tcbLayout == .turin && t.chipID[8...].allSatisfy { $0 == 0 }
+                && t.chipID[..<8] == turinSim.state.chipID[..<8])
+        // Version 2 has no CPUID fields; 5 is read too; anything else is refused.
+        let (_, v2) = try make { $0.reportVersion = 2 }
+        #expect(try v2.report(reportData: Array(repeating: 0, count: 64), vmpl: 0).cpuFamily == nil)
+        let (_, v5) = try make { $0.reportVersion = 5 }
+        #expect(try v5.report(reportData: Array(repeating: 0, count: 64), vmpl: 0).version == 5)
+        let (_, v9) = try make { $0.reportVersion = 9 }
+        #expect(throws: SEVError.self) { try v9.report(reportData: Array(repeating: 0, count: 64), vmpl: 0) }
+    }
+
+    @Test func tcbLayoutsDecodeByChipGeneration() {
+        // bytes (little-endian): 0x04 0x03 0x00 0x00 0x00 0x00 0x15 0x16
+        let raw: UInt64 = 0x1615_0000_0000_0304
+        let genoa = TCBVersion(raw: raw, layout: .milanGenoa)
+        #expect(
+            genoa.bootloader == 4 && genoa.tee == 3 && genoa.snp == 0x15 && genoa.microcode == 0x16 && genoa.fmc == nil)
+        let turin = TCBVersion(raw: raw, layout: .turin)
+        #expect(turin.fmc == 4 && turin.bootloader == 3 && turin.tee == 0 && turin.snp == 0 && turin.microcode == 0x16)
+        #expect(genoa.reservedBytes == 0 && turin.reservedBytes == 0x15_0000, "byte 6 is reserved on Turin")
+        #expect(
+            TCBVersion(raw: 0x0100_0000_0000_0000, layout: .turin).isAtMost(
+                TCBVersion(raw: 0x0200_0000_0000_0001, layout: .turin)))
+        #expect(
+            !TCBVersion(raw: 0x0000_0000_0000_0002, layout: .turin).isAtMost(
+                TCBVersion(raw: 0x0100_0000_0000_0001, layout: .turin)),
+            "FMC counts on Turin")
+    }
+
+    @Test func turinKeyRequestsCheckTurinsReservedBytes() throws {
+        let (sim, g) = try make {
+            $0.cpuFamily = 0x1A
+            $0.committedTCB = 0x1800_0000_1503_0201
+            $0.reportedTCB = 0x1800_0000_1503_0201
+        }
+        #expect(
+            status(g, SNPDerivedKeyRequest(fields: [.tcbVersion], vmpl: 0, tcbVersion: sim.state.committedTCB)) == nil)
+        // Byte 4 is reserved on Turin (it is not on Genoa).
+        #expect(
+            status(
+                g, SNPDerivedKeyRequest(fields: [.tcbVersion], vmpl: 0, tcbVersion: sim.state.committedTCB | 1 << 32))
+                == 0x16)
+    }
+
+    @Test func aBusyHostAndAnExhaustedSequenceEndTheDeviceDifferently() throws {
+        let (sim, g) = try make()
+        _ = try key(g, .vcek)
+        var s = sim.state
+        s.hostBusy = true
+        let busySim = SNPSimulator(state: s)
+        let busy = SNPGuest(transport: busySim)
+        #expect(throws: SEVError.self) { try busy.derivedKey(SNPDerivedKeyRequest(fields: [], vmpl: 0)) }
+        #expect(busySim.state.vmpckDisabled, "the kernel wipes the VMPCK after a minute of BUSY")
+        s.hostBusy = false
+        s.sequence = UInt64(UInt32.max) - 1
+        let spent = SNPSimulator(state: s)
+        #expect(throws: SEVError.ioctl(.ioError, firmware: 0xff, vmm: 0)) {
+            try SNPGuest(transport: spent).derivedKey(SNPDerivedKeyRequest(fields: [], vmpl: 0))
+        }
+        #expect(!spent.state.vmpckDisabled)
+    }
+
+    @Test func aVCEKSlotNamesTheChipItWasSealedOn() throws {
+        let (sim, g) = try make()
+        let p = try SNPSealing.parameters(guest: g, vmpl: 0)
+        #expect(p.rootKey == .vcek && p.chipID == sim.state.chipID)
+        _ = try SNPSealing.derive(guest: g, p)
+        var moved = sim.state
+        try moved.moveToAnotherChip()
+        let (_, elsewhere) = try make { $0 = moved }
+        do {
+            _ = try SNPSealing.derive(guest: elsewhere, p)
+            Issue.record("another chip must not open a VCEK slot")
+        } catch let e as SEVError {
+            #expect("\(e)".contains("sealed on chip \(Hex.encode(p.chipID!.prefix(8)))"), "\(e)")
+        }
+        // VLEK and VMRK slots record no chip.
+        #expect(try SNPSealing.parameters(guest: g, vmpl: 0, root: .vmrk).chipID == nil)
+    }
+
+    func rawStatus(_ sim: SNPSimulator, _ raw: snp_derived_key_req) -> UInt32 {
+        var req = raw
+        var resp = snp_derived_key_resp()
+        var io = snp_guest_request_ioctl()
+        io.msg_version = 1
+        let rc = withUnsafeMutablePointer(to: &req) { rq in
+            withUnsafeMutablePointer(to: &resp) { rs in
+                io.req_data = UInt64(UInt(bitPattern: rq))
+                io.resp_data = UInt64(UInt(bitPattern: rs))
+                return sim.request(SNPIoctl.getDerivedKey, &io)
+            }
+        }
+        #expect(rc == 0)
+        return withUnsafeBytes(of: &resp) { $0.load(as: UInt32.self) }
+    }
+}
