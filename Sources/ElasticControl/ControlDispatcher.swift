@@ -59,13 +59,6 @@ public struct ControlCaller: Sendable {
     }
 }
 
-/// Where time comes from on this platform.
-public struct TimePlatform: Sendable {
-    /// True on an SEV-SNP guest with Secure TSC whose kernel clock source is the TSC.
-    public let secureTSC: Bool
-    public init(secureTSC: Bool) { self.secureTSC = secureTSC }
-}
-
 /// Serves the control-file ioctls (include/elastic/elastic_ioctl.h). Every input is checked
 /// before use: exact sizes, the version, field ranges, zero reserved fields. Thread-safe.
 public final class ControlDispatcher: Sendable {
@@ -126,12 +119,13 @@ public final class ControlDispatcher: Sendable {
         var trusted = false
         switch r.clock {
         case UInt32(ELASTIC_CLOCK_REALTIME.rawValue): id = CLOCK_REALTIME
-        case UInt32(ELASTIC_CLOCK_MONOTONIC.rawValue):
-            id = CLOCK_MONOTONIC
-            trusted = time.secureTSC
-        case UInt32(ELASTIC_CLOCK_BOOTTIME.rawValue):
-            id = CLOCK_BOOTTIME
-            trusted = time.secureTSC
+        // Only the raw monotonic clock counts TSC ticks at the firmware-given rate; the others
+        // are slewed or stepped by NTP (time the host can feed), so they are never trusted.
+        case UInt32(ELASTIC_CLOCK_MONOTONIC.rawValue): id = CLOCK_MONOTONIC
+        case UInt32(ELASTIC_CLOCK_BOOTTIME.rawValue): id = CLOCK_BOOTTIME
+        case UInt32(ELASTIC_CLOCK_MONOTONIC_RAW.rawValue):
+            id = CLOCK_MONOTONIC_RAW
+            trusted = time.trustedNow()
         case UInt32(ELASTIC_CLOCK_PROCESS_CPU.rawValue):
             guard let tgid = Self.threadGroup(of: caller.pid) else { throw .invalid("caller process gone") }
             id = clockid_t((~tgid) << 3 | 2)  // MAKE_PROCESS_CPUCLOCK(tgid, CPUCLOCK_SCHED)
@@ -196,9 +190,9 @@ public final class ControlDispatcher: Sendable {
         return String(decoding: buf[0..<n], as: UTF8.self)
     }
 
-    static func monotonicNanoseconds() -> UInt64 {
+    static func rawMonotonicNanoseconds() -> UInt64 {
         var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
+        clock_gettime(CLOCK_MONOTONIC_RAW, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
@@ -221,21 +215,29 @@ public final class ControlDispatcher: Sendable {
             throw .invalid("output or reserved fields set")
         }
         let owner = try owner(caller)
-        let now = Self.monotonicNanoseconds()
+        // Elapsed time on the raw monotonic clock: never slewed, and trusted (start and end
+        // both) when Secure TSC drives it.
+        let now = Self.rawMonotonicNanoseconds()
+        let trustedNow = time.trustedNow()
+        let trusted: Bool
         switch r.op {
         case UInt32(ELASTIC_STOPWATCH_START.rawValue):
             guard r.handle == 0 else { throw .invalid("handle on START") }
-            r.handle = try handles.open(owner: owner, uid: caller.uid, .stopwatch(startNanoseconds: now))
+            r.handle = try handles.open(
+                owner: owner, uid: caller.uid, .stopwatch(startNanoseconds: now, trusted: trustedNow))
+            trusted = trustedNow
         case UInt32(ELASTIC_STOPWATCH_READ.rawValue), UInt32(ELASTIC_STOPWATCH_STOP.rawValue):
             let stop = r.op == UInt32(ELASTIC_STOPWATCH_STOP.rawValue)
-            let start = try handles.use(r.handle, owner: owner, close: stop) { (_, o) throws(ControlError) -> UInt64 in
-                guard case .stopwatch(let s) = o else { throw .badHandle }
-                return s
+            let start = try handles.use(r.handle, owner: owner, close: stop) {
+                (_, o) throws(ControlError) -> (UInt64, Bool) in
+                guard case .stopwatch(let s, let t) = o else { throw .badHandle }
+                return (s, t)
             }
-            r.elapsed_ns = Int64(now - start)
+            r.elapsed_ns = Int64(now - start.0)
+            trusted = start.1 && trustedNow
         default: throw .invalid("op")
         }
-        r.flags = time.secureTSC ? ELASTIC_TIME_TRUSTED : 0
+        r.flags = trusted ? ELASTIC_TIME_TRUSTED : 0
     }
 
     func hash(_ r: inout elastic_hash, _ caller: ControlCaller) throws(ControlError) {

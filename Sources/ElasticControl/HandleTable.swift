@@ -12,7 +12,7 @@ import Synchronization
 final class HandleTable: Sendable {
     /// What a handle refers to. The streams are only touched under the entry's lock.
     enum Object: @unchecked Sendable {  // each stream is used only under its Entry's mutex
-        case stopwatch(startNanoseconds: UInt64)
+        case stopwatch(startNanoseconds: UInt64, trusted: Bool)
         case hash(Digest)
         case aead(AEADStream, sealing: Bool)
         case signature(SignatureStream, verifying: Bool)

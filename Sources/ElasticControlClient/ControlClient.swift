@@ -142,6 +142,10 @@ public final class ControlClient {
         case boottime = 2
         case process = 3
         case thread = 4
+        case monotonicRaw = 5
+
+        /// The name the CLI takes (`--clock monotonic-raw`).
+        public var name: String { self == .monotonicRaw ? "monotonic-raw" : "\(self)" }
     }
 
     public func clock(_ c: Clock) throws -> Reading {

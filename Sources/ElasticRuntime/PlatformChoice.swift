@@ -36,10 +36,10 @@ public struct PlatformChoice: Sendable {
         return snp.attestation()
     }
 
-    /// Where the control file's time comes from.
+    /// Where the control file's time comes from: Secure TSC as detected at mount (the clock
+    /// source is checked again as readings are taken).
     public func timePlatform(probe: PlatformProbe = PlatformProbe()) -> TimePlatform {
-        guard let status = probe.sevStatus else { return TimePlatform(secureTSC: false) }
-        // Secure TSC on (SEV_STATUS bit 11) and the kernel's clock source is the TSC.
-        return TimePlatform(secureTSC: status & (1 << 11) != 0 && probe.clockSource == "tsc")
+        let detection = probe.secureTSC
+        return TimePlatform(secureTSC: detection.enabled, evidence: detection.evidence)
     }
 }

@@ -105,10 +105,11 @@ import Testing
         // The total: a table with a small overall limit refuses past it, whoever asks.
         let small = try HandleTable(limits: .init(perProcess: 64, perUID: 64, total: 10, bufferedPerUID: 1 << 20))
         for i in 0..<10 {
-            _ = try small.open(owner: children[i % 5], uid: UInt32(2000 + i), .stopwatch(startNanoseconds: 0))
+            _ = try small.open(
+                owner: children[i % 5], uid: UInt32(2000 + i), .stopwatch(startNanoseconds: 0, trusted: false))
         }
         #expect(throws: ControlError.tooManyHandles) {
-            try small.open(owner: children[0], uid: 3000, .stopwatch(startNanoseconds: 0))
+            try small.open(owner: children[0], uid: 3000, .stopwatch(startNanoseconds: 0, trusted: false))
         }
     }
 

@@ -62,7 +62,7 @@ import Testing
         _ d: ControlDispatcher, _ name: String, _ type: elastic_key_type, bits: UInt32 = 0, flags: UInt32 = 0,
         as caller: ControlCaller
     ) -> ControlError? {
-        var r = keyRequest(ELASTIC_KEY_CREATE, name, type: type, bits: bits, flags: flags)
+        let r = keyRequest(ELASTIC_KEY_CREATE, name, type: type, bits: bits, flags: flags)
         return send(d, CElasticControlABI_IOC_KEY, r, caller)
     }
 
@@ -114,19 +114,19 @@ import Testing
         #expect(list(d, as: bob) == ["a-sign", "b-hmac"])
         #expect(list(d, as: root) == [], "root lists its own keys")
         #expect(list(d, as: root, all: true) == ["1000:a-aes", "1000:a-sign", "1001:a-sign", "1001:b-hmac"])
-        var all = keyRequest(ELASTIC_KEY_LIST, "")
+        let all = keyRequest(ELASTIC_KEY_LIST, "")
         all.flags = ELASTIC_KEY_LIST_ALL
         #expect(send(d, CElasticControlABI_IOC_KEY, all, alice) == .accessDenied, "LIST_ALL is root's")
 
         // A plain name is always the caller's own key.
-        var info = keyRequest(ELASTIC_KEY_INFO, "a-sign")
+        let info = keyRequest(ELASTIC_KEY_INFO, "a-sign")
         #expect(send(d, CElasticControlABI_IOC_KEY, info, bob) == nil && info.owner == 1001)
-        var rootsOwn = keyRequest(ELASTIC_KEY_INFO, "a-sign")
+        let rootsOwn = keyRequest(ELASTIC_KEY_INFO, "a-sign")
         #expect(
             send(d, CElasticControlABI_IOC_KEY, rootsOwn, root) == .notFound,
             "root does not fall into another uid's key")
         // Another uid's key by owner: root may, anyone else gets EACCES whether or not it exists.
-        var byOwner = keyRequest(ELASTIC_KEY_INFO, "1000:a-aes")
+        let byOwner = keyRequest(ELASTIC_KEY_INFO, "1000:a-aes")
         #expect(send(d, CElasticControlABI_IOC_KEY, byOwner, root) == nil && byOwner.owner == 1000)
         for name in ["1000:a-aes", "1000:no-such-key"] {
             var probe = keyRequest(ELASTIC_KEY_INFO, name)

@@ -24,13 +24,15 @@ struct TimeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "time", abstract: "Read a clock through the mount (trusted with SEV-SNP Secure TSC).")
     @OptionGroup var mount: MountOption
-    @Option(name: .customLong("clock"), help: "realtime, monotonic, boottime, process or thread.") var clock: String =
-        "realtime"
+    @Option(
+        name: .customLong("clock"),
+        help: "realtime, monotonic, boottime, monotonic-raw (the one Secure TSC makes trusted), process or thread.")
+    var clock: String = "realtime"
     @Flag(name: .customLong("json")) var json = false
 
     func run() throws {
         do {
-            guard let c = ControlClient.Clock.allCases.first(where: { "\($0)" == clock }) else {
+            guard let c = ControlClient.Clock.allCases.first(where: { $0.name == clock }) else {
                 throw CLIError("unknown clock \(clock)")
             }
             let r = try mount.client().clock(c)

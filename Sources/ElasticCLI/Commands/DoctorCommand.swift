@@ -18,10 +18,11 @@ struct DoctorCommand: ParsableCommand {
         if let status = probe.sevStatus {
             let names = PlatformProbe.sevStatusBits.filter { status & (1 << UInt64($0.0)) != 0 }.map(\.1)
             lines.append(("pass", "sev_status", "0x\(String(status, radix: 16)) (\(names.joined(separator: ", ")))"))
+        }
+        if kind == .snpGuest {
+            let tsc = probe.secureTSC
             lines.append(
-                (status & (1 << 11) != 0 ? "pass" : "warn", "secure_tsc", status & (1 << 11) != 0 ? "on" : "off"))
-        } else {
-            lines.append(("warn", "sev_status", "not readable (no /sys/devices/system/cpu/sev/sev_status)"))
+                (tsc.enabled ? "pass" : "warn", "secure_tsc", (tsc.enabled ? "on" : "off") + " (\(tsc.evidence))"))
         }
         lines.append(("pass", "clock_source", probe.clockSource ?? "unknown"))
         if kind == .snpGuest { lines.append(("pass", "vmpl", "\(probe.vmpl)")) }

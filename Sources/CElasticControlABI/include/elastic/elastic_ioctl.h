@@ -25,11 +25,13 @@ enum elastic_clock_id {
     ELASTIC_CLOCK_BOOTTIME = 2,
     ELASTIC_CLOCK_PROCESS_CPU = 3, /* CPU time of the calling process */
     ELASTIC_CLOCK_THREAD_CPU = 4,  /* CPU time of the calling thread */
+    ELASTIC_CLOCK_MONOTONIC_RAW = 5, /* TSC ticks at the firmware-given rate, never slewed: the
+                                        only clock marked trusted (with SEV-SNP Secure TSC) */
 };
 
 enum elastic_time_source {
     ELASTIC_SOURCE_CLOCK_GETTIME = 1, /* the guest kernel's clocks: host-influenced */
-    ELASTIC_SOURCE_SECURE_TSC = 2,    /* SEV-SNP Secure TSC: trusted */
+    ELASTIC_SOURCE_SECURE_TSC = 2,    /* SEV-SNP Secure TSC, kernel clock source "tsc": trusted */
 };
 
 #define ELASTIC_TIME_TRUSTED (1u << 0)
