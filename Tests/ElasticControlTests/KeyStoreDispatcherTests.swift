@@ -129,9 +129,9 @@ import Testing
         let byOwner = keyRequest(ELASTIC_KEY_INFO, "1000:a-aes")
         #expect(send(d, CElasticControlABI_IOC_KEY, byOwner, root) == nil && byOwner.owner == 1000)
         for name in ["1000:a-aes", "1000:no-such-key"] {
-            var probe = keyRequest(ELASTIC_KEY_INFO, name)
+            let probe = keyRequest(ELASTIC_KEY_INFO, name)
             #expect(send(d, CElasticControlABI_IOC_KEY, probe, bob) == .accessDenied, "\(name)")
-            var export = keyRequest(ELASTIC_KEY_EXPORT, name)
+            let export = keyRequest(ELASTIC_KEY_EXPORT, name)
             #expect(send(d, CElasticControlABI_IOC_KEY, export, bob) == .accessDenied, "\(name)")
         }
         #expect(
@@ -140,19 +140,19 @@ import Testing
         #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "a-aes", as: bob).failureValue == .notFound)
         #expect(step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "1000:a-aes", as: root).isSuccess)
         // Deleting bob's a-sign leaves alice's.
-        var del = keyRequest(ELASTIC_KEY_DELETE, "a-sign")
+        let del = keyRequest(ELASTIC_KEY_DELETE, "a-sign")
         #expect(send(d, CElasticControlABI_IOC_KEY, del, bob) == nil)
         #expect(list(d, as: alice) == ["a-aes", "a-sign"])
 
         // A second dispatcher on the same store (a remount) sees the same keys, with the same bytes.
-        var pub1 = keyRequest(ELASTIC_KEY_PUBLIC, "a-sign")
+        let pub1 = keyRequest(ELASTIC_KEY_PUBLIC, "a-sign")
         #expect(send(d, CElasticControlABI_IOC_KEY, pub1, alice) == nil)
         let again = try f.dispatcher()
         #expect(list(again, as: root, all: true) == ["1000:a-aes", "1000:a-sign", "1001:b-hmac"])
-        var pub2 = keyRequest(ELASTIC_KEY_PUBLIC, "a-sign")
+        let pub2 = keyRequest(ELASTIC_KEY_PUBLIC, "a-sign")
         #expect(send(again, CElasticControlABI_IOC_KEY, pub2, alice) == nil)
         #expect(pub1.withBytes(\.data) { Array($0) } == pub2.withBytes(\.data) { Array($0) } && pub1.length > 0)
-        var delAlice = keyRequest(ELASTIC_KEY_DELETE, "1000:a-sign")
+        let delAlice = keyRequest(ELASTIC_KEY_DELETE, "1000:a-sign")
         #expect(send(again, CElasticControlABI_IOC_KEY, delAlice, root) == nil)
         #expect(list(try f.dispatcher(), as: root, all: true) == ["1000:a-aes", "1001:b-hmac"])
         // Read-only: usable, not changeable.
@@ -172,7 +172,7 @@ import Testing
         #expect(create(d, "one-more", ELASTIC_KEY_AES256, as: alice) == .quotaExceeded)
         #expect(create(d, "bobs", ELASTIC_KEY_AES256, as: bob) == nil, "others are not affected")
         #expect(create(d, "roots", ELASTIC_KEY_AES256, as: root) == nil)
-        var del = keyRequest(ELASTIC_KEY_DELETE, "k0")
+        let del = keyRequest(ELASTIC_KEY_DELETE, "k0")
         #expect(send(d, CElasticControlABI_IOC_KEY, del, alice) == nil)
         #expect(create(d, "one-more", ELASTIC_KEY_AES256, as: alice) == nil)
         // Bytes: RSA-4096 keys (about 2.4 KB of DER each) hit the byte quota before the count.
@@ -180,7 +180,7 @@ import Testing
         let der = try AsymmetricKey.generate(.rsa(bits: 4096)).privateKeyDER()
         var made = 0
         while made < Int(ELASTIC_KEYS_PER_UID) {
-            var r = keyRequest(ELASTIC_KEY_IMPORT, "rsa\(made)", type: ELASTIC_KEY_RSA)
+            let r = keyRequest(ELASTIC_KEY_IMPORT, "rsa\(made)", type: ELASTIC_KEY_RSA)
             r.length = UInt32(der.count)
             der.withUnsafeBytes { d in r.withBytes(\.data) { $0.copyMemory(from: d) } }
             let e = send(big, CElasticControlABI_IOC_KEY, r, alice)
@@ -202,19 +202,19 @@ import Testing
         #expect(create(d, "r", ELASTIC_KEY_RSA, bits: 8192, as: alice) != nil)
         #expect(create(d, "e", ELASTIC_KEY_ED25519, bits: 256, as: alice) != nil, "bits only for RSA")
         #expect(create(d, "e", ELASTIC_KEY_ED25519, flags: 2, as: alice) != nil, "unknown flag")
-        var reserved = keyRequest(ELASTIC_KEY_CREATE, "e", type: ELASTIC_KEY_ED25519)
+        let reserved = keyRequest(ELASTIC_KEY_CREATE, "e", type: ELASTIC_KEY_ED25519)
         reserved.reserved = 1
         #expect(send(d, CElasticControlABI_IOC_KEY, reserved, alice) != nil)
-        var pad = keyRequest(ELASTIC_KEY_CREATE, "e", type: ELASTIC_KEY_ED25519)
+        let pad = keyRequest(ELASTIC_KEY_CREATE, "e", type: ELASTIC_KEY_ED25519)
         pad.withBytes(\.name) { $0[40] = 0x41 }
         #expect(send(d, CElasticControlABI_IOC_KEY, pad, alice) != nil, "bytes after the NUL")
         #expect(create(d, "r", ELASTIC_KEY_RSA, bits: 2048, as: alice) == nil)
-        var pubAES = keyRequest(ELASTIC_KEY_PUBLIC, "r")
+        let pubAES = keyRequest(ELASTIC_KEY_PUBLIC, "r")
         #expect(send(d, CElasticControlABI_IOC_KEY, pubAES, alice) == nil)
         #expect(
             String(decoding: pubAES.withBytes(\.data) { Array($0.prefix(Int(pubAES.length))) }, as: UTF8.self)
                 .hasPrefix("-----BEGIN PUBLIC KEY-----"))
-        var export = keyRequest(ELASTIC_KEY_EXPORT, "r")
+        let export = keyRequest(ELASTIC_KEY_EXPORT, "r")
         #expect(send(d, CElasticControlABI_IOC_KEY, export, alice) == .notExportable)
         #expect(
             step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_ENCRYPT, key: "r", as: alice).failureValue != nil,
@@ -230,7 +230,7 @@ import Testing
 
     @Test func importedRawKeysAndExportOfExportableKeys() throws {
         let d = try fixture().dispatcher()
-        var imp = keyRequest(ELASTIC_KEY_IMPORT, "mac", type: ELASTIC_KEY_HMAC_SHA256, flags: ELASTIC_KEY_EXPORTABLE)
+        let imp = keyRequest(ELASTIC_KEY_IMPORT, "mac", type: ELASTIC_KEY_HMAC_SHA256, flags: ELASTIC_KEY_EXPORTABLE)
         let key = [UInt8](repeating: 0x0b, count: 20)
         imp.length = 20
         imp.withBytes(\.data) { $0.copyBytes(from: key) }
@@ -239,10 +239,10 @@ import Testing
         let h = try step(d, ELASTIC_STEP_INIT, op: ELASTIC_OP_HMAC, key: "mac", as: alice).get().0
         let mac = try step(d, ELASTIC_STEP_FINAL, handle: h, data: Array("Hi There".utf8), as: alice).get().1
         #expect(Hex.encode(mac) == "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
-        var export = keyRequest(ELASTIC_KEY_EXPORT, "mac")
+        let export = keyRequest(ELASTIC_KEY_EXPORT, "mac")
         #expect(send(d, CElasticControlABI_IOC_KEY, export, alice) == nil)
         #expect(export.withBytes(\.data) { Array($0.prefix(Int(export.length))) } == key)
-        var short = keyRequest(ELASTIC_KEY_IMPORT, "short", type: ELASTIC_KEY_AES256)
+        let short = keyRequest(ELASTIC_KEY_IMPORT, "short", type: ELASTIC_KEY_AES256)
         short.length = 16
         #expect(send(d, CElasticControlABI_IOC_KEY, short, alice) != nil, "AES-256 needs 32 bytes")
     }
