@@ -2,6 +2,16 @@
 public protocol AttestationProvider: Sendable {
     /// `ELASTIC_PLATFORM_*` and the report for `reportData` (64 bytes).
     func report(reportData: [UInt8]) throws -> (platform: UInt32, report: [UInt8])
+    /// The report with what a verifier needs besides it: on SEV-SNP the host's certificate table
+    /// (docs/platform.md §1.8; empty when the host supplies none).
+    func evidence(reportData: [UInt8]) throws -> (platform: UInt32, report: [UInt8], certificates: [UInt8])
+}
+
+extension AttestationProvider {
+    public func evidence(reportData: [UInt8]) throws -> (platform: UInt32, report: [UInt8], certificates: [UInt8]) {
+        let r = try report(reportData: reportData)
+        return (r.platform, r.report, [])
+    }
 }
 
 /// A platform that seals store keys: it derives a secret bound to this VM from parameters a

@@ -180,3 +180,124 @@ import Testing
         return withUnsafeBytes(of: &resp) { $0.load(as: UInt32.self) }
     }
 }
+
+/// Extended reports: the host's certificate table and the kernel's length-retry protocol.
+@Suite struct ExtendedReportTests {
+    let vcekGUID = "63da758d-e664-4564-adc5-f4b93be8accd"
+    let askGUID = "4ab7b379-bbac-4fe4-a02f-05aef327c782"
+
+    @Test func theCertificateTableRoundTripsAndRefusesHostileEntries() throws {
+        let table = SNPCertificateTable(entries: [
+            .init(guid: vcekGUID, der: [1, 2, 3]), .init(guid: askGUID, der: Array(repeating: 9, count: 100)),
+        ])
+        let parsed = try SNPCertificateTable(parsing: table.encoded + Array(repeating: 0, count: 50))
+        #expect(parsed == table && parsed.certificate("vcek") == [1, 2, 3] && parsed.entries[1].name == "ask")
+        // The GHCB layout: the GUID's first three fields little-endian.
+        #expect(Array(table.encoded.prefix(4)) == [0x8d, 0x75, 0xda, 0x63])
+        #expect(try SNPCertificateTable(parsing: Array(repeating: 0, count: 4096)).entries.isEmpty)
+        var bad = table.encoded
+        bad[16] = 0xff  // offset of the first entry beyond the buffer
+        bad[17] = 0xff
+        #expect(throws: SEVError.self) { try SNPCertificateTable(parsing: bad) }
+        #expect(throws: SEVError.self) { try SNPCertificateTable(parsing: Array(table.encoded.prefix(30))) }
+    }
+
+    @Test func attestationEvidenceCarriesTheCertificateTable() throws {
+        var s = try SNPSimulator.State.fresh()
+        s.hostCertificates = [.init(guid: vcekGUID, der: [4, 2])]
+        let sim = SNPSimulator(state: s)
+        let provider = SNPAttestationProvider(guest: SNPGuest(transport: sim), vmpl: 0, simulated: true)
+        let e = try provider.evidence(reportData: Array(repeating: 3, count: 64))
+        #expect(e.platform == 2 && SNPReport(bytes: e.report).reportData == Array(repeating: 3, count: 64))
+        #expect(try SNPCertificateTable(parsing: e.certificates).certificate("vcek") == [4, 2])
+    }
+
+    @Test func aSmallBufferIsRetriedWithTheSizeTheHostAsksFor() throws {
+        var s = try SNPSimulator.State.fresh()
+        let plainGuest = SNPGuest(transport: SNPSimulator(state: s))
+        let none = try plainGuest.extendedReport(reportData: Array(repeating: 5, count: 64), vmpl: 0)
+        #expect(none.certificates.entries.isEmpty && none.report.reportData == Array(repeating: 5, count: 64))
+        // 6 KiB of certificates: more than the first page.
+        s.hostCertificates = [
+            .init(guid: vcekGUID, der: Array(repeating: 1, count: 1300)),
+            .init(guid: askGUID, der: Array(repeating: 2, count: 5000)),
+        ]
+        let sim = SNPSimulator(state: s)
+        let g = SNPGuest(transport: sim)
+        let r = try g.extendedReport(reportData: Array(repeating: 6, count: 64), vmpl: 0)
+        #expect(r.certificates.certificate("vcek") == Array(repeating: 1, count: 1300))
+        #expect(r.certificates.certificate("ask")?.count == 5000)
+        #expect(!sim.state.vmpckDisabled, "INVALID_LEN leaves the device usable")
+        // The kernel's own checks: a length that is not whole pages, or above 16 KiB.
+        for len: UInt32 in [100, 20480] {
+            var req = snp_ext_report_req()
+            var resp = snp_report_resp()
+            var certs = [UInt8](repeating: 0, count: Int(len))
+            var io = snp_guest_request_ioctl()
+            io.msg_version = 1
+            let rc = certs.withUnsafeMutableBytes { c in
+                req.certs_address = UInt64(UInt(bitPattern: c.baseAddress))
+                req.certs_len = len
+                return withUnsafeMutablePointer(to: &req) { rq in
+                    withUnsafeMutablePointer(to: &resp) { rs in
+                        io.req_data = UInt64(UInt(bitPattern: rq))
+                        io.resp_data = UInt64(UInt(bitPattern: rs))
+                        return sim.request(SNPIoctl.getExtReport, &io)
+                    }
+                }
+            }
+            #expect(rc == EINVAL, "certs_len \(len)")
+        }
+    }
+}
+
+/// configfs-tsm through the simulated SEV provider, and the checks ELASTIC makes on the way.
+@Suite struct ConfigfsTSMTests {
+    /// Another process writes the same entry's inblob right after ours.
+    final class Interloper: TSMReportTransport {
+        let inner: SimulatedTSM
+        init(_ inner: SimulatedTSM) { self.inner = inner }
+        func makeEntry(_ name: String) throws { try inner.makeEntry(name) }
+        func removeEntry(_ name: String) { inner.removeEntry(name) }
+        func write(_ entry: String, _ attribute: String, _ value: [UInt8]) throws {
+            try inner.write(entry, attribute, value)
+            if attribute == "inblob" { try inner.write(entry, "inblob", Array(repeating: 0xEE, count: 64)) }
+        }
+        func read(_ entry: String, _ attribute: String) throws -> [UInt8]? { try inner.read(entry, attribute) }
+    }
+
+    @Test func reportsCarryTheInblobAndTheHostsCertificates() throws {
+        var s = try SNPSimulator.State.fresh()
+        s.hostCertificates = [.init(guid: "63da758d-e664-4564-adc5-f4b93be8accd", der: [7, 7, 7])]
+        let sim = SNPSimulator(state: s)
+        let tsm = SimulatedTSM(simulator: sim)
+        let data = (0..<64).map { UInt8($0) }
+        let r = try ConfigfsTSM.report(tsm, inblob: data)
+        #expect(r.provider == "sev_guest" && r.outblob.count == SNPReport.size)
+        let report = SNPReport(bytes: r.outblob)
+        try report.checkFormat()
+        #expect(report.reportData == data)
+        #expect(try SNPCertificateTable(parsing: r.auxblob).certificate("vcek") == [7, 7, 7])
+        #expect(throws: TSMError.refused("inblob", .invalidArgument)) {
+            try ConfigfsTSM.report(tsm, inblob: [1, 2, 3])
+        }
+        #expect(throws: TSMError.raced) { try ConfigfsTSM.report(Interloper(tsm), inblob: data) }
+    }
+
+    @Test func privilegeLevelsFollowTheFloor() throws {
+        var s = try SNPSimulator.State.fresh()
+        s.currentVMPL = 1
+        let tsm = SimulatedTSM(simulator: SNPSimulator(state: s))
+        let data = [UInt8](repeating: 1, count: 64)
+        #expect(throws: TSMError.refused("privlevel", .invalidArgument)) {
+            try ConfigfsTSM.report(tsm, inblob: data, privlevel: 0)
+        }
+        // The provider's default (0) is below the floor: the firmware refuses, the kernel says EINVAL.
+        #expect(throws: TSMError.refused("outblob", .invalidArgument)) { try ConfigfsTSM.report(tsm, inblob: data) }
+        #expect(SNPReport(bytes: try ConfigfsTSM.report(tsm, inblob: data, privlevel: 1).outblob).vmpl == 1)
+    }
+
+    @Test func withoutTheKernelInterfaceItSaysSo() {
+        #expect(throws: TSMError.self) { try ConfigfsTSMDirectory(root: "/nonexistent/tsm/report") }
+    }
+}

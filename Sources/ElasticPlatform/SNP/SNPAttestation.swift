@@ -18,4 +18,11 @@ public final class SNPAttestationProvider: AttestationProvider, @unchecked Senda
     public func report(reportData: [UInt8]) throws -> (platform: UInt32, report: [UInt8]) {
         try lock.withLock { _ in (platform, try guest.report(reportData: reportData, vmpl: vmpl).bytes) }
     }
+
+    public func evidence(reportData: [UInt8]) throws -> (platform: UInt32, report: [UInt8], certificates: [UInt8]) {
+        try lock.withLock { _ in
+            let r = try guest.extendedReport(reportData: reportData, vmpl: vmpl)
+            return (platform, r.report.bytes, r.certificates.encoded)
+        }
+    }
 }

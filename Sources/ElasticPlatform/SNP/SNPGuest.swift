@@ -62,15 +62,55 @@ public final class SNPGuest {
         req.vmpl = vmpl
         var resp = snp_report_resp()
         try send(SNPIoctl.getReport, &req, &resp)
-        return try withUnsafeBytes(of: &resp) { r -> SNPReport in
-            let status = r.load(fromByteOffset: 0, as: UInt32.self).littleEndian
-            guard status == 0 else { throw SEVError.firmware(status: status) }
-            let size = Int(r.load(fromByteOffset: 4, as: UInt32.self).littleEndian)
-            guard size == SNPReport.size else { throw SEVError.invalidRequest("unexpected report size \(size)") }
-            let report = SNPReport(bytes: Array(r[0x20..<(0x20 + size)]))
-            try report.checkFormat()
-            return report
+        return try withUnsafeBytes(of: &resp) { try Self.parseReport($0) }
+    }
+
+    /// The largest certificate buffer the kernel accepts (SEV_FW_BLOB_MAX_SIZE).
+    public static let certificatesMax = 16384
+
+    /// An attestation report with the host's certificate table (SNP_GET_EXT_REPORT). The buffer
+    /// starts at one page; when the host needs more, the kernel answers EIO with hypervisor
+    /// error 1 (INVALID_LEN) and writes the size it needs into the request (the device stays
+    /// usable), and the request is sent once more with that size.
+    public func extendedReport(reportData: [UInt8], vmpl: UInt32) throws -> (
+        report: SNPReport, certificates: SNPCertificateTable
+    ) {
+        guard reportData.count == 64 else { throw SEVError.invalidRequest("report data must be 64 bytes") }
+        var size = 4096
+        for _ in 0..<2 {
+            var certs = [UInt8](repeating: 0, count: size)
+            var req = snp_ext_report_req()
+            withUnsafeMutableBytes(of: &req.data.user_data) { $0.copyBytes(from: reportData) }
+            req.data.vmpl = vmpl
+            req.certs_len = UInt32(size)
+            var resp = snp_report_resp()
+            do {
+                try certs.withUnsafeMutableBytes { c in
+                    req.certs_address = UInt64(UInt(bitPattern: c.baseAddress))
+                    try send(SNPIoctl.getExtReport, &req, &resp)
+                }
+            } catch SEVError.ioctl(.ioError, _, let vmm) where vmm == 1 {
+                let needed = Int(req.certs_len)
+                guard needed > size, needed <= Self.certificatesMax, needed % 4096 == 0 else {
+                    throw SEVError.invalidRequest("the host asks for a certificate buffer of \(needed) bytes")
+                }
+                size = needed
+                continue
+            }
+            let report = try withUnsafeBytes(of: &resp) { try Self.parseReport($0) }
+            return (report, try SNPCertificateTable(parsing: certs))
         }
+        throw SEVError.invalidRequest("the host kept asking for a larger certificate buffer")
+    }
+
+    static func parseReport(_ r: UnsafeRawBufferPointer) throws -> SNPReport {
+        let status = r.load(fromByteOffset: 0, as: UInt32.self).littleEndian
+        guard status == 0 else { throw SEVError.firmware(status: status) }
+        let size = Int(r.load(fromByteOffset: 4, as: UInt32.self).littleEndian)
+        guard size == SNPReport.size else { throw SEVError.invalidRequest("unexpected report size \(size)") }
+        let report = SNPReport(bytes: Array(r[0x20..<(0x20 + size)]))
+        try report.checkFormat()
+        return report
     }
 
     func send<Req, Resp>(_ cmd: UInt, _ req: inout Req, _ resp: inout Resp) throws {

@@ -57,6 +57,18 @@ public final class SNPSimulator: SEVGuestTransport {
         public var hostBusy = false
         /// The simulated VCEK's P-384 private key (DER), which signs reports.
         public var vcekKeyDER: [UInt8] = []
+        /// What the host hands out with extended reports: (GUID, DER) pairs.
+        public var hostCertificates: [HostCertificate] = []
+
+        /// One certificate of the host's table.
+        public struct HostCertificate: Codable, Equatable, Sendable {
+            public var guid: String
+            public var der: [UInt8]
+            public init(guid: String, der: [UInt8]) {
+                self.guid = guid
+                self.der = der
+            }
+        }
 
         public init(chipSeed: [UInt8], vmrk: [UInt8], committedTCB: UInt64, reportedTCB: UInt64, measurement: [UInt8]) {
             self.chipSeed = chipSeed
@@ -74,7 +86,7 @@ public final class SNPSimulator: SEVGuestTransport {
             case measurement, hostData, idKeyDigest, idBlockSVN, maxMessageVersion, maskChipKey, maskChipID,
                 vcekDisabled
             case vlekSeed, vlekKeyDER, vmpckDisabled, chipID, reportVersion, cpuFamily, cpuModel, cpuStepping, sequence
-            case hostBusy, vcekKeyDER
+            case hostBusy, vcekKeyDER, hostCertificates
         }
 
         public init(from decoder: any Decoder) throws {
@@ -112,6 +124,7 @@ public final class SNPSimulator: SEVGuestTransport {
             try opt(.sequence, &sequence)
             try opt(.hostBusy, &hostBusy)
             try opt(.vcekKeyDER, &vcekKeyDER)
+            try opt(.hostCertificates, &hostCertificates)
             if chipID.isEmpty { chipID = Self.chipID(fromSeed: chipSeed) }
         }
 
@@ -253,6 +266,30 @@ public final class SNPSimulator: SEVGuestTransport {
         // A report request is the first 96 bytes of an extended one too.
         var req = snp_report_req()
         withUnsafeMutableBytes(of: &req) { $0.copyMemory(from: UnsafeRawBufferPointer(start: reqPtr, count: $0.count)) }
+        if cmd == SNPIoctl.getExtReport {
+            let ext = reqPtr.loadUnaligned(as: snp_ext_report_req.self)
+            if ext.certs_address != 0 && ext.certs_len != 0 {
+                // The kernel's checks, then the host's: a buffer too small is EIO with
+                // hypervisor error 1 and the size needed written back; the device stays usable.
+                guard ext.certs_len % 4096 == 0, ext.certs_len <= 16384 else {
+                    io.exitinfo2 = 0xff
+                    return EINVAL
+                }
+                let table = hostCertificates()
+                let needed = (table.count + 4095) / 4096 * 4096
+                if needed > Int(ext.certs_len) {
+                    let lenOffset = MemoryLayout<snp_ext_report_req>.offset(of: \.certs_len)!
+                    UnsafeMutableRawPointer(mutating: reqPtr).storeBytes(
+                        of: UInt32(needed), toByteOffset: lenOffset, as: UInt32.self)
+                    io.exitinfo2 = UInt64(1) << 32  // SNP_GUEST_VMM_ERR_INVALID_LEN
+                    return EIO
+                }
+                let certs = UnsafeMutableRawBufferPointer(
+                    start: UnsafeMutableRawPointer(bitPattern: UInt(ext.certs_address)), count: Int(ext.certs_len))
+                certs.initializeMemory(as: UInt8.self, repeating: 0)
+                certs.copyBytes(from: table)
+            }
+        }
         let resp = UnsafeMutableRawBufferPointer(start: respPtr, count: 4000)
         resp.initializeMemory(as: UInt8.self, repeating: 0)
         switch makeReport(req) {
@@ -263,6 +300,14 @@ public final class SNPSimulator: SEVGuestTransport {
             resp.storeBytes(of: status.rawValue.littleEndian, toByteOffset: 0, as: UInt32.self)
         }
         return 0
+    }
+
+    /// The host's certificate table (all zero when it has none).
+    func hostCertificates() -> [UInt8] {
+        guard !state.hostCertificates.isEmpty else { return [] }
+        return SNPCertificateTable(
+            entries: state.hostCertificates.map { SNPCertificateTable.Entry(guid: $0.guid, der: $0.der) }
+        ).encoded
     }
 
     /// Which root secret KEY_SEL resolves to, or the STATUS the firmware answers.
@@ -404,5 +449,65 @@ public final class SNPSimulator: SEVGuestTransport {
             put(Array(sig.s.reversed()), 0x2A0 + 72)
         }
         return .success(r)
+    }
+}
+
+/// configfs-tsm as the kernel's SEV provider serves it (docs/platform.md §4), over the simulated
+/// firmware: `inblob` exactly 64 bytes, `privlevel` from the floor (the guest's VMPL) to 3,
+/// `generation` counting writes, `outblob` the bare report (firmware STATUS 0x16/0x27 become
+/// EINVAL, others ENXIO), `auxblob` the host's certificate table when it has one.
+public final class SimulatedTSM: TSMReportTransport {
+    let simulator: SNPSimulator
+    var entries: [String: (inblob: [UInt8]?, privlevel: UInt32, generation: UInt64)] = [:]
+
+    public init(simulator: SNPSimulator) { self.simulator = simulator }
+
+    public func makeEntry(_ name: String) throws {
+        guard entries[name] == nil else { throw TSMError.refused("mkdir \(name)", .fileExists) }
+        entries[name] = (nil, 0, 0)
+    }
+
+    public func removeEntry(_ name: String) { entries[name] = nil }
+
+    public func write(_ entry: String, _ attribute: String, _ value: [UInt8]) throws {
+        guard var e = entries[entry] else { throw TSMError.refused(attribute, .noSuchFileOrDirectory) }
+        switch attribute {
+        case "inblob":
+            guard value.count == 64 else { throw TSMError.refused(attribute, .invalidArgument) }
+            e.inblob = value
+        case "privlevel":
+            guard let v = UInt32(String(decoding: value.filter { $0 > 0x20 }, as: UTF8.self)),
+                v >= simulator.state.currentVMPL, v <= 3
+            else { throw TSMError.refused(attribute, .invalidArgument) }
+            e.privlevel = v
+        default: throw TSMError.refused(attribute, .permissionDenied)
+        }
+        e.generation += 1
+        entries[entry] = e
+    }
+
+    public func read(_ entry: String, _ attribute: String) throws -> [UInt8]? {
+        guard let e = entries[entry] else { throw TSMError.refused(attribute, .noSuchFileOrDirectory) }
+        switch attribute {
+        case "provider": return Array("sev_guest\n".utf8)
+        case "generation": return Array("\(e.generation)\n".utf8)
+        case "privlevel_floor": return Array("\(simulator.state.currentVMPL)\n".utf8)
+        case "outblob":
+            guard let inblob = e.inblob else { throw TSMError.refused(attribute, .invalidArgument) }
+            var req = snp_report_req()
+            withUnsafeMutableBytes(of: &req.user_data) { $0.copyBytes(from: inblob) }
+            req.vmpl = e.privlevel
+            switch simulator.makeReport(req) {
+            case .success(let report): return report
+            case .failure(let status):
+                throw TSMError.refused(
+                    attribute,
+                    status == .invalidParam || status == .invalidKey ? .invalidArgument : Errno(rawValue: ENXIO))
+            }
+        case "auxblob":
+            let table = simulator.hostCertificates()
+            return table.isEmpty ? nil : table
+        default: return nil
+        }
     }
 }
