@@ -301,3 +301,39 @@ import Testing
         #expect(throws: TSMError.self) { try ConfigfsTSMDirectory(root: "/nonexistent/tsm/report") }
     }
 }
+
+/// TDX evidence: a Quote through configfs-tsm when its provider is TDX's.
+@Suite struct TDXEvidenceTests {
+    /// configfs-tsm as a TDX guest's kernel shows it: any inblob, a "Quote" that embeds it.
+    final class TDXQuotes: TSMReportTransport {
+        let provider: String
+        var inblob: [UInt8] = []
+        var generation: UInt64 = 0
+        init(provider: String) { self.provider = provider }
+        func makeEntry(_ name: String) throws {}
+        func removeEntry(_ name: String) {}
+        func write(_ entry: String, _ attribute: String, _ value: [UInt8]) throws {
+            inblob = value
+            generation += 1
+        }
+        func read(_ entry: String, _ attribute: String) throws -> [UInt8]? {
+            switch attribute {
+            case "provider": return Array((provider + "\n").utf8)
+            case "generation": return Array("\(generation)\n".utf8)
+            case "outblob": return Array("QUOTE".utf8) + inblob
+            default: return nil
+            }
+        }
+    }
+
+    @Test func aQuoteWhenConfigfsTSMIsTDXsAndTheTDREPORTOtherwise() throws {
+        let data = [UInt8](repeating: 0x42, count: 64)
+        let quoting = TDXAttestationProvider(fd: -1, tsm: TDXQuotes(provider: "tdx_guest"))
+        let e = try quoting.evidence(reportData: data)
+        #expect(e.platform == TDXAttestationProvider.platformQuote && e.report == Array("QUOTE".utf8) + data)
+        // Another provider (or none): the TDREPORT from the device, which here is absent.
+        let other = TDXAttestationProvider(fd: -1, tsm: TDXQuotes(provider: "sev_guest"))
+        #expect(throws: TDXError.ioctl(.badFileDescriptor)) { try other.evidence(reportData: data) }
+        #expect(throws: TDXError.badReportData) { try quoting.evidence(reportData: [1]) }
+    }
+}
