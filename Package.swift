@@ -108,6 +108,7 @@ let package = Package(
         .testTarget(
             name: "ElasticPlatformTests",
             dependencies: ["ElasticPlatform", "ElasticCrypto", "CElasticSEV", "CElasticTDX"],
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "ElasticRuntimeTests", dependencies: ["ElasticRuntime", "ElasticPlatform", "ElasticFormat"],

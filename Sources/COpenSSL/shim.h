@@ -15,6 +15,8 @@
 #include <openssl/x509.h>
 #include <openssl/rsa.h>
 #include <openssl/bio.h>
+#include <openssl/x509v3.h>
+#include <openssl/objects.h>
 
 /// OPENSSL_cleanse through a plain function (keeps call sites uniform).
 static inline void COpenSSL_cleanse(void *p, size_t n) { OPENSSL_cleanse(p, n); }

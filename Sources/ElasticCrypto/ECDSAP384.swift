@@ -10,6 +10,12 @@ public final class ECDSAP384: @unchecked Sendable {  // wraps an immutable Asymm
         self.key = key
     }
 
+    /// A key for verifying (a certificate's public key; signing with it fails).
+    public convenience init(publicKey: AsymmetricKey) throws { try self.init(key: publicKey) }
+
+    /// The public half, for a certificate.
+    public var publicKey: AsymmetricKey { key }
+
     /// A fresh key pair.
     public static func generate() throws -> ECDSAP384 { try ECDSAP384(key: try AsymmetricKey.generate(.ecP384)) }
 

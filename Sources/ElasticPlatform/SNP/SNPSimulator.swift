@@ -158,6 +158,38 @@ public final class SNPSimulator: SEVGuestTransport {
             vcekKeyDER = try ECDSAP384.generate().privateKeyDER
         }
 
+        /// A simulated AMD: a fresh ARK (self-signed) and ASK, both RSA-4096 signing with
+        /// RSASSA-PSS/SHA-384 as AMD's do, and a VCEK certificate for this chip's VCEK at the
+        /// reported TCB, with KDS's SPL and hardware-ID extensions; they become the host's
+        /// certificate table (VCEK, ASK, ARK). Returns the ARK, which a verifier of this
+        /// simulator's reports must be told to trust. Call again after changing the TCB or chip.
+        @discardableResult
+        public mutating func installCertificateChain(product: String = "Genoa") throws -> [UInt8] {
+            let arkKey = try AsymmetricKey.generate(.rsa(bits: 4096))
+            let askKey = try AsymmetricKey.generate(.rsa(bits: 4096))
+            let ark = try X509Certificate.issue(
+                subject: "ARK-\(product)", publicKey: arkKey, issuer: "ARK-\(product)", signer: arkKey,
+                certificateAuthority: true)
+            let ask = try X509Certificate.issue(
+                subject: "SEV-\(product)", publicKey: askKey, issuer: "ARK-\(product)", signer: arkKey, serial: 2,
+                certificateAuthority: true)
+            let layout: TCBVersion.Layout = cpuFamily >= 0x1A ? .turin : .milanGenoa
+            let vcekCert = try X509Certificate.issue(
+                subject: "SEV-VCEK", publicKey: try vcek().publicKey, issuer: "SEV-\(product)", signer: askKey,
+                serial: 3,
+                certificateAuthority: false,
+                extensions: SNPEvidenceVerifier.endorsementExtensions(
+                    tcb: TCBVersion(raw: reportedTCB, layout: layout),
+                    chipID: layout == .turin ? Array(chipID.prefix(8)) : chipID))
+            let guids = SNPCertificateTable.names.reduce(into: [String: String]()) { $0[$1.value] = $1.key }
+            hostCertificates = [
+                HostCertificate(guid: guids["vcek"]!, der: vcekCert.der),
+                HostCertificate(guid: guids["ask"]!, der: ask.der),
+                HostCertificate(guid: guids["ark"]!, der: ark.der),
+            ]
+            return ark.der
+        }
+
         /// The simulated VCEK (signs reports; its public half is what a verifier would fetch).
         public func vcek() throws -> ECDSAP384 { try ECDSAP384(privateKeyDER: vcekKeyDER) }
         public func vlek() throws -> ECDSAP384 { try ECDSAP384(privateKeyDER: vlekKeyDER) }
