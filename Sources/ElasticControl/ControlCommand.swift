@@ -25,6 +25,9 @@ struct ControlCommand: Sendable {
         requestSize = MemoryLayout<Layout>.size
         isSlow = slow
         serve = { (dispatcher, input, output, caller) throws(ControlError) in
+            guard input.count >= MemoryLayout<Layout>.size, output.count >= MemoryLayout<Layout>.size else {
+                throw .invalid("size")
+            }
             // One copy in, one out, through raw memory (never a Swift value copy of the struct).
             let request = UnsafeMutablePointer<Layout>.allocate(capacity: 1)
             let bytes = UnsafeMutableRawBufferPointer(
@@ -47,7 +50,8 @@ extension ControlDispatcher {
             ControlCommand(CElasticControlABI_IOC_CLOCK, elastic_clock.self) { d, r, c throws(ControlError) in
                 try d.clock(&r, c)
             },
-            ControlCommand(CElasticControlABI_IOC_RANDOM, elastic_random.self) { d, r, _ throws(ControlError) in
+            ControlCommand(CElasticControlABI_IOC_RANDOM, elastic_random.self, secrets: true) {
+                d, r, _ throws(ControlError) in
                 try d.random(&r)
             },
             ControlCommand(CElasticControlABI_IOC_DERIVE, elastic_derive.self, secrets: true) {

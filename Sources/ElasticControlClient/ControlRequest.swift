@@ -1,6 +1,7 @@
 import CElasticControlABI
 import ElasticCrypto
 import ElasticSystem
+import Glibc
 
 /// One request of the control ABI: a zeroed struct of `elastic_ioctl.h` on the heap, with
 /// `version` set, wiped when released (requests may carry key material).
@@ -14,7 +15,7 @@ public final class ControlRequest<Layout> {
 
     public init() {
         pointer = .allocate(capacity: 1)
-        raw.initializeMemory(as: UInt8.self, repeating: 0)
+        memset(UnsafeMutableRawPointer(pointer), 0, MemoryLayout<Layout>.size)  // raw: the memory stays bound to Layout
         raw.storeBytes(of: ELASTIC_ABI_VERSION, as: UInt32.self)  // every struct starts with `version`
     }
 

@@ -27,13 +27,17 @@ public final class X509Certificate: @unchecked Sendable {  // the X509 is never 
 
     /// Every certificate of a PEM bundle, in order.
     public static func pem(_ text: [UInt8]) throws -> [X509Certificate] {
-        guard let bio = text.withUnsafeBytes({ BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }) else {
-            throw CryptoError.drain("BIO_new_mem_buf")
+        // The BIO reads the caller's bytes in place: everything happens inside the closure.
+        let out = try text.withUnsafeBytes { buf -> [X509Certificate] in
+            guard let bio = BIO_new_mem_buf(buf.baseAddress, Int32(buf.count)) else {
+                throw CryptoError.drain("BIO_new_mem_buf")
+            }
+            defer { BIO_free(bio) }
+            var certs: [X509Certificate] = []
+            while let x = PEM_read_bio_X509(bio, nil, nil, nil) { certs.append(X509Certificate(taking: x)) }
+            ERR_clear_error()  // the end of the bundle reads as an error
+            return certs
         }
-        defer { BIO_free(bio) }
-        var out: [X509Certificate] = []
-        while let x = PEM_read_bio_X509(bio, nil, nil, nil) { out.append(X509Certificate(taking: x)) }
-        ERR_clear_error()  // the end of the bundle reads as an error
         guard !out.isEmpty else { throw CryptoError.unsupportedKey("no PEM certificate") }
         return out
     }
@@ -135,13 +139,10 @@ public final class X509Certificate: @unchecked Sendable {  // the X509 is never 
     }
 
     static func addExtension(_ x: OpaquePointer, _ oid: String, _ der: [UInt8], critical: Bool) throws {
-        guard let obj = OBJ_txt2obj(oid, 1), let value = ASN1_OCTET_STRING_new() else {
-            throw CryptoError.drain("extension \(oid)")
-        }
-        defer {
-            ASN1_OBJECT_free(obj)
-            ASN1_OCTET_STRING_free(value)
-        }
+        guard let obj = OBJ_txt2obj(oid, 1) else { throw CryptoError.drain("extension \(oid)") }
+        defer { ASN1_OBJECT_free(obj) }
+        guard let value = ASN1_OCTET_STRING_new() else { throw CryptoError.drain("extension \(oid)") }
+        defer { ASN1_OCTET_STRING_free(value) }
         guard ASN1_OCTET_STRING_set(value, der, Int32(der.count)) == 1,
             let ext = X509_EXTENSION_create_by_OBJ(nil, obj, critical ? 1 : 0, value)
         else { throw CryptoError.drain("extension \(oid)") }

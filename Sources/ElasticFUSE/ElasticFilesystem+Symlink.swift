@@ -49,10 +49,11 @@ extension ElasticFilesystem {
         }
     }
 
-    /// Plaintext length of a symlink's target, without decrypting it.
+    /// Plaintext length of a symlink's target, without decrypting it (nor decoding it: a
+    /// damaged target still has a size, so the link can be listed and removed; only readlink fails).
     func symlinkTargetLength(dirfd: Int32, name: String) throws -> Int {
         let target = try Syscall.readlinkat(dirfd, name)
-        guard case .long(let id) = try SymlinkCodec.reference(backingTarget: target) else {
+        guard target.hasPrefix(BackingNames.longLinkPrefix), let id = try? longLinkID(dirfd: dirfd, name: name) else {
             return SymlinkCodec.plaintextLength(inlineTargetLength: target.utf8.count)
         }
         let d = try longLinksDir()

@@ -113,7 +113,12 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             return i
         }
         if let regained { handles.unpin(regained) }  // it has a name again
-        return Entry(inode: inode, attr: try attributes(of: inode, stat: st, at: (parent, backingName)))
+        do {
+            return Entry(inode: inode, attr: try attributes(of: inode, stat: st, at: (parent, backingName)))
+        } catch {
+            forget(inode.id, 1)  // the kernel never hears of this lookup, so it will not forget it
+            throw error
+        }
     }
 
     func forget(_ ino: UInt64, _ n: UInt64) {

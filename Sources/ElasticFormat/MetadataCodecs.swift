@@ -48,7 +48,8 @@ public enum SymlinkCodec {
     public static func reference(backingTarget: String) throws -> Reference {
         if backingTarget.hasPrefix(BackingNames.longLinkPrefix) {
             let id = String(backingTarget.dropFirst(BackingNames.longLinkPrefix.count))
-            guard id.utf8.count == 32, id.allSatisfy({ $0.isHexDigit }) else {
+            guard id.utf8.count == 32, id.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+            else {
                 throw FormatError.corruptMetadata("long link reference")
             }
             return .long(id: id)

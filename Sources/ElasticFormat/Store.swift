@@ -37,7 +37,8 @@ public final class UnlockedStore: Sendable {
     public let directory: OpenDirectory
     public let keys: StoreKeys
     /// The configuration and the master key; slot changes hold the lock across the rewrite,
-    /// so two of them never lose one another's slot.
+    /// and an flock(2) on the backing directory against other processes, and start from the
+    /// configuration on disk, so two of them never lose one another's slot.
     private let state: Mutex<(config: StoreConfig, master: SecureBytes?)>
 
     public var config: StoreConfig { state.withLock { $0.config } }
@@ -53,13 +54,27 @@ public final class UnlockedStore: Sendable {
         state = Mutex((config, master))
     }
 
+    /// Runs a change of the configuration under both locks, starting from what is on disk (and
+    /// authenticated) now.
+    private func changingConfig<R>(_ body: (inout (config: StoreConfig, master: SecureBytes?)) throws -> R) throws -> R
+    {
+        try state.withLock { s in
+            guard flock(directory.fd, LOCK_EX) == 0 else { throw Errno(rawValue: errno) }
+            defer { flock(directory.fd, LOCK_UN) }
+            let (current, bytes) = try Store.readConfig(directory: directory, backing: backing)
+            try StoreConfig.verifyMAC(bytes, keys: keys)
+            s.config = current
+            return try body(&s)
+        }
+    }
+
     /// Frees (wipes) the master key; only the derived keys remain.
     public func forgetMaster() { state.withLock { $0.master = nil } }
 
     /// Adds a key slot and rewrites the configuration atomically.
     @discardableResult
     public func addSlot(kind: KeySlot.Kind, secret: [UInt8]) throws -> KeySlot {
-        try state.withLock { s in
+        try changingConfig { s in
             guard s.config.slots.count < 255 else { throw FormatError.invalidArgument("too many key slots") }
             guard let master = s.master else {
                 throw FormatError.invalidArgument("the master key was already let go of")
@@ -75,7 +90,7 @@ public final class UnlockedStore: Sendable {
 
     /// Removes the slot whose hex ID starts with `idPrefix`; refuses to remove the last slot.
     public func removeSlot(idPrefix: String) throws -> KeySlot {
-        try state.withLock { s in
+        try changingConfig { s in
             let matches = s.config.slots.filter { $0.idHex.hasPrefix(idPrefix.lowercased()) }
             guard matches.count == 1, !idPrefix.isEmpty else {
                 throw FormatError.invalidArgument(

@@ -1,3 +1,4 @@
+import ElasticCrypto
 import ElasticSystem
 import Glibc
 import Synchronization
@@ -50,7 +51,10 @@ public enum ConfigfsTSM {
     public static func report(_ t: any TSMReportTransport, inblob: [UInt8], privlevel: UInt32? = nil) throws
         -> TSMReport
     {
-        let name = "elastic-\(getpid())-\(counter.wrappingAdd(1, ordering: .relaxed).newValue)"
+        // pid and counter name it for people; the random part keeps it unique across PID
+        // namespaces and a crashed run's leftovers.
+        let suffix = (try? Random.bytes(8)).map { Hex.encode($0) } ?? "0"
+        let name = "elastic-\(getpid())-\(counter.wrappingAdd(1, ordering: .relaxed).newValue)-\(suffix)"
         try t.makeEntry(name)
         defer { t.removeEntry(name) }
         var writes: UInt64 = 0
@@ -63,7 +67,11 @@ public enum ConfigfsTSM {
         func generation() throws -> UInt64? {
             try t.read(name, "generation").flatMap { UInt64(String(decoding: $0.filter { $0 > 0x20 }, as: UTF8.self)) }
         }
-        guard try generation() == writes else { throw TSMError.raced }
+        switch try generation() {
+        case writes?: break
+        case let g? where g < writes: throw TSMError.refused("inblob (the provider did not take it)", .invalidArgument)
+        default: throw TSMError.raced
+        }
         let provider = String(decoding: (try t.read(name, "provider") ?? []).filter { $0 > 0x20 }, as: UTF8.self)
         guard let outblob = try t.read(name, "outblob") else { throw TSMError.unavailable("no outblob") }
         let auxblob = try t.read(name, "auxblob") ?? []

@@ -27,9 +27,13 @@ extension PlatformProbe {
             return SecureTSCDetection(
                 enabled: status & Self.secureTSCBit != 0, evidence: "SEV_STATUS MSR (/dev/cpu/0/msr)")
         }
-        if let line = kernelLogLine(containing: "SEV: Status:") {
+        if let line = kernelLogLine(startingWith: "SEV: Status:") {
+            // The line sev_show_status() prints: one token per SEV_STATUS bit, SEV-SNP among them.
             let tokens = line.split(separator: " ")
-            return SecureTSCDetection(enabled: tokens.contains("SecureTSC"), evidence: "kernel log: \(line)")
+            let valid = tokens.contains("SEV-SNP")
+            return SecureTSCDetection(
+                enabled: valid && tokens.contains("SecureTSC"),
+                evidence: "kernel log: \(line)" + (valid ? "" : " (not the SEV status line)"))
         }
         return SecureTSCDetection(
             enabled: false,
@@ -47,9 +51,12 @@ extension PlatformProbe {
         return UInt64(littleEndian: value)
     }
 
-    /// The first kernel-log message containing `marker`, from `/dev/kmsg` (one record per
-    /// read; root) or, in a test tree, a plain file of lines. Reads at most 4 MiB.
-    func kernelLogLine(containing marker: String) -> String? {
+    /// The first kernel-log message that starts with `marker` and comes from the kernel itself
+    /// (facility 0 in the record's "pri,seq,time,flags;" prefix: userspace cannot write those,
+    /// and a message that merely contains the marker, such as a DMI string the host chose, does
+    /// not count). From `/dev/kmsg` (one record per read; root) or, in a test tree, a file of
+    /// records. Reads at most 4 MiB.
+    func kernelLogLine(startingWith marker: String) -> String? {
         let fd = open(path("/dev/kmsg"), O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -57,11 +64,13 @@ extension PlatformProbe {
         var pending: [UInt8] = []
         var total = 0
         func match(_ record: ArraySlice<UInt8>) -> String? {
-            // /dev/kmsg records are "prefix;message"; plain lines are the message.
             let text = String(decoding: record, as: UTF8.self)
-            let message = text.firstIndex(of: ";").map { String(text[text.index(after: $0)...]) } ?? text
-            guard let r = message.range(of: marker) else { return nil }
-            return String(message[r.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard let semicolon = text.firstIndex(of: ";"),
+                let pri = text[..<semicolon].split(separator: ",").first.flatMap({ Int($0) }), pri >> 3 == 0
+            else { return nil }
+            let message = text[text.index(after: semicolon)...]
+            guard message.hasPrefix(marker) else { return nil }
+            return String(message).trimmingCharacters(in: .whitespacesAndNewlines)
         }
         while total < 4 << 20 {
             let n = Glibc.read(fd, &buffer, buffer.count)

@@ -81,6 +81,26 @@ struct KeyAndConfigTests {
         }
     }
 
+    /// `elastic slot add` run by several processes at once: every slot lands (the configuration
+    /// is rewritten under an flock of BACKING, starting from what is on disk).
+    @Test func concurrentSlotChangesLoseNothing() throws {
+        try MountedStore.with { s in
+            try s.unmount()
+            let adds = (0..<6).map {
+                "'\(Env.elastic)' slot add '\(s.backing)' --unlock-keyfile '\(s.keyFile)' --keyfile '\(s.dir)/k\($0)' >/dev/null 2>&1 &"
+            }.joined(separator: "\n")
+            try expectOK(sh(adds + "\nwait"), "six concurrent slot adds")
+            let list = try run(Env.elastic, ["slot", "list", s.backing])
+            #expect(list.stdout.split(separator: "\n").filter { $0.contains("keyfile") }.count == 7, "\(list.stdout)")
+            for i in 0..<6 {
+                let r = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "keyfile=\(s.dir)/k\(i)"])
+                expectOK(r, "mount with key \(i)")
+                try s.unmount()
+            }
+            try s.mount()
+        }
+    }
+
     @Test func passphraseSlotAddListRemove() throws {
         try MountedStore.with { s in
             try sh("echo hello > '\(s.path("f"))'")

@@ -67,4 +67,23 @@ struct TamperTests {
             "hv, hd = open(V,'rb').read(24), open(D,'rb').read(24)\nwith open(V,'r+b') as f: f.write(hd)",
             firstBlockIntact: false)
     }
+
+    /// The host replaces a backing symlink's target with garbage: the link is still listed and
+    /// can be removed; only reading it fails (EIO), and nothing else is affected.
+    @Test func damagedSymlinkTargetIsAnErrorOnlyWhenRead() throws {
+        try MountedStore.with { s in
+            try expectOK(sh("ln -s target '\(s.path("link"))' && echo innocent > '\(s.path("innocent"))'"), "populate")
+            try s.unmount()
+            let backingLink = try sh("find '\(s.backing)' -maxdepth 1 -type l").stdout.trimmingCharacters(
+                in: .whitespacesAndNewlines)
+            #expect(!backingLink.isEmpty)
+            try expectOK(sh("ln -sfn 'not base64!' '\(backingLink)'"), "tamper")
+            try s.mount()
+            #expect(try sh("ls '\(s.mountpoint)'").stdout.contains("link"))
+            let read = try sh("python3 -c 'import os, sys; os.readlink(sys.argv[1])' '\(s.path("link"))' 2>&1 || true")
+            #expect(read.stdout.contains("Input/output error"), "\(read.stdout)")
+            try expectOK(sh("rm '\(s.path("link"))'"), "rm of the damaged link")
+            #expect(try sh("ls '\(s.mountpoint)'").stdout == "innocent\n")
+        }
+    }
 }

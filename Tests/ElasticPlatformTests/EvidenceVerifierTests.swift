@@ -37,6 +37,14 @@ import Testing
         }
     }
 
+    @Test func hardwareIDsAreReadInBothEncodings() {
+        let id = [UInt8](repeating: 0x04, count: 64)  // raw, and starting like an OCTET STRING tag
+        #expect(SNPEvidenceVerifier.derOctets(id) == id)
+        #expect(SNPEvidenceVerifier.derOctets([0x04, 64] + id) == id)
+        #expect(SNPEvidenceVerifier.derOctets([0x04, 8] + id.prefix(8)) == Array(id.prefix(8)))
+        #expect(SNPEvidenceVerifier.derOctets([0x04, 63] + id.prefix(63)) == nil)
+    }
+
     @Test func aSimulatedReportVerifiesThroughItsChainAndOnlyThere() throws {
         var s = try SNPSimulator.State.fresh()
         let arkDER = try s.installCertificateChain()

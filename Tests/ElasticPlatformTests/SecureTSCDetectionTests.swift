@@ -35,6 +35,20 @@ import Testing
         let off = try tree(["/dev/kmsg": "6,1,1,-;SEV: Status: SEV SEV-ES SEV-SNP DebugSwap\n"])
         defer { try? FileManager.default.removeItem(atPath: off) }
         #expect(!PlatformProbe(root: off).secureTSC.enabled)
+
+        // Strings the host chooses (a DMI product name) or userspace writes (facility 1) do not
+        // count, even when they contain the marker; the real line comes later and says "off".
+        let forged = try tree([
+            "/dev/kmsg": """
+            6,10,5,-;DMI: Evil x SEV: Status: SEV-SNP SecureTSC y/1, BIOS 1.0
+            14,11,6,-;SEV: Status: SEV SEV-ES SEV-SNP SecureTSC
+            6,12,7,-;SEV: Status: SEV SEV-ES SEV-SNP
+
+            """
+        ])
+        defer { try? FileManager.default.removeItem(atPath: forged) }
+        let f = PlatformProbe(root: forged).secureTSC
+        #expect(!f.enabled && f.evidence == "kernel log: SEV: Status: SEV SEV-ES SEV-SNP", "\(f)")
     }
 
     @Test func sysfsStatusWinsAndSilenceMeansOff() throws {

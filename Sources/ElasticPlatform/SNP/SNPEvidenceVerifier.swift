@@ -107,12 +107,13 @@ public struct SNPEvidenceVerifier: Sendable {
         return b[2...].reduce(0) { $0 << 8 | Int($1) }
     }
 
-    /// A DER OCTET STRING's contents (the hardware ID), or the raw bytes when they are not one.
+    /// The hardware ID of a VCEK certificate: a DER OCTET STRING of 64 (Turin: 8) bytes, or
+    /// those bytes raw (older certificates); nil for anything else.
     static func derOctets(_ b: [UInt8]) -> [UInt8]? {
-        guard b.count >= 2, b[0] == 0x04 else { return b }
-        if b[1] < 0x80 { return Int(b[1]) == b.count - 2 ? Array(b[2...]) : nil }
-        guard b[1] == 0x81, b.count >= 3, Int(b[2]) == b.count - 3 else { return nil }
-        return Array(b[3...])
+        if b.count == 64 || b.count == 8 { return b }
+        if b.count == 2 + 8, b[0] == 0x04, b[1] == 8 { return Array(b[2...]) }
+        if b.count == 2 + 64, b[0] == 0x04, b[1] == 64 { return Array(b[2...]) }
+        return nil
     }
 
     /// The DER extension values a V[CL]EK certificate carries for `tcb` and `chipID` (the
@@ -126,10 +127,7 @@ public struct SNPEvidenceVerifier: Sendable {
             (snpSPL, integer(tcb.snp), false),
             (ucodeSPL, integer(tcb.microcode), false),
         ]
-        if let chipID {
-            let len = UInt8(chipID.count)
-            out.append((hwID, (len < 0x80 ? [0x04, len] : [0x04, 0x81, len]) + chipID, false))
-        }
+        if let chipID { out.append((hwID, [0x04, UInt8(chipID.count)] + chipID, false)) }
         return out
     }
 }
