@@ -3,6 +3,7 @@ import ElasticControlClient
 import ElasticCrypto
 import ElasticFormat
 import ElasticSystem
+import Foundation
 import Glibc
 import Synchronization
 import Testing
@@ -313,9 +314,20 @@ import Testing
     }
 }
 
-/// A fresh directory under /tmp (a backing directory for the key store).
-func temporaryDirectory() throws -> String {
+/// One directory per test process, holding every scratch directory; removed at exit.
+let scratchRoot: String = {
     var template = Array("/tmp/elastic-unit.XXXXXX".utf8CString)
+    guard let p = mkdtemp(&template) else { return "/tmp" }
+    atexit {
+        guard scratchRoot != "/tmp" else { return }
+        _ = try? FileManager.default.removeItem(atPath: scratchRoot)
+    }
+    return String(cString: p)
+}()
+
+/// A fresh directory (a backing directory for the key store), removed when the tests end.
+func temporaryDirectory() throws -> String {
+    var template = Array((scratchRoot + "/d.XXXXXX").utf8CString)
     guard let p = mkdtemp(&template) else { throw Errno(rawValue: errno) }
     return String(cString: p)
 }
