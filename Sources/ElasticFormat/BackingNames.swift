@@ -9,6 +9,8 @@ public enum BackingNames {
     public static let config = "elastic.conf"
     /// The control file's key store, sealed (KeyStoreFile).
     public static let keyStore = "elastic.keys"
+    /// Held (flock) by the one daemon that has the store mounted (`StoreLock`).
+    public static let lock = "elastic.lock"
     /// 16 random bytes in every backing directory: the associated data of its names' encryption.
     public static let dirIV = "elastic.diriv"
     public static let dirIVSize = 16

@@ -116,6 +116,7 @@ struct MountElastic: ParsableCommand {
             return fail("mount point \(mountpoint) is not a directory", .mountFailed)
         }
         let store: UnlockedStore
+        let lock: StoreLock
         do {
             let source = try StoreOpener.defaultSource(
                 backing: backing, keyFile: opts.keyFile, passFile: opts.passFile, platform: opts.platformChoice)
@@ -123,6 +124,11 @@ struct MountElastic: ParsableCommand {
         } catch {
             return fail("\(error)", ElasticExitCode.forStoreError(error))
         }
+        // One mount per store: held until this daemon ends.
+        do { lock = try StoreLock(directory: store.directory, purpose: "mounted on \(mountpoint)") } catch {
+            return fail("\(error)", .mountFailed)
+        }
+        defer { withExtendedLifetime(lock) {} }
         do {
             let control = try StoreOpener.controlDispatcher(
                 for: store, readOnly: opts.readOnly, platform: opts.platformChoice)

@@ -81,6 +81,29 @@ struct KeyAndConfigTests {
         }
     }
 
+    /// One mount per store: a second mount of the same BACKING is refused, naming the first;
+    /// once that one is gone (unmounted or killed) the store mounts again.
+    @Test func aStoreIsMountedOnceAtATime() throws {
+        try MountedStore.with { s in
+            try sh("mkdir -p '\(s.dir)/second'")
+            let second = try run(Env.mountElastic, [s.backing, s.dir + "/second", "-o", "keyfile=\(s.keyFile)"])
+            #expect(
+                second.status == 32 && second.stderr.contains("already in use"), "\(second.status) \(second.stderr)")
+            #expect(second.stderr.contains("mounted on \(s.mountpoint)"), "\(second.stderr)")
+            #expect(try sh("grep -c ' \(s.dir)/second ' /proc/mounts || true").stdout.hasPrefix("0"))
+            #expect(!(try sh("ls -a '\(s.mountpoint)'").stdout.contains("elastic.lock")), "the lock file is internal")
+            // A daemon killed with SIGKILL leaves no stale lock.
+            guard let pid = try s.daemonPID() else { throw TestFailure("no daemon") }
+            kill(pid, SIGKILL)
+            try sh(
+                "for i in $(seq 50); do grep -q ' \(s.mountpoint) ' /proc/mounts || exit 0; sleep 0.1; done; fusermount3 -u '\(s.mountpoint)' || true"
+            )
+            s.markUnmounted()
+            try s.mount()
+            #expect(try sh("ls '\(s.mountpoint)'").status == 0)
+        }
+    }
+
     /// `elastic slot add` run by several processes at once: every slot lands (the configuration
     /// is rewritten under an flock of BACKING, starting from what is on disk).
     @Test func concurrentSlotChangesLoseNothing() throws {
