@@ -24,6 +24,10 @@ public enum ElasticExitCode: Int32, Sendable {
     case verificationFailed = 22
     /// Mounting failed (mount point, FUSE, permissions).
     case mountFailed = 32
+    /// The store is mounted already (one mount, or offline tool, per store at a time).
+    case storeInUse = 33
+    /// `elastic fsck` found problems (each printed with its path).
+    case problemsFound = 40
 
     /// The exit code for an error raised while opening a store, the same from both executables.
     public static func forStoreError(_ error: any Error) -> ElasticExitCode {
@@ -31,6 +35,7 @@ public enum ElasticExitCode: Int32, Sendable {
         // The key source failed before any slot was tried: the passphrase or key file could not
         // be read, or the sealing platform could not be opened.
         case is Passphrase.Failure, is SEVError: return .keySource
+        case is StoreLock.Failure: return .storeInUse
         case FormatError.wrongKey: return .wrongKey
         case FormatError.keySource: return .keySource
         case FormatError.unsupportedVersion, FormatError.unknownFeatureFlags: return .unsupportedStore

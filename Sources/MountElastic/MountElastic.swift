@@ -126,7 +126,7 @@ struct MountElastic: ParsableCommand {
         }
         // One mount per store: held until this daemon ends.
         do { lock = try StoreLock(directory: store.directory, purpose: "mounted on \(mountpoint)") } catch {
-            return fail("\(error)", .mountFailed)
+            return fail("\(error)", ElasticExitCode.forStoreError(error))
         }
         defer { withExtendedLifetime(lock) {} }
         do {

@@ -1,0 +1,73 @@
+import Foundation
+import Testing
+
+/// `elastic fsck` through the real binaries: clean stores pass; what the host edits is found
+/// and named by its plaintext path; a mounted store is refused.
+@Suite(.enabled(if: Env.canMount, "needs root and /dev/fuse"))
+struct FsckTests {
+    @Test func fsckFindsWhatTheHostChangedAndNamesIt() throws {
+        try MountedStore.with { s in
+            let long = String(repeating: "n", count: 200)
+            try expectOK(
+                sh(
+                    """
+                    cd '\(s.mountpoint)'
+                    mkdir -p docs/deep
+                    head -c 20000 /dev/urandom > docs/report.bin
+                    echo small > docs/deep/note.txt
+                    echo long > 'docs/\(long)'
+                    ln -s ../docs/report.bin docs/link
+                    ln -s "$(head -c 3000 /dev/zero | tr '\\0' 'x')" docs/longlink
+                    python3 -c 'import os; os.setxattr("docs/deep/note.txt", "user.tag", b"v")'
+                    """), "populate")
+            let fsck = { (args: [String]) throws -> CommandResult in
+                try run(Env.elastic, ["fsck", s.backing, "--unlock-keyfile", s.keyFile] + args)
+            }
+            let mounted = try fsck([])
+            #expect(
+                mounted.status == 33 && mounted.stderr.contains("already in use"), "\(mounted.status) \(mounted.stderr)"
+            )
+            try s.unmount()
+
+            let clean = try fsck([])
+            #expect(clean.status == 0 && clean.stdout.contains(": clean"), "\(clean.stdout) \(clean.stderr)")
+            #expect(clean.stdout.contains("3 directories") && clean.stdout.contains("3 files"), "\(clean.stdout)")
+
+            // The host edits: a byte of report.bin's second block, note.txt's xattr value, the
+            // long name's sidecar, the symlink's target.
+            let backingOf = { (plainSize: Int) throws -> String in
+                try sh("find '\(s.backing)' -type f -size \(plainSize)c | head -1").stdout.trimmingCharacters(
+                    in: .whitespacesAndNewlines)
+            }
+            let report = try backingOf(24 + 4 * 4124 + (20000 - 4 * 4096) + 28)
+            try expectOK(
+                sh("printf 'X' | dd of='\(report)' bs=1 seek=\(24 + 4124 + 100) conv=notrunc status=none"), "flip")
+            let note = try backingOf(24 + 6 + 28)
+            try expectOK(
+                sh(
+                    "python3 -c 'import os,sys; p=sys.argv[1]; n=[a for a in os.listxattr(p) if a.startswith(\"user.\")][0]; v=bytearray(os.getxattr(p,n)); v[-1]^=1; os.setxattr(p,n,bytes(v))' '\(note)'"
+                ),
+                "xattr")
+            try expectOK(sh("find '\(s.backing)' -name 'elastic.ln.*.name' -delete"), "sidecar")
+            let link = try sh("find '\(s.backing)' -type l | head -1").stdout.trimmingCharacters(
+                in: .whitespacesAndNewlines)
+            try expectOK(sh("ln -sfn 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' '\(link)'"), "symlink")
+
+            let found = try fsck([])
+            #expect(found.status == 40, "\(found.status) \(found.stderr)")
+            #expect(
+                found.stdout.contains("/docs/report.bin: 1 of 5 blocks fail authentication (blocks 1)"),
+                "\(found.stdout)")
+            #expect(
+                found.stdout.contains("/docs/deep/note.txt: extended attribute user.tag: value does not open"),
+                "\(found.stdout)")
+            #expect(found.stdout.contains("long name without its sidecar"), "\(found.stdout)")
+            #expect(found.stdout.contains("symlink target does not open"), "\(found.stdout)")
+            let json = try fsck(["--json"])
+            #expect(json.status == 40)
+            let obj = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+            #expect((obj?["problems"] as? [[String: String]])?.count == 4, "\(json.stdout)")
+            #expect(obj?["files"] as? Int == 2, "the file behind the lost sidecar is not counted: \(json.stdout)")
+        }
+    }
+}
