@@ -11,6 +11,8 @@ public enum BackingNames {
     public static let keyStore = "elastic.keys"
     /// Held (flock) by the one daemon that has the store mounted (`StoreLock`).
     public static let lock = "elastic.lock"
+    /// Where `elastic fsck --repair` puts entries whose names cannot be read (never shown).
+    public static let quarantine = "elastic.quarantine"
     /// 16 random bytes in every backing directory: the associated data of its names' encryption.
     public static let dirIV = "elastic.diriv"
     public static let dirIVSize = 16

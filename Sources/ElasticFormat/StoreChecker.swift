@@ -14,7 +14,22 @@ public final class StoreChecker {
         /// plaintext name is known.
         public let path: String
         public let what: String
+        /// What `repair` did about it, once it ran.
+        public var repaired: String? = nil
     }
+
+    /// Where a damaged entry is and how it can be moved aside.
+    struct Damaged {
+        let problem: Int
+        let dirfd: Int32
+        let backing: String
+        /// The entry's long-name sidecar, if it has one.
+        let sidecar: String?
+        /// Its plaintext path, when its name decrypts (then it goes to lost+found).
+        let path: String?
+    }
+    var damaged: [Damaged] = []
+    var openDirectories: [Int32] = []
 
     /// What was looked at.
     public struct Counts: Sendable, Equatable {
@@ -24,6 +39,9 @@ public final class StoreChecker {
         public var others = 0
         public var blocks: Int64 = 0
         public var bytes: Int64 = 0
+        /// Entries in /lost+found: moved aside by an earlier repair, left for the user; not
+        /// checked again and not counted as problems.
+        public var quarantined = 0
     }
 
     let store: UnlockedStore
@@ -38,13 +56,15 @@ public final class StoreChecker {
         crypto = try CryptoWorker(keys: store.keys)
     }
 
+    deinit { for fd in openDirectories { Syscall.close(fd) } }
+
     /// Runs the whole check; the result is in `problems` and `counts`.
     public func run() throws {
         do { _ = try KeyStoreFile(directory: store.directory, keys: store.keys).load() } catch {
             problems.append(Problem(path: BackingNames.keyStore, what: "key store does not open: \(error)"))
         }
         let rootfd = try Syscall.openat(store.directory.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        defer { Syscall.close(rootfd) }
+        openDirectories.append(rootfd)
         try checkDirectory(rootfd, path: "", isRoot: true)
     }
 
@@ -52,8 +72,17 @@ public final class StoreChecker {
         problems.append(Problem(path: path.isEmpty ? "/" : path, what: what))
     }
 
+    /// A problem whose entry `repair` can move aside.
+    func damagedEntry(_ dirfd: Int32, _ backing: String, plainPath: String?, shownAs path: String, _ what: String) {
+        problem(path, what)
+        let sidecar = BackingNames.isLongName(backing) ? BackingNames.sidecar(of: backing) : nil
+        damaged.append(
+            Damaged(problem: problems.count - 1, dirfd: dirfd, backing: backing, sidecar: sidecar, path: plainPath))
+    }
+
     static let rootInternal: Set<String> = [
         BackingNames.config, BackingNames.keyStore, BackingNames.lock, BackingNames.longLinks, BackingNames.dirIV,
+        BackingNames.quarantine,
     ]
 
     func checkDirectory(_ dirfd: Int32, path: String, isRoot: Bool) throws {
@@ -78,22 +107,33 @@ public final class StoreChecker {
                     continue
                 }
                 guard BackingNames.isLongName(backing) else {
-                    problem(path + "/" + backing, "a file ELASTIC does not know in the backing directory")
+                    damagedEntry(
+                        dirfd, backing, plainPath: nil, shownAs: path + "/" + backing,
+                        "a file ELASTIC does not know in the backing directory")
                     continue
                 }
                 switch LongNameSidecar.encodedName(dirfd, backingName: backing) {
                 case .success(let full): encoded = full
                 case .failure(.missing):
-                    problem(path + "/" + backing, "long name without its sidecar")
+                    damagedEntry(
+                        dirfd, backing, plainPath: nil, shownAs: path + "/" + backing, "long name without its sidecar")
                     continue
                 case .failure(.mismatch):
-                    problem(path + "/" + backing, "long-name sidecar does not match its entry")
+                    damagedEntry(
+                        dirfd, backing, plainPath: nil, shownAs: path + "/" + backing,
+                        "long-name sidecar does not match its entry")
                     continue
                 }
             }
             let plain: String
             do { plain = String(decoding: try crypto.decryptName(encoded, dirIV: iv), as: UTF8.self) } catch {
-                problem(path + "/" + backing, "name does not decrypt (not written by this store, or edited)")
+                damagedEntry(
+                    dirfd, backing, plainPath: nil, shownAs: path + "/" + backing,
+                    "name does not decrypt (not written by this store, or edited)")
+                continue
+            }
+            if isRoot && plain == Self.lostAndFound {
+                counts.quarantined += quarantinedEntries(dirfd, backing)
                 continue
             }
             try checkEntry(dirfd, backing: backing, path: path + "/" + plain)
@@ -115,31 +155,34 @@ public final class StoreChecker {
                 problem(path, "cannot open directory: \(error)")
                 return
             }
-            defer { Syscall.close(sub) }
+            openDirectories.append(sub)  // kept for `repair`; closed with the checker
             try checkDirectory(sub, path: path, isRoot: false)
         case S_IFREG:
             counts.files += 1
             checkXattrs(dirfd, backing, path)
-            checkFile(dirfd, backing, path, size: Int64(st.st_size))
+            if let what = checkFile(dirfd, backing, path, size: Int64(st.st_size)) {
+                damagedEntry(dirfd, backing, plainPath: path, shownAs: path, what)
+            }
         case S_IFLNK:
             counts.symlinks += 1
-            checkSymlink(dirfd, backing, path)
+            if let what = checkSymlink(dirfd, backing) {
+                damagedEntry(dirfd, backing, plainPath: path, shownAs: path, what)
+            }
         default:
             counts.others += 1
             checkXattrs(dirfd, backing, path)
         }
     }
 
-    func checkFile(_ dirfd: Int32, _ backing: String, _ path: String, size: Int64) {
+    /// What is wrong with a regular file, or nil.
+    func checkFile(_ dirfd: Int32, _ backing: String, _ path: String, size: Int64) -> String? {
         guard let plain = BlockLayout.plaintextSize(cipher: size) else {
-            problem(path, "backing length \(size) is no valid encrypted length (truncated or extended by the host)")
-            return
+            return "backing length \(size) is no valid encrypted length (truncated or extended by the host)"
         }
-        if size == 0 { return }
+        if size == 0 { return nil }
         let fd: Int32
         do { fd = try Syscall.openat(dirfd, backing, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) } catch {
-            problem(path, "cannot open: \(error)")
-            return
+            return "cannot open: \(error)"
         }
         defer { Syscall.close(fd) }
         var header = [UInt8](repeating: 0, count: FileHeader.size)
@@ -148,8 +191,7 @@ public final class StoreChecker {
                 == FileHeader.size,
             let h = try? FileHeader(decoding: header)
         else {
-            problem(path, "file header is missing or corrupt")
-            return
+            return "file header is missing or corrupt"
         }
         let cbs = Int(BlockLayout.cipherBlockSize)
         var cipher = [UInt8](repeating: 0, count: cbs)
@@ -176,13 +218,15 @@ public final class StoreChecker {
             counts.blocks += 1
         }
         counts.bytes += plain
-        if !failed.isEmpty {
+        guard failed.isEmpty else {
             let shown = failed.prefix(8).map(String.init).joined(separator: ", ") + (failed.count > 8 ? ", …" : "")
-            problem(path, "\(failed.count) of \(blocks) blocks fail authentication (blocks \(shown))")
+            return "\(failed.count) of \(blocks) blocks fail authentication (blocks \(shown))"
         }
+        return nil
     }
 
-    func checkSymlink(_ dirfd: Int32, _ backing: String, _ path: String) {
+    /// What is wrong with a symlink, or nil.
+    func checkSymlink(_ dirfd: Int32, _ backing: String) -> String? {
         do {
             let sealed: [UInt8]
             switch try SymlinkCodec.reference(backingTarget: Syscall.readlinkat(dirfd, backing)) {
@@ -194,8 +238,9 @@ public final class StoreChecker {
                 sealed = try Syscall.readFile(links, id, limit: 8192)
             }
             _ = try SymlinkCodec.open(sealed, with: crypto)
+            return nil
         } catch {
-            problem(path, "symlink target does not open: \(error)")
+            return "symlink target does not open: \(error)"
         }
     }
 
@@ -220,5 +265,100 @@ public final class StoreChecker {
                 continue
             }
         }
+    }
+
+    /// How many entries /lost+found holds (its sidecars and IV aside).
+    func quarantinedEntries(_ root: Int32, _ backing: String) -> Int {
+        guard let fd = try? Syscall.openat(root, backing, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) else {
+            return 0
+        }
+        defer { Syscall.close(fd) }
+        var n = 0
+        try? Syscall.forEachEntry(fd) { name, _, _ in
+            if name != "." && name != ".." && (!BackingNames.isInternal(name) || BackingNames.isLongName(name)) {
+                n += 1
+            }
+        }
+        return n
+    }
+
+    /// The directory in the store that damaged entries are moved to.
+    public static let lostAndFound = "lost+found"
+
+    /// Moves every damaged entry the check found aside, so the rest of the store reads clean:
+    /// an entry whose name decrypts goes to `/lost+found` (an ordinary directory of the store),
+    /// named after its old path with "/" written as "%"; an entry whose name cannot be read goes
+    /// to `elastic.quarantine` in BACKING, out of the mounted tree. Nothing is deleted. Run
+    /// after `run()`; marks each problem with what was done.
+    public func repair() throws {
+        guard !damaged.isEmpty, let root = openDirectories.first else { return }
+        var lostAndFound: (fd: Int32, iv: [UInt8])? = nil
+        var quarantine: Int32? = nil
+        defer {
+            if let lostAndFound { Syscall.close(lostAndFound.fd) }
+            if let quarantine { Syscall.close(quarantine) }
+        }
+        for d in damaged {
+            do {
+                if let path = d.path {
+                    if lostAndFound == nil { lostAndFound = try openLostAndFound(root) }
+                    let name = try moveToLostAndFound(d, path: path, into: lostAndFound!)
+                    problems[d.problem].repaired = "moved to /\(Self.lostAndFound)/\(name)"
+                } else {
+                    if quarantine == nil { quarantine = try openQuarantine(root) }
+                    let name = d.backing + "~" + Hex.encode(try Random.bytes(4))
+                    try Syscall.renameat2(d.dirfd, d.backing, quarantine!, name, LinuxConstants.renameNoReplace)
+                    if let sidecar = d.sidecar, (try? Syscall.lstatat(d.dirfd, sidecar)) != nil {
+                        try Syscall.renameat2(
+                            d.dirfd, sidecar, quarantine!, name + BackingNames.longNameSuffix,
+                            LinuxConstants.renameNoReplace)
+                    }
+                    problems[d.problem].repaired =
+                        "moved out of the tree, to BACKING/\(BackingNames.quarantine)/\(name)"
+                }
+            } catch {
+                problems[d.problem].repaired = "not repaired: \(error)"
+            }
+        }
+    }
+
+    func openLostAndFound(_ root: Int32) throws -> (fd: Int32, iv: [UInt8]) {
+        let encoded = try crypto.encryptName(Array(Self.lostAndFound.utf8), dirIV: try DirectoryIV.read(from: root))
+        let name = BackingNames.backingName(forEncoded: encoded).name
+        if (try? Syscall.lstatat(root, name)) == nil {
+            try Syscall.mkdirat(root, name, 0o700)
+            let fd = try Syscall.openat(root, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            try DirectoryIV.create(in: fd)
+            return (fd, try DirectoryIV.read(from: fd))
+        }
+        let fd = try Syscall.openat(root, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        return (fd, try DirectoryIV.read(from: fd))
+    }
+
+    func openQuarantine(_ root: Int32) throws -> Int32 {
+        if (try? Syscall.lstatat(root, BackingNames.quarantine)) == nil {
+            try Syscall.mkdirat(root, BackingNames.quarantine, 0o700)
+        }
+        return try Syscall.openat(root, BackingNames.quarantine, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    }
+
+    /// Moves `d` into lost+found under a free name derived from `path`; returns that name.
+    func moveToLostAndFound(_ d: Damaged, path: String, into lf: (fd: Int32, iv: [UInt8])) throws -> String {
+        let flat = String(path.drop { $0 == "/" }.map { $0 == "/" ? "%" : $0 })
+        let base = String(flat.utf8.prefix(240)) ?? "entry"
+        for attempt in 0..<100 {
+            let name = attempt == 0 ? base : base + "~\(attempt)"
+            let encoded = try crypto.encryptName(Array(name.utf8), dirIV: lf.iv)
+            let b = BackingNames.backingName(forEncoded: encoded)
+            try LongNameSidecar.write(lf.fd, backingName: b.name, encoded: encoded, isLong: b.isLong)
+            do {
+                try Syscall.renameat2(d.dirfd, d.backing, lf.fd, b.name, LinuxConstants.renameNoReplace)
+            } catch let e as Errno where e == .fileExists {
+                continue
+            }
+            if let sidecar = d.sidecar { _ = try? Syscall.unlinkat(d.dirfd, sidecar, 0) }
+            return name
+        }
+        throw FormatError.invalidArgument("no free name in /\(Self.lostAndFound) for \(path)")
     }
 }

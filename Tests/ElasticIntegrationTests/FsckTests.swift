@@ -70,4 +70,51 @@ struct FsckTests {
             #expect(obj?["files"] as? Int == 2, "the file behind the lost sidecar is not counted: \(json.stdout)")
         }
     }
+
+    /// `--repair` moves what is damaged aside, nothing is deleted, and the store checks clean.
+    @Test func repairMovesDamageAsideAndTheStoreChecksClean() throws {
+        try MountedStore.with { s in
+            try expectOK(
+                sh(
+                    """
+                    mkdir -p '\(s.mountpoint)/a/b'
+                    head -c 9000 /dev/urandom > '\(s.mountpoint)/a/b/broken.bin'
+                    echo fine > '\(s.mountpoint)/a/fine.txt'
+                    """), "populate")
+            try s.unmount()
+            let backingSize: Int = 24 + 2 * 4124 + 808 + 28  // header, two full blocks, the 808-byte tail
+            let broken = try sh("find '\(s.backing)' -type f -size \(backingSize)c").stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            try expectOK(sh("printf 'X' | dd of='\(broken)' bs=1 seek=100 conv=notrunc status=none"), "flip")
+            // A backing file whose name is not one of ours.
+            try expectOK(sh("echo junk > \"$(dirname '\(broken)')/not-ours\""), "inject")
+            let fsck = { (args: [String]) throws -> CommandResult in
+                try run(Env.elastic, ["fsck", s.backing, "--unlock-keyfile", s.keyFile] + args)
+            }
+            let repaired = try fsck(["--repair"])
+            #expect(repaired.status == 0, "\(repaired.stdout) \(repaired.stderr)")
+            #expect(
+                repaired.stdout.contains(
+                    "/a/b/broken.bin: 1 of 3 blocks fail authentication (blocks 0): moved to /lost+found/a%b%broken.bin"
+                ), "\(repaired.stdout)")
+            #expect(
+                repaired.stdout.contains(
+                    "/a/b/not-ours: name does not decrypt (not written by this store, or edited): moved out of the tree, to BACKING/elastic.quarantine/not-ours~"
+                ),
+                "\(repaired.stdout)")
+            #expect(
+                repaired.stdout.contains("after repair:") && repaired.stdout.hasSuffix(": clean\n"),
+                "\(repaired.stdout)")
+            #expect(try fsck([]).status == 0)
+            try s.mount()
+            #expect(try sh("ls '\(s.mountpoint)/lost+found'").stdout == "a%b%broken.bin\n")
+            #expect(try sh("cat '\(s.mountpoint)/a/fine.txt'").stdout == "fine\n")
+            let read = try sh("cat '\(s.mountpoint)/lost+found/a%b%broken.bin' > /dev/null 2>&1 && echo ok || echo EIO")
+                .stdout
+            #expect(read == "EIO\n", "still damaged, still there for the user to decide")
+            #expect(
+                try sh("tail -c 808 '\(s.mountpoint)/lost+found/a%b%broken.bin' | wc -c").stdout.trimmingCharacters(
+                    in: .whitespacesAndNewlines) == "808", "the intact blocks read")
+        }
+    }
 }

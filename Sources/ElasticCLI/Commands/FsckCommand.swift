@@ -20,12 +20,19 @@ struct FsckCommand: ParsableCommand {
     @OptionGroup var unlock: UnlockOptions
     @OptionGroup var platform: PlatformOptions
     @Flag(name: .customLong("json"), help: "Print one JSON object: counts and problems.") var json = false
+    @Flag(
+        name: .customLong("repair"),
+        help:
+            "Move damaged entries aside (to /lost+found, or out of the tree when their name is unreadable), then check again."
+    )
+    var repair = false
 
     func run() throws {
-        let checker: StoreChecker
+        var checker: StoreChecker
         let lock: StoreLock
+        let store: UnlockedStore
         do {
-            let store = try unlock.unlock(backing, platform: platform)
+            store = try unlock.unlock(backing, platform: platform)
             lock = try StoreLock(directory: store.directory, purpose: "checked by elastic fsck")
             checker = try StoreChecker(store: store)
         } catch { throw failure(error) }
@@ -43,16 +50,32 @@ struct FsckCommand: ParsableCommand {
         }
         do { try checker.run() } catch { throw failure(error) }
         if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        if repair && !checker.problems.isEmpty {
+            // Repair, say what was done, then check the result from scratch.
+            do { try checker.repair() } catch { throw failure(error) }
+            for p in checker.problems {
+                let line = "\(p.path): \(p.what): \(p.repaired ?? "not repairable here")"
+                if json { FileHandle.standardError.write(Data((line + "\n").utf8)) } else { print(line) }
+            }
+            do {
+                checker = try StoreChecker(store: store)
+                try checker.run()
+            } catch { throw failure(error) }
+            if !json { print("after repair:") }
+        }
         let c = checker.counts
         if json {
             let obj: [String: Any] = [
                 "directories": c.directories, "files": c.files, "symlinks": c.symlinks, "others": c.others,
-                "blocks": c.blocks, "bytes": c.bytes,
+                "blocks": c.blocks, "bytes": c.bytes, "quarantined": c.quarantined,
                 "problems": checker.problems.map { ["path": $0.path, "problem": $0.what] },
             ]
             print(try jsonLine(obj))
         } else {
             for p in checker.problems { print("\(p.path): \(p.what)") }
+            if c.quarantined > 0 {
+                print("/lost+found holds \(c.quarantined) entries moved aside by an earlier repair (not checked)")
+            }
             print(
                 "checked \(c.directories) directories, \(c.files) files (\(c.blocks) blocks, \(c.bytes) bytes), \(c.symlinks) symlinks: "
                     + (checker.problems.isEmpty
