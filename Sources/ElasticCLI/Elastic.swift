@@ -14,7 +14,7 @@ struct Elastic: ParsableCommand {
         subcommands: [
             InitCommand.self, SlotCommand.self, TimeCommand.self, RandomCommand.self, HashCommand.self, KeyCommand.self,
             EncryptCommand.self, DecryptCommand.self, SignCommand.self, VerifyCommand.self, HMACCommand.self,
-            AttestCommand.self, DoctorCommand.self, FsckCommand.self, SimulatorCommand.self,
+            AttestCommand.self, DoctorCommand.self, FsckCommand.self, RekeyCommand.self, SimulatorCommand.self,
         ])
 
     /// Master keys, passphrases and exported keys pass through this process: no core dump, no

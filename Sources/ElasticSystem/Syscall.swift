@@ -134,6 +134,11 @@ public enum Syscall {
         _ = try retrying { dataOnly ? Glibc.fdatasync(fd) : Glibc.fsync(fd) }
     }
 
+    /// The corresponding C call is `syncfs(2)`: everything of the filesystem `fd` is on.
+    public static func syncfs(_ fd: Int32) throws {
+        _ = try retrying { CElasticLinux_syncfs(fd) }
+    }
+
     /// The corresponding C call is `fstatvfs(3)`.
     public static func fstatvfs(_ fd: Int32) throws -> statvfs {
         var s = statvfs()
