@@ -27,8 +27,10 @@ public final class StoreRekeyer {
     let slot: (kind: KeySlot.Kind, secret: [UInt8])
     public private(set) var counts = Counts()
     public var progress: ((Counts) -> Void)?
-    /// Source (dev, ino) of files with several names -> where the first name went.
-    var linked: [FileIdentity: (dirfd: Int32, name: String)] = [:]
+    /// Source (dev, ino) of files with several names -> the path (from the new root) where the
+    /// first name went. Directories are open only while being copied, so descriptors stay
+    /// bounded by the tree's depth.
+    var linked: [FileIdentity: String] = [:]
 
     /// A backing object's identity (device, inode).
     struct FileIdentity: Hashable {
@@ -39,7 +41,6 @@ public final class StoreRekeyer {
             ino = UInt64(st.st_ino)
         }
     }
-    var openDirectories: [Int32] = []
 
     public init(source: UnlockedStore, slot: (kind: KeySlot.Kind, secret: [UInt8])) throws {
         self.source = source
@@ -49,8 +50,6 @@ public final class StoreRekeyer {
         newCrypto = try CryptoWorker(keys: newKeys)
         self.slot = slot
     }
-
-    deinit { for fd in openDirectories { Syscall.close(fd) } }
 
     /// The source must not be mounted (hold its `StoreLock`). `backing` is the path the store
     /// was opened by.
@@ -70,10 +69,10 @@ public final class StoreRekeyer {
             let dest = OpenDirectory(
                 try Syscall.openat(parent.fd, tmpName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC))
             let root = try Syscall.openat(source.directory.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            openDirectories.append(root)
+            defer { Syscall.close(root) }
             newRootFD = dest.fd
             defer { newRootFD = nil }
-            try copyDirectory(from: root, to: dest.fd, isRoot: true)
+            try copyDirectory(from: root, to: dest.fd, path: "")
             try copyKeyStore(to: dest)
             var config = StoreConfig(storeID: try Random.bytes(16), slots: [])
             config.slots = [try config.makeSlot(kind: slot.kind, secret: slot.secret, master: newMaster)]
@@ -95,7 +94,7 @@ public final class StoreRekeyer {
         try KeyStoreFile(directory: dest, keys: newKeys).save(keys)
     }
 
-    func copyDirectory(from src: Int32, to dst: Int32, isRoot: Bool) throws {
+    func copyDirectory(from src: Int32, to dst: Int32, path: String) throws {
         counts.directories += 1
         let oldIV = try DirectoryIV.read(from: src)
         try DirectoryIV.create(in: dst)
@@ -116,16 +115,16 @@ public final class StoreRekeyer {
             let newEncoded = try newCrypto.encryptName(plain, dirIV: newIV)
             let b = BackingNames.backingName(forEncoded: newEncoded)
             try LongNameSidecar.write(dst, backingName: b.name, encoded: newEncoded, isLong: b.isLong)
-            try copyEntry(src, backing, dst, b.name)
+            try copyEntry(src, backing, dst, b.name, path: path.isEmpty ? b.name : path + "/" + b.name)
             progress?(counts)
         }
     }
 
-    func copyEntry(_ src: Int32, _ name: String, _ dst: Int32, _ newName: String) throws {
+    func copyEntry(_ src: Int32, _ name: String, _ dst: Int32, _ newName: String, path: String) throws {
         let st = try Syscall.lstatat(src, name)
         let type = st.st_mode & S_IFMT
         if type != S_IFDIR && st.st_nlink > 1, let first = linked[FileIdentity(st)] {
-            let fd = try Syscall.openat(first.dirfd, first.name, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC)
+            let fd = try Syscall.openat(try newRoot(), first, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC)
             defer { Syscall.close(fd) }
             try Syscall.linkat(fd: fd, dst, newName)
             return
@@ -134,10 +133,10 @@ public final class StoreRekeyer {
         case S_IFDIR:
             try Syscall.mkdirat(dst, newName, 0o700)
             let s = try Syscall.openat(src, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            openDirectories.append(s)
+            defer { Syscall.close(s) }
             let d = try Syscall.openat(dst, newName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            openDirectories.append(d)
-            try copyDirectory(from: s, to: d, isRoot: false)
+            defer { Syscall.close(d) }
+            try copyDirectory(from: s, to: d, path: path)
         case S_IFREG:
             counts.files += 1
             try copyFile(src, name, dst, newName, size: Int64(st.st_size))
@@ -169,7 +168,7 @@ public final class StoreRekeyer {
             try Syscall.chmod(fd: fd, st.st_mode & 0o7777)
         }
         try Syscall.utimensat(dst, newName, (st.st_atim, st.st_mtim))
-        if type != S_IFDIR && st.st_nlink > 1 { linked[FileIdentity(st)] = (dst, newName) }
+        if type != S_IFDIR && st.st_nlink > 1 { linked[FileIdentity(st)] = path }
     }
 
     /// The new store's root (the first destination directory opened).

@@ -22,7 +22,7 @@ struct RekeyTests {
                     mkdir -p a/b
                     head -c 20000 /dev/urandom > a/big
                     echo hi > a/b/small
-                    ln a/big a/hard
+                    ln a/big a/hard && ln a/big a/b/hard2
                     ln -s ../a/big a/link
                     ln -s "$(head -c 3000 /dev/zero | tr '\\0' y)" a/longlink
                     mkfifo a/fifo
