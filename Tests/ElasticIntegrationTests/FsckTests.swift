@@ -40,8 +40,7 @@ struct FsckTests {
                     in: .whitespacesAndNewlines)
             }
             let report = try backingOf(24 + 4 * 4124 + (20000 - 4 * 4096) + 28)
-            try expectOK(
-                sh("printf 'X' | dd of='\(report)' bs=1 seek=\(24 + 4124 + 100) conv=notrunc status=none"), "flip")
+            try flipByte(report, at: 24 + 4124 + 100)
             let note = try backingOf(24 + 6 + 28)
             try expectOK(
                 sh(
@@ -85,7 +84,7 @@ struct FsckTests {
             let backingSize: Int = 24 + 2 * 4124 + 808 + 28  // header, two full blocks, the 808-byte tail
             let broken = try sh("find '\(s.backing)' -type f -size \(backingSize)c").stdout
                 .trimmingCharacters(in: .whitespacesAndNewlines)
-            try expectOK(sh("printf 'X' | dd of='\(broken)' bs=1 seek=100 conv=notrunc status=none"), "flip")
+            try flipByte(broken, at: 100)
             // A backing file whose name is not one of ours.
             try expectOK(sh("echo junk > \"$(dirname '\(broken)')/not-ours\""), "inject")
             let fsck = { (args: [String]) throws -> CommandResult in

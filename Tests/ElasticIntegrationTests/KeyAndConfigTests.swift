@@ -54,9 +54,8 @@ struct KeyAndConfigTests {
             #expect(
                 r.status == 10 && r.stderr.contains("corrupt or edited store configuration"), "\(r.status) \(r.stderr)")
             // A slot's salt edited: no slot opens (12).
-            try sh(
-                "cp '\(s.dir)/conf.orig' '\(conf)' && printf 'X' | dd of='\(conf)' bs=1 seek=60 conv=notrunc status=none"
-            )
+            try sh("cp '\(s.dir)/conf.orig' '\(conf)'")
+            try flipByte(conf, at: 60)
             let r2 = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "keyfile=\(s.keyFile)"])
             #expect(r2.status == 12 && r2.stderr.contains("wrong key"), "\(r2.status) \(r2.stderr)")
             // An unknown feature flag or format version: a newer ELASTIC's store (11).

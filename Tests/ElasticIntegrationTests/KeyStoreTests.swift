@@ -152,7 +152,8 @@ struct KeyStoreTests {
                         && !FileManager.default.fileExists(atPath: s.dir + "/out.elastic-tmp"), "\(what): no output")
             }
             try refused(
-                "printf '\\x01' | dd of='\(s.dir)/edited' bs=1 seek=500000 conv=notrunc status=none", "a flipped byte")
+                "python3 -c 'import sys; f = open(sys.argv[1], \"r+b\"); f.seek(500000); b = f.read(1); f.seek(500000); f.write(bytes([b[0] ^ 0xFF]))' '\(s.dir)/edited'",
+                "a flipped byte")
             try refused("truncate -s $((6 + 5 + 32 + 200 * 4112)) '\(s.dir)/edited'", "cut at a segment boundary")
             try refused("truncate -s -1 '\(s.dir)/edited'", "one byte short")
             try refused("true", "other AAD", aad: "invoice-8")

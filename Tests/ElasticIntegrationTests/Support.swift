@@ -211,3 +211,12 @@ func expectOK(_ r: CommandResult, _ what: String, sourceLocation: SourceLocation
         r.ok, "\(what) failed with \(r.status)\nstdout:\n\(r.stdout)\nstderr:\n\(r.stderr)",
         sourceLocation: sourceLocation)
 }
+
+/// Changes the byte at `offset` of `path` (XOR 0xFF: always a change, unlike writing a fixed
+/// byte, which random data already holds once in 256 times).
+func flipByte(_ path: String, at offset: Int) throws {
+    try expectOK(
+        sh(
+            "python3 -c 'import sys; f = open(sys.argv[1], \"r+b\"); f.seek(int(sys.argv[2])); b = f.read(1); f.seek(int(sys.argv[2])); f.write(bytes([b[0] ^ 0xFF]))' '\(path)' \(offset)"
+        ), "flip byte \(offset) of \(path)")
+}
