@@ -12,6 +12,7 @@ const int CElasticLinux_AT_EMPTY_PATH = AT_EMPTY_PATH;
 const unsigned int CElasticLinux_RENAME_NOREPLACE = RENAME_NOREPLACE;
 const unsigned int CElasticLinux_RENAME_EXCHANGE = RENAME_EXCHANGE;
 const int CElasticLinux_FALLOC_FL_KEEP_SIZE = FALLOC_FL_KEEP_SIZE;
+const int CElasticLinux_SEEK_DATA = SEEK_DATA;
 
 int CElasticLinux_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) {
     return renameat2(olddirfd, oldpath, newdirfd, newpath, flags);

@@ -207,13 +207,22 @@ public final class StoreRekeyer {
         var text = [UInt8](repeating: 0, count: bs)
         var sealed = [UInt8](repeating: 0, count: bs + ov)
         let blocks = (plain + BlockLayout.blockSize - 1) / BlockLayout.blockSize
-        for index in 0..<blocks {
+        // The copy has the source's length and its holes: only blocks holding data are written.
+        try Syscall.ftruncate(out, BlockLayout.ciphertextSize(plain: plain))
+        var index: Int64 = 0
+        while index < blocks {
+            guard let next = try BlockLayout.nextDataBlock(input, from: index), next < blocks else { break }
+            index = next
+            defer { index += 1 }
             let length = Int(BlockLayout.plaintextLength(block: index, fileSize: plain))
             let offset = BlockLayout.cipherOffset(block: index)
             let got = try cipher.withUnsafeMutableBytes {
                 try Syscall.pread(input, $0.baseAddress!, length + ov, offset)
             }
             guard got == length + ov else { throw FormatError.corruptLength(Int64(got)) }
+            // An all-zero cipher block is a hole (written as zeros where the filesystem had to):
+            // it stays one.
+            if cipher.withUnsafeBytes({ CryptoWorker.isAllZero($0.baseAddress!, length + ov) }) { continue }
             _ = try oldID.withUnsafeBytes { id in
                 try cipher.withUnsafeBytes { c in
                     try text.withUnsafeMutableBytes { t in

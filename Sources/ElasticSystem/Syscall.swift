@@ -134,6 +134,17 @@ public enum Syscall {
         _ = try retrying { dataOnly ? Glibc.fdatasync(fd) : Glibc.fsync(fd) }
     }
 
+    /// The next offset at or after `offset` where `fd` holds data (`lseek(SEEK_DATA)`), or nil
+    /// when only a hole follows: lets a reader skip the holes of a sparse file without reading them.
+    public static func nextData(_ fd: Int32, from offset: Int64) throws -> Int64? {
+        let r = Glibc.lseek(fd, off_t(offset), CElasticLinux_SEEK_DATA)
+        if r < 0 {
+            if errno == ENXIO { return nil }
+            throw Errno(rawValue: errno)
+        }
+        return Int64(r)
+    }
+
     /// The corresponding C call is `syncfs(2)`: everything of the filesystem `fd` is on.
     public static func syncfs(_ fd: Int32) throws {
         _ = try retrying { CElasticLinux_syncfs(fd) }

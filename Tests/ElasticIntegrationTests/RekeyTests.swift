@@ -8,7 +8,7 @@ struct RekeyTests {
     /// Names, modes, owners, link counts and types of the tree, and the contents of its files.
     func snapshot(_ m: String) throws -> String {
         try sh(
-            "cd '\(m)' && find . -path ./.elastic -prune -o -printf '%p %m %u %g %n %y %s\\n' | sort && find . -type f ! -name .elastic -exec md5sum {} + | sort"
+            "cd '\(m)' && find . -path ./.elastic -prune -o -printf '%p %m %u %g %n %y %s\\n' | sort && find . -type f ! -name .elastic ! -name sparse -exec md5sum {} + | sort"
         ).stdout
     }
 
@@ -26,6 +26,7 @@ struct RekeyTests {
                     ln -s ../a/big a/link
                     ln -s "$(head -c 3000 /dev/zero | tr '\\0' y)" a/longlink
                     mkfifo a/fifo
+                    truncate -s 2T a/sparse && echo end >> a/sparse
                     touch '\(long)'
                     chown 1000:1000 a/b/small && chmod 640 a/b/small
                     python3 -c 'import os; os.setxattr("a/big", "user.k", b"val")'
@@ -61,6 +62,11 @@ struct RekeyTests {
 
             try s.mount()
             #expect(try snapshot(s.mountpoint) == before)
+            // A sparse file stays sparse: its tail reads, the store stays small.
+            #expect(try sh("tail -c 4 '\(s.mountpoint)/a/sparse'").stdout == "end\n")
+            let storeKiB = try sh("du -sk '\(s.backing)' | cut -f1").stdout.trimmingCharacters(
+                in: .whitespacesAndNewlines)
+            #expect((Int(storeKiB) ?? .max) < 10_000, "store of \(storeKiB) KiB")
             #expect(
                 try sh("python3 -c 'import os; print(os.getxattr(\"\(s.mountpoint)/a/big\", \"user.k\"))'").stdout
                     == "b'val'\n")

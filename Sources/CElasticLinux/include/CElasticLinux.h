@@ -13,6 +13,7 @@ extern const int CElasticLinux_AT_EMPTY_PATH;
 extern const unsigned int CElasticLinux_RENAME_NOREPLACE;
 extern const unsigned int CElasticLinux_RENAME_EXCHANGE;
 extern const int CElasticLinux_FALLOC_FL_KEEP_SIZE;
+extern const int CElasticLinux_SEEK_DATA;
 
 int CElasticLinux_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
 int CElasticLinux_fallocate(int fd, int mode, off_t offset, off_t len);
