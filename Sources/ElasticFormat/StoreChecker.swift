@@ -21,7 +21,8 @@ public final class StoreChecker {
     /// Where a damaged entry is and how it can be moved aside.
     struct Damaged {
         let problem: Int
-        let dirfd: Int32
+        /// The backing directory, as a path of backing names from the store's root ("" = root).
+        let directory: String
         let backing: String
         /// The entry's long-name sidecar, if it has one.
         let sidecar: String?
@@ -29,7 +30,8 @@ public final class StoreChecker {
         let path: String?
     }
     var damaged: [Damaged] = []
-    var openDirectories: [Int32] = []
+    /// The backing path of the directory being checked (backing names from the root).
+    var currentDirectory = ""
 
     /// What was looked at.
     public struct Counts: Sendable, Equatable {
@@ -56,15 +58,13 @@ public final class StoreChecker {
         crypto = try CryptoWorker(keys: store.keys)
     }
 
-    deinit { for fd in openDirectories { Syscall.close(fd) } }
-
     /// Runs the whole check; the result is in `problems` and `counts`.
     public func run() throws {
         do { _ = try KeyStoreFile(directory: store.directory, keys: store.keys).load() } catch {
             problems.append(Problem(path: BackingNames.keyStore, what: "key store does not open: \(error)"))
         }
         let rootfd = try Syscall.openat(store.directory.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        openDirectories.append(rootfd)
+        defer { Syscall.close(rootfd) }
         try checkDirectory(rootfd, path: "", isRoot: true)
     }
 
@@ -77,7 +77,9 @@ public final class StoreChecker {
         problem(path, what)
         let sidecar = BackingNames.isLongName(backing) ? BackingNames.sidecar(of: backing) : nil
         damaged.append(
-            Damaged(problem: problems.count - 1, dirfd: dirfd, backing: backing, sidecar: sidecar, path: plainPath))
+            Damaged(
+                problem: problems.count - 1, directory: currentDirectory, backing: backing, sidecar: sidecar,
+                path: plainPath))
     }
 
     static let rootInternal: Set<String> = [
@@ -155,18 +157,25 @@ public final class StoreChecker {
                 problem(path, "cannot open directory: \(error)")
                 return
             }
-            openDirectories.append(sub)  // kept for `repair`; closed with the checker
+            defer { Syscall.close(sub) }
+            let outer = currentDirectory
+            currentDirectory = outer.isEmpty ? backing : outer + "/" + backing
+            defer { currentDirectory = outer }
             try checkDirectory(sub, path: path, isRoot: false)
         case S_IFREG:
             counts.files += 1
             checkXattrs(dirfd, backing, path)
-            if let what = checkFile(dirfd, backing, path, size: Int64(st.st_size)) {
-                damagedEntry(dirfd, backing, plainPath: path, shownAs: path, what)
+            switch checkFile(dirfd, backing, path, st) {
+            case .sound: break
+            case .damaged(let what): damagedEntry(dirfd, backing, plainPath: path, shownAs: path, what)
+            case .unreadable(let what): problem(path, what)
             }
         case S_IFLNK:
             counts.symlinks += 1
-            if let what = checkSymlink(dirfd, backing) {
-                damagedEntry(dirfd, backing, plainPath: path, shownAs: path, what)
+            switch checkSymlink(dirfd, backing) {
+            case .sound: break
+            case .damaged(let what): damagedEntry(dirfd, backing, plainPath: path, shownAs: path, what)
+            case .unreadable(let what): problem(path, what)
             }
         default:
             counts.others += 1
@@ -174,24 +183,37 @@ public final class StoreChecker {
         }
     }
 
-    /// What is wrong with a regular file, or nil.
-    func checkFile(_ dirfd: Int32, _ backing: String, _ path: String, size: Int64) -> String? {
+    /// A verdict on one entry: its data fails the format's checks (`damaged`: repair moves it),
+    /// or the system would not let it be read (`unreadable`: reported only, never moved).
+    enum Verdict {
+        case sound
+        case damaged(String)
+        case unreadable(String)
+    }
+
+    /// What is wrong with a regular file.
+    func checkFile(_ dirfd: Int32, _ backing: String, _ path: String, _ listed: stat) -> Verdict {
+        let size = Int64(listed.st_size)
         guard let plain = BlockLayout.plaintextSize(cipher: size) else {
-            return "backing length \(size) is no valid encrypted length (truncated or extended by the host)"
+            return .damaged("backing length \(size) is no valid encrypted length (truncated or extended by the host)")
         }
-        if size == 0 { return nil }
+        if size == 0 { return .sound }
         let fd: Int32
         do { fd = try Syscall.openat(dirfd, backing, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) } catch {
-            return "cannot open: \(error)"
+            return .unreadable("cannot open: \(error)")
         }
         defer { Syscall.close(fd) }
+        // What was opened is the regular file that was listed, not something swapped in since.
+        guard let opened = try? Syscall.fstat(fd), opened.st_mode & S_IFMT == S_IFREG, opened.st_ino == listed.st_ino,
+            opened.st_dev == listed.st_dev
+        else { return .unreadable("changed while being checked") }
         var header = [UInt8](repeating: 0, count: FileHeader.size)
         guard
             (try? header.withUnsafeMutableBytes { try Syscall.pread(fd, $0.baseAddress!, $0.count, 0) })
                 == FileHeader.size,
             let h = try? FileHeader(decoding: header)
         else {
-            return "file header is missing or corrupt"
+            return .damaged("file header is missing or corrupt")
         }
         let cbs = Int(BlockLayout.cipherBlockSize)
         var cipher = [UInt8](repeating: 0, count: cbs)
@@ -201,7 +223,11 @@ public final class StoreChecker {
         var index: Int64 = 0
         while index < blocks {
             // Holes of a sparse file are skipped, not read (they read as zeros).
-            guard let next = try? BlockLayout.nextDataBlock(fd, from: index), next < blocks else { break }
+            let next: Int64?
+            do { next = try BlockLayout.nextDataBlock(fd, from: index) } catch {
+                return .unreadable("cannot look for its data blocks: \(error)")
+            }
+            guard let next, next < blocks else { break }
             index = next
             defer { index += 1 }
             let length = Int(BlockLayout.plaintextLength(block: index, fileSize: plain) + BlockLayout.overhead)
@@ -225,13 +251,13 @@ public final class StoreChecker {
         counts.bytes += plain
         guard failed.isEmpty else {
             let shown = failed.prefix(8).map(String.init).joined(separator: ", ") + (failed.count > 8 ? ", …" : "")
-            return "\(failed.count) of \(blocks) blocks fail authentication (blocks \(shown))"
+            return .damaged("\(failed.count) of \(blocks) blocks fail authentication (blocks \(shown))")
         }
-        return nil
+        return .sound
     }
 
-    /// What is wrong with a symlink, or nil.
-    func checkSymlink(_ dirfd: Int32, _ backing: String) -> String? {
+    /// What is wrong with a symlink.
+    func checkSymlink(_ dirfd: Int32, _ backing: String) -> Verdict {
         do {
             let sealed: [UInt8]
             switch try SymlinkCodec.reference(backingTarget: Syscall.readlinkat(dirfd, backing)) {
@@ -243,9 +269,11 @@ public final class StoreChecker {
                 sealed = try Syscall.readFile(links, id, limit: 8192)
             }
             _ = try SymlinkCodec.open(sealed, with: crypto)
-            return nil
+            return .sound
+        } catch let e as FormatError {
+            return .damaged("symlink target does not open: \(e)")
         } catch {
-            return "symlink target does not open: \(error)"
+            return .unreadable("symlink target cannot be read: \(error)")
         }
     }
 
@@ -296,7 +324,9 @@ public final class StoreChecker {
     /// to `elastic.quarantine` in BACKING, out of the mounted tree. Nothing is deleted. Run
     /// after `run()`; marks each problem with what was done.
     public func repair() throws {
-        guard !damaged.isEmpty, let root = openDirectories.first else { return }
+        guard !damaged.isEmpty else { return }
+        let root = try Syscall.openat(store.directory.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { Syscall.close(root) }
         var lostAndFound: (fd: Int32, iv: [UInt8])? = nil
         var quarantine: Int32? = nil
         defer {
@@ -305,17 +335,25 @@ public final class StoreChecker {
         }
         for d in damaged {
             do {
+                // The directory again, beneath the root and without following symlinks.
+                let dirfd =
+                    d.directory.isEmpty
+                    ? try Syscall.openat(root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                    : try Syscall.openBeneath(root, d.directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                defer { Syscall.close(dirfd) }
                 if let path = d.path {
                     if lostAndFound == nil { lostAndFound = try openLostAndFound(root) }
-                    let name = try moveToLostAndFound(d, path: path, into: lostAndFound!)
+                    let name = try moveToLostAndFound(d, dirfd: dirfd, path: path, into: lostAndFound!)
                     problems[d.problem].repaired = "moved to /\(Self.lostAndFound)/\(name)"
                 } else {
                     if quarantine == nil { quarantine = try openQuarantine(root) }
-                    let name = d.backing + "~" + Hex.encode(try Random.bytes(4))
-                    try Syscall.renameat2(d.dirfd, d.backing, quarantine!, name, LinuxConstants.renameNoReplace)
-                    if let sidecar = d.sidecar, (try? Syscall.lstatat(d.dirfd, sidecar)) != nil {
+                    // A short name of our own; the original backing name goes beside it.
+                    let name = "q-" + Hex.encode(try Random.bytes(8))
+                    try Syscall.writeFileAtomically(quarantine!, name + ".origin", Array(d.backing.utf8), mode: 0o400)
+                    try Syscall.renameat2(dirfd, d.backing, quarantine!, name, LinuxConstants.renameNoReplace)
+                    if let sidecar = d.sidecar, (try? Syscall.lstatat(dirfd, sidecar)) != nil {
                         try Syscall.renameat2(
-                            d.dirfd, sidecar, quarantine!, name + BackingNames.longNameSuffix,
+                            dirfd, sidecar, quarantine!, name + BackingNames.longNameSuffix,
                             LinuxConstants.renameNoReplace)
                     }
                     problems[d.problem].repaired =
@@ -348,7 +386,9 @@ public final class StoreChecker {
     }
 
     /// Moves `d` into lost+found under a free name derived from `path`; returns that name.
-    func moveToLostAndFound(_ d: Damaged, path: String, into lf: (fd: Int32, iv: [UInt8])) throws -> String {
+    func moveToLostAndFound(_ d: Damaged, dirfd: Int32, path: String, into lf: (fd: Int32, iv: [UInt8])) throws
+        -> String
+    {
         let flat = String(path.drop { $0 == "/" }.map { $0 == "/" ? "%" : $0 })
         let base = String(flat.utf8.prefix(240)) ?? "entry"
         for attempt in 0..<100 {
@@ -357,11 +397,14 @@ public final class StoreChecker {
             let b = BackingNames.backingName(forEncoded: encoded)
             try LongNameSidecar.write(lf.fd, backingName: b.name, encoded: encoded, isLong: b.isLong)
             do {
-                try Syscall.renameat2(d.dirfd, d.backing, lf.fd, b.name, LinuxConstants.renameNoReplace)
+                try Syscall.renameat2(dirfd, d.backing, lf.fd, b.name, LinuxConstants.renameNoReplace)
             } catch let e as Errno where e == .fileExists {
-                continue
+                continue  // the sidecar written is that entry's own: same name, same content
+            } catch {
+                LongNameSidecar.remove(lf.fd, backingName: b.name, isLong: b.isLong)
+                throw error
             }
-            if let sidecar = d.sidecar { _ = try? Syscall.unlinkat(d.dirfd, sidecar, 0) }
+            if let sidecar = d.sidecar { _ = try? Syscall.unlinkat(dirfd, sidecar, 0) }
             return name
         }
         throw FormatError.invalidArgument("no free name in /\(Self.lostAndFound) for \(path)")

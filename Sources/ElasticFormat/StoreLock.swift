@@ -3,8 +3,8 @@ import Glibc
 
 /// One mount (or offline tool) per store at a time: an exclusive flock(2) on `elastic.lock` in
 /// BACKING, held for as long as the holder lives (the kernel drops it when the process ends, so
-/// a crashed daemon leaves no stale lock). The file holds the holder's pid and mount point, for
-/// the message a second mount gets; its content is never trusted for anything else.
+/// a crashed daemon leaves no stale lock). The file holds the holder's pid, for the message a
+/// second mount gets (digits only are shown); it is never trusted for anything else.
 public final class StoreLock {
     public static let fileName = BackingNames.lock
     let fd: Int32
@@ -20,29 +20,53 @@ public final class StoreLock {
         }
     }
 
-    /// Takes the lock of the store opened at `directory`, recording `purpose` (e.g. "mounted on
-    /// /secure") for whoever comes second.
-    public init(directory: OpenDirectory, purpose: String) throws {
-        let fd = try Syscall.openat(
-            directory.fd, Self.fileName, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o600)
-        let st = try Syscall.fstat(fd)
-        guard st.st_mode & S_IFMT == S_IFREG else {
+    /// Takes the lock of the store opened at `directory`, recording this process's pid for
+    /// whoever comes second. On a read-only BACKING the lock file is opened read-only (made by
+    /// an earlier mount) or, failing that, the directory itself is locked.
+    public init(directory: OpenDirectory) throws {
+        var fd: Int32 = -1
+        var writable = true
+        do {
+            fd = try Syscall.openat(
+                directory.fd, Self.fileName, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o600)
+        } catch let e as Errno where e == .readOnlyFileSystem {
+            writable = false
+            if let existing = try? Syscall.openat(
+                directory.fd, Self.fileName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            {
+                fd = existing
+            } else {
+                fd = try Syscall.openat(directory.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            }
+        }
+        guard let st = try? Syscall.fstat(fd), st.st_mode & S_IFMT == S_IFREG || st.st_mode & S_IFMT == S_IFDIR else {
             Syscall.close(fd)
             throw FormatError.corruptMetadata("\(Self.fileName) is not a regular file")
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let e = errno
-            var buf = [UInt8](repeating: 0, count: 256)
+            var buf = [UInt8](repeating: 0, count: 64)
             let n = pread(fd, &buf, buf.count, 0)
             Syscall.close(fd)
             guard e == EWOULDBLOCK else { throw Errno(rawValue: e) }
-            // Printable ASCII only: the file is host-writable.
-            let text = String(decoding: buf.prefix(max(0, n)).filter { $0 >= 0x20 && $0 < 0x7F }, as: UTF8.self)
-            throw Failure.held(by: text.isEmpty ? "another process holds its lock" : text)
+            // Digits only: the file is host-writable.
+            let pid = String(decoding: buf.prefix(max(0, n)).filter { $0 >= 0x30 && $0 <= 0x39 }, as: UTF8.self)
+            throw Failure.held(by: pid.isEmpty ? "another process holds its lock" : "by process \(pid)")
         }
-        let note = Array("pid \(getpid()), \(purpose)".utf8)
-        _ = ftruncate(fd, 0)
-        _ = note.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        // A store being replaced (rekey) unlinks its lock file and configuration: a lock on
+        // what is no longer the store protects nothing.
+        let now = try Syscall.fstat(fd)
+        guard now.st_nlink > 0 || now.st_mode & S_IFMT == S_IFDIR,
+            (try? Syscall.lstatat(directory.fd, BackingNames.config)) != nil
+        else {
+            Syscall.close(fd)
+            throw Failure.held(by: "it is being replaced")
+        }
+        if writable {
+            let note = Array("\(getpid())\n".utf8)
+            _ = ftruncate(fd, 0)
+            _ = note.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        }
         self.fd = fd
     }
 

@@ -53,18 +53,85 @@ public final class StoreRekeyer {
 
     /// The source must not be mounted (hold its `StoreLock`). `backing` is the path the store
     /// was opened by.
+    /// Why a rekey will not start (nothing was changed).
+    public enum Refusal: Error, CustomStringConvertible {
+        case notTheStore(String)
+        case quarantineNotEmpty
+        public var description: String {
+            switch self {
+            case .notTheStore(let why): return "cannot rekey in place: \(why)"
+            case .quarantineNotEmpty:
+                return
+                    "\(BackingNames.quarantine) in BACKING holds what elastic fsck --repair moved aside; a rekey would drop it: look at it, empty it, then rekey"
+            }
+        }
+    }
+
+    /// Names of rekey copies: `<name>.rekey-` and 12 lowercase hex digits.
+    static func isRekeyCopy(_ entry: String, of name: String) -> Bool {
+        guard entry.hasPrefix(name + ".rekey-") else { return false }
+        let suffix = entry.utf8.dropFirst(name.utf8.count + 7)
+        return suffix.count == 12 && suffix.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+
+    /// `name` in `parent` must be the very directory the store was opened at, on the same
+    /// filesystem as `parent` (not a symlink, not a mount point), or the exchange would miss it.
+    func checkPlace(_ parent: Int32, _ name: String) throws {
+        guard !name.isEmpty, name != ".", name != "..", !name.contains("/") else {
+            throw Refusal.notTheStore("give BACKING as a path that ends in its own name")
+        }
+        let here = try Syscall.lstatat(parent, name)
+        let store = try Syscall.fstat(source.directory.fd)
+        let up = try Syscall.fstat(parent)
+        guard here.st_mode & S_IFMT == S_IFDIR, here.st_dev == store.st_dev, here.st_ino == store.st_ino else {
+            throw Refusal.notTheStore(
+                "\(name) is not the directory the store was opened at (a symlink?): give the real path")
+        }
+        guard up.st_dev == store.st_dev else {
+            throw Refusal.notTheStore(
+                "BACKING is a mount point; its parent is another filesystem, so the new copy cannot replace it in one step"
+            )
+        }
+    }
+
+    /// The source must not be mounted (hold its `StoreLock`). `backing` is the path the store
+    /// was opened by.
     public func run(backing: String) throws {
-        let path = backing.hasSuffix("/") && backing.count > 1 ? String(backing.dropLast()) : backing
+        var path = backing
+        while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
         let slash = path.lastIndex(of: "/")
         let parentPath = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
         let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
         let parent = try Syscall.openDirectory(parentPath)
+        try checkPlace(parent.fd, name)
+        if let q = try? Syscall.openat(
+            source.directory.fd, BackingNames.quarantine, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        {
+            var empty = true
+            try? Syscall.forEachEntry(q) { n, _, _ in if n != "." && n != ".." { empty = false } }
+            Syscall.close(q)
+            if !empty { throw Refusal.quarantineNotEmpty }
+        }
+        // Slot changes (`elastic slot add/remove`) lock the directory itself: not during a rekey.
+        guard flock(source.directory.fd, LOCK_EX) == 0 else { throw Errno(rawValue: errno) }
+        defer { flock(source.directory.fd, LOCK_UN) }
         // Leftovers of an interrupted rekey.
+        var leftovers: [String] = []
         try Syscall.forEachEntry(parent.fd) { entry, _, _ in
-            if entry.hasPrefix(name + ".rekey-") { Self.removeTree(parent.fd, entry) }
+            if Self.isRekeyCopy(entry, of: name) { leftovers.append(entry) }
+        }
+        for entry in leftovers
+        where (try? Syscall.openat(parent.fd, entry + "/" + BackingNames.dirIV, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)).map(
+            {
+                Syscall.close($0)
+                return true
+            }) ?? false
+        {
+            try Self.removeTree(parent.fd, entry)
         }
         let tmpName = name + ".rekey-" + Hex.encode(try Random.bytes(6))
         try Syscall.mkdirat(parent.fd, tmpName, 0o700)
+        var exchanged = false
         do {
             let dest = OpenDirectory(
                 try Syscall.openat(parent.fd, tmpName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC))
@@ -73,19 +140,50 @@ public final class StoreRekeyer {
             newRootFD = dest.fd
             defer { newRootFD = nil }
             try copyDirectory(from: root, to: dest.fd, path: "")
+            try copyRootAttributes(from: root, to: dest.fd)
             try copyKeyStore(to: dest)
             var config = StoreConfig(storeID: try Random.bytes(16), slots: [])
             config.slots = [try config.makeSlot(kind: slot.kind, secret: slot.secret, master: newMaster)]
             try Store.write(config, keys: newKeys, directory: dest)
             try Syscall.syncfs(dest.fd)
             // The moment of change: BACKING becomes the new store in one step.
+            try checkPlace(parent.fd, name)
             try Syscall.renameat2(parent.fd, name, parent.fd, tmpName, LinuxConstants.renameExchange)
+            exchanged = true
             try Syscall.fsync(parent.fd, dataOnly: false)
         } catch {
-            Self.removeTree(parent.fd, tmpName)
-            throw error
+            // Before the exchange the copy is ours to drop; after it, `tmpName` is the old store.
+            if !exchanged { try? Self.removeTree(parent.fd, tmpName) }
+            if !exchanged { throw error }
         }
-        Self.removeTree(parent.fd, tmpName)  // now the old store
+        // The old store: its configuration first, so nothing can open it while it goes.
+        _ = try? Syscall.unlinkat(parent.fd, tmpName + "/" + BackingNames.config, 0)
+        do { try Self.removeTree(parent.fd, tmpName) } catch {
+            throw FormatError.invalidArgument(
+                "the store was rekeyed, but the old copy \(parentPath)/\(tmpName) could not be removed (\(error)); it holds the old ciphertext: remove it"
+            )
+        }
+    }
+
+    /// The root directory's owner, mode, times and extended attributes.
+    func copyRootAttributes(from src: Int32, to dst: Int32) throws {
+        let st = try Syscall.fstat(src)
+        let from = "/proc/self/fd/\(src)", to = "/proc/self/fd/\(dst)"
+        for raw in try Syscall.listxattr(from).split(separator: 0) where raw.starts(with: XattrCodec.userPrefix) {
+            let oldName = String(decoding: raw, as: UTF8.self)
+            guard let plainName = XattrCodec.name(backingName: raw, with: oldCrypto),
+                let newXattr = try XattrCodec.backingName(plainName, with: newCrypto)
+            else { throw FormatError.corruptMetadata("extended attribute \(oldName)") }
+            let value = try XattrCodec.openValue(
+                try Syscall.getxattr(from, oldName), backingName: oldName, with: oldCrypto)
+            try Syscall.setxattr(
+                to, newXattr, try XattrCodec.sealValue(value, backingName: newXattr, with: newCrypto), 0)
+        }
+        guard fchown(dst, st.st_uid, st.st_gid) == 0, fchmod(dst, st.st_mode & 0o7777) == 0 else {
+            throw Errno(rawValue: errno)
+        }
+        var times = [st.st_atim, st.st_mtim]
+        guard futimens(dst, &times) == 0 else { throw Errno(rawValue: errno) }
     }
 
     func copyKeyStore(to dest: OpenDirectory) throws {
@@ -139,7 +237,7 @@ public final class StoreRekeyer {
             try copyDirectory(from: s, to: d, path: path)
         case S_IFREG:
             counts.files += 1
-            try copyFile(src, name, dst, newName, size: Int64(st.st_size))
+            try copyFile(src, name, dst, newName, size: Int64(st.st_size), identity: FileIdentity(st))
         case S_IFLNK:
             let old: [UInt8]
             switch try SymlinkCodec.reference(backingTarget: Syscall.readlinkat(src, name)) {
@@ -185,7 +283,9 @@ public final class StoreRekeyer {
         return try Syscall.openat(root, BackingNames.longLinks, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
     }
 
-    func copyFile(_ src: Int32, _ name: String, _ dst: Int32, _ newName: String, size: Int64) throws {
+    func copyFile(_ src: Int32, _ name: String, _ dst: Int32, _ newName: String, size: Int64, identity: FileIdentity)
+        throws
+    {
         guard let plain = BlockLayout.plaintextSize(cipher: size) else {
             throw FormatError.corruptLength(size)
         }
@@ -194,6 +294,11 @@ public final class StoreRekeyer {
         if plain == 0 && size == 0 { return }
         let input = try Syscall.openat(src, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         defer { Syscall.close(input) }
+        // What was opened is the regular file that was listed, not something swapped in since.
+        let opened = try Syscall.fstat(input)
+        guard opened.st_mode & S_IFMT == S_IFREG, FileIdentity(opened) == identity else {
+            throw FormatError.corruptMetadata("\(name) changed while being copied")
+        }
         var header = [UInt8](repeating: 0, count: FileHeader.size)
         guard
             try header.withUnsafeMutableBytes({ try Syscall.pread(input, $0.baseAddress!, $0.count, 0) })
@@ -264,18 +369,28 @@ public final class StoreRekeyer {
         }
     }
 
-    /// Removes a directory tree under `parent` (best effort; used on the old or the partial copy).
-    static func removeTree(_ parent: Int32, _ name: String) {
+    /// Removes a directory tree under `parent` without following symlinks; throws the first
+    /// failure (after trying everything).
+    static func removeTree(_ parent: Int32, _ name: String) throws {
         guard let fd = try? Syscall.openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) else {
-            _ = try? Syscall.unlinkat(parent, name, 0)
+            try Syscall.unlinkat(parent, name, 0)
             return
         }
-        var entries: [(String, UInt8)] = []
-        try? Syscall.forEachEntry(fd) { n, _, t in if n != "." && n != ".." { entries.append((n, t)) } }
-        for (n, t) in entries {
-            if t == UInt8(DT_DIR) { removeTree(fd, n) } else { _ = try? Syscall.unlinkat(fd, n, 0) }
+        var entries: [String] = []
+        var failure: (any Error)? = nil
+        do { try Syscall.forEachEntry(fd) { n, _, _ in if n != "." && n != ".." { entries.append(n) } } } catch {
+            failure = error
+        }
+        for n in entries {
+            do {
+                let st = try Syscall.lstatat(fd, n)
+                if st.st_mode & S_IFMT == S_IFDIR { try removeTree(fd, n) } else { try Syscall.unlinkat(fd, n, 0) }
+            } catch {
+                if failure == nil { failure = error }
+            }
         }
         Syscall.close(fd)
-        _ = try? Syscall.unlinkat(parent, name, AT_REMOVEDIR)
+        do { try Syscall.unlinkat(parent, name, AT_REMOVEDIR) } catch { if failure == nil { failure = error } }
+        if let failure { throw failure }
     }
 }

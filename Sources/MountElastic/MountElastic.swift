@@ -125,7 +125,7 @@ struct MountElastic: ParsableCommand {
             return fail("\(error)", ElasticExitCode.forStoreError(error))
         }
         // One mount per store: held until this daemon ends.
-        do { lock = try StoreLock(directory: store.directory, purpose: "mounted on \(mountpoint)") } catch {
+        do { lock = try StoreLock(directory: store.directory) } catch {
             return fail("\(error)", ElasticExitCode.forStoreError(error))
         }
         defer { withExtendedLifetime(lock) {} }

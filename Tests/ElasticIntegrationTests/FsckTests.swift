@@ -98,13 +98,16 @@ struct FsckTests {
                 ), "\(repaired.stdout)")
             #expect(
                 repaired.stdout.contains(
-                    "/a/b/not-ours: name does not decrypt (not written by this store, or edited): moved out of the tree, to BACKING/elastic.quarantine/not-ours~"
+                    "/a/b/not-ours: name does not decrypt (not written by this store, or edited): moved out of the tree, to BACKING/elastic.quarantine/q-"
                 ),
                 "\(repaired.stdout)")
             #expect(
                 repaired.stdout.contains("after repair:") && repaired.stdout.hasSuffix(": clean\n"),
                 "\(repaired.stdout)")
             #expect(try fsck([]).status == 0)
+            #expect(
+                try sh("cat '\(s.backing)'/elastic.quarantine/q-*.origin").stdout == "not-ours",
+                "the original name is kept")
             try s.mount()
             #expect(try sh("ls '\(s.mountpoint)/lost+found'").stdout == "a%b%broken.bin\n")
             #expect(try sh("cat '\(s.mountpoint)/a/fine.txt'").stdout == "fine\n")

@@ -78,6 +78,19 @@ struct RekeyTests {
         }
     }
 
+    /// A rekey that could not replace BACKING in one step refuses before writing anything:
+    /// through a symlink, or of a directory that is a mount point.
+    @Test func rekeyRefusesPlacesItCannotReplace() throws {
+        try MountedStore.with { s in
+            try s.unmount()
+            try sh("ln -s '\(s.backing)' '\(s.dir)/alias'")
+            let viaLink = try run(Env.elastic, ["rekey", s.dir + "/alias", "--unlock-keyfile", s.keyFile])
+            #expect(viaLink.status != 0 && viaLink.stderr.contains("cannot rekey in place"), "\(viaLink.stderr)")
+            #expect(try sh("ls -a '\(s.dir)' | grep -c rekey || true").stdout.hasPrefix("0"), "nothing was written")
+            try s.mount()
+        }
+    }
+
     @Test func anInterruptedRekeyLeavesTheOldStoreAndTheNextOneFinishes() throws {
         try MountedStore.with { s in
             try expectOK(

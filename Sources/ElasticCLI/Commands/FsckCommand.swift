@@ -1,6 +1,7 @@
 import ArgumentParser
 import ElasticFormat
 import ElasticRuntime
+import ElasticSystem
 import Foundation
 import Glibc
 
@@ -28,12 +29,13 @@ struct FsckCommand: ParsableCommand {
     var repair = false
 
     func run() throws {
+        ProcessHardening.raiseFileLimit()
         var checker: StoreChecker
         let lock: StoreLock
         let store: UnlockedStore
         do {
             store = try unlock.unlock(backing, platform: platform)
-            lock = try StoreLock(directory: store.directory, purpose: "checked by elastic fsck")
+            lock = try StoreLock(directory: store.directory)
             checker = try StoreChecker(store: store)
         } catch { throw failure(error) }
         defer { withExtendedLifetime(lock) {} }

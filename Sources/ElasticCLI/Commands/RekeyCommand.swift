@@ -30,26 +30,32 @@ struct RekeyCommand: ParsableCommand {
             throw CLIError(
                 "rekey needs --unlock-keyfile, --unlock-passphrase-file or --unlock-snp (the new slot is made from it)")
         }
+        ProcessHardening.raiseFileLimit()
         do {
-            let store = try unlock.unlock(backing, platform: platform)
-            let lock = try StoreLock(directory: store.directory, purpose: "being rekeyed")
-            defer { withExtendedLifetime(lock) {} }
-            let slot: (kind: KeySlot.Kind, secret: [UInt8])
+            // The secret is read once: it opens the store and becomes the new store's slot.
+            let store: UnlockedStore
+            var slot: (kind: KeySlot.Kind, secret: [UInt8])
             if let keyFile = unlock.keyFile {
                 slot = (.keyFile(salt: try Random.bytes(32)), try KeyFile.read(at: keyFile))
+                store = try Store.unlock(backing: backing, secret: .keyFile(slot.secret))
             } else if let passphraseFile = unlock.passphraseFile {
                 let d = KeySlot.defaultScrypt
                 slot = (
                     .passphrase(salt: try Random.bytes(32), logN: d.logN, r: d.r, p: d.p),
                     try Passphrase.fromFile(passphraseFile)
                 )
+                store = try Store.unlock(backing: backing, secret: .passphrase(slot.secret))
             } else {
                 let p = try platform.open()
+                store = try Store.unlock(backing: backing, secret: StoreOpener.sealedSecret(p))
                 let (parameters, secret) = try p.seal(SealChoice())
                 slot = (
                     .sealed(platform: p.descriptor.slotCode, salt: try Random.bytes(32), parameters: parameters), secret
                 )
             }
+            defer { secureWipe(&slot.secret) }
+            let lock = try StoreLock(directory: store.directory)
+            defer { withExtendedLifetime(lock) {} }
             let dropped = store.config.slots.count - 1
             let rekeyer = try StoreRekeyer(source: store, slot: slot)
             let tty = isatty(2) == 1
