@@ -108,17 +108,15 @@ public final class ControlClient {
     }
 
     /// Sends one request. EAGAIN (this uid has as many slow requests in flight as it may) is
-    /// retried with a growing pause, for up to a minute.
+    /// retried with a growing pause, for up to a minute. A refused ioctl copies nothing back
+    /// (the kernel writes the buffer only on success), so the request is sent again as it was.
     func call<Layout>(_ cmd: UInt32, _ request: ControlRequest<Layout>) throws {
-        let sent = ControlRequest<Layout>()
-        sent.raw.copyMemory(from: UnsafeRawBufferPointer(request.raw))
         var pause: UInt32 = 1_000
         var waited: UInt32 = 0
         while true {
             if CElasticControlABI_ioctl(fd, cmd, request.pointer) == 0 { return }
             let e = Errno(rawValue: errno)
             guard e == .resourceTemporarilyUnavailable, waited < 60_000_000 else { throw e }
-            request.raw.copyMemory(from: UnsafeRawBufferPointer(sent.raw))
             usleep(pause)
             waited += pause
             pause = min(pause * 2, 200_000)

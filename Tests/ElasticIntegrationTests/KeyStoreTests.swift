@@ -69,6 +69,21 @@ struct KeyStoreTests {
     }
 
     /// Keys imported from openssl give byte-identical deterministic signatures and MACs.
+    /// More slow requests than a uid may have queued (4): the daemon answers EAGAIN and the CLI
+    /// sends the same request again until it is taken, so every key is made under its own name.
+    @Test func theCLIRetriesSlowRequestsTheQueueTurnsAway() throws {
+        try MountedStore.with { s in
+            let creates = (1...8).map {
+                "'\(Env.elastic)' key create r\($0) --type rsa --bits 3072 --mount '\(s.mountpoint)' || echo FAILED r\($0) &"
+            }.joined(separator: "\n")
+            let r = try sh(creates + "\nwait")
+            #expect(!r.stdout.contains("FAILED"), "\(r.stdout) \(r.stderr)")
+            let names = try run(Env.elastic, ["key", "list", "--mount", s.mountpoint]).stdout.split(separator: "\n")
+                .map { String($0.split(separator: "\t").first ?? "") }.sorted()
+            #expect(names == (1...8).map { "r\($0)" }.sorted(), "\(names)")
+        }
+    }
+
     @Test func importedKeysAgreeWithOpenSSL() throws {
         try MountedStore.with { s in
             let env = ["E": Env.elastic, "MNT": s.mountpoint, "W": s.dir]
