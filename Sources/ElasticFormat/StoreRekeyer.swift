@@ -168,17 +168,7 @@ public final class StoreRekeyer {
     /// The root directory's owner, mode, times and extended attributes.
     func copyRootAttributes(from src: Int32, to dst: Int32) throws {
         let st = try Syscall.fstat(src)
-        let from = "/proc/self/fd/\(src)", to = "/proc/self/fd/\(dst)"
-        for raw in try Syscall.listxattr(from).split(separator: 0) where raw.starts(with: XattrCodec.userPrefix) {
-            let oldName = String(decoding: raw, as: UTF8.self)
-            guard let plainName = XattrCodec.name(backingName: raw, with: oldCrypto),
-                let newXattr = try XattrCodec.backingName(plainName, with: newCrypto)
-            else { throw FormatError.corruptMetadata("extended attribute \(oldName)") }
-            let value = try XattrCodec.openValue(
-                try Syscall.getxattr(from, oldName), backingName: oldName, with: oldCrypto)
-            try Syscall.setxattr(
-                to, newXattr, try XattrCodec.sealValue(value, backingName: newXattr, with: newCrypto), 0)
-        }
+        try resealXattrs(from: src, to: dst)
         guard fchown(dst, st.st_uid, st.st_gid) == 0, fchmod(dst, st.st_mode & 0o7777) == 0 else {
             throw Errno(rawValue: errno)
         }
@@ -356,7 +346,12 @@ public final class StoreRekeyer {
         defer { Syscall.close(sfd) }
         let dfd = try Syscall.openat(dst, newName, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC)
         defer { Syscall.close(dfd) }
-        let from = "/proc/self/fd/\(sfd)", to = "/proc/self/fd/\(dfd)"
+        try resealXattrs(from: sfd, to: dfd)
+    }
+
+    /// Every `user.*` attribute of `src`, decrypted with the old keys, onto `dst` with the new.
+    func resealXattrs(from src: Int32, to dst: Int32) throws {
+        let from = "/proc/self/fd/\(src)", to = "/proc/self/fd/\(dst)"
         for raw in try Syscall.listxattr(from).split(separator: 0) where raw.starts(with: XattrCodec.userPrefix) {
             let oldName = String(decoding: raw, as: UTF8.self)
             guard let plainName = XattrCodec.name(backingName: raw, with: oldCrypto),

@@ -1,7 +1,6 @@
 import ElasticCrypto
 import ElasticSystem
 import Glibc
-import Synchronization
 
 /// The seam under configfs-tsm (docs/platform.md §4): the kernel's directory
 /// `/sys/kernel/config/tsm/report`, or the simulator. Entries are directories whose attribute
@@ -42,7 +41,6 @@ public enum TSMError: Error, Equatable, CustomStringConvertible {
 
 public enum ConfigfsTSM {
     public static let path = "/sys/kernel/config/tsm/report"
-    static let counter = Atomic<UInt64>(0)
 
     /// A report for `inblob` (64 bytes for SEV) at `privlevel` (the VMPL; nil: the provider's
     /// default). The entry is private to this call (a fresh name) and removed afterwards; its
@@ -51,10 +49,9 @@ public enum ConfigfsTSM {
     public static func report(_ t: any TSMReportTransport, inblob: [UInt8], privlevel: UInt32? = nil) throws
         -> TSMReport
     {
-        // pid and counter name it for people; the random part keeps it unique across PID
+        // The pid names it for people; the random part keeps it unique across calls, PID
         // namespaces and a crashed run's leftovers.
-        let suffix = (try? Random.bytes(8)).map { Hex.encode($0) } ?? "0"
-        let name = "elastic-\(getpid())-\(counter.wrappingAdd(1, ordering: .relaxed).newValue)-\(suffix)"
+        let name = "elastic-\(getpid())-" + Hex.encode(try Random.bytes(8))
         try t.makeEntry(name)
         defer { t.removeEntry(name) }
         var writes: UInt64 = 0

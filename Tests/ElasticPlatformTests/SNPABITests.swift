@@ -151,34 +151,17 @@ import Testing
         #expect(status(SNPDerivedKeyRequest(fields: [], vmpl: 1)) == nil, "a valid request")
         var raw = SNPDerivedKeyRequest(fields: [], vmpl: 1).raw
         raw.root_key_select = 3 << 1  // KEY_SEL reserved
-        #expect(rawStatus(sim, raw) == 0x27)
+        #expect(rawKeyStatus(sim, raw) == 0x27)
         raw.root_key_select = 1 << 5  // reserved bits
-        #expect(rawStatus(sim, raw) == 0x16)
+        #expect(rawKeyStatus(sim, raw) == 0x16)
         raw.root_key_select = 0
         raw.rsvd = 1
-        #expect(rawStatus(sim, raw) == 0x16)
+        #expect(rawKeyStatus(sim, raw) == 0x16)
         let (_, masked) = try make { $0.maskChipKey = true }
         do {
             _ = try masked.derivedKey(SNPDerivedKeyRequest(fields: [], vmpl: 0))
             Issue.record("masked chip key must fail")
         } catch SEVError.firmware(let s) { #expect(s == 0x27) }
-    }
-
-    /// STATUS word of a raw MSG_KEY_REQ sent straight through the ioctl seam (ioctl returns 0).
-    func rawStatus(_ sim: SNPSimulator, _ raw: snp_derived_key_req) -> UInt32 {
-        var req = raw
-        var resp = snp_derived_key_resp()
-        var io = snp_guest_request_ioctl()
-        io.msg_version = 1
-        let rc = withUnsafeMutablePointer(to: &req) { rq in
-            withUnsafeMutablePointer(to: &resp) { rs in
-                io.req_data = UInt64(UInt(bitPattern: rq))
-                io.resp_data = UInt64(UInt(bitPattern: rs))
-                return sim.request(SNPIoctl.getDerivedKey, &io)
-            }
-        }
-        #expect(rc == 0)
-        return withUnsafeBytes(of: &resp) { $0.load(as: UInt32.self) }
     }
 
     @Test func messageLevelErrorLocksTheDeviceUntilRelaunch() throws {
@@ -224,4 +207,22 @@ import Testing
         let m = try masked.report(reportData: data, vmpl: 0)
         #expect(m.signingKey == 7 && m.bytes[0x2A0..<0x330].allSatisfy { $0 == 0 })
     }
+}
+
+/// The STATUS word of a raw MSG_KEY_REQ sent straight through the simulator's ioctl seam
+/// (the ioctl itself returns 0).
+func rawKeyStatus(_ sim: SNPSimulator, _ raw: snp_derived_key_req) -> UInt32 {
+    var req = raw
+    var resp = snp_derived_key_resp()
+    var io = snp_guest_request_ioctl()
+    io.msg_version = 1
+    let rc = withUnsafeMutablePointer(to: &req) { rq in
+        withUnsafeMutablePointer(to: &resp) { rs in
+            io.req_data = UInt64(UInt(bitPattern: rq))
+            io.resp_data = UInt64(UInt(bitPattern: rs))
+            return sim.request(SNPIoctl.getDerivedKey, &io)
+        }
+    }
+    #expect(rc == 0)
+    return withUnsafeBytes(of: &resp) { $0.load(as: UInt32.self) }
 }

@@ -55,11 +55,11 @@ import Testing
         let (sim, _) = try make { $0.maskChipKey = true }
         var raw = SNPDerivedKeyRequest(rootKey: .vcek, fields: [], vmpl: 0).raw
         raw.rsvd = 1
-        #expect(rawStatus(sim, raw) == 0x27)
+        #expect(rawKeyStatus(sim, raw) == 0x27)
         // The VMRK is not the chip key: masking does not touch it, and KEY_SEL is not looked at.
         raw = SNPDerivedKeyRequest(rootKey: .vmrk, fields: [], vmpl: 0).raw
         raw.root_key_select |= 3 << 1
-        #expect(rawStatus(sim, raw) == 0)
+        #expect(rawKeyStatus(sim, raw) == 0)
         // No upper bound on VMPL: only "at or above the guest's".
         let (_, g) = try make()
         #expect(status(g, SNPDerivedKeyRequest(fields: [], vmpl: 7)) == nil)
@@ -164,21 +164,6 @@ import Testing
         #expect(try SNPSealing.parameters(guest: g, vmpl: 0, root: .vmrk).chipID == nil)
     }
 
-    func rawStatus(_ sim: SNPSimulator, _ raw: snp_derived_key_req) -> UInt32 {
-        var req = raw
-        var resp = snp_derived_key_resp()
-        var io = snp_guest_request_ioctl()
-        io.msg_version = 1
-        let rc = withUnsafeMutablePointer(to: &req) { rq in
-            withUnsafeMutablePointer(to: &resp) { rs in
-                io.req_data = UInt64(UInt(bitPattern: rq))
-                io.resp_data = UInt64(UInt(bitPattern: rs))
-                return sim.request(SNPIoctl.getDerivedKey, &io)
-            }
-        }
-        #expect(rc == 0)
-        return withUnsafeBytes(of: &resp) { $0.load(as: UInt32.self) }
-    }
 }
 
 /// Extended reports: the host's certificate table and the kernel's length-retry protocol.

@@ -39,19 +39,12 @@ struct FsckCommand: ParsableCommand {
             checker = try StoreChecker(store: store)
         } catch { throw failure(error) }
         defer { withExtendedLifetime(lock) {} }
-        // A progress line on a terminal, redrawn at most ten times a second.
-        let tty = isatty(2) == 1 && !json
-        var last = 0.0
-        if tty {
-            checker.progress = { c in
-                let now = Date().timeIntervalSince1970
-                guard now - last >= 0.1 else { return }
-                last = now
-                printProgress(c)
-            }
+        let line = ProgressLine(enabled: !json)
+        checker.progress = { c in
+            line.show("checking: \(c.directories) directories, \(c.files) files, \(c.blocks) blocks")
         }
         do { try checker.run() } catch { throw failure(error) }
-        if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        line.clear()
         if repair && !checker.problems.isEmpty {
             // Repair, say what was done, then check the result from scratch.
             do { try checker.repair() } catch { throw failure(error) }
@@ -85,9 +78,4 @@ struct FsckCommand: ParsableCommand {
         }
         if !checker.problems.isEmpty { throw ExitCode(ElasticExitCode.problemsFound.rawValue) }
     }
-}
-
-private func printProgress(_ c: StoreChecker.Counts) {
-    let line = "\r\u{1B}[Kchecking: \(c.directories) directories, \(c.files) files, \(c.blocks) blocks"
-    FileHandle.standardError.write(Data(line.utf8))
 }

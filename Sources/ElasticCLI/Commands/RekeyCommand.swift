@@ -58,19 +58,10 @@ struct RekeyCommand: ParsableCommand {
             defer { withExtendedLifetime(lock) {} }
             let dropped = store.config.slots.count - 1
             let rekeyer = try StoreRekeyer(source: store, slot: slot)
-            let tty = isatty(2) == 1
-            var last = 0.0
-            if tty {
-                rekeyer.progress = { c in
-                    let now = Date().timeIntervalSince1970
-                    guard now - last >= 0.1 else { return }
-                    last = now
-                    FileHandle.standardError.write(
-                        Data("\r\u{1B}[Krekeying: \(c.directories) directories, \(c.files) files".utf8))
-                }
-            }
+            let line = ProgressLine()
+            rekeyer.progress = { c in line.show("rekeying: \(c.directories) directories, \(c.files) files") }
             try rekeyer.run(backing: backing)
-            if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            line.clear()
             let c = rekeyer.counts
             print(
                 "rekeyed \(backing): new master key; \(c.directories) directories, \(c.files) files (\(c.bytes) bytes) written again; "
