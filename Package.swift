@@ -24,6 +24,12 @@ let package = Package(
         .target(name: "CElasticFUSEInit"),  // /dev/fuse I/O hook that offers HANDLE_KILLPRIV_V2 at INIT
         .target(name: "CElasticSEV"),  // <linux/sev-guest.h>
         .target(name: "CElasticTDX"),  // <linux/tdx-guest.h>
+        // A TPM 2.0 NV counter through tpm2-tss (ESAPI): the `tpm:` freshness witness.
+        .target(
+            name: "CElasticTPM",
+            linkerSettings: [
+                .linkedLibrary("tss2-esys"), .linkedLibrary("tss2-tctildr"), .linkedLibrary("tss2-rc"),
+            ]),
         // The control-file ABI: include/elastic/elastic_ioctl.h, for the daemon, the CLI and C clients.
         .target(name: "CElasticControlABI"),
 
@@ -42,7 +48,7 @@ let package = Package(
         // the same seam) and TDX/ inside. Knows nothing of the store format.
         .target(
             name: "ElasticPlatform",
-            dependencies: ["ElasticCrypto", "ElasticSystem", "CElasticSEV", "CElasticTDX"],
+            dependencies: ["ElasticCrypto", "ElasticSystem", "CElasticSEV", "CElasticTDX", "CElasticTPM"],
             swiftSettings: swiftSettings),
 
         // On-disk format: config, key slots, content and name encryption. Knows nothing of FUSE.

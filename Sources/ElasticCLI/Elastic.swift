@@ -21,6 +21,7 @@ struct Elastic: ParsableCommand {
     /// ptrace by other users.
     static func main() {
         _ = ProcessHardening.setNonDumpable()
+        StoreRootKeeper.defaultOpener.withLock { $0 = Witnesses.opener() }
         main(nil)
     }
 }

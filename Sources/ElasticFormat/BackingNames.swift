@@ -9,6 +9,8 @@ public enum BackingNames {
     public static let config = "elastic.conf"
     /// The control file's key store, sealed (KeyStoreFile).
     public static let keyStore = "elastic.keys"
+    /// The store's root of freshness (`StoreRoot`), at the root of BACKING.
+    public static let root = "elastic.root"
     /// Held (flock) by the one daemon that has the store mounted (`StoreLock`).
     public static let lock = "elastic.lock"
     /// Where `elastic fsck --repair` puts entries whose names cannot be read (never shown).

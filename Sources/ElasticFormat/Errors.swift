@@ -27,6 +27,9 @@ public enum FormatError: Error, Equatable, CustomStringConvertible {
     case invalidArgument(String)
     /// A directory to remove holds entries.
     case directoryNotEmpty
+    /// What BACKING holds is not the store's newest version, or does not belong together (a
+    /// rolled-back, replaced or missing piece): refused, never served.
+    case integrity(String)
 
     public var description: String {
         switch self {
@@ -44,6 +47,7 @@ public enum FormatError: Error, Equatable, CustomStringConvertible {
         case .nameTooLong: return "name too long"
         case .invalidArgument(let s): return s
         case .directoryNotEmpty: return "directory not empty"
+        case .integrity(let s): return "store integrity: \(s)"
         }
     }
 }

@@ -7,6 +7,8 @@ public enum KeyLabels {
     public static let metadata = "elastic/v1/metadata/aes-256-gcm"
     public static let configMAC = "elastic/v1/config/hmac-sha-256"
     public static let keyStore = "elastic/v1/keystore/aes-256-gcm"
+    /// Seals `elastic.root` (`StoreRoot`).
+    public static let root = "elastic/v2/root/aes-256-gcm"
     /// The control file's derive root, from the master key; DERIVE requests expand it with
     /// `controlDerive` ‖ 0x00 ‖ be32(uid) ‖ label.
     public static let controlDeriveRoot = "elastic/v1/control/derive-root"

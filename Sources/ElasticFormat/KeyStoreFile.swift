@@ -36,11 +36,14 @@ public struct KeyStoreFile: Sendable {
 
     let directory: OpenDirectory
     let key: SecureBytes
+    /// The root that names the current version of the file (nil: a store without one).
+    let root: StoreRootKeeper?
 
     /// The key store of the store whose backing directory is open as `directory`.
-    public init(directory: OpenDirectory, keys: StoreKeys) {
+    public init(directory: OpenDirectory, keys: StoreKeys, root: StoreRootKeeper?) {
         self.directory = directory
         key = keys.keyStore
+        self.root = root
     }
 
     /// The stored keys; none if the file does not exist yet.
@@ -49,10 +52,12 @@ public struct KeyStoreFile: Sendable {
         do { sealed = try Syscall.readFile(directory.fd, BackingNames.keyStore, limit: Self.maxFileSize) } catch let e
             as Errno where e == .noSuchFileOrDirectory
         {
+            try root?.checkKeyStore(nil)
             return []
         } catch let e as SystemError {
             throw FormatError.corruptMetadata("\(e)")
         }
+        try root?.checkKeyStore(sealed)
         guard sealed.starts(with: Self.magic) else {
             throw FormatError.corruptMetadata("\(BackingNames.keyStore): not a key store")
         }
@@ -102,6 +107,13 @@ public struct KeyStoreFile: Sendable {
         }
         defer { secureWipe(&w.bytes) }
         let sealed = Self.magic + (try AESGCM(key: key).seal(w.bytes, aad: Self.magic))
-        try Syscall.writeFileAtomically(directory.fd, BackingNames.keyStore, sealed, mode: 0o600)
+        guard let root else {
+            return try Syscall.writeFileAtomically(directory.fd, BackingNames.keyStore, sealed, mode: 0o600)
+        }
+        try root.exclusive {
+            try root.change(.keyStore, to: sealed) {
+                try Syscall.writeFileAtomically(directory.fd, BackingNames.keyStore, sealed, mode: 0o600)
+            }
+        }
     }
 }

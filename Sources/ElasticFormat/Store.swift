@@ -47,24 +47,64 @@ public final class UnlockedStore: Sendable {
     /// key slots.
     public var master: SecureBytes? { state.withLock { $0.master } }
 
+    /// `elastic.root`: which versions of the store-wide files are current, and its witness.
+    public let root: StoreRootKeeper
+
     init(backing: String, directory: OpenDirectory, config: StoreConfig, master: SecureBytes) throws {
         self.backing = backing
         self.directory = directory
         keys = try StoreKeys(master: master)
+        root = StoreRootKeeper(directory: directory, storeID: config.storeID, keys: keys)
         state = Mutex((config, master))
+    }
+
+    /// The control file's key store, checked against (and changed through) the root.
+    public func keyStoreFile() -> KeyStoreFile {
+        KeyStoreFile(directory: directory, keys: keys, root: config.features.contains(.storeRoot) ? root : nil)
+    }
+
+    /// Gives a store made before roots existed its `elastic.root` (and the feature flag that
+    /// makes every later open require it). Does nothing for a store that has one.
+    @discardableResult
+    public func upgradeToRoot() throws -> Bool {
+        try root.exclusive {
+            try state.withLock { s in
+                let (current, bytes) = try Store.readConfig(directory: directory, backing: backing)
+                try StoreConfig.verifyMAC(bytes, keys: keys)
+                s.config = current
+                guard !current.features.contains(.storeRoot) else { return false }
+                var next = current
+                next.features.insert(.storeRoot)
+                let nextBytes = try next.encode(keys: keys)
+                try root.create(configBytes: nextBytes, keyStoreBytes: try root.currentContents(.keyStore))
+                try Syscall.writeFileAtomically(directory.fd, BackingNames.config, nextBytes, mode: 0o400)
+                s.config = next
+                return true
+            }
+        }
     }
 
     /// Runs a change of the configuration under both locks, starting from what is on disk (and
     /// authenticated) now.
     private func changingConfig<R>(_ body: (inout (config: StoreConfig, master: SecureBytes?)) throws -> R) throws -> R
     {
-        try state.withLock { s in
-            guard flock(directory.fd, LOCK_EX) == 0 else { throw Errno(rawValue: errno) }
-            defer { flock(directory.fd, LOCK_UN) }
-            let (current, bytes) = try Store.readConfig(directory: directory, backing: backing)
-            try StoreConfig.verifyMAC(bytes, keys: keys)
-            s.config = current
-            return try body(&s)
+        try upgradeToRoot()
+        return try root.exclusive {
+            try state.withLock { s in
+                let (current, bytes) = try Store.readConfig(directory: directory, backing: backing)
+                try StoreConfig.verifyMAC(bytes, keys: keys)
+                try root.checkConfig(bytes)
+                s.config = current
+                return try body(&s)
+            }
+        }
+    }
+
+    /// Replaces `elastic.conf` with `next` through the root (inside `changingConfig`).
+    private func write(_ next: StoreConfig) throws {
+        let bytes = try next.encode(keys: keys)
+        try root.change(.config, to: bytes) {
+            try Syscall.writeFileAtomically(directory.fd, BackingNames.config, bytes, mode: 0o400)
         }
     }
 
@@ -82,7 +122,7 @@ public final class UnlockedStore: Sendable {
             let slot = try s.config.makeSlot(kind: kind, secret: secret, master: master)
             var next = s.config
             next.slots.append(slot)
-            try Store.write(next, keys: keys, directory: directory)
+            try write(next)
             s.config = next
             return slot
         }
@@ -101,7 +141,7 @@ public final class UnlockedStore: Sendable {
             }
             var next = s.config
             next.slots.removeAll { $0.id == matches[0].id }
-            try Store.write(next, keys: keys, directory: directory)
+            try write(next)
             s.config = next
             return matches[0]
         }
@@ -123,7 +163,9 @@ public enum Store {
         let store = try UnlockedStore(backing: backing, directory: directory, config: config, master: master)
         try Syscall.writeFileAtomically(
             directory.fd, BackingNames.dirIV, try Random.bytes(BackingNames.dirIVSize), mode: 0o400)
-        try write(config, keys: store.keys, directory: directory)
+        let bytes = try config.encode(keys: store.keys)
+        try store.root.create(configBytes: bytes, keyStoreBytes: nil)
+        try Syscall.writeFileAtomically(directory.fd, BackingNames.config, bytes, mode: 0o400)
         return store
     }
 
@@ -149,7 +191,14 @@ public enum Store {
     /// configuration's MAC with the unwrapped key.
     public static func unlock(backing: String, secret: UnlockSecret) throws -> UnlockedStore {
         let directory = try Syscall.openDirectory(backing)
-        let (config, bytes) = try readConfig(directory: directory, backing: backing)
+        // The configuration and the root as one snapshot: a change by another process (which
+        // holds the lock exclusively) is either wholly before or wholly after it.
+        guard flock(directory.fd, LOCK_SH) == 0 else { throw Errno(rawValue: errno) }
+        let snapshot = Result {
+            (try readConfig(directory: directory, backing: backing), try StoreRootKeeper.readBytes(directory))
+        }
+        flock(directory.fd, LOCK_UN)
+        let ((config, bytes), rootBytes) = try snapshot.get()
         let candidates = config.slots.filter { secret.matches($0.kind) }
         guard !candidates.isEmpty else {
             let kinds = Set(config.slots.map(\.kind.name)).sorted().joined(separator: ", ")
@@ -166,6 +215,12 @@ public enum Store {
             guard let master = try? config.unwrap(slot, secret: slotSecret) else { continue }
             let store = try UnlockedStore(backing: backing, directory: directory, config: config, master: master)
             try StoreConfig.verifyMAC(bytes, keys: store.keys)
+            if config.features.contains(.storeRoot) {
+                try store.root.checkConfig(bytes, root: rootBytes)
+            } else if rootBytes != nil {
+                throw FormatError.integrity(
+                    "\(BackingNames.config) is from before the store had \(BackingNames.root) (an old copy put back)")
+            }
             return store
         }
         switch secret {
@@ -176,10 +231,6 @@ public enum Store {
             let detail = refusals.isEmpty ? "" : " (" + refusals.joined(separator: "; ") + ")"
             throw FormatError.wrongKey("this VM's \(name) sealed key opens none of the store's \(name) slots\(detail)")
         }
-    }
-
-    static func write(_ config: StoreConfig, keys: StoreKeys, directory: OpenDirectory) throws {
-        try Syscall.writeFileAtomically(directory.fd, BackingNames.config, try config.encode(keys: keys), mode: 0o400)
     }
 
     static func isEmptyDirectory(_ dirfd: Int32) throws -> Bool {

@@ -60,7 +60,12 @@ public final class StoreChecker {
 
     /// Runs the whole check; the result is in `problems` and `counts`.
     public func run() throws {
-        do { _ = try KeyStoreFile(directory: store.directory, keys: store.keys).load() } catch {
+        if store.config.features.contains(.storeRoot) {
+            do { _ = try store.root.bindWitness(requested: nil, readOnly: true) } catch {
+                problems.append(Problem(path: BackingNames.root, what: "\(error)"))
+            }
+        }
+        do { _ = try store.keyStoreFile().load() } catch {
             problems.append(Problem(path: BackingNames.keyStore, what: "key store does not open: \(error)"))
         }
         let rootfd = try Syscall.openat(store.directory.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -83,7 +88,8 @@ public final class StoreChecker {
     }
 
     static let rootInternal: Set<String> = [
-        BackingNames.config, BackingNames.keyStore, BackingNames.lock, BackingNames.longLinks, BackingNames.dirIV,
+        BackingNames.config, BackingNames.keyStore, BackingNames.root, BackingNames.lock, BackingNames.longLinks,
+        BackingNames.dirIV,
         BackingNames.quarantine,
     ]
 

@@ -16,7 +16,9 @@ public struct StoreConfig: Equatable, Sendable {
         public static let longNames = Features(rawValue: 1 << 1)
         /// `user.*` extended attributes with encrypted names and values.
         public static let xattrs = Features(rawValue: 1 << 2)
-        public static let known: Features = [.sivNames, .longNames, .xattrs]
+        /// `elastic.root` names the current `elastic.conf` and `elastic.keys` (`StoreRoot`).
+        public static let storeRoot = Features(rawValue: 1 << 3)
+        public static let known: Features = [.sivNames, .longNames, .xattrs, .storeRoot]
     }
 
     public var version: UInt16 = currentVersion

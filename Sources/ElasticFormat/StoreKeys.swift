@@ -9,6 +9,8 @@ public final class StoreKeys: Sendable {
     public let configMAC: SecureBytes
     /// Seals `elastic.keys`, the control file's key store.
     public let keyStore: SecureBytes
+    /// Seals `elastic.root`.
+    public let root: SecureBytes
 
     public init(master: SecureBytes) throws {
         content = try Self.derive(master, KeyLabels.content, 32)
@@ -16,6 +18,7 @@ public final class StoreKeys: Sendable {
         metadata = try Self.derive(master, KeyLabels.metadata, 32)
         configMAC = try Self.derive(master, KeyLabels.configMAC, 32)
         keyStore = try Self.derive(master, KeyLabels.keyStore, 32)
+        root = try Self.derive(master, KeyLabels.root, 32)
     }
 
     static func derive(_ master: SecureBytes, _ label: String, _ n: Int) throws -> SecureBytes {

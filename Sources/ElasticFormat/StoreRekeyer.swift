@@ -104,6 +104,9 @@ public final class StoreRekeyer {
         let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
         let parent = try Syscall.openDirectory(parentPath)
         try checkPlace(parent.fd, name)
+        // Never rekey a rolled-back store: the root must agree with its witness.
+        try source.upgradeToRoot()
+        _ = try source.root.bindWitness(requested: nil, readOnly: false)
         if let q = try? Syscall.openat(
             source.directory.fd, BackingNames.quarantine, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         {
@@ -132,6 +135,7 @@ public final class StoreRekeyer {
         let tmpName = name + ".rekey-" + Hex.encode(try Random.bytes(6))
         try Syscall.mkdirat(parent.fd, tmpName, 0o700)
         var exchanged = false
+        var successor: StoreRoot? = nil
         do {
             let dest = OpenDirectory(
                 try Syscall.openat(parent.fd, tmpName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC))
@@ -141,10 +145,16 @@ public final class StoreRekeyer {
             defer { newRootFD = nil }
             try copyDirectory(from: root, to: dest.fd, path: "")
             try copyRootAttributes(from: root, to: dest.fd)
-            try copyKeyStore(to: dest)
-            var config = StoreConfig(storeID: try Random.bytes(16), slots: [])
+            let keyStoreBytes = try copyKeyStore(to: dest)
+            // The same store ID: the copy succeeds this store (its root continues this one's
+            // counter and witness), under keys that share nothing with the old ones.
+            var config = StoreConfig(storeID: source.config.storeID, slots: [])
+            config.features = source.config.features.union(.storeRoot)
             config.slots = [try config.makeSlot(kind: slot.kind, secret: slot.secret, master: newMaster)]
-            try Store.write(config, keys: newKeys, directory: dest)
+            let configBytes = try config.encode(keys: newKeys)
+            successor = try source.root.successor(configBytes: configBytes, keyStoreBytes: keyStoreBytes)
+            try StoreRootKeeper(directory: dest, storeID: config.storeID, keys: newKeys).write(successor: successor!)
+            try Syscall.writeFileAtomically(dest.fd, BackingNames.config, configBytes, mode: 0o400)
             try Syscall.syncfs(dest.fd)
             // The moment of change: BACKING becomes the new store in one step.
             try checkPlace(parent.fd, name)
@@ -156,6 +166,9 @@ public final class StoreRekeyer {
             if !exchanged { try? Self.removeTree(parent.fd, tmpName) }
             if !exchanged { throw error }
         }
+        // The witness moves: from now on the old store is a rollback. (A crash before this
+        // leaves the new root one ahead of the witness, which the next mount completes.)
+        if let value = successor?.witness?.value { try source.root.advanceWitness(to: value) }
         // The old store: its configuration first, so nothing can open it while it goes.
         _ = try? Syscall.unlinkat(parent.fd, tmpName + "/" + BackingNames.config, 0)
         do { try Self.removeTree(parent.fd, tmpName) } catch {
@@ -176,10 +189,12 @@ public final class StoreRekeyer {
         guard futimens(dst, &times) == 0 else { throw Errno(rawValue: errno) }
     }
 
-    func copyKeyStore(to dest: OpenDirectory) throws {
-        guard (try? Syscall.lstatat(source.directory.fd, BackingNames.keyStore)) != nil else { return }
-        let keys = try KeyStoreFile(directory: source.directory, keys: source.keys).load()
-        try KeyStoreFile(directory: dest, keys: newKeys).save(keys)
+    /// Re-seals the key store into `dest`; returns the new file's contents (nil: there is none).
+    func copyKeyStore(to dest: OpenDirectory) throws -> [UInt8]? {
+        guard (try? Syscall.lstatat(source.directory.fd, BackingNames.keyStore)) != nil else { return nil }
+        let keys = try source.keyStoreFile().load()
+        try KeyStoreFile(directory: dest, keys: newKeys, root: nil).save(keys)
+        return try Syscall.readFile(dest.fd, BackingNames.keyStore, limit: 16 << 20)
     }
 
     func copyDirectory(from src: Int32, to dst: Int32, path: String) throws {

@@ -15,6 +15,10 @@ public enum ElasticExitCode: Int32, Sendable {
     case wrongKey = 12
     /// The key file or passphrase could not be read.
     case keySource = 13
+    /// The store is not its newest version or its pieces do not belong together: a rolled-back,
+    /// replaced or missing `elastic.root`, configuration or key store, or a root older than its
+    /// freshness witness. The message says what failed.
+    case storeIntegrity = 14
     /// The mount's control file refused the request (no such key, another user's key, bad
     /// argument, read-only mount...); the message names the reason.
     case controlRefused = 20
@@ -39,6 +43,8 @@ public enum ElasticExitCode: Int32, Sendable {
         case FormatError.wrongKey: return .wrongKey
         case FormatError.keySource: return .keySource
         case FormatError.unsupportedVersion, FormatError.unknownFeatureFlags: return .unsupportedStore
+        case FormatError.integrity: return .storeIntegrity
+        case is TPMNVCounter.Failure: return .storeIntegrity
         case is FormatError: return .badStore
         default: return .badStore
         }

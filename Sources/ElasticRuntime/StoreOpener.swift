@@ -68,7 +68,7 @@ public enum StoreOpener {
             throw FormatError.invalidArgument("the store's master key is needed to mount")
         }
         return try ControlDispatcher(
-            master: master, keyStore: KeyStoreFile(directory: store.directory, keys: store.keys), readOnly: readOnly,
+            master: master, keyStore: store.keyStoreFile(), readOnly: readOnly,
             time: platform.timePlatform(), attestation: platform.attestation())
     }
 }

@@ -42,6 +42,12 @@ enum Daemon {
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
             message += chunk[0..<n]
+            // Warnings ("w" ... "\n") come before the outcome: print them as they arrive.
+            while message.first == UInt8(ascii: "w"), let nl = message.firstIndex(of: 10) {
+                let line = "mount.elastic: warning: " + String(decoding: message[1...nl], as: UTF8.self)
+                _ = line.withCString { write(2, $0, strlen($0)) }
+                message.removeSubrange(...nl)
+            }
             if message.first == UInt8(ascii: "1") { break }
         }
         close(readEnd)

@@ -17,14 +17,17 @@ struct MountElastic: ParsableCommand {
         discussion: """
             Follows the mount(8) helper convention. Returns once the filesystem is mounted (exit 0) \
             or mounting failed (non-zero, one line on stderr; exit codes as for elastic(1): 10 bad \
-            store, 11 newer format, 12 wrong key, 13 key source unreadable, 32 mount failed).
+            store, 11 newer format, 12 wrong key, 13 key source unreadable, 14 store integrity (rolled back, replaced or missing pieces), 32 mount failed).
 
             Without keyfile= or passfile=, a store with a sealed slot is opened by the platform \
             (SEV-SNP), and any other store asks for its passphrase on the terminal.
 
             ELASTIC options: keyfile=PATH (a key file made by `elastic init --keyfile`); \
             passfile=PATH (the passphrase is the file's first line); platform=snp|snp-simulator and \
-            simulator_state=FILE (the SNP simulator, for tests and demos only); ctl_group=GROUP (that \
+            simulator_state=FILE (the SNP simulator, for tests and demos only); \
+            witness=file:PATH or witness=tpm:NV-INDEX (storage the host cannot roll back that holds the \
+            store's freshness counter: a rollback of the whole store is refused with exit code 14), \
+            tpm_tcti=CONF (how to reach that TPM, default $ELASTIC_TPM_TCTI or device:/dev/tpmrm0); ctl_group=GROUP (that \
             group may use the control file .elastic too); cache_timeout=SECONDS (how long the kernel \
             may cache names and attributes, default 1); threads=N (FUSE worker threads, 1 to 64, \
             default 8); single_crypto_thread; debug. \
@@ -90,6 +93,38 @@ struct MountElastic: ParsableCommand {
         return serve(opts, debugging: debugging)
     }
 
+    /// Tells the user something before the mount is ready: on stderr, or through the notify
+    /// pipe for the waiting parent to print.
+    func warn(_ message: String) {
+        let s = notifyFD == nil ? "mount.elastic: warning: \(message)\n" : "w\(message)\n"
+        _ = s.withCString { Glibc.write(notifyFD ?? 2, $0, strlen($0)) }
+    }
+
+    /// The store's root against its freshness witness (binding it to `witness=` the first time),
+    /// after giving a store from before roots its root. Says once when nothing detects a
+    /// rollback of the whole store.
+    func checkFreshness(_ store: UnlockedStore, _ opts: MountOptions, logger: Logger) throws {
+        let opener = Witnesses.opener(tcti: opts.tpmTCTI)
+        StoreRootKeeper.defaultOpener.withLock { $0 = opener }
+        if !opts.readOnly { try store.upgradeToRoot() }
+        guard store.config.features.contains(.storeRoot) else {
+            warn("this store has no root of freshness yet (mount it read-write once): rollbacks are not detected")
+            return
+        }
+        let state = try store.root.bindWitness(
+            requested: opts.witness, opener: opener, readOnly: opts.readOnly)
+        switch state {
+        case .none:
+            warn(
+                "no freshness witness: a rollback of the whole store to an older copy is not detected "
+                    + "(mount with -o witness=file:PATH or -o witness=tpm:NV-INDEX)")
+        case .bound(let spec, let value):
+            logger.notice("store bound to freshness witness", metadata: ["witness": "\(spec)", "value": "\(value)"])
+        case .verified(let spec, let value):
+            logger.info("freshness witness agrees", metadata: ["witness": "\(spec)", "value": "\(value)"])
+        }
+    }
+
     func serve(_ opts: MountOptions, debugging: Bool) -> ElasticExitCode {
         ProcessHardening.unblockSignals()
         umask(0)  // modes arrive already masked by the kernel; create them exactly
@@ -130,6 +165,11 @@ struct MountElastic: ParsableCommand {
         }
         defer { withExtendedLifetime(lock) {} }
         do {
+            try checkFreshness(store, opts, logger: logger)
+        } catch {
+            return fail("\(error)", ElasticExitCode.forStoreError(error))
+        }
+        do {
             let control = try StoreOpener.controlDispatcher(
                 for: store, readOnly: opts.readOnly, platform: opts.platformChoice)
             let fs = try ElasticFilesystem(
@@ -145,6 +185,8 @@ struct MountElastic: ParsableCommand {
             }
             logger.info("unmounted", metadata: ["mountpoint": "\(mountpoint)"])
             return .success
+        } catch let error as FormatError {
+            return fail("\(error)", ElasticExitCode.forStoreError(error))  // the key store, checked against the root
         } catch {
             return fail("\(error)", .mountFailed)
         }

@@ -17,6 +17,11 @@ struct MountOptions {
     var parallelCrypto = true
     /// `ctl_group=GROUP`: the control file's group, which may then use it too (mode 0660).
     var controlGroup: gid_t?
+    /// `witness=file:PATH` or `witness=tpm:NV-INDEX`: where the store's freshness counter lives.
+    var witness: String?
+    /// `tpm_tcti=CONF`: how to reach the TPM of a `tpm:` witness (default: $ELASTIC_TPM_TCTI, or
+    /// the kernel's /dev/tpmrm0).
+    var tpmTCTI: String?
     var fuse: [String] = []
 
     /// Options that mount(8) and fstab use and that mean nothing to a FUSE filesystem.
@@ -49,6 +54,13 @@ struct MountOptions {
                     cacheTimeout = v
                 case "ctl_group":
                     controlGroup = try Self.group(try Self.need(value, key))
+                case "witness":
+                    let w = try Self.need(value, key)
+                    guard w.hasPrefix("file:/") || w.hasPrefix("tpm:") else {
+                        throw MountError.usage("witness takes file:/ABSOLUTE/PATH or tpm:NV-INDEX")
+                    }
+                    witness = w
+                case "tpm_tcti": tpmTCTI = try Self.need(value, key)
                 case "single_crypto_thread":
                     parallelCrypto = false
                 case "ro":

@@ -18,7 +18,8 @@ import Testing
         return try ControlDispatcher(
             master: master,
             keyStore: KeyStoreFile(
-                directory: try Syscall.openDirectory(try temporaryDirectory()), keys: try StoreKeys(master: master)),
+                directory: try Syscall.openDirectory(try temporaryDirectory()), keys: try StoreKeys(master: master),
+                root: nil),
             time: TimePlatform(secureTSC: false))
     }
 
@@ -109,7 +110,8 @@ import Testing
         let pinned = try ControlDispatcher(
             master: master,
             keyStore: KeyStoreFile(
-                directory: try Syscall.openDirectory(try temporaryDirectory()), keys: try StoreKeys(master: master)),
+                directory: try Syscall.openDirectory(try temporaryDirectory()), keys: try StoreKeys(master: master),
+                root: nil),
             time: TimePlatform(secureTSC: false))
         let r = ControlRequest<elastic_derive>()
         r.version = ELASTIC_ABI_VERSION
@@ -225,7 +227,8 @@ import Testing
         let d = try ControlDispatcher(
             master: master,
             keyStore: KeyStoreFile(
-                directory: try Syscall.openDirectory(try temporaryDirectory()), keys: try StoreKeys(master: master)),
+                directory: try Syscall.openDirectory(try temporaryDirectory()), keys: try StoreKeys(master: master),
+                root: nil),
             time: TimePlatform(secureTSC: true, recheckInterval: 0, clockSource: { source.withLock { $0 } }))
         func read(_ clock: elastic_clock_id) throws -> (trusted: Bool, source: UInt32) {
             let c = ControlRequest<elastic_clock>()

@@ -18,7 +18,8 @@ import Testing
         return try ControlDispatcher(
             master: master,
             keyStore: KeyStoreFile(
-                directory: try Syscall.openDirectory(try temporaryDirectory()), keys: try StoreKeys(master: master)),
+                directory: try Syscall.openDirectory(try temporaryDirectory()), keys: try StoreKeys(master: master),
+                root: nil),
             time: TimePlatform(secureTSC: false))
     }
 

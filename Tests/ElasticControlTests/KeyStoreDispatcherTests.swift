@@ -20,7 +20,7 @@ import Testing
             try ControlDispatcher(
                 master: master,
                 keyStore: KeyStoreFile(
-                    directory: try Syscall.openDirectory(backing), keys: try StoreKeys(master: master)),
+                    directory: try Syscall.openDirectory(backing), keys: try StoreKeys(master: master), root: nil),
                 readOnly: readOnly, time: TimePlatform(secureTSC: false))
         }
     }

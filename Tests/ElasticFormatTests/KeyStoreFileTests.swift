@@ -21,7 +21,7 @@ import Testing
     @Test func roundTripAndAuthentication() throws {
         let dir = backing()
         let keys = try StoreKeys(master: try SecureBytes.random(count: 32))
-        let file = try KeyStoreFile(directory: Syscall.openDirectory(dir), keys: keys)
+        let file = try KeyStoreFile(directory: Syscall.openDirectory(dir), keys: keys, root: nil)
         #expect(try file.load().isEmpty, "no file yet: no keys")
         try file.save([stored("a", [1, 2, 3]), stored("b", [UInt8](repeating: 9, count: 2400))])
         let loaded = try file.load()
@@ -38,7 +38,8 @@ import Testing
         }
         try Data(bytes).write(to: URL(fileURLWithPath: path))
         let other = try KeyStoreFile(
-            directory: Syscall.openDirectory(dir), keys: try StoreKeys(master: try SecureBytes.random(count: 32)))
+            directory: Syscall.openDirectory(dir), keys: try StoreKeys(master: try SecureBytes.random(count: 32)),
+            root: nil)
         #expect(throws: FormatError.self) { try other.load() }
     }
 }

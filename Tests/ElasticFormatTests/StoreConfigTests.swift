@@ -20,7 +20,7 @@ import Testing
         let bytes = try store.config.encode(keys: store.keys)
         #expect(Array(bytes[0..<8]) == Array("ELASTIC\0".utf8))
         #expect(bytes[8] == 0 && bytes[9] == 1)  // version 1
-        #expect(Array(bytes[10..<14]) == [0, 0, 0, 7])  // feature flags
+        #expect(Array(bytes[10..<14]) == [0, 0, 0, 15])  // feature flags
         #expect(Array(bytes[14..<18]) == [0, 0, 0x10, 0])  // block size 4096
         #expect(bytes[34] == 1)  // one slot
         // 35 + slot (8 id + 1 kind + 2 len + 32 params + 60 wrapped) + 32 MAC

@@ -156,6 +156,8 @@ final class MountedStore {
 
     /// For tests that end the daemon themselves (a SIGKILL): the mount is gone already.
     func markUnmounted() { mounted = false }
+    /// For tests that mounted the store themselves (to see mount.elastic's own output).
+    func markMounted() { mounted = true }
 
     func unmount() throws {
         guard mounted else { return }
