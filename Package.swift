@@ -125,7 +125,7 @@ let package = Package(
         .testTarget(
             name: "ElasticIntegrationTests",
             dependencies: ["ElasticSystem", "ElasticPlatform", "ElasticFormat"],
-            exclude: ["Scripts"],
+            exclude: ["Scripts", "Fixtures"],
             swiftSettings: swiftSettings),
     ]
 )

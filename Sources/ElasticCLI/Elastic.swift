@@ -14,7 +14,8 @@ struct Elastic: ParsableCommand {
         subcommands: [
             InitCommand.self, SlotCommand.self, TimeCommand.self, RandomCommand.self, HashCommand.self, KeyCommand.self,
             EncryptCommand.self, DecryptCommand.self, SignCommand.self, VerifyCommand.self, HMACCommand.self,
-            AttestCommand.self, DoctorCommand.self, FsckCommand.self, RekeyCommand.self, SimulatorCommand.self,
+            AttestCommand.self, DoctorCommand.self, FsckCommand.self, RekeyCommand.self, MigrateCommand.self,
+            SimulatorCommand.self,
         ])
 
     /// Master keys, passphrases and exported keys pass through this process: no core dump, no
@@ -154,7 +155,7 @@ struct UnlockOptions: ParsableArguments {
     @Option(name: .customLong("unlock-passphrase-file"), help: "Open the store with the passphrase in this file.")
     var passphraseFile: String?
 
-    func unlock(_ backing: String, platform: PlatformOptions) throws -> UnlockedStore {
+    func unlock(_ backing: String, platform: PlatformOptions, migrating: Bool = false) throws -> UnlockedStore {
         let source: KeySource
         if snp {
             source = .platform(platform.choice)
@@ -165,6 +166,6 @@ struct UnlockOptions: ParsableArguments {
         } else {
             source = .passphrasePrompt
         }
-        return try StoreOpener.unlock(backing: backing, source: source) { printError($0) }
+        return try StoreOpener.unlock(backing: backing, source: source, migrating: migrating) { printError($0) }
     }
 }

@@ -9,23 +9,56 @@ extension ElasticFilesystem {
     static let bs = BlockLayout.blockSize
     static let cbs = BlockLayout.cipherBlockSize
 
-    /// The file ID from the header, cached on the inode. Call with the content lock held.
-    func fileID(_ i: Inode, fd: Int32) throws -> [UInt8] {
-        if let id = i.fileID.withLock({ $0 }) { return id }
-        var raw = [UInt8](repeating: 0, count: FileHeader.size)
-        let n = try raw.withUnsafeMutableBytes { try Syscall.pread(fd, $0.baseAddress!, $0.count, 0) }
-        guard n == FileHeader.size else { throw FormatError.corruptHeader("short header in inode \(i.id)") }
-        let h = try FileHeader(decoding: raw)
-        i.fileID.withLock { $0 = h.fileID }
-        return h.fileID
+    /// Reads and authenticates the header of the regular backing file `name` in `dirfd`, which
+    /// must be the object `expected` (not something swapped in since it was listed).
+    func readHeader(dirfd: Int32, name: String, expected: DevIno) throws -> FileHeader {
+        let fd = try opening { try Syscall.openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        defer { Syscall.close(fd) }
+        let st = try Syscall.fstat(fd)
+        guard st.st_mode & S_IFMT == S_IFREG, DevIno(st) == expected else { throw Errno.staleNFSFileHandle }
+        return try readHeader(fd: fd, backingIno: st.st_ino)
     }
 
-    /// Writes a fresh header to an empty backing file. Call with the write lock held.
-    func writeNewHeader(_ i: Inode, fd: Int32) throws -> [UInt8] {
-        let h = try FileHeader.random()
-        try h.encoded.withUnsafeBytes { try Syscall.pwrite(fd, $0.baseAddress!, $0.count, 0) }
-        i.fileID.withLock { $0 = h.fileID }
-        return h.fileID
+    func readHeader(fd: Int32, backingIno: ino_t) throws -> FileHeader {
+        var raw = [UInt8](repeating: 0, count: FileHeader.size)
+        do {
+            let n = try raw.withUnsafeMutableBytes { try Syscall.pread(fd, $0.baseAddress!, $0.count, 0) }
+            guard n == FileHeader.size else { throw FormatError.corruptHeader("header cut short (\(n) bytes)") }
+            return try FileHeader(decoding: raw, with: worker().crypto)
+        } catch let e as FormatError {
+            logger.error(
+                "file header failed its checks: refusing the file",
+                metadata: ["backing.ino": "\(backingIno)", "why": "\(e)"])
+            throw e
+        }
+    }
+
+    /// The header of `i` (a regular or special file): cached since its lookup.
+    func header(_ i: Inode) throws -> FileHeader {
+        if let h = i.header.withLock({ $0 }) { return h }
+        let h = try atName(
+            i, { dirfd, name in try readHeader(dirfd: dirfd, name: name, expected: i.key) }, check: { _ in true })
+        i.header.withLock { $0 = h }
+        return h
+    }
+
+    /// Changes the record of `i` and writes it back in place (one sealed record, at the same
+    /// offset of the header). Call with the content write lock held; `fd` open for writing.
+    func updateRecord(_ i: Inode, fd: Int32, _ change: (inout ObjectRecord) -> Void) throws {
+        var h = try header(i)
+        let before = h.record
+        change(&h.record)
+        if h.record == before { return }
+        let sealed = try h.sealedRecord(with: worker().crypto)
+        try sealed.withUnsafeBytes { try Syscall.pwrite(fd, $0.baseAddress!, $0.count, FileHeader.recordOffset) }
+        i.header.withLock { $0 = h }
+    }
+
+    /// Creates the header of a new backing file (open for writing as `fd`).
+    func writeNewHeader(fd: Int32, _ record: ObjectRecord) throws -> FileHeader {
+        let h = try FileHeader.new(record)
+        try h.encode(with: worker().crypto).withUnsafeBytes { try Syscall.pwrite(fd, $0.baseAddress!, $0.count, 0) }
+        return h
     }
 
     func cipherSize(_ fd: Int32) throws -> Int64 { Int64(try Syscall.fstat(fd).st_size) }
@@ -114,13 +147,8 @@ extension ElasticFilesystem {
         let i = try inode(ino)
         let t = try worker()
         return try i.content.withReadLock {
-            let csize = try cipherSize(fd)
-            let valid = BlockLayout.plaintextSize(cipher: csize)
-            let plain = valid ?? BlockLayout.reportedSize(cipher: csize)
-            if valid == nil && offset + Int64(size) >= plain {
-                logger.error("truncated ciphertext", metadata: ["fuse.ino": "\(ino)", "cipher.size": "\(csize)"])
-                throw FormatError.corruptLength(csize)
-            }
+            let h = try header(i)
+            let plain = h.record.size
             guard offset < plain, size > 0 else { return (UnsafeRawPointer(t.plain), 0) }
             let n = Int(min(Int64(min(size, ThreadState.maxRequest)), plain - offset))
             let blocks = BlockLayout.blocks(offset: offset, length: Int64(n))
@@ -138,7 +166,7 @@ extension ElasticFilesystem {
                     ])
                 throw FormatError.corruptLength(cstart + Int64(got))
             }
-            let id = try fileID(i, fd: fd)
+            let id = h.fileID
             var cipherAt = 0, produced = 0
             try id.withUnsafeBytes { idp in
                 for b in blocks {
@@ -176,7 +204,7 @@ extension ElasticFilesystem {
         guard offset >= 0, offset <= BlockLayout.maxPlaintextSize - Int64(size) else { throw FormatError.fileTooLarge }
         let t = try worker()
         try i.content.withWriteLock {
-            try dropPrivilegeBits(fd: fd, caller: caller)
+            try dropPrivilegeBits(i, fd: fd, caller: caller)
             var done = 0
             while done < size {
                 let chunk = min(size - done, ThreadState.maxRequest)
@@ -190,10 +218,16 @@ extension ElasticFilesystem {
     private func writeChunk(_ i: Inode, _ t: ThreadState, fd: Int32, data: UnsafeRawPointer, size: Int, offset: Int64)
         throws
     {
-        let csize = try cipherSize(fd)
-        guard let oldSize = BlockLayout.plaintextSize(cipher: csize) else { throw FormatError.corruptLength(csize) }
-        let id = csize == 0 ? try writeNewHeader(i, fd: fd) : try fileID(i, fd: fd)
+        let h = try header(i)
+        let oldSize = h.record.size, id = h.fileID
         let end = offset + Int64(size)
+        if end > oldSize {
+            // Ciphertext past the size (from a write a crash cut off before its record, or put
+            // there by the host) must not show through as the new range's holes: drop it.
+            if try cipherSize(fd) > BlockLayout.ciphertextSize(plain: oldSize) {
+                try Syscall.ftruncate(fd, BlockLayout.ciphertextSize(plain: oldSize))
+            }
+        }
         let first = offset / Self.bs, last = (end - 1) / Self.bs
         // A partial last block before the written range becomes a full block of its data and zeros.
         if oldSize % Self.bs != 0 && first > oldSize / Self.bs {
@@ -223,22 +257,32 @@ extension ElasticFilesystem {
         if headSkip == 0 && regionEnd - regionStart == Int64(size) && !loadedAny {
             // Nothing to merge: seal straight from the request buffer.
             try storeBlocks(t, fd: fd, fileID: id, first: first, from: data, count: size)
-            return
+        } else {
+            (t.plain + Int(headSkip)).copyMemory(from: data, byteCount: size)
+            try storeBlocks(t, fd: fd, fileID: id, first: first, from: t.plain, count: Int(regionEnd - regionStart))
         }
-        (t.plain + Int(headSkip)).copyMemory(from: data, byteCount: size)
-        try storeBlocks(t, fd: fd, fileID: id, first: first, from: t.plain, count: Int(regionEnd - regionStart))
+        // The data first, then the record that makes it part of the file.
+        if newSize != oldSize { try updateRecord(i, fd: fd) { $0.size = newSize } }
     }
 
     /// With HANDLE_KILLPRIV_V2 the kernel leaves it to us: a write or truncate by a caller
     /// without CAP_FSETID (taken as: not root) clears setuid, and setgid if group-executable,
-    /// as the kernel's should_remove_suid() does.
-    func dropPrivilegeBits(fd: Int32, caller: Caller) throws {
+    /// as the kernel's should_remove_suid() does. Call with the content write lock held.
+    func dropPrivilegeBits(_ i: Inode, fd: Int32, caller: Caller) throws {
         guard killPrivV2, caller.uid != 0 else { return }
-        let mode = try Syscall.fstat(fd).st_mode
-        var kill: mode_t = 0
-        if mode & S_ISUID != 0 { kill |= S_ISUID }
-        if mode & (S_ISGID | S_IXGRP) == (S_ISGID | S_IXGRP) { kill |= S_ISGID }
-        if kill != 0 { try Syscall.chmod(fd: fd, mode & 0o7777 & ~kill) }
+        let mode = try header(i).record.mode
+        let kept = Self.withoutPrivilegeBits(mode)
+        if kept != mode {
+            try updateRecord(i, fd: fd) { $0.mode = kept }
+            try? Syscall.chmod(fd: fd, kept)  // the backing file mirrors it
+        }
+    }
+
+    /// `mode` without setuid, and without setgid if group-executable.
+    static func withoutPrivilegeBits(_ mode: mode_t) -> mode_t {
+        var kill: mode_t = S_ISUID
+        if mode & S_IXGRP != 0 { kill |= S_ISGID }
+        return mode & ~kill
     }
 
     // MARK: Truncate
@@ -249,26 +293,29 @@ extension ElasticFilesystem {
         guard newSize <= BlockLayout.maxPlaintextSize else { throw FormatError.fileTooLarge }
         let t = try worker()
         try i.content.withWriteLock {
-            let csize = try cipherSize(fd)
-            if newSize == 0 {
-                try Syscall.ftruncate(fd, 0)
-                i.fileID.withLock { $0 = nil }
-                return
-            }
-            guard let oldSize = BlockLayout.plaintextSize(cipher: csize) else { throw FormatError.corruptLength(csize) }
+            let h = try header(i)
+            let oldSize = h.record.size, id = h.fileID
             if newSize == oldSize { return }
-            let id = csize == 0 ? try writeNewHeader(i, fd: fd) : try fileID(i, fd: fd)
             if newSize > oldSize {
+                // Drop ciphertext past the size first (see writeChunk), then grow: holes.
+                if try cipherSize(fd) > BlockLayout.ciphertextSize(plain: oldSize) {
+                    try Syscall.ftruncate(fd, BlockLayout.ciphertextSize(plain: oldSize))
+                }
                 let lastOld = oldSize / Self.bs
                 let grownLength = newSize / Self.bs > lastOld ? Self.bs : newSize % Self.bs
                 try growLastBlock(t, fd: fd, fileID: id, size: oldSize, newLength: grownLength)
-            } else if newSize % Self.bs != 0 {
+                try Syscall.ftruncate(fd, BlockLayout.ciphertextSize(plain: newSize))
+                try updateRecord(i, fd: fd) { $0.size = newSize }
+                return
+            }
+            if newSize % Self.bs != 0 {
                 let index = newSize / Self.bs
                 try loadBlock(
                     t, fd: fd, fileID: id, index: index,
                     length: BlockLayout.plaintextLength(block: index, fileSize: oldSize), into: t.plain)
                 try storeBlocks(t, fd: fd, fileID: id, first: index, count: Int(newSize % Self.bs))
             }
+            try updateRecord(i, fd: fd) { $0.size = newSize }
             try Syscall.ftruncate(fd, BlockLayout.ciphertextSize(plain: newSize))
         }
     }
@@ -280,7 +327,7 @@ extension ElasticFilesystem {
         guard offset >= 0, length > 0 else { throw Errno.invalidArgument }
         if mode == LinuxConstants.fallocKeepSize { return }
         guard mode == 0 else { throw Errno.notSupported }
-        let size = try i.content.withReadLock { BlockLayout.plaintextSize(cipher: try cipherSize(fd)) } ?? 0
+        let size = try i.content.withReadLock { try header(i).record.size }
         if offset + length > size { try truncate(i, fd: fd, to: offset + length) }
     }
 }

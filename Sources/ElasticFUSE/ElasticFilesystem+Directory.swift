@@ -45,6 +45,9 @@ extension ElasticFilesystem {
                     return
                 }
             }
+            // A regular backing file may hold a special file (its record says which): unknown
+            // until looked up.
+            let type = type == UInt8(DT_REG) ? UInt8(DT_UNKNOWN) : type
             if let known = names.plaintext(dirIV: iv, encoded: encoded) {
                 out.append((known, type, name))
                 return

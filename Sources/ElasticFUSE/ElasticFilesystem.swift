@@ -93,18 +93,43 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
 
     /// Registers (or finds) the inode named `backingName` in `parent`, whose backing stat is
     /// `st`, and counts one lookup.
-    func register(parent: Inode, backingName: String, stat st: stat) throws -> Entry {
+    func register(parent: Inode, backingName: String, stat st: stat, header known: FileHeader? = nil) throws -> Entry {
         let key = DevIno(st)
+        let backingType = st.st_mode & S_IFMT
+        guard backingType == S_IFREG || backingType == S_IFDIR || backingType == S_IFLNK else {
+            logger.error(
+                "backing object of a type ELASTIC never makes (a device node or fifo put in BACKING): refused",
+                metadata: ["backing.name": "\(backingName)", "backing.ino": "\(st.st_ino)"])
+            throw FormatError.corruptMetadata("backing object type")
+        }
+        // A regular backing file: its header (type, owner, mode, size), unless this very name
+        // already leads to the inode that holds it. A name new to the inode may be a new
+        // object that reuses a deleted one's backing inode number: the file ID tells.
         let link = Link(parent: parent, name: backingName)
+        var header = known
+        if backingType == S_IFREG, header == nil,
+            !inodes.read({ t in
+                t.byKey[key].map { $0.backingType == backingType && $0.links.contains(link.key) } ?? false
+            })
+        {
+            header = try withHandle(parent) { try readHeader(dirfd: $0, name: backingName, expected: key) }
+        }
         var regained: Inode? = nil
         let inode = inodes.withLock { t -> Inode in
-            if let found = t.byKey[key], found.mode == st.st_mode & S_IFMT {
-                found.nlookup += 1
-                if found.links.isEmpty { regained = found }
-                t.addLink(found, link)
-                return found
+            if let found = t.byKey[key], found.backingType == backingType {
+                let sameObject = header.map { h in found.header.withLock { $0?.fileID } == h.fileID } ?? true
+                if sameObject {
+                    found.nlookup += 1
+                    if found.links.isEmpty { regained = found }
+                    t.addLink(found, link)
+                    return found
+                }
+                // A deleted object's inode, its backing inode number now another's: it keeps
+                // its number for the kernel but can no longer be reached.
+                for l in found.links.all where t.byName[l.key] === found { t.byName[l.key] = nil }
+                found.links = LinkSet()
             }
-            let i = Inode(id: t.nextID, stat: st)
+            let i = Inode(id: t.nextID, stat: st, header: header)
             t.nextID += 1
             i.nlookup = 1
             t.byID[i.id] = i
@@ -311,7 +336,13 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         a.st_ino = ino_t(inode.id)
         switch st.st_mode & S_IFMT {
         case S_IFREG:
-            a.st_size = off_t(BlockLayout.reportedSize(cipher: Int64(st.st_size)))
+            // Type, owner, mode, device and size come from the record, never the backing file.
+            guard let r = inode.header.withLock({ $0?.record }) else { throw FormatError.corruptHeader("no header") }
+            a.st_mode = r.statMode
+            a.st_uid = r.uid
+            a.st_gid = r.gid
+            a.st_rdev = dev_t(r.rdev)
+            a.st_size = off_t(r.size)
         case S_IFLNK:
             if let at {
                 a.st_size = off_t(try withHandle(at.parent) { try symlinkTargetLength(dirfd: $0, name: at.name) })
@@ -327,7 +358,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// Attributes of `ino`; `fh` (an open file's backing descriptor) answers without a name.
     func getattr(_ ino: UInt64, fh: Int32?) throws -> stat {
         let i = try inode(ino)
-        if let fh, i.isRegular { return try attributes(of: i, stat: try Syscall.fstat(fh)) }
+        if let fh, i.hasHeader { return try attributes(of: i, stat: try Syscall.fstat(fh)) }
         return try attributes(of: i, stat: try backingStat(i))
     }
 
@@ -464,20 +495,49 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         }
     }
 
+    /// The record of a new regular or special file: the mode as asked (the kernel applied the
+    /// umask), the owner `withNew` chose (on a mount by another user than root: that user, who
+    /// owns every backing object).
+    func newRecord(_ kind: ObjectRecord.Kind, _ mode: mode_t, _ n: NewObject, rdev: dev_t = 0) -> ObjectRecord {
+        let (uid, gid) = isRoot ? (n.owner.uid, n.owner.gid) : (geteuid(), getegid())
+        let isDevice = kind == .characterDevice || kind == .blockDevice
+        return ObjectRecord(kind: kind, mode: mode, uid: uid, gid: gid, rdev: isDevice ? UInt64(rdev) : 0)
+    }
+
+    /// Creates the backing file of a new regular or special file, with its header: a regular
+    /// file of mode 0600 whatever the object's type and mode (those live in the record).
+    /// Returns the descriptor (open read-write) and the header; nothing is left on failure.
+    func createBacking(_ n: NewObject, _ record: ObjectRecord, flags: Int32 = O_RDWR | O_CLOEXEC) throws -> (
+        Int32, FileHeader
+    ) {
+        let fd: Int32
+        do {
+            fd = try opening {
+                try Syscall.openat(n.dirfd, n.b.name, flags | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
+            }
+        } catch {
+            if (error as? Errno) != .fileExists { removeSidecar(n.dirfd, n.b) }  // an existing entry keeps its sidecar
+            throw error
+        }
+        do {
+            return (fd, try writeNewHeader(fd: fd, record))
+        } catch {
+            Syscall.close(fd)
+            _ = try? Syscall.unlinkat(n.dirfd, n.b.name, 0)
+            removeSidecar(n.dirfd, n.b)
+            throw error
+        }
+    }
+
     func mknod(_ parentID: UInt64, _ name: [UInt8], _ mode: mode_t, _ rdev: dev_t, _ caller: Caller) throws -> Entry {
         let parent = try inode(parentID)
+        guard let kind = ObjectRecord.Kind(fileType: mode), kind != .directory, kind != .symlink else {
+            throw Errno.invalidArgument
+        }
         return try withNew(parent, name, caller) { n in
-            do {
-                try Syscall.mknodat(n.dirfd, n.b.name, mode, rdev)
-                try chownNew(n.dirfd, n.b.name, n.owner)
-            } catch {
-                if (error as? Errno) != .fileExists {
-                    _ = try? Syscall.unlinkat(n.dirfd, n.b.name, 0)
-                    removeSidecar(n.dirfd, n.b)
-                }
-                throw error
-            }
-            return try register(parent: parent, backingName: n.b.name, stat: try Syscall.lstatat(n.dirfd, n.b.name))
+            let (fd, header) = try createBacking(n, newRecord(kind, mode, n, rdev: rdev))
+            defer { Syscall.close(fd) }
+            return try register(parent: parent, backingName: n.b.name, stat: try Syscall.fstat(fd), header: header)
         }
     }
 
@@ -488,11 +548,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         let parent = try inode(parentID)
         return try withNew(parent, name, caller) { n in
             let openFlags = Self.backingFlags(flags)
-            let fd: Int32
+            let fd: Int32, header: FileHeader
             do {
-                fd = try opening {
-                    try Syscall.openat(n.dirfd, n.b.name, openFlags | O_CREAT | O_EXCL | O_NOFOLLOW, mode & 0o7777)
-                }
+                (fd, header) = try createBacking(n, newRecord(.regular, mode, n), flags: openFlags)
             } catch let e as Errno where e == .fileExists && flags & O_EXCL == 0 {
                 // Created by someone else since the kernel's lookup: open it as it is.
                 let fd = try Syscall.openat(n.dirfd, n.b.name, openFlags | O_NOFOLLOW | O_NONBLOCK)
@@ -500,6 +558,10 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                     let st = try Syscall.fstat(fd)
                     guard st.st_mode & S_IFMT == S_IFREG else { throw Errno.fileExists }
                     let entry = try register(parent: parent, backingName: n.b.name, stat: st)
+                    guard entry.inode.isRegular else {
+                        forget(entry.inode.id, 1)
+                        throw Errno.fileExists
+                    }
                     entry.inode.openCount.add(1, ordering: .relaxed)
                     if flags & O_TRUNC != 0 { try truncate(entry.inode, fd: fd, to: 0) }
                     return (entry, fd)
@@ -507,16 +569,10 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                     Syscall.close(fd)
                     throw error
                 }
-            } catch {
-                // an existing entry keeps its sidecar
-                if (error as? Errno) != .fileExists { removeSidecar(n.dirfd, n.b) }
-                throw error
             }
             do {
-                try chownNew(n.dirfd, n.b.name, n.owner)
-                // chown clears setuid/setgid: put the requested mode back exactly.
-                if mode & (S_ISUID | S_ISGID) != 0 { try Syscall.chmod(fd: fd, mode & 0o7777) }
-                let entry = try register(parent: parent, backingName: n.b.name, stat: try Syscall.fstat(fd))
+                let entry = try register(
+                    parent: parent, backingName: n.b.name, stat: try Syscall.fstat(fd), header: header)
                 entry.inode.openCount.add(1, ordering: .relaxed)
                 return (entry, fd)
             } catch {
@@ -540,8 +596,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         let fd = try openBacking(i, Self.backingFlags(flags))
         if flags & O_TRUNC != 0 {
             do {
-                try dropPrivilegeBits(fd: fd, caller: caller)
+                try i.content.withWriteLock { try dropPrivilegeBits(i, fd: fd, caller: caller) }
                 try truncate(i, fd: fd, to: 0)
+                try Syscall.touchModified(fd)  // O_TRUNC sets mtime and ctime even when the file was empty
             } catch {
                 Syscall.close(fd)
                 throw error
@@ -699,16 +756,23 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             guard size >= 0 else { throw Errno.invalidArgument }
             let fd = try fh ?? openBacking(i, O_RDWR | O_CLOEXEC)
             defer { if fh == nil { Syscall.close(fd) } }
-            if toSet & FUSE_SET_ATTR_MODE == 0 { try dropPrivilegeBits(fd: fd, caller: caller) }
+            if toSet & FUSE_SET_ATTR_MODE == 0 {
+                try i.content.withWriteLock { try dropPrivilegeBits(i, fd: fd, caller: caller) }
+            }
             try truncate(i, fd: fd, to: size)
         }
+        let owner = toSet & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID) != 0
+        let mode = toSet & FUSE_SET_ATTR_MODE != 0
+        if i.hasHeader && (owner || mode) {
+            try changeRecord(i, owner: owner ? attr : nil, toSet: toSet, mode: mode ? attr.st_mode : nil)
+        }
         return try withHandle(i) { fd in
-            if toSet & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID) != 0 {
+            if owner && !i.hasHeader {
                 let uid = toSet & FUSE_SET_ATTR_UID != 0 ? attr.st_uid : uid_t.max
                 let gid = toSet & FUSE_SET_ATTR_GID != 0 ? attr.st_gid : gid_t.max
                 try Syscall.chown(fd: fd, uid, gid)
             }
-            if toSet & FUSE_SET_ATTR_MODE != 0 && !i.isSymlink {
+            if mode && !i.isSymlink && !i.hasHeader {
                 try Syscall.chmod(fd: fd, attr.st_mode & 0o7777)
             }
             if toSet & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME) != 0 {
@@ -723,6 +787,27 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             }
             return try attributes(of: i, stat: try Syscall.fstat(fd))
         }
+    }
+
+    /// chown and chmod of a regular or special file: its record. A change of owner or group
+    /// clears setuid, and setgid if group-executable (as Linux does, for root too); a mode
+    /// given in the same request wins. The backing file's mtime is put back after the record
+    /// is written, so only its ctime moves, as chmod and chown move it.
+    func changeRecord(_ i: Inode, owner: stat?, toSet: Int32, mode: mode_t?) throws {
+        let fd = try openBacking(i, O_RDWR | O_CLOEXEC)
+        defer { Syscall.close(fd) }
+        let before = try Syscall.fstat(fd)
+        try i.content.withWriteLock {
+            try updateRecord(i, fd: fd) { r in
+                if let owner {
+                    if toSet & FUSE_SET_ATTR_UID != 0 { r.uid = owner.st_uid }
+                    if toSet & FUSE_SET_ATTR_GID != 0 { r.gid = owner.st_gid }
+                    r.mode = Self.withoutPrivilegeBits(r.mode)
+                }
+                if let mode { r.mode = mode & 0o7777 }
+            }
+        }
+        try Syscall.utimes(fd: fd, (timespec(tv_sec: 0, tv_nsec: 0x3fff_fffe), before.st_mtim))
     }
 
     // MARK: Filesystem

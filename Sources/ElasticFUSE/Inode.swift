@@ -1,3 +1,4 @@
+import ElasticFormat
 import ElasticSystem
 import Glibc
 import Synchronization
@@ -87,7 +88,10 @@ struct LinkSet {
 final class Inode: @unchecked Sendable {
     let id: UInt64
     let key: DevIno
+    /// The type the kernel sees (`S_IFMT` bits): a special file's comes from its record.
     let mode: mode_t
+    /// The backing object's type: a regular file for regular and special files.
+    let backingType: mode_t
     /// Lookups the kernel holds (guarded by the table lock).
     var nlookup: UInt64 = 0
     /// The names the kernel knows this object by (guarded by the table lock). Empty for the
@@ -105,19 +109,26 @@ final class Inode: @unchecked Sendable {
 
     /// Content lock (regular files).
     let content = RWLock()
-    /// The file ID from the header, cached; cleared when the file is truncated to 0.
-    let fileID = Mutex<[UInt8]?>(nil)
+    /// The header of a regular backing file (file ID and record), read once: this copy is
+    /// authoritative for as long as the inode lives (changes go through it to the backing
+    /// file, under the content lock), so a record the host puts back is never seen.
+    let header = Mutex<FileHeader?>(nil)
     /// The directory IV, loaded on first use (directories).
     let dirIV = Mutex<[UInt8]?>(nil)
 
-    init(id: UInt64, stat st: stat) {
+    /// An inode for the backing object `st`; `header` (regular backing files) gives its type.
+    init(id: UInt64, stat st: stat, header: FileHeader? = nil) {
         self.id = id
         key = DevIno(st)
-        mode = st.st_mode & S_IFMT
+        backingType = st.st_mode & S_IFMT
+        mode = header?.record.kind.fileType ?? backingType
+        self.header.withLock { $0 = header }
     }
 
     var isDirectory: Bool { mode == S_IFDIR }
     var isRegular: Bool { mode == S_IFREG }
+    /// Regular and special files: a backing file with a header.
+    var hasHeader: Bool { backingType == S_IFREG }
     var isSymlink: Bool { mode == S_IFLNK }
 }
 

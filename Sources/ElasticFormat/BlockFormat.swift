@@ -14,11 +14,14 @@ public struct BlockFormat: Sendable, Equatable {
     public let version: UInt16
     public let aead: AEAD
 
-    /// Version 1: AES-256-GCM, each block bound to its file (16-byte file ID) and its index.
+    /// Version 1: AES-256-GCM, each block bound to its file (16-byte file ID) and its index,
+    /// after a 24-byte header without a record (read only by `elastic migrate`).
     public static let v1 = BlockFormat(version: 1, aead: .aes256GCM)
+    /// Version 2: the same blocks after a 92-byte header holding the object's sealed record.
+    public static let v2 = BlockFormat(version: 2, aead: .aes256GCM)
     /// What new files are written in.
-    public static let current = v1
-    public static let known = [v1]
+    public static let current = v2
+    public static let known = [v1, v2]
 
     /// The format of a file whose header says `version`.
     public static func forVersion(_ version: UInt16) throws -> BlockFormat {
@@ -36,7 +39,7 @@ public struct BlockFormat: Sendable, Equatable {
     }
 
     /// Runs `body` with the associated data of block `block` of file `fileID`:
-    /// v1: file ID (16) ‖ be64(block index).
+    /// v1 and v2: file ID (16) ‖ be64(block index).
     @inline(__always)
     func withAAD<R>(fileID: UnsafeRawBufferPointer, block: Int64, _ body: (UnsafeRawBufferPointer) throws -> R)
         rethrows -> R

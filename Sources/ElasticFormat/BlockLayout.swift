@@ -1,8 +1,11 @@
 /// Where plaintext bytes live in a backing file.
 ///
-/// A backing file is empty (plaintext size 0), or a `FileHeader` followed by blocks. Each block
-/// holds up to 4096 plaintext bytes as nonce (12) ‖ ciphertext ‖ tag (16); every block but the
-/// last is full. So the plaintext size follows from the ciphertext size alone.
+/// A backing file is a `FileHeader` followed by blocks. Each block holds up to 4096 plaintext
+/// bytes as nonce (12) ‖ ciphertext ‖ tag (16); every block but the last is full. The plaintext
+/// size is the header's record's; the ciphertext must be at least as long as that size needs
+/// (anything after it is never read). v1 files (24-byte header, size from the ciphertext
+/// length, empty files without a header) are read only by `elastic migrate`: `headerSize`
+/// arguments select them.
 public enum BlockLayout {
     public static let headerSize: Int64 = Int64(FileHeader.size)
     public static let blockSize: Int64 = 4096
@@ -13,18 +16,18 @@ public enum BlockLayout {
     /// Largest plaintext size: keeps every ciphertext offset within `Int64`.
     public static let maxPlaintextSize: Int64 = (Int64.max - headerSize) / cipherBlockSize * blockSize
 
-    /// Ciphertext length of a file holding `plain` plaintext bytes.
-    public static func ciphertextSize(plain: Int64) -> Int64 {
+    /// Ciphertext length of a file holding `plain` plaintext bytes (header included).
+    public static func ciphertextSize(plain: Int64, headerSize: Int64 = headerSize) -> Int64 {
         precondition(plain >= 0 && plain <= maxPlaintextSize)
-        if plain == 0 { return 0 }
         let full = plain / blockSize
         let rest = plain % blockSize
         return headerSize + full * cipherBlockSize + (rest > 0 ? rest + overhead : 0)
     }
 
-    /// Plaintext length of a backing file of `cipher` bytes, or nil when no plaintext size maps
-    /// to it (a truncated header or a last block shorter than its overhead).
-    public static func plaintextSize(cipher: Int64) -> Int64? {
+    /// Plaintext length of a v1 backing file of `cipher` bytes, or nil when no plaintext size
+    /// maps to it (a truncated header or a last block shorter than its overhead).
+    public static func v1PlaintextSize(cipher: Int64) -> Int64? {
+        let headerSize = Int64(FileHeader.v1Size)
         if cipher == 0 { return 0 }
         if cipher < headerSize { return nil }
         if cipher == headerSize { return 0 }
@@ -36,16 +39,10 @@ public enum BlockLayout {
         return full * blockSize + rest - overhead
     }
 
-    /// Plaintext size to report in stat: corrupt lengths round down to the last whole block
-    /// so that tools see a sane size and the read of the broken tail fails with EIO.
-    public static func reportedSize(cipher: Int64) -> Int64 {
-        if let p = plaintextSize(cipher: cipher) { return p }
-        if cipher < headerSize { return 0 }
-        return (cipher - headerSize) / cipherBlockSize * blockSize
-    }
-
     /// Offset in the backing file where block `index` starts.
-    public static func cipherOffset(block index: Int64) -> Int64 { headerSize + index * cipherBlockSize }
+    public static func cipherOffset(block index: Int64, headerSize: Int64 = headerSize) -> Int64 {
+        headerSize + index * cipherBlockSize
+    }
 
     /// Index of the block holding plaintext offset `offset`.
     public static func blockIndex(_ offset: Int64) -> Int64 { offset / blockSize }

@@ -30,6 +30,8 @@ public enum FormatError: Error, Equatable, CustomStringConvertible {
     /// What BACKING holds is not the store's newest version, or does not belong together (a
     /// rolled-back, replaced or missing piece): refused, never served.
     case integrity(String)
+    /// A store of an older format (the path, for the message): `elastic migrate` converts it.
+    case needsMigration(String)
 
     public var description: String {
         switch self {
@@ -48,6 +50,11 @@ public enum FormatError: Error, Equatable, CustomStringConvertible {
         case .invalidArgument(let s): return s
         case .directoryNotEmpty: return "directory not empty"
         case .integrity(let s): return "store integrity: \(s)"
+        case .needsMigration(let backing):
+            let b = backing.isEmpty ? "BACKING" : backing
+            return
+                "\(backing.isEmpty ? "the store" : backing) is a version 1 store, which this ELASTIC does not mount: "
+                + "convert it with `elastic migrate \(b)` (offline and crash-safe; it keeps the key slots)"
         }
     }
 }

@@ -19,6 +19,8 @@ public enum KeyLabels {
     public static func sealedSlot(platform: String) -> String { "elastic/v1/slot/" + platform }
     /// The fixed "directory IV" under which xattr names are encrypted (AES-SIV).
     public static let xattrName = "elastic/v1/xattr-name"
+    /// Associated data of object records (`ObjectRecord`), before the object's ID.
+    public static let objectRecord = "elastic/v2/record"
     /// Associated data of sealed symlink targets.
     public static let symlink = "elastic/v1/symlink"
     /// Per-stream keys of `elastic encrypt` (the key store's AEAD stream).

@@ -189,7 +189,7 @@ public enum Store {
 
     /// Opens the store with `secret`: tries every slot of the matching kind, then checks the
     /// configuration's MAC with the unwrapped key.
-    public static func unlock(backing: String, secret: UnlockSecret) throws -> UnlockedStore {
+    public static func unlock(backing: String, secret: UnlockSecret, migrating: Bool = false) throws -> UnlockedStore {
         let directory = try Syscall.openDirectory(backing)
         // The configuration and the root as one snapshot: a change by another process (which
         // holds the lock exclusively) is either wholly before or wholly after it.
@@ -199,6 +199,7 @@ public enum Store {
         }
         flock(directory.fd, LOCK_UN)
         let ((config, bytes), rootBytes) = try snapshot.get()
+        if config.version < StoreConfig.currentVersion && !migrating { throw FormatError.needsMigration(backing) }
         let candidates = config.slots.filter { secret.matches($0.kind) }
         guard !candidates.isEmpty else {
             let kinds = Set(config.slots.map(\.kind.name)).sorted().joined(separator: ", ")

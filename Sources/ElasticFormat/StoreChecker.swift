@@ -171,6 +171,7 @@ public final class StoreChecker {
         case S_IFREG:
             counts.files += 1
             checkXattrs(dirfd, backing, path)
+            // (Special files are regular backing files too: `checkFile` counts them.)
             switch checkFile(dirfd, backing, path, st) {
             case .sound: break
             case .damaged(let what): damagedEntry(dirfd, backing, plainPath: path, shownAs: path, what)
@@ -184,8 +185,12 @@ public final class StoreChecker {
             case .unreadable(let what): problem(path, what)
             }
         default:
+            // v2 keeps fifos, sockets and device nodes as regular backing files with a record:
+            // a backing node of another type was put there by someone else.
             counts.others += 1
-            checkXattrs(dirfd, backing, path)
+            damagedEntry(
+                dirfd, backing, plainPath: path, shownAs: path,
+                "a backing object of a type ELASTIC never makes (a device node or fifo put in BACKING)")
         }
     }
 
@@ -197,13 +202,10 @@ public final class StoreChecker {
         case unreadable(String)
     }
 
-    /// What is wrong with a regular file.
+    /// What is wrong with a regular backing file (a regular or special file): its header and
+    /// record, its length against the record's, and every data block.
     func checkFile(_ dirfd: Int32, _ backing: String, _ path: String, _ listed: stat) -> Verdict {
         let size = Int64(listed.st_size)
-        guard let plain = BlockLayout.plaintextSize(cipher: size) else {
-            return .damaged("backing length \(size) is no valid encrypted length (truncated or extended by the host)")
-        }
-        if size == 0 { return .sound }
         let fd: Int32
         do { fd = try Syscall.openat(dirfd, backing, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) } catch {
             return .unreadable("cannot open: \(error)")
@@ -214,12 +216,24 @@ public final class StoreChecker {
             opened.st_dev == listed.st_dev
         else { return .unreadable("changed while being checked") }
         var header = [UInt8](repeating: 0, count: FileHeader.size)
-        guard
-            (try? header.withUnsafeMutableBytes { try Syscall.pread(fd, $0.baseAddress!, $0.count, 0) })
-                == FileHeader.size,
-            let h = try? FileHeader(decoding: header)
-        else {
-            return .damaged("file header is missing or corrupt")
+        let h: FileHeader
+        do {
+            guard
+                try header.withUnsafeMutableBytes({ try Syscall.pread(fd, $0.baseAddress!, $0.count, 0) })
+                    == FileHeader.size
+            else { return .damaged("file header is missing or cut short") }
+            h = try FileHeader(decoding: header, with: crypto)
+        } catch {
+            return .damaged("file header: \(error)")
+        }
+        let plain = h.record.size
+        guard size >= BlockLayout.ciphertextSize(plain: plain) else {
+            return .damaged(
+                "backing length \(size) is shorter than the \(plain) bytes its record holds need (cut by the host)")
+        }
+        if h.record.kind != .regular {
+            counts.files -= 1
+            counts.others += 1
         }
         let cbs = Int(BlockLayout.cipherBlockSize)
         var cipher = [UInt8](repeating: 0, count: cbs)

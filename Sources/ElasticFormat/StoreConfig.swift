@@ -4,7 +4,9 @@ import ElasticCrypto
 /// derived from the master key. Byte layout in docs/file-format.md.
 public struct StoreConfig: Equatable, Sendable {
     public static let magic: [UInt8] = Array("ELASTIC\0".utf8)
-    public static let currentVersion: UInt16 = 1
+    public static let currentVersion: UInt16 = 2
+    /// Versions `parse` reads (version 1 only for `elastic migrate`).
+    public static let readableVersions: ClosedRange<UInt16> = 1...2
 
     /// Feature flags. A store using a flag this build does not know is refused.
     public struct Features: OptionSet, Sendable, Equatable {
@@ -76,7 +78,7 @@ public struct StoreConfig: Equatable, Sendable {
         var r = ByteReader(bytes)
         guard try r.raw(8) == magic else { throw FormatError.corruptConfig("not an ELASTIC store (bad magic)") }
         let version = try r.u16()
-        guard version == currentVersion else { throw FormatError.unsupportedVersion(version) }
+        guard readableVersions.contains(version) else { throw FormatError.unsupportedVersion(version) }
         let features = Features(rawValue: try r.u32())
         let unknown = features.subtracting(.known)
         guard unknown.isEmpty else { throw FormatError.unknownFeatureFlags(unknown.rawValue) }

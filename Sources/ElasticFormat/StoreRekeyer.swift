@@ -24,7 +24,11 @@ public final class StoreRekeyer {
     let newKeys: StoreKeys
     let newCrypto: CryptoWorker
     let newMaster: SecureBytes
-    let slot: (kind: KeySlot.Kind, secret: [UInt8])
+    /// The one slot of a rekeyed store; nil for a migration, which keeps the master key and
+    /// every slot.
+    let slot: (kind: KeySlot.Kind, secret: [UInt8])?
+    /// The source's store format version (1: `elastic migrate`).
+    let sourceVersion: UInt16
     public private(set) var counts = Counts()
     public var progress: ((Counts) -> Void)?
     /// Source (dev, ino) of files with several names -> the path (from the new root) where the
@@ -42,13 +46,33 @@ public final class StoreRekeyer {
         }
     }
 
+    /// A rekey: the store written again under a new master key, with `slot` as its one slot.
     public init(source: UnlockedStore, slot: (kind: KeySlot.Kind, secret: [UInt8])) throws {
+        guard source.config.version == StoreConfig.currentVersion else { throw FormatError.needsMigration("") }
         self.source = source
         oldCrypto = try CryptoWorker(keys: source.keys)
         newMaster = try SecureBytes.random(count: 32)
         newKeys = try StoreKeys(master: newMaster)
         newCrypto = try CryptoWorker(keys: newKeys)
         self.slot = slot
+        sourceVersion = source.config.version
+    }
+
+    /// A migration (`elastic migrate`): a store of an older format written again in the
+    /// current one, with the same master key and key slots.
+    public init(migrating source: UnlockedStore) throws {
+        guard let master = source.master else { throw FormatError.invalidArgument("the master key is needed") }
+        guard source.config.version < StoreConfig.currentVersion else {
+            throw FormatError.invalidArgument(
+                "the store is in the current format (version \(StoreConfig.currentVersion)) already")
+        }
+        self.source = source
+        oldCrypto = try CryptoWorker(keys: source.keys)
+        newMaster = master
+        newKeys = source.keys
+        newCrypto = try CryptoWorker(keys: newKeys)
+        slot = nil
+        sourceVersion = source.config.version
     }
 
     /// The source must not be mounted (hold its `StoreLock`). `backing` is the path the store
@@ -148,9 +172,11 @@ public final class StoreRekeyer {
             let keyStoreBytes = try copyKeyStore(to: dest)
             // The same store ID: the copy succeeds this store (its root continues this one's
             // counter and witness), under keys that share nothing with the old ones.
-            var config = StoreConfig(storeID: source.config.storeID, slots: [])
+            var config = StoreConfig(storeID: source.config.storeID, slots: source.config.slots)
             config.features = source.config.features.union(.storeRoot)
-            config.slots = [try config.makeSlot(kind: slot.kind, secret: slot.secret, master: newMaster)]
+            if let slot {
+                config.slots = [try config.makeSlot(kind: slot.kind, secret: slot.secret, master: newMaster)]
+            }
             let configBytes = try config.encode(keys: newKeys)
             successor = try source.root.successor(configBytes: configBytes, keyStoreBytes: keyStoreBytes)
             try StoreRootKeeper(directory: dest, storeID: config.storeID, keys: newKeys).write(successor: successor!)
@@ -242,7 +268,7 @@ public final class StoreRekeyer {
             try copyDirectory(from: s, to: d, path: path)
         case S_IFREG:
             counts.files += 1
-            try copyFile(src, name, dst, newName, size: Int64(st.st_size), identity: FileIdentity(st))
+            try copyFile(src, name, dst, newName, listed: st)
         case S_IFLNK:
             let old: [UInt8]
             switch try SymlinkCodec.reference(backingTarget: Syscall.readlinkat(src, name)) {
@@ -261,11 +287,23 @@ public final class StoreRekeyer {
             }
             try Syscall.symlinkat(stored.backingTarget, dst, newName)
         default:
-            try Syscall.mknodat(dst, newName, st.st_mode & (S_IFMT | 0o7777), st.st_rdev)
+            // A v1 special file (a backing node): v2 keeps it as a regular file with its record.
+            guard sourceVersion == 1, let kind = ObjectRecord.Kind(fileType: st.st_mode) else {
+                throw FormatError.corruptMetadata("\(path): a backing object of a type ELASTIC never makes")
+            }
+            let record = ObjectRecord(
+                kind: kind, mode: st.st_mode, uid: st.st_uid, gid: st.st_gid, rdev: UInt64(st.st_rdev))
+            let out = try Syscall.openat(dst, newName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            defer { Syscall.close(out) }
+            let header = try FileHeader.new(record).encode(with: newCrypto)
+            try header.withUnsafeBytes { _ = try Syscall.pwrite(out, $0.baseAddress!, $0.count, 0) }
         }
         try copyXattrs(src, name, dst, newName, type: type)
-        try Syscall.fchownat(dst, newName, st.st_uid, st.st_gid)
-        if type != S_IFLNK {
+        // Directories and symlinks keep their owner (and directories their mode) on the backing
+        // object; regular and special files hold theirs in their record (the backing file stays
+        // mode 0600).
+        if type == S_IFDIR || type == S_IFLNK { try Syscall.fchownat(dst, newName, st.st_uid, st.st_gid) }
+        if type == S_IFDIR {
             let fd = try Syscall.openat(dst, newName, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC)
             defer { Syscall.close(fd) }
             try Syscall.chmod(fd: fd, st.st_mode & 0o7777)
@@ -288,30 +326,54 @@ public final class StoreRekeyer {
         return try Syscall.openat(root, BackingNames.longLinks, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
     }
 
-    func copyFile(_ src: Int32, _ name: String, _ dst: Int32, _ newName: String, size: Int64, identity: FileIdentity)
-        throws
-    {
-        guard let plain = BlockLayout.plaintextSize(cipher: size) else {
-            throw FormatError.corruptLength(size)
-        }
+    /// Copies a regular backing file (v2: a regular or special file; v1: a regular file) into
+    /// a v2 file under the new keys, holes kept.
+    func copyFile(_ src: Int32, _ name: String, _ dst: Int32, _ newName: String, listed: stat) throws {
+        let size = Int64(listed.st_size)
         let out = try Syscall.openat(dst, newName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         defer { Syscall.close(out) }
-        if plain == 0 && size == 0 { return }
         let input = try Syscall.openat(src, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         defer { Syscall.close(input) }
         // What was opened is the regular file that was listed, not something swapped in since.
         let opened = try Syscall.fstat(input)
-        guard opened.st_mode & S_IFMT == S_IFREG, FileIdentity(opened) == identity else {
+        guard opened.st_mode & S_IFMT == S_IFREG, FileIdentity(opened) == FileIdentity(listed) else {
             throw FormatError.corruptMetadata("\(name) changed while being copied")
         }
-        var header = [UInt8](repeating: 0, count: FileHeader.size)
-        guard
-            try header.withUnsafeMutableBytes({ try Syscall.pread(input, $0.baseAddress!, $0.count, 0) })
-                == FileHeader.size
-        else { throw FormatError.corruptHeader("short header") }
-        let oldID = try FileHeader(decoding: header).fileID
-        let newHeader = try FileHeader.random()
-        try newHeader.encoded.withUnsafeBytes { _ = try Syscall.pwrite(out, $0.baseAddress!, $0.count, 0) }
+        let sourceHeaderSize = Int64(sourceVersion == 1 ? FileHeader.v1Size : FileHeader.size)
+        var header = [UInt8](repeating: 0, count: Int(sourceHeaderSize))
+        let oldID: [UInt8]
+        var record: ObjectRecord
+        if sourceVersion == 1 {
+            guard let plain = BlockLayout.v1PlaintextSize(cipher: size) else { throw FormatError.corruptLength(size) }
+            record = ObjectRecord(
+                kind: .regular, mode: listed.st_mode, uid: listed.st_uid, gid: listed.st_gid, size: plain)
+            if size == 0 {
+                oldID = []
+            } else {
+                guard
+                    try header.withUnsafeMutableBytes({ try Syscall.pread(input, $0.baseAddress!, $0.count, 0) })
+                        == header.count
+                else { throw FormatError.corruptHeader("short header") }
+                oldID = try FileHeader.v1FileID(header)
+            }
+        } else {
+            guard
+                try header.withUnsafeMutableBytes({ try Syscall.pread(input, $0.baseAddress!, $0.count, 0) })
+                    == header.count
+            else { throw FormatError.corruptHeader("short header") }
+            let h = try FileHeader(decoding: header, with: oldCrypto)
+            guard size >= BlockLayout.ciphertextSize(plain: h.record.size) else {
+                throw FormatError.corruptLength(size)
+            }
+            (oldID, record) = (h.fileID, h.record)
+        }
+        record.size = record.kind == .regular ? record.size : 0
+        let plain = record.size
+        let newHeader = try FileHeader.new(record)
+        try newHeader.encode(with: newCrypto).withUnsafeBytes {
+            _ = try Syscall.pwrite(out, $0.baseAddress!, $0.count, 0)
+        }
+        if plain == 0 { return }
         let bs = Int(BlockLayout.blockSize), ov = Int(BlockLayout.overhead)
         var cipher = [UInt8](repeating: 0, count: bs + ov)
         var text = [UInt8](repeating: 0, count: bs)
@@ -321,13 +383,17 @@ public final class StoreRekeyer {
         try Syscall.ftruncate(out, BlockLayout.ciphertextSize(plain: plain))
         var index: Int64 = 0
         while index < blocks {
-            guard let next = try BlockLayout.nextDataBlock(input, from: index), next < blocks else { break }
+            guard let next = try BlockLayout.nextDataBlock(input, from: index, headerSize: sourceHeaderSize),
+                next < blocks
+            else { break }
             index = next
             defer { index += 1 }
             let length = Int(BlockLayout.plaintextLength(block: index, fileSize: plain))
             let offset = BlockLayout.cipherOffset(block: index)
             let got = try cipher.withUnsafeMutableBytes {
-                try Syscall.pread(input, $0.baseAddress!, length + ov, offset)
+                try Syscall.pread(
+                    input, $0.baseAddress!, length + ov,
+                    BlockLayout.cipherOffset(block: index, headerSize: sourceHeaderSize))
             }
             guard got == length + ov else { throw FormatError.corruptLength(Int64(got)) }
             // An all-zero cipher block is a hole (written as zeros where the filesystem had to):

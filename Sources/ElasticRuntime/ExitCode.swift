@@ -42,7 +42,8 @@ public enum ElasticExitCode: Int32, Sendable {
         case is StoreLock.Failure: return .storeInUse
         case FormatError.wrongKey: return .wrongKey
         case FormatError.keySource: return .keySource
-        case FormatError.unsupportedVersion, FormatError.unknownFeatureFlags: return .unsupportedStore
+        case FormatError.unsupportedVersion, FormatError.unknownFeatureFlags, FormatError.needsMigration:
+            return .unsupportedStore
         case FormatError.integrity: return .storeIntegrity
         case is TPMNVCounter.Failure: return .storeIntegrity
         case is FormatError: return .badStore

@@ -33,24 +33,26 @@ public enum StoreOpener {
     }
 
     /// Opens the store at `backing` with `source`.
-    public static func unlock(backing: String, source: KeySource, warn: (String) -> Void = { _ in }) throws
-        -> UnlockedStore
-    {
+    /// `migrating`: a store of an older format is opened too (for `elastic migrate`).
+    public static func unlock(
+        backing: String, source: KeySource, migrating: Bool = false, warn: (String) -> Void = { _ in }
+    ) throws -> UnlockedStore {
         switch source {
         case .keyFile(let path):
             var key = try KeyFile.read(at: path)
             defer { secureWipe(&key) }
-            return try Store.unlock(backing: backing, secret: .keyFile(key))
+            return try Store.unlock(backing: backing, secret: .keyFile(key), migrating: migrating)
         case .passphraseFile(let path):
             var pass = try Passphrase.fromFile(path)
             defer { secureWipe(&pass) }
-            return try Store.unlock(backing: backing, secret: .passphrase(pass))
+            return try Store.unlock(backing: backing, secret: .passphrase(pass), migrating: migrating)
         case .passphrasePrompt:
             var pass = try Passphrase.prompt("Passphrase for \(backing): ", confirm: false)
             defer { secureWipe(&pass) }
-            return try Store.unlock(backing: backing, secret: .passphrase(pass))
+            return try Store.unlock(backing: backing, secret: .passphrase(pass), migrating: migrating)
         case .platform(let choice):
-            return try Store.unlock(backing: backing, secret: try sealedSecret(choice.openSealing(warn: warn)))
+            return try Store.unlock(
+                backing: backing, secret: try sealedSecret(choice.openSealing(warn: warn)), migrating: migrating)
         }
     }
 

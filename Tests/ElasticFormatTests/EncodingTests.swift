@@ -1,20 +1,45 @@
 import ElasticCrypto
+import Glibc
 import Testing
 
 @testable import ElasticFormat
 
 @Suite struct EncodingTests {
-    @Test func fileHeaderBytes() throws {
-        let h = FileHeader(fileID: Array(1...16))
-        #expect(h.encoded == Array("ELFB".utf8) + [0, 1, 0, 0] + Array(1...16))
-        #expect(try FileHeader(decoding: h.encoded) == h)
-        var bad = h.encoded
-        bad[0] = 0x58
-        #expect(throws: FormatError.self) { try FileHeader(decoding: bad) }
-        bad = h.encoded
-        bad[5] = 2
-        #expect(throws: FormatError.self) { try FileHeader(decoding: bad) }
-        #expect(throws: FormatError.self) { try FileHeader(decoding: Array(h.encoded.dropLast())) }
+    @Test func fileHeaderBytesAndItsRecord() throws {
+        let w = try CryptoWorker(keys: StoreKeys(master: SecureBytes.random(count: 32)))
+        let record = ObjectRecord(kind: .regular, mode: 0o4755, uid: 1000, gid: 100, size: 12345)
+        let h = FileHeader(fileID: Array(1...16), record: record)
+        let bytes = try h.encode(with: w)
+        #expect(bytes.count == 92 && FileHeader.size == 92)
+        #expect(Array(bytes[0..<24]) == Array("ELFB".utf8) + [0, 2, 0, 0] + Array(1...16))
+        #expect(try FileHeader(decoding: bytes, with: w) == h)
+        for i in [0, 5, 6, 10, 24, 40, 91] {  // magic, version, reserved, file ID, nonce, record, tag
+            var bad = bytes
+            bad[i] ^= 1
+            #expect(throws: FormatError.self, "byte \(i)") { try FileHeader(decoding: bad, with: w) }
+        }
+        #expect(throws: FormatError.self) { try FileHeader(decoding: Array(bytes.dropLast()), with: w) }
+        // Another file's record cannot be moved onto this file ID.
+        let other = try FileHeader(fileID: Array(repeating: 9, count: 16), record: record).encode(with: w)
+        #expect(throws: FormatError.self) {
+            try FileHeader(decoding: Array(bytes[0..<24]) + Array(other[24...]), with: w)
+        }
+        // A v1 header: read only for migration.
+        let v1 = Array("ELFB".utf8) + [0, 1, 0, 0] + Array(1...16)
+        #expect(try FileHeader.v1FileID(v1) == Array(1...16))
+        #expect(throws: FormatError.self) { try FileHeader(decoding: v1, with: w) }
+    }
+
+    @Test func recordsRefuseImpossibleValues() throws {
+        let w = try CryptoWorker(keys: StoreKeys(master: SecureBytes.random(count: 32)))
+        let id = [UInt8](repeating: 3, count: 16)
+        var r = ObjectRecord(kind: .characterDevice, mode: 0o666, uid: 0, gid: 0, rdev: 0x0103)
+        #expect(try ObjectRecord.open(r.seal(objectID: id, with: w), objectID: id, with: w) == r)
+        #expect(r.statMode == S_IFCHR | 0o666)
+        r.size = 10  // only regular files have a size
+        #expect(throws: FormatError.self) {
+            try ObjectRecord.open(r.seal(objectID: id, with: w), objectID: id, with: w)
+        }
     }
 
     @Test func base64URLIsCanonical() {

@@ -21,13 +21,16 @@ import Testing
     func remove(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
 
     @Test func readersDispatchOnTheHeadersBlockFormatVersion() throws {
-        let h = try FileHeader.random()
-        #expect(try FileHeader(decoding: h.encoded).format == .v1)
-        var newer = h.encoded
-        newer[5] = 2
+        let w = try worker()
+        let h = try FileHeader.new(ObjectRecord(kind: .regular, mode: 0o644, uid: 0, gid: 0))
+        let bytes = try h.encode(with: w)
+        #expect(try FileHeader(decoding: bytes, with: w) == h)
+        #expect(try BlockFormat.forVersion(2) == .v2)
+        var newer = bytes
+        newer[5] = 3
         #expect {
-            try FileHeader(decoding: newer)
-        } throws: { ($0 as? FormatError).map { "\($0)".contains("block format version 2") } ?? false }
+            try FileHeader(decoding: newer, with: w)
+        } throws: { ($0 as? FormatError).map { "\($0)".contains("block format version 3") } ?? false }
         #expect(throws: FormatError.self) { try BlockFormat.forVersion(0) }
     }
 

@@ -19,7 +19,7 @@ import Testing
         let store = try Store.create(backing: dir, kind: .keyFile(salt: Array(repeating: 1, count: 32)), secret: secret)
         let bytes = try store.config.encode(keys: store.keys)
         #expect(Array(bytes[0..<8]) == Array("ELASTIC\0".utf8))
-        #expect(bytes[8] == 0 && bytes[9] == 1)  // version 1
+        #expect(bytes[8] == 0 && bytes[9] == 2)  // version 2
         #expect(Array(bytes[10..<14]) == [0, 0, 0, 15])  // feature flags
         #expect(Array(bytes[14..<18]) == [0, 0, 0x10, 0])  // block size 4096
         #expect(bytes[34] == 1)  // one slot
@@ -70,8 +70,8 @@ import Testing
         #expect(throws: FormatError.unknownFeatureFlags(1 << 9)) { try StoreConfig.parse(bytes) }
         var newer = config
         newer.features = .known
-        newer.version = 2
-        #expect(throws: FormatError.unsupportedVersion(2)) {
+        newer.version = 3
+        #expect(throws: FormatError.unsupportedVersion(3)) {
             try StoreConfig.parse(newer.encodeBody() + Array(repeating: 0, count: 32))
         }
     }

@@ -39,9 +39,9 @@ struct FsckTests {
                 try sh("find '\(s.backing)' -type f -size \(plainSize)c | head -1").stdout.trimmingCharacters(
                     in: .whitespacesAndNewlines)
             }
-            let report = try backingOf(24 + 4 * 4124 + (20000 - 4 * 4096) + 28)
-            try flipByte(report, at: 24 + 4124 + 100)
-            let note = try backingOf(24 + 6 + 28)
+            let report = try backingOf(92 + 4 * 4124 + (20000 - 4 * 4096) + 28)
+            try flipByte(report, at: 92 + 4124 + 100)
+            let note = try backingOf(92 + 6 + 28)
             try expectOK(
                 sh(
                     "python3 -c 'import os,sys; p=sys.argv[1]; n=[a for a in os.listxattr(p) if a.startswith(\"user.\")][0]; v=bytearray(os.getxattr(p,n)); v[-1]^=1; os.setxattr(p,n,bytes(v))' '\(note)'"
@@ -81,7 +81,7 @@ struct FsckTests {
                     echo fine > '\(s.mountpoint)/a/fine.txt'
                     """), "populate")
             try s.unmount()
-            let backingSize: Int = 24 + 2 * 4124 + 808 + 28  // header, two full blocks, the 808-byte tail
+            let backingSize: Int = 92 + 2 * 4124 + 808 + 28  // header, two full blocks, the 808-byte tail
             let broken = try sh("find '\(s.backing)' -type f -size \(backingSize)c").stdout
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             try flipByte(broken, at: 100)

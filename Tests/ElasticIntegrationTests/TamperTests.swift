@@ -17,14 +17,14 @@ struct TamperTests {
                     echo innocent > '\(s.path("innocent"))'
                     """), "populate")
             try s.unmount()
-            // Backing sizes: 24 + 5 * 4124 = 20644 and 24 + 3 * 4124 + 128 = 12524.
+            // Backing sizes: 92 + 5 * 4124 = 20712 and 92 + 3 * 4124 + 128 = 12592.
             let script = """
                 import os, glob
-                V = [f for f in glob.glob('\(s.backing)/*') if os.path.getsize(f) == 20644][0]
-                D = [f for f in glob.glob('\(s.backing)/*') if os.path.getsize(f) == 12524][0]
-                def block(path, i): return open(path, 'rb').read()[24 + i * 4124:24 + (i + 1) * 4124]
+                V = [f for f in glob.glob('\(s.backing)/*') if os.path.getsize(f) == 20712][0]
+                D = [f for f in glob.glob('\(s.backing)/*') if os.path.getsize(f) == 12592][0]
+                def block(path, i): return open(path, 'rb').read()[92 + i * 4124:92 + (i + 1) * 4124]
                 def put(path, i, data):
-                    with open(path, 'r+b') as f: f.seek(24 + i * 4124); f.write(data)
+                    with open(path, 'r+b') as f: f.seek(92 + i * 4124); f.write(data)
                 \(tamper)
                 """
             try expectOK(run("/usr/bin/env", ["python3", "-c", script]), "tamper")
@@ -55,16 +55,16 @@ struct TamperTests {
     }
 
     @Test func ciphertextTruncatedMidBlock() throws {
-        try tampered("os.truncate(V, 24 + 4 * 4124 + 2000)")
+        try tampered("os.truncate(V, 92 + 4 * 4124 + 2000)")
     }
 
     @Test func ciphertextTruncatedInsideTheTagArea() throws {
-        try tampered("os.truncate(V, 24 + 4 * 4124 + 10)")
+        try tampered("os.truncate(V, 92 + 4 * 4124 + 10)")
     }
 
     @Test func swappedFileHeaders() throws {
         try tampered(
-            "hv, hd = open(V,'rb').read(24), open(D,'rb').read(24)\nwith open(V,'r+b') as f: f.write(hd)",
+            "hv, hd = open(V,'rb').read(92), open(D,'rb').read(92)\nwith open(V,'r+b') as f: f.write(hd)",
             firstBlockIntact: false)
     }
 

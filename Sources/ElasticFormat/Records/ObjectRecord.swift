@@ -1,0 +1,124 @@
+import ElasticCrypto
+import Glibc
+
+/// What ELASTIC knows about an object that the host must not decide: its type, permission bits
+/// (setuid, setgid and sticky included), owner, group, device number and, for regular files,
+/// the plaintext length. Sealed with AES-256-GCM under the metadata key and bound to the
+/// object's ID, so the host can neither edit one nor move one onto another object. The backing
+/// object's own owner, mode and size are never consulted. Layout in docs/file-format.md.
+public struct ObjectRecord: Equatable, Sendable {
+    /// The object types a record names (its backing object is a regular file for all but
+    /// directories and symlinks).
+    public enum Kind: UInt8, Sendable {
+        case regular = 1
+        case directory, symlink, fifo, socket, characterDevice, blockDevice
+
+        /// The `S_IFMT` bits of this kind.
+        public var fileType: mode_t {
+            switch self {
+            case .regular: return S_IFREG
+            case .directory: return S_IFDIR
+            case .symlink: return S_IFLNK
+            case .fifo: return S_IFIFO
+            case .socket: return S_IFSOCK
+            case .characterDevice: return S_IFCHR
+            case .blockDevice: return S_IFBLK
+            }
+        }
+
+        public init?(fileType: mode_t) {
+            switch fileType & S_IFMT {
+            case S_IFREG: self = .regular
+            case S_IFDIR: self = .directory
+            case S_IFLNK: self = .symlink
+            case S_IFIFO: self = .fifo
+            case S_IFSOCK: self = .socket
+            case S_IFCHR: self = .characterDevice
+            case S_IFBLK: self = .blockDevice
+            default: return nil
+            }
+        }
+    }
+
+    /// Plaintext record length.
+    public static let plainSize = 40
+    /// Sealed length: nonce ‖ record ‖ tag.
+    public static let sealedSize = 12 + plainSize + 16
+    static let version: UInt8 = 1
+
+    public var kind: Kind
+    /// Permission bits, `0o7777` at most.
+    public var mode: mode_t
+    public var uid: uid_t
+    public var gid: gid_t
+    public var rdev: UInt64
+    /// Regular files: the plaintext length. Others: 0.
+    public var size: Int64
+
+    public init(kind: Kind, mode: mode_t, uid: uid_t, gid: gid_t, rdev: UInt64 = 0, size: Int64 = 0) {
+        self.kind = kind
+        self.mode = mode & 0o7777
+        self.uid = uid
+        self.gid = gid
+        self.rdev = rdev
+        self.size = size
+    }
+
+    /// `st_mode`: type and permission bits.
+    public var statMode: mode_t { kind.fileType | mode }
+
+    /// version ‖ kind ‖ u16 0 ‖ mode ‖ uid ‖ gid ‖ rdev ‖ size ‖ u64 0 (reserved).
+    var encoded: [UInt8] {
+        var w = ByteWriter()
+        w.u8(Self.version)
+        w.u8(kind.rawValue)
+        w.u16(0)
+        w.u32(UInt32(mode))
+        w.u32(uid)
+        w.u32(gid)
+        w.u64(rdev)
+        w.u64(UInt64(bitPattern: size))
+        w.u64(0)
+        return w.bytes
+    }
+
+    init(decoding b: [UInt8]) throws {
+        var r = ByteReader(b)
+        guard try r.u8() == Self.version, let kind = Kind(rawValue: try r.u8()), try r.u16() == 0 else {
+            throw FormatError.corruptMetadata("object record version or type")
+        }
+        let mode = mode_t(try r.u32())
+        guard mode & ~0o7777 == 0 else { throw FormatError.corruptMetadata("object record mode") }
+        self.init(kind: kind, mode: mode, uid: try r.u32(), gid: try r.u32(), rdev: try r.u64())
+        size = Int64(bitPattern: try r.u64())
+        guard size >= 0, size <= BlockLayout.maxPlaintextSize, try r.u64() == 0, r.remaining == 0,
+            kind == .regular || size == 0
+        else {
+            throw FormatError.corruptMetadata("object record size")
+        }
+    }
+
+    /// Associated data: "elastic/v2/record" ‖ the object's ID ‖ `place` (what else the record
+    /// is bound to: empty for files and directories; the directory and name for symlinks).
+    static func aad(objectID: [UInt8], place: [UInt8]) -> [UInt8] {
+        Array(KeyLabels.objectRecord.utf8) + objectID + place
+    }
+
+    /// The sealed record (`sealedSize` bytes) for the object `objectID`.
+    public func seal(objectID: [UInt8], place: [UInt8] = [], with crypto: CryptoWorker) throws -> [UInt8] {
+        try crypto.sealMetadata(encoded, context: Self.aad(objectID: objectID, place: place))
+    }
+
+    /// Opens a sealed record of `objectID`; a record of another object, or an edited one, throws.
+    public static func open(_ sealed: [UInt8], objectID: [UInt8], place: [UInt8] = [], with crypto: CryptoWorker)
+        throws -> ObjectRecord
+    {
+        guard sealed.count == sealedSize else { throw FormatError.corruptMetadata("object record length") }
+        do {
+            return try ObjectRecord(
+                decoding: try crypto.openMetadata(sealed, context: aad(objectID: objectID, place: place)))
+        } catch {
+            throw FormatError.corruptMetadata("object record failed authentication (edited, or another object's)")
+        }
+    }
+}
