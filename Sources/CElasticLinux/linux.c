@@ -8,6 +8,7 @@
 #include "CElasticLinux.h"
 
 const int CElasticLinux_O_PATH = O_PATH;
+const int CElasticLinux_O_NOATIME = O_NOATIME;
 const int CElasticLinux_AT_EMPTY_PATH = AT_EMPTY_PATH;
 const unsigned int CElasticLinux_RENAME_NOREPLACE = RENAME_NOREPLACE;
 const unsigned int CElasticLinux_RENAME_EXCHANGE = RENAME_EXCHANGE;

@@ -12,7 +12,15 @@ extension ElasticFilesystem {
     /// Reads and authenticates the header of the regular backing file `name` in `dirfd`, which
     /// must be the object `expected` (not something swapped in since it was listed).
     func readHeader(dirfd: Int32, name: String, expected: DevIno) throws -> FileHeader {
-        let fd = try opening { try Syscall.openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        // O_NOATIME: reading the header is ELASTIC's business, not an access by the user.
+        let flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
+        let fd: Int32
+        do { fd = try opening { try Syscall.openat(dirfd, name, flags | LinuxConstants.oNoAtime) } } catch let e
+            as Errno
+            where e == .notPermitted
+        {
+            fd = try opening { try Syscall.openat(dirfd, name, flags) }  // not the owner (a shared store)
+        }
         defer { Syscall.close(fd) }
         let st = try Syscall.fstat(fd)
         guard st.st_mode & S_IFMT == S_IFREG, DevIno(st) == expected else { throw Errno.staleNFSFileHandle }

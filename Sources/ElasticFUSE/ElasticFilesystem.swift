@@ -513,7 +513,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         let fd: Int32
         do {
             fd = try opening {
-                try Syscall.openat(n.dirfd, n.b.name, flags | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
+                // Read-write whatever was asked: the header is written through it.
+                try Syscall.openat(
+                    n.dirfd, n.b.name, (flags & ~O_ACCMODE) | O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
             }
         } catch {
             if (error as? Errno) != .fileExists { removeSidecar(n.dirfd, n.b) }  // an existing entry keeps its sidecar

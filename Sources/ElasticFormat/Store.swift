@@ -76,8 +76,10 @@ public final class UnlockedStore: Sendable {
                 var next = current
                 next.features.insert(.storeRoot)
                 let nextBytes = try next.encode(keys: keys)
-                try root.create(configBytes: nextBytes, keyStoreBytes: try root.currentContents(.keyStore))
+                try root.create(
+                    configBytes: nextBytes, keyStoreBytes: try root.currentContents(.keyStore), replacing: bytes)
                 try Syscall.writeFileAtomically(directory.fd, BackingNames.config, nextBytes, mode: 0o400)
+                _ = try root.settled()  // the old configuration is no longer acceptable
                 s.config = next
                 return true
             }
@@ -218,7 +220,9 @@ public enum Store {
             try StoreConfig.verifyMAC(bytes, keys: store.keys)
             if config.features.contains(.storeRoot) {
                 try store.root.checkConfig(bytes, root: rootBytes)
-            } else if rootBytes != nil {
+            } else if config.version >= 2 {
+                throw FormatError.integrity("a version \(config.version) configuration without \(BackingNames.root)")
+            } else if let rootBytes, !store.root.isInterruptedUpgrade(of: bytes, root: rootBytes) {
                 throw FormatError.integrity(
                     "\(BackingNames.config) is from before the store had \(BackingNames.root) (an old copy put back)")
             }

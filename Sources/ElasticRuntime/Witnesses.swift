@@ -46,6 +46,10 @@ final class TPMWitness: FreshnessWitness, @unchecked Sendable {  // used only un
     func create() throws -> UInt64 {
         do {
             if try counter.exists() {
+                // Defined by a binding a crash interrupted before its first increment: taken over.
+                do { _ = try counter.read() } catch TPMNVCounter.Failure.neverIncremented {
+                    return try counter.increment()
+                }
                 throw FormatError.integrity(
                     "witness \(spec) is defined already but the store's root names no witness: the store may have "
                         + "been rolled back to before it was bound to it, or the index is in use; choose another index, "

@@ -272,6 +272,8 @@ public final class OpenDirectory: Sendable {
 /// Constants that need `_GNU_SOURCE`, re-exported for Swift.
 public enum LinuxConstants {
     public static let oPath = CElasticLinux_O_PATH
+    /// Reads that leave the access time alone (the owner's, or root's, own bookkeeping reads).
+    public static let oNoAtime = CElasticLinux_O_NOATIME
     public static let renameNoReplace = CElasticLinux_RENAME_NOREPLACE
     public static let renameExchange = CElasticLinux_RENAME_EXCHANGE
     public static let fallocKeepSize = CElasticLinux_FALLOC_FL_KEEP_SIZE

@@ -81,6 +81,31 @@ import Testing
         }
     }
 
+    /// An upgrade to roots interrupted between the root and the configuration still opens.
+    @Test func interruptedUpgradeToRootsStillOpens() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try Store.create(backing: dir, kind: slot, secret: secret)
+        var legacy = store.config
+        legacy.features.remove(.storeRoot)
+        legacy.version = 1
+        let legacyBytes = try legacy.encode(keys: store.keys)
+        var upgraded = legacy
+        upgraded.features.insert(.storeRoot)
+        // The root of the upgrade is written; the crash comes before the configuration is.
+        try FileManager.default.removeItem(atPath: dir + "/" + BackingNames.root)
+        try put(dir, BackingNames.config, legacyBytes)
+        let keeper = StoreRootKeeper(
+            directory: try Syscall.openDirectory(dir), storeID: legacy.storeID, keys: store.keys)
+        try keeper.create(
+            configBytes: try upgraded.encode(keys: store.keys), keyStoreBytes: nil, replacing: legacyBytes)
+        let opened = try Store.unlock(backing: dir, secret: .keyFile(secret), migrating: true)
+        #expect(try opened.upgradeToRoot())
+        #expect(
+            try Store.unlock(backing: dir, secret: .keyFile(secret), migrating: true).config.features.contains(
+                .storeRoot))
+    }
+
     /// A change interrupted between its writes leaves a store that opens, with the old or the
     /// new file, and the next change settles the root.
     @Test func interruptedChangeStillOpens() throws {
@@ -104,17 +129,26 @@ import Testing
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let store = try Store.create(backing: dir, kind: slot, secret: secret)
-        var legacy = store.config
+        var legacy = store.config  // a version 1 store from before roots
         legacy.features.remove(.storeRoot)
+        legacy.version = 1
         let legacyBytes = try legacy.encode(keys: store.keys)
         try put(dir, BackingNames.config, legacyBytes)
         try FileManager.default.removeItem(atPath: dir + "/" + BackingNames.root)
-        let opened = try Store.unlock(backing: dir, secret: .keyFile(secret))
+        #expect(throws: FormatError.needsMigration(dir)) { try Store.unlock(backing: dir, secret: .keyFile(secret)) }
+        let opened = try Store.unlock(backing: dir, secret: .keyFile(secret), migrating: true)
         #expect(try opened.upgradeToRoot())
         #expect(opened.config.features.contains(.storeRoot))
         #expect(try !opened.upgradeToRoot())
         // The configuration from before the upgrade, put back: refused.
         try put(dir, BackingNames.config, legacyBytes)
+        #expect { _ = try Store.unlock(backing: dir, secret: .keyFile(secret), migrating: true) } throws: {
+            isIntegrity($0)
+        }
+        // A v2 configuration without the root's flag never existed: refused.
+        var flagless = store.config
+        flagless.features.remove(.storeRoot)
+        try put(dir, BackingNames.config, try flagless.encode(keys: store.keys))
         #expect { _ = try Store.unlock(backing: dir, secret: .keyFile(secret)) } throws: { isIntegrity($0) }
     }
 

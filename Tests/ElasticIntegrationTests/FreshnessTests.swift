@@ -217,7 +217,8 @@ final class SoftwareTPM {
     }
 
     func stop() {
-        _ = try? sh("[ -s '\(dir)/pid' ] && kill $(cat '\(dir)/pid'); sleep 0.1; rm -rf '\(dir)'")
+        // SIGKILL: swtpm inherits the test runner's blocked signals, so SIGTERM would not end it.
+        _ = try? sh("[ -s '\(dir)/pid' ] && kill -9 $(cat '\(dir)/pid'); sleep 0.1; rm -rf '\(dir)'")
     }
 
     static func with<T>(_ body: (SoftwareTPM) throws -> T) throws -> T {

@@ -9,6 +9,7 @@
 /// GNU-only constants and calls, compiled in a C file with _GNU_SOURCE so that the
 /// Swift Glibc module (built without it) stays consistent.
 extern const int CElasticLinux_O_PATH;
+extern const int CElasticLinux_O_NOATIME;
 extern const int CElasticLinux_AT_EMPTY_PATH;
 extern const unsigned int CElasticLinux_RENAME_NOREPLACE;
 extern const unsigned int CElasticLinux_RENAME_EXCHANGE;

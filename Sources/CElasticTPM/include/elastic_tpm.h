@@ -6,7 +6,7 @@
    Every function returns a TSS2_RC (0 is success); CElasticTPM_error names one. */
 
 /* TSS2_RC values the caller tells apart (format-one codes with the TPM layer). */
-#define CELASTIC_TPM_RC_HANDLE 0x18b           /* TPM2_RC_HANDLE | TPM2_RC_P | TPM2_RC_1: no such index */
+#define CELASTIC_TPM_RC_HANDLE 0x18b           /* TPM2_RC_HANDLE | TPM2_RC_H | TPM2_RC_1: no such index */
 #define CELASTIC_TPM_RC_NV_UNINITIALIZED 0x14a /* the counter was never incremented */
 #define CELASTIC_TPM_RC_NV_DEFINED 0x14c       /* the index exists already */
 #define CELASTIC_TPM_RC_NOT_COUNTER 0xe1a5e001 /* ours: the index is not an NV counter */

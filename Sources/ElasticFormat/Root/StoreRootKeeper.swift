@@ -176,11 +176,20 @@ public final class StoreRootKeeper: @unchecked Sendable {  // `serial` is a pthr
         }
     }
 
-    /// Writes the first root of a store (or of one made before roots existed).
-    public func create(configBytes: [UInt8], keyStoreBytes: [UInt8]?) throws {
+    /// Writes the first root of a store; `replacing`: the configuration of a store made before
+    /// roots, which stays acceptable until the new one is written (a crash in between).
+    public func create(configBytes: [UInt8], keyStoreBytes: [UInt8]?, replacing old: [UInt8]? = nil) throws {
         var root = StoreRoot(
             counter: 0, configDigest: StoreRoot.digest(configBytes), keyStoreDigest: StoreRoot.digest(keyStoreBytes))
+        root.previousConfigDigest = old.map { StoreRoot.digest($0) }
         try commit(&root)
+    }
+
+    /// Whether `rootBytes` is the root of an upgrade to roots that a crash interrupted before
+    /// `configBytes` (the configuration from before it) was replaced.
+    func isInterruptedUpgrade(of configBytes: [UInt8], root rootBytes: [UInt8]) -> Bool {
+        guard let root = try? StoreRoot(decoding: rootBytes, key: key, storeID: storeID) else { return false }
+        return root.previousConfigDigest == StoreRoot.digest(configBytes)
     }
 
     /// The first root of a copy of this store under new keys (`StoreRekeyer`): it continues
@@ -207,6 +216,14 @@ public final class StoreRootKeeper: @unchecked Sendable {  // `serial` is a pthr
     /// Moves this store's witness to `value` (after `successor` took this store's place).
     public func advanceWitness(to value: UInt64) throws {
         try state.withLock { s in try s.witness?.advance(to: value) }
+    }
+
+    private func checkSameWitness(_ requested: String, _ binding: StoreRoot.WitnessBinding) throws {
+        let asked = try state.withLock { s in try witness(for: requested, &s).spec }
+        guard asked == binding.spec else {
+            throw FormatError.integrity(
+                "the store is bound to witness \(binding.spec), not \(asked) (a different store, or a swapped root)")
+        }
     }
 
     /// The witness's value, checked against what the root on disk expects (`binding`): equal,
@@ -261,6 +278,20 @@ public final class StoreRootKeeper: @unchecked Sendable {  // `serial` is a pthr
         -> WitnessState
     {
         if let opener { state.withLock { $0.opener = opener } }
+        if readOnly {
+            // Only reads: no lock (a read-only BACKING may be locked by this very process's
+            // StoreLock on another descriptor), nothing written, no witness moved.
+            let root = try readExisting()
+            guard let binding = root.witness else {
+                if let requested {
+                    throw FormatError.invalidArgument("a read-only mount cannot bind the store to witness \(requested)")
+                }
+                return .none
+            }
+            if let requested { try checkSameWitness(requested, binding) }
+            return .verified(
+                spec: binding.spec, value: try state.withLock { s in try witnessValue(binding, &s, complete: false) })
+        }
         return try exclusive {
             var root = try readExisting()
             guard let binding = root.witness else {
@@ -276,14 +307,7 @@ public final class StoreRootKeeper: @unchecked Sendable {  // `serial` is a pthr
                 try commit(&root)
                 return .bound(spec: w.0.spec, value: root.witness!.value)
             }
-            if let requested {
-                let asked = try state.withLock { s in try witness(for: requested, &s).spec }
-                guard asked == binding.spec else {
-                    throw FormatError.integrity(
-                        "the store is bound to witness \(binding.spec), not \(asked) (a different store, or a swapped root)"
-                    )
-                }
-            }
+            if let requested { try checkSameWitness(requested, binding) }
             let value = try state.withLock { s in try witnessValue(binding, &s, complete: !readOnly) }
             return .verified(spec: binding.spec, value: value)
         }

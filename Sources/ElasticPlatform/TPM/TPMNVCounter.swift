@@ -10,6 +10,7 @@ public final class TPMNVCounter {
         case undefined(UInt32)
         case notACounter(UInt32)
         case definedAlready(UInt32)
+        case neverIncremented(UInt32)
         case tpm(String, UInt32, String)
 
         public var description: String {
@@ -19,6 +20,7 @@ public final class TPMNVCounter {
             case .notACounter(let i):
                 return "TPM NV index \(TPMNVCounter.hex(i)) is not an NV counter ELASTIC can use"
             case .definedAlready(let i): return "TPM NV index \(TPMNVCounter.hex(i)) is defined already"
+            case .neverIncremented(let i): return "TPM NV counter \(TPMNVCounter.hex(i)) was never incremented"
             case .tpm(let op, let i, let why): return "TPM \(op) of NV index \(TPMNVCounter.hex(i)) failed: \(why)"
             }
         }
@@ -56,6 +58,7 @@ public final class TPMNVCounter {
         case UInt32(CELASTIC_TPM_RC_HANDLE): throw Failure.undefined(index)
         case UInt32(CELASTIC_TPM_RC_NOT_COUNTER): throw Failure.notACounter(index)
         case UInt32(CELASTIC_TPM_RC_NV_DEFINED): throw Failure.definedAlready(index)
+        case UInt32(CELASTIC_TPM_RC_NV_UNINITIALIZED): throw Failure.neverIncremented(index)
         default: throw Failure.tpm(op, index, String(cString: CElasticTPM_error(rc)))
         }
     }

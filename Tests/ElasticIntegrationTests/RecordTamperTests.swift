@@ -1,0 +1,101 @@
+import Foundation
+import Testing
+
+/// The host edits what v1 took from the backing files (owner, mode, type, length): a process
+/// in the VM still sees what ELASTIC recorded, or gets EIO, never the host's version.
+@Suite(.enabled(if: Env.canMount, "needs root and /dev/fuse"))
+struct RecordTamperTests {
+    /// The backing path of the one regular backing file of `plainSize` bytes of plaintext.
+    func backing(_ s: MountedStore, plainSize: Int) throws -> String {
+        let blocks = plainSize / 4096, rest = plainSize % 4096
+        let size = 92 + blocks * 4124 + (rest > 0 ? rest + 28 : 0)
+        let found = try sh("find '\(s.backing)' -type f -size \(size)c").stdout.split(separator: "\n")
+        guard found.count == 1 else { throw TestFailure("expected one backing file of \(size) bytes, found \(found)") }
+        return String(found[0])
+    }
+
+    @Test func ownerAndModeEditedInBackingChangeNothingInside() throws {
+        try MountedStore.with { s in
+            try expectOK(
+                sh("head -c 5000 /dev/urandom > '\(s.path("secret"))' && chmod 0600 '\(s.path("secret"))'"), "write")
+            try s.unmount()
+            let b = try backing(s, plainSize: 5000)
+            // The host makes the backing file world-writable, setuid, and another user's.
+            try expectOK(sh("chmod 6777 '\(b)' && chown 1000:1000 '\(b)'"), "tamper")
+            try s.mount()
+            #expect(try sh("stat -c '%a %u %g' '\(s.path("secret"))'").stdout == "600 0 0\n")
+            // A process of uid 1000 still cannot read it.
+            let other = try sh(
+                "setpriv --reuid=1000 --regid=1000 --clear-groups cat '\(s.path("secret"))' 2>&1 || true")
+            #expect(other.stdout.contains("Permission denied"), "\(other.stdout)")
+        }
+    }
+
+    @Test func deviceNodePutInPlaceOfAFileIsRefused() throws {
+        try MountedStore.with { s in
+            try expectOK(sh("echo data > '\(s.path("log"))' && echo innocent > '\(s.path("other"))'"), "write")
+            try s.unmount()
+            let b = try backing(s, plainSize: 5)
+            // The host swaps the file for a device node of the VM's memory, mode 0666.
+            try expectOK(sh("rm '\(b)' && mknod -m 0666 '\(b)' c 1 1"), "tamper")
+            try s.mount()
+            let r = try sh("stat '\(s.path("log"))' 2>&1; cat '\(s.path("log"))' 2>&1; true")
+            #expect(r.stdout.contains("Input/output error"), "\(r.stdout)")
+            #expect(try sh("cat '\(s.path("other"))'").stdout == "innocent\n")
+        }
+    }
+
+    @Test func specialFilesKeepTheirTypeOwnerAndDevice() throws {
+        try MountedStore.with { s in
+            try expectOK(
+                sh(
+                    "mkfifo -m 0620 '\(s.path("fifo"))' && mknod -m 0640 '\(s.path("null"))' c 1 3 && chown 7:8 '\(s.path("null"))'"
+                ), "make")
+            try s.remount()
+            #expect(try sh("stat -c '%F %a %u %g %t %T' '\(s.path("fifo"))'").stdout == "fifo 620 0 0 0 0\n")
+            #expect(
+                try sh("stat -c '%F %a %u %g %t %T' '\(s.path("null"))'").stdout
+                    == "character special file 640 7 8 1 3\n")
+            // In BACKING both are plain 0600 files: type, mode and device number are sealed.
+            #expect(try sh("find '\(s.backing)' -type f -perm 0600 -size 92c | wc -l").stdout == "2\n")
+            #expect(try sh("find '\(s.backing)' ! -type f ! -type d | wc -l").stdout == "0\n")
+        }
+    }
+
+    @Test func cutOrExtendedFilesNeverShowTheHostsLength() throws {
+        try MountedStore.with { s in
+            try expectOK(
+                sh(
+                    "head -c 12288 /dev/urandom > '\(s.path("cut"))' && head -c 8200 /dev/urandom > '\(s.path("grown"))'"
+                ),
+                "write")
+            let grownSum = try sh("md5sum < '\(s.path("grown"))'").stdout
+            try s.unmount()
+            let cut = try backing(s, plainSize: 12288), grown = try backing(s, plainSize: 8200)
+            // Cut at a block boundary (v1 read this as a shorter, valid file); zeros appended.
+            try expectOK(
+                sh("truncate -s \(92 + 2 * 4124) '\(cut)' && head -c 9000 /dev/zero >> '\(grown)'"), "tamper")
+            try s.mount()
+            #expect(try sh("stat -c %s '\(s.path("cut"))'").stdout == "12288\n")
+            let r = try sh("cat '\(s.path("cut"))' > /dev/null 2>'\(s.dir)/err' && echo READ_OK || cat '\(s.dir)/err'")
+            #expect(r.stdout.contains("Input/output error"), "\(r.stdout)")
+            #expect(try sh("stat -c %s '\(s.path("grown"))'").stdout == "8200\n")
+            #expect(try sh("md5sum < '\(s.path("grown"))'").stdout == grownSum)
+            // Writing past the end drops what the host appended: the gap reads as zeros.
+            try expectOK(sh("printf x | dd of='\(s.path("grown"))' bs=1 seek=20000 conv=notrunc 2>/dev/null"), "extend")
+            #expect(try sh("tail -c +8201 '\(s.path("grown"))' | head -c 11799 | tr -d '\\0' | wc -c").stdout == "0\n")
+        }
+    }
+
+    @Test func fsckNamesAFileWhoseRecordWasEdited() throws {
+        try MountedStore.with { s in
+            try expectOK(sh("mkdir '\(s.path("d"))' && head -c 777 /dev/urandom > '\(s.path("d/f"))'"), "write")
+            try s.unmount()
+            let b = try backing(s, plainSize: 777)
+            try flipByte(b, at: 50)  // inside the sealed record
+            let r = try run(Env.elastic, ["fsck", s.backing, "--unlock-keyfile", s.keyFile])
+            #expect(r.status == 40, "\(r.stdout)")
+            #expect(r.stdout.contains("/d/f: file header"), "\(r.stdout)")
+        }
+    }
+}
