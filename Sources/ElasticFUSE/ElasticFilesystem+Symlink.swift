@@ -3,100 +3,46 @@ import ElasticFormat
 import ElasticSystem
 import Glibc
 
-/// Symlinks, stored as `SymlinkCodec` says (the target sealed in the backing symlink, or in
-/// `elastic.links/<id>` when too long).
+/// Symlinks (format v2): a regular backing file like any other object, whose record says
+/// "symlink" and holds the target's length, and whose one content block holds the target,
+/// sealed and bound to the file ID like file data. So the host can neither plant a backing
+/// symlink (refused like a device node) nor turn a file into a link by editing a type.
 extension ElasticFilesystem {
-    func longLinksDir() throws -> Int32 {
-        try withHandle(root) { rootfd in
-            do {
-                return try Syscall.openat(
-                    rootfd, BackingNames.longLinks, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            } catch let e as Errno where e == .noSuchFileOrDirectory {
-                do { try Syscall.mkdirat(rootfd, BackingNames.longLinks, 0o700) } catch let e as Errno
-                    where e == .fileExists
-                {}
-                return try Syscall.openat(
-                    rootfd, BackingNames.longLinks, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            }
-        }
-    }
-
-    /// The long-link ID a backing symlink refers to, if any.
-    func longLinkID(dirfd: Int32, name: String) throws -> String? {
-        guard case .long(let id) = try SymlinkCodec.reference(backingTarget: Syscall.readlinkat(dirfd, name)) else {
-            return nil
-        }
-        return id
-    }
-
-    func removeLongLink(_ id: String) {
-        guard let d = try? longLinksDir() else { return }
-        defer { Syscall.close(d) }
-        _ = try? Syscall.unlinkat(d, id, 0)
-    }
-
-    /// The sealed target bytes of the backing symlink `name` in `dirfd` ("" for `dirfd` itself).
-    func sealedTarget(dirfd: Int32, name: String) throws -> [UInt8] {
-        switch try SymlinkCodec.reference(backingTarget: Syscall.readlinkat(dirfd, name)) {
-        case .inline(let sealed):
-            return sealed
-        case .long(let id):
-            let d = try longLinksDir()
-            defer { Syscall.close(d) }
-            do { return try Syscall.readFile(d, id, limit: 8192) } catch let e as SystemError {
-                throw FormatError.corruptMetadata("\(e)")
-            }
-        }
-    }
-
-    /// Plaintext length of a symlink's target, without decrypting it (nor decoding it: a
-    /// damaged target still has a size, so the link can be listed and removed; only readlink fails).
-    func symlinkTargetLength(dirfd: Int32, name: String) throws -> Int {
-        let target = try Syscall.readlinkat(dirfd, name)
-        guard target.hasPrefix(BackingNames.longLinkPrefix), let id = try? longLinkID(dirfd: dirfd, name: name) else {
-            return SymlinkCodec.plaintextLength(inlineTargetLength: target.utf8.count)
-        }
-        let d = try longLinksDir()
-        defer { Syscall.close(d) }
-        return SymlinkCodec.plaintextLength(longFileSize: Int(try Syscall.lstatat(d, id).st_size))
-    }
+    /// Longest target (PATH_MAX - 1): one block.
+    static let maxSymlinkTarget = 4095
 
     func readlink(_ ino: UInt64) throws -> [UInt8] {
         let i = try inode(ino)
-        guard i.isSymlink else { throw Errno.invalidArgument }
-        let sealed = try withHandle(i) { try sealedTarget(dirfd: $0, name: "") }
-        return try SymlinkCodec.open(sealed, with: worker().crypto)
+        guard i.isSymlink, i.hasHeader else { throw Errno.invalidArgument }
+        let fd = try openBacking(i, O_RDONLY | O_CLOEXEC)
+        defer { Syscall.close(fd) }
+        let (p, n) = try read(ino, fd: fd, size: Self.maxSymlinkTarget, offset: 0)
+        let h = try header(i)
+        guard n == Int(h.record.size), n > 0 else { throw FormatError.corruptLength(Int64(n)) }
+        return Array(UnsafeRawBufferPointer(start: p, count: n))
     }
 
     func symlink(_ target: [UInt8], _ parentID: UInt64, _ name: [UInt8], _ caller: Caller) throws -> Entry {
         let parent = try inode(parentID)
         guard !target.isEmpty else { throw Errno.noSuchFileOrDirectory }
-        guard target.count <= SymlinkCodec.maxTarget else { throw Errno.fileNameTooLong }
-        return try withNew(parent, name, caller) { n in try symlink(target, parent, n) }
-    }
-
-    private func symlink(_ target: [UInt8], _ parent: Inode, _ n: NewObject) throws -> Entry {
-        let stored = try SymlinkCodec.seal(target, with: worker().crypto)
-        let backingTarget = stored.backingTarget
-        var longID: String? = nil
-        if case .long(let id, let sealed) = stored {
-            let d = try longLinksDir()
-            defer { Syscall.close(d) }
-            hasLongLinks.store(true, ordering: .relaxed)
-            try Syscall.writeFileAtomically(d, id, sealed, mode: 0o400)
-            longID = id
-        }
-        do {
-            try Syscall.symlinkat(backingTarget, n.dirfd, n.b.name)
-            try chownNew(n.dirfd, n.b.name, n.owner)
-        } catch {
-            if (error as? Errno) != .fileExists {
+        guard target.count <= Self.maxSymlinkTarget else { throw Errno.fileNameTooLong }
+        return try withNew(parent, name, caller) { n in
+            var record = newRecord(.symlink, 0o777, n)
+            record.size = Int64(target.count)
+            let (fd, header) = try createBacking(n, record)
+            defer { Syscall.close(fd) }
+            do {
+                let t = try worker()
+                try target.withUnsafeBytes { src in
+                    try storeBlocks(
+                        t, fd: fd, fileID: header.fileID, first: 0, from: src.baseAddress!, count: target.count)
+                }
+            } catch {
                 _ = try? Syscall.unlinkat(n.dirfd, n.b.name, 0)
                 removeSidecar(n.dirfd, n.b)
+                throw error
             }
-            if let longID { removeLongLink(longID) }
-            throw error
+            return try register(parent: parent, backingName: n.b.name, stat: try Syscall.fstat(fd), header: header)
         }
-        return try register(parent: parent, backingName: n.b.name, stat: try Syscall.lstatat(n.dirfd, n.b.name))
     }
 }

@@ -39,9 +39,6 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     let names = NameCache()
     let threads: ThreadStateKey
     let isRoot = geteuid() == 0
-    /// Whether the store has any symlink target in `elastic.links` (only then does unlink have
-    /// to look at what it removes).
-    let hasLongLinks = Atomic<Bool>(false)
     /// Whether the kernel accepted HANDLE_KILLPRIV_V2 (so setuid/setgid clearing is ours).
     var killPrivV2: Bool { CElasticFUSEInit_fuse_killpriv_v2_enabled() != 0 }
     /// Timeout the kernel may cache entries and attributes for.
@@ -75,7 +72,6 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         root.nlookup = 1
         handles.pin(root, rootHandle)
         threads = ThreadStateKey(keys: store.keys)
-        hasLongLinks.store((try? Syscall.lstatat(rootHandle.fd, BackingNames.longLinks)) != nil, ordering: .relaxed)
         inodes.withLock {
             $0.byID[Self.rootID] = root
             $0.byKey[root.key] = root
@@ -96,9 +92,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     func register(parent: Inode, backingName: String, stat st: stat, header known: FileHeader? = nil) throws -> Entry {
         let key = DevIno(st)
         let backingType = st.st_mode & S_IFMT
-        guard backingType == S_IFREG || backingType == S_IFDIR || backingType == S_IFLNK else {
+        guard backingType == S_IFREG || backingType == S_IFDIR else {
             logger.error(
-                "backing object of a type ELASTIC never makes (a device node or fifo put in BACKING): refused",
+                "backing object of a type ELASTIC never makes (a symlink, device node or fifo put in BACKING): refused",
                 metadata: ["backing.name": "\(backingName)", "backing.ino": "\(st.st_ino)"])
             throw FormatError.corruptMetadata("backing object type")
         }
@@ -139,7 +135,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         }
         if let regained { handles.unpin(regained) }  // it has a name again
         do {
-            return Entry(inode: inode, attr: try attributes(of: inode, stat: st, at: (parent, backingName)))
+            return Entry(inode: inode, attr: try attributes(of: inode, stat: st))
         } catch {
             forget(inode.id, 1)  // the kernel never hears of this lookup, so it will not forget it
             throw error
@@ -331,7 +327,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
 
     /// The stat the kernel sees: our inode number and the plaintext size. `at` locates the
     /// object by name (a symlink's size is its target's length); without it, a handle is used.
-    func attributes(of inode: Inode, stat st: stat, at: (parent: Inode, name: String)? = nil) throws -> stat {
+    func attributes(of inode: Inode, stat st: stat) throws -> stat {
         var a = st
         a.st_ino = ino_t(inode.id)
         switch st.st_mode & S_IFMT {
@@ -343,14 +339,13 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             a.st_gid = r.gid
             a.st_rdev = dev_t(r.rdev)
             a.st_size = off_t(r.size)
-        case S_IFLNK:
-            if let at {
-                a.st_size = off_t(try withHandle(at.parent) { try symlinkTargetLength(dirfd: $0, name: at.name) })
-            } else {
-                a.st_size = off_t(try withHandle(inode) { try symlinkTargetLength(dirfd: $0, name: "") })
-            }
+        case S_IFDIR:
+            let r = try directoryInfo(inode).record
+            a.st_mode = r.statMode
+            a.st_uid = r.uid
+            a.st_gid = r.gid
         default:
-            break
+            throw FormatError.corruptMetadata("backing object type")  // never registered
         }
         return a
     }
@@ -367,9 +362,36 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// The directory IV of `dir` (`DirectoryIV`), read once and cached.
     func dirIV(_ dir: Inode) throws -> [UInt8] {
         if let iv = dir.dirIV.withLock({ $0 }) { return iv }
-        let iv = try withHandle(dir) { d in try opening { try DirectoryIV.read(from: d) } }
-        dir.dirIV.withLock { $0 = iv }
-        return iv
+        return try directoryInfo(dir).iv
+    }
+
+    /// The IV and record of directory `dir`, read once and kept: this copy is authoritative
+    /// while the inode lives (a record the host puts back later is never read).
+    func directoryInfo(_ dir: Inode) throws -> (iv: [UInt8], record: ObjectRecord) {
+        if let iv = dir.dirIV.withLock({ $0 }), let r = dir.directoryRecord.withLock({ $0 }) { return (iv, r) }
+        let info: (iv: [UInt8], record: ObjectRecord)
+        do {
+            info = try withHandle(dir) { d in try opening { try DirectoryIV.readRecord(from: d, with: worker().crypto) }
+            }
+        } catch let e as FormatError {
+            logger.error(
+                "directory IV or record failed its checks: refusing the directory",
+                metadata: ["fuse.ino": "\(dir.id)", "backing.ino": "\(dir.key.ino)", "why": "\(e)"])
+            throw e
+        }
+        dir.dirIV.withLock { $0 = info.iv }
+        dir.directoryRecord.withLock { $0 = info.record }
+        return info
+    }
+
+    /// Changes the record of directory `dir` and writes it back in place.
+    func updateDirectoryRecord(_ dir: Inode, _ change: (inout ObjectRecord) -> Void) throws {
+        try dir.content.withWriteLock {
+            var (iv, record) = try directoryInfo(dir)
+            change(&record)
+            try withHandle(dir) { d in try DirectoryIV.writeRecord(record, iv: iv, in: d, with: worker().crypto) }
+            dir.directoryRecord.withLock { $0 = record }
+        }
     }
 
     /// The backing name of `name` in `parent` (and whether it is the long form).
@@ -431,11 +453,11 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
 
     // MARK: Ownership of new objects
 
-    /// Owner for a new object in `parent` (open as `dirfd`): the caller, with the group
-    /// inherited from a setgid parent directory (as ext4 does).
-    func newOwner(_ dirfd: Int32, _ caller: Caller) throws -> (uid: uid_t, gid: gid_t, setgidParent: Bool) {
-        let pst = try Syscall.fstat(dirfd)
-        if pst.st_mode & S_ISGID != 0 { return (caller.uid, pst.st_gid, true) }
+    /// Owner for a new object in `parent`: the caller, with the group inherited from a setgid
+    /// parent directory (as ext4 does), as the parent's record says.
+    func newOwner(_ parent: Inode, _ caller: Caller) throws -> (uid: uid_t, gid: gid_t, setgidParent: Bool) {
+        let p = try directoryInfo(parent).record
+        if p.mode & S_ISGID != 0 { return (caller.uid, p.gid, true) }
         return (caller.uid, caller.gid, false)
     }
 
@@ -458,7 +480,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         try checkCreatable(parent, name)
         let b = try backingName(parent, name)
         return try withHandle(parent) { dirfd in
-            let owner = try newOwner(dirfd, caller)
+            let owner = try newOwner(parent, caller)
             try writeSidecar(dirfd, b)
             return try body((dirfd, b, owner))
         }
@@ -476,10 +498,11 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             do {
                 let dfd = try Syscall.openat(n.dirfd, n.b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 defer { Syscall.close(dfd) }
-                try DirectoryIV.create(in: dfd)
-                try chownNew(n.dirfd, n.b.name, n.owner)
                 var m = mode & 0o7777
                 if n.owner.setgidParent { m |= S_ISGID }
+                try DirectoryIV.create(in: dfd, record: newRecord(.directory, m, n), with: worker().crypto)
+                // The backing directory mirrors owner and mode (what is served is the record's).
+                try chownNew(n.dirfd, n.b.name, n.owner)
                 try Syscall.chmod(fd: dfd, m)
             } catch {
                 let dfd = try? Syscall.openat(n.dirfd, n.b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
@@ -624,13 +647,6 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         let b = try backingName(parent, name)
         let key = NameKey(parent: parent.id, name: b.name)
         try withHandle(parent) { dirfd in
-            var longLink: String? = nil
-            if hasLongLinks.load(ordering: .relaxed) {
-                let st = try Syscall.lstatat(dirfd, b.name)
-                if st.st_mode & S_IFMT == S_IFLNK && st.st_nlink == 1 {
-                    longLink = try? longLinkID(dirfd: dirfd, name: b.name)
-                }
-            }
             let victim = inodes.read { $0.byName[key] }
             let pinned = pinIfStillReachable(victim, losing: key)
             do {
@@ -641,7 +657,6 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             }
             nameRemoved(key)
             removeSidecar(dirfd, b)
-            if let longLink { removeLongLink(longLink) }
         }
     }
 
@@ -689,7 +704,6 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         let exchange = flags & LinuxConstants.renameExchange != 0
         let fromKey = NameKey(parent: parent.id, name: from.name), toKey = NameKey(parent: newParent.id, name: to.name)
         var restoreIV: (fd: Int32, iv: [UInt8])? = nil
-        var replacedLongLink: String? = nil
         var victim: Inode? = nil
         if !exchange, flags & LinuxConstants.renameNoReplace == 0, let dst = try? Syscall.lstatat(tofd, to.name) {
             let src = try Syscall.lstatat(fromfd, from.name)
@@ -702,8 +716,6 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 } else {
                     Syscall.close(dfd)
                 }
-            } else if dst.st_mode & S_IFMT == S_IFLNK, dst.st_nlink == 1 {
-                replacedLongLink = try? longLinkID(dirfd: tofd, name: to.name)
             }
             victim = inodes.read { $0.byName[toKey] }
         }
@@ -729,7 +741,6 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             try writeSidecar(fromfd, from)
         } else {
             removeSidecar(fromfd, from)
-            if let l = replacedLongLink { removeLongLink(l) }
         }
     }
 
@@ -767,6 +778,13 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         let mode = toSet & FUSE_SET_ATTR_MODE != 0
         if i.hasHeader && (owner || mode) {
             try changeRecord(i, owner: owner ? attr : nil, toSet: toSet, mode: mode ? attr.st_mode : nil)
+        }
+        if i.isDirectory && (owner || mode) {
+            try updateDirectoryRecord(i) { r in
+                if toSet & FUSE_SET_ATTR_UID != 0 { r.uid = attr.st_uid }
+                if toSet & FUSE_SET_ATTR_GID != 0 { r.gid = attr.st_gid }
+                if mode { r.mode = attr.st_mode & 0o7777 }
+            }
         }
         return try withHandle(i) { fd in
             if owner && !i.hasHeader {

@@ -115,6 +115,8 @@ final class Inode: @unchecked Sendable {
     let header = Mutex<FileHeader?>(nil)
     /// The directory IV, loaded on first use (directories).
     let dirIV = Mutex<[UInt8]?>(nil)
+    /// The directory's record, loaded with its IV (directories; see `header` for files).
+    let directoryRecord = Mutex<ObjectRecord?>(nil)
 
     /// An inode for the backing object `st`; `header` (regular backing files) gives its type.
     init(id: UInt64, stat st: stat, header: FileHeader? = nil) {

@@ -2,32 +2,67 @@ import ElasticCrypto
 import ElasticSystem
 import Glibc
 
-/// The life cycle of a backing directory's IV: `elastic.diriv`, 16 random bytes that every name
-/// in the directory is encrypted under (so equal names in two directories look unrelated).
+/// A backing directory's `elastic.diriv`: its IV, 16 random bytes that every name in the
+/// directory is encrypted under (so equal names in two directories look unrelated), followed
+/// by the directory's sealed `ObjectRecord` (type, mode, owner, group), bound to the IV.
 /// Written when the directory is made, read (and checked) before any name in it is used,
 /// removed last when the directory is removed, and put back if that removal fails.
 public enum DirectoryIV {
     public static let fileName = BackingNames.dirIV
     public static let size = BackingNames.dirIVSize
+    /// IV ‖ sealed record.
+    public static let fileSize = size + ObjectRecord.sealedSize
+    /// A version 1 directory's file: the IV alone (read only by `elastic migrate`).
+    public static let v1FileSize = size
 
-    /// Writes a fresh IV into the new directory `dirfd`.
-    public static func create(in dirfd: Int32) throws {
-        try Syscall.writeFileAtomically(dirfd, fileName, try Random.bytes(size), mode: 0o400)
+    /// Writes a fresh IV and `record` into the new directory `dirfd`.
+    public static func create(in dirfd: Int32, record: ObjectRecord, with crypto: CryptoWorker) throws {
+        let iv = try Random.bytes(size)
+        try Syscall.writeFileAtomically(
+            dirfd, fileName, iv + (try record.seal(objectID: iv, with: crypto)), mode: 0o600)
     }
 
-    /// The IV of `dirfd`; anything but a regular file of exactly `size` bytes is refused.
-    public static func read(from dirfd: Int32) throws -> [UInt8] {
-        let iv: [UInt8]
-        do { iv = try Syscall.readFile(dirfd, fileName, limit: 64) } catch let e as SystemError {
+    static func contents(of dirfd: Int32, expecting length: Int) throws -> [UInt8] {
+        let bytes: [UInt8]
+        do { bytes = try Syscall.readFile(dirfd, fileName, limit: 256) } catch let e as SystemError {
             throw FormatError.corruptMetadata("directory IV: \(e)")
         }
-        guard iv.count == size else { throw FormatError.corruptMetadata("directory IV of \(iv.count) bytes") }
-        return iv
+        guard bytes.count == length else { throw FormatError.corruptMetadata("directory IV of \(bytes.count) bytes") }
+        return bytes
     }
 
-    /// Before removing a directory: if it holds nothing but its IV, removes the IV and returns
-    /// it (for `restore` if the removal fails; nil if there was none); otherwise throws
-    /// `.directoryNotEmpty` and changes nothing.
+    /// The IV of `dirfd` (its record is not opened: see `readRecord`).
+    public static func read(from dirfd: Int32) throws -> [UInt8] {
+        Array(try contents(of: dirfd, expecting: fileSize)[0..<size])
+    }
+
+    /// The IV and the authenticated record of `dirfd`.
+    public static func readRecord(from dirfd: Int32, with crypto: CryptoWorker) throws -> (
+        iv: [UInt8], record: ObjectRecord
+    ) {
+        let bytes = try contents(of: dirfd, expecting: fileSize)
+        let iv = Array(bytes[0..<size])
+        let record = try ObjectRecord.open(Array(bytes[size...]), objectID: iv, with: crypto)
+        guard record.kind == .directory else { throw FormatError.corruptMetadata("a directory record of another type") }
+        return (iv, record)
+    }
+
+    /// The IV of a version 1 directory (`elastic migrate`).
+    public static func readV1(from dirfd: Int32) throws -> [UInt8] { try contents(of: dirfd, expecting: v1FileSize) }
+
+    /// Rewrites the record of `dirfd` in place (the IV stays).
+    public static func writeRecord(_ record: ObjectRecord, iv: [UInt8], in dirfd: Int32, with crypto: CryptoWorker)
+        throws
+    {
+        let sealed = try record.seal(objectID: iv, with: crypto)
+        let fd = try Syscall.openat(dirfd, fileName, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
+        defer { Syscall.close(fd) }
+        try sealed.withUnsafeBytes { try Syscall.pwrite(fd, $0.baseAddress!, $0.count, Int64(size)) }
+    }
+
+    /// Before removing a directory: if it holds nothing but its IV, removes the IV file and
+    /// returns its contents (for `restore` if the removal fails; nil if there was none);
+    /// otherwise throws `.directoryNotEmpty` and changes nothing.
     public static func removeFromEmptyDirectory(_ dirfd: Int32) throws -> [UInt8]? {
         var hasIV = false
         var empty = true
@@ -37,14 +72,14 @@ public enum DirectoryIV {
         }
         guard empty else { throw FormatError.directoryNotEmpty }
         guard hasIV else { return nil }
-        let iv = try Syscall.readFile(dirfd, fileName, limit: 64)
+        let iv = try Syscall.readFile(dirfd, fileName, limit: 256)
         try Syscall.unlinkat(dirfd, fileName, 0)
         return iv
     }
 
-    /// Puts back an IV that `removeFromEmptyDirectory` took (best effort: the directory stays).
+    /// Puts back what `removeFromEmptyDirectory` took (best effort: the directory stays).
     public static func restore(_ iv: [UInt8], in dirfd: Int32) {
-        _ = try? Syscall.writeFileAtomically(dirfd, fileName, iv, mode: 0o400)
+        _ = try? Syscall.writeFileAtomically(dirfd, fileName, iv, mode: 0o600)
     }
 
     /// Removes the IV of a directory whose creation failed half way.

@@ -163,8 +163,11 @@ public enum Store {
         var config = StoreConfig(storeID: try Random.bytes(16), slots: [])
         config.slots.append(try config.makeSlot(kind: kind, secret: secret, master: master))
         let store = try UnlockedStore(backing: backing, directory: directory, config: config, master: master)
-        try Syscall.writeFileAtomically(
-            directory.fd, BackingNames.dirIV, try Random.bytes(BackingNames.dirIVSize), mode: 0o400)
+        let top = try Syscall.fstat(directory.fd)
+        try DirectoryIV.create(
+            in: directory.fd,
+            record: ObjectRecord(kind: .directory, mode: top.st_mode, uid: top.st_uid, gid: top.st_gid),
+            with: try CryptoWorker(keys: store.keys))
         let bytes = try config.encode(keys: store.keys)
         try store.root.create(configBytes: bytes, keyStoreBytes: nil)
         try Syscall.writeFileAtomically(directory.fd, BackingNames.config, bytes, mode: 0o400)

@@ -96,8 +96,8 @@ public final class StoreChecker {
     func checkDirectory(_ dirfd: Int32, path: String, isRoot: Bool) throws {
         counts.directories += 1
         let iv: [UInt8]
-        do { iv = try DirectoryIV.read(from: dirfd) } catch {
-            problem(path, "directory IV: \(error); no name in this directory can be read")
+        do { iv = try DirectoryIV.readRecord(from: dirfd, with: crypto).iv } catch {
+            problem(path, "directory IV and record: \(error); no name in this directory can be read")
             return
         }
         var entries: [(name: String, type: UInt8)] = []
@@ -177,20 +177,13 @@ public final class StoreChecker {
             case .damaged(let what): damagedEntry(dirfd, backing, plainPath: path, shownAs: path, what)
             case .unreadable(let what): problem(path, what)
             }
-        case S_IFLNK:
-            counts.symlinks += 1
-            switch checkSymlink(dirfd, backing) {
-            case .sound: break
-            case .damaged(let what): damagedEntry(dirfd, backing, plainPath: path, shownAs: path, what)
-            case .unreadable(let what): problem(path, what)
-            }
         default:
-            // v2 keeps fifos, sockets and device nodes as regular backing files with a record:
-            // a backing node of another type was put there by someone else.
+            // v2 keeps symlinks, fifos, sockets and device nodes as regular backing files with a
+            // record: a backing object of another type was put there by someone else.
             counts.others += 1
             damagedEntry(
                 dirfd, backing, plainPath: path, shownAs: path,
-                "a backing object of a type ELASTIC never makes (a device node or fifo put in BACKING)")
+                "a backing object of a type ELASTIC never makes (a symlink, device node or fifo put in BACKING)")
         }
     }
 
@@ -231,7 +224,10 @@ public final class StoreChecker {
             return .damaged(
                 "backing length \(size) is shorter than the \(plain) bytes its record holds need (cut by the host)")
         }
-        if h.record.kind != .regular {
+        if h.record.kind == .symlink {
+            counts.files -= 1
+            counts.symlinks += 1
+        } else if h.record.kind != .regular {
             counts.files -= 1
             counts.others += 1
         }
@@ -274,27 +270,6 @@ public final class StoreChecker {
             return .damaged("\(failed.count) of \(blocks) blocks fail authentication (blocks \(shown))")
         }
         return .sound
-    }
-
-    /// What is wrong with a symlink.
-    func checkSymlink(_ dirfd: Int32, _ backing: String) -> Verdict {
-        do {
-            let sealed: [UInt8]
-            switch try SymlinkCodec.reference(backingTarget: Syscall.readlinkat(dirfd, backing)) {
-            case .inline(let s): sealed = s
-            case .long(let id):
-                let links = try Syscall.openat(
-                    store.directory.fd, BackingNames.longLinks, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                defer { Syscall.close(links) }
-                sealed = try Syscall.readFile(links, id, limit: 8192)
-            }
-            _ = try SymlinkCodec.open(sealed, with: crypto)
-            return .sound
-        } catch let e as FormatError {
-            return .damaged("symlink target does not open: \(e)")
-        } catch {
-            return .unreadable("symlink target cannot be read: \(error)")
-        }
     }
 
     func checkXattrs(_ dirfd: Int32, _ backing: String, _ path: String) {
@@ -391,7 +366,9 @@ public final class StoreChecker {
         if (try? Syscall.lstatat(root, name)) == nil {
             try Syscall.mkdirat(root, name, 0o700)
             let fd = try Syscall.openat(root, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            try DirectoryIV.create(in: fd)
+            try DirectoryIV.create(
+                in: fd, record: ObjectRecord(kind: .directory, mode: 0o700, uid: geteuid(), gid: getegid()),
+                with: crypto)
             return (fd, try DirectoryIV.read(from: fd))
         }
         let fd = try Syscall.openat(root, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)

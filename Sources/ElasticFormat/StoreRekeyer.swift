@@ -225,8 +225,18 @@ public final class StoreRekeyer {
 
     func copyDirectory(from src: Int32, to dst: Int32, path: String) throws {
         counts.directories += 1
-        let oldIV = try DirectoryIV.read(from: src)
-        try DirectoryIV.create(in: dst)
+        let oldIV: [UInt8]
+        let record: ObjectRecord
+        if sourceVersion == 1 {
+            let st = try Syscall.fstat(src)
+            (oldIV, record) = (
+                try DirectoryIV.readV1(from: src),
+                ObjectRecord(kind: .directory, mode: st.st_mode, uid: st.st_uid, gid: st.st_gid)
+            )
+        } else {
+            (oldIV, record) = try DirectoryIV.readRecord(from: src, with: oldCrypto)
+        }
+        try DirectoryIV.create(in: dst, record: record, with: newCrypto)
         let newIV = try DirectoryIV.read(from: dst)
         var entries: [String] = []
         try Syscall.forEachEntry(src) { name, _, _ in if name != "." && name != ".." { entries.append(name) } }
@@ -270,6 +280,11 @@ public final class StoreRekeyer {
             counts.files += 1
             try copyFile(src, name, dst, newName, listed: st)
         case S_IFLNK:
+            // A v1 symlink (a backing symlink): v2 keeps it as a regular file whose record says
+            // so and whose one block holds the target.
+            guard sourceVersion == 1 else {
+                throw FormatError.corruptMetadata("\(path): a backing symlink, which ELASTIC v2 never makes")
+            }
             let old: [UInt8]
             switch try SymlinkCodec.reference(backingTarget: Syscall.readlinkat(src, name)) {
             case .inline(let sealed): old = sealed
@@ -279,13 +294,13 @@ public final class StoreRekeyer {
                 defer { Syscall.close(links) }
                 old = try Syscall.readFile(links, id, limit: 8192)
             }
-            let stored = try SymlinkCodec.seal(try SymlinkCodec.open(old, with: oldCrypto), with: newCrypto)
-            if case .long(let id, let sealed) = stored {
-                let links = try Self.longLinksDirectory(try newRoot())
-                defer { Syscall.close(links) }
-                try Syscall.writeFileAtomically(links, id, sealed, mode: 0o400)
+            let target = try SymlinkCodec.open(old, with: oldCrypto)
+            guard !target.isEmpty, target.count < Int(BlockLayout.blockSize) else {
+                throw FormatError.corruptMetadata("\(path): symlink target length")
             }
-            try Syscall.symlinkat(stored.backingTarget, dst, newName)
+            let record = ObjectRecord(
+                kind: .symlink, mode: 0o777, uid: st.st_uid, gid: st.st_gid, size: Int64(target.count))
+            try writeObject(dst, newName, record, content: target)
         default:
             // A v1 special file (a backing node): v2 keeps it as a regular file with its record.
             guard sourceVersion == 1, let kind = ObjectRecord.Kind(fileType: st.st_mode) else {
@@ -293,16 +308,12 @@ public final class StoreRekeyer {
             }
             let record = ObjectRecord(
                 kind: kind, mode: st.st_mode, uid: st.st_uid, gid: st.st_gid, rdev: UInt64(st.st_rdev))
-            let out = try Syscall.openat(dst, newName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-            defer { Syscall.close(out) }
-            let header = try FileHeader.new(record).encode(with: newCrypto)
-            try header.withUnsafeBytes { _ = try Syscall.pwrite(out, $0.baseAddress!, $0.count, 0) }
+            try writeObject(dst, newName, record, content: [])
         }
         try copyXattrs(src, name, dst, newName, type: type)
-        // Directories and symlinks keep their owner (and directories their mode) on the backing
-        // object; regular and special files hold theirs in their record (the backing file stays
-        // mode 0600).
-        if type == S_IFDIR || type == S_IFLNK { try Syscall.fchownat(dst, newName, st.st_uid, st.st_gid) }
+        // Directories mirror their owner and mode on the backing directory (what is served is
+        // their record); every other object is a backing file of mode 0600.
+        if type == S_IFDIR { try Syscall.fchownat(dst, newName, st.st_uid, st.st_gid) }
         if type == S_IFDIR {
             let fd = try Syscall.openat(dst, newName, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC)
             defer { Syscall.close(fd) }
@@ -310,6 +321,28 @@ public final class StoreRekeyer {
         }
         try Syscall.utimensat(dst, newName, (st.st_atim, st.st_mtim))
         if type != S_IFDIR && st.st_nlink > 1 { linked[FileIdentity(st)] = path }
+    }
+
+    /// Creates the v2 backing file `name` in `dst`: header with `record`, then `content` (at
+    /// most one block).
+    func writeObject(_ dst: Int32, _ name: String, _ record: ObjectRecord, content: [UInt8]) throws {
+        let out = try Syscall.openat(dst, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        defer { Syscall.close(out) }
+        let header = try FileHeader.new(record)
+        try header.encode(with: newCrypto).withUnsafeBytes { _ = try Syscall.pwrite(out, $0.baseAddress!, $0.count, 0) }
+        guard !content.isEmpty else { return }
+        var sealed = [UInt8](repeating: 0, count: content.count + Int(BlockLayout.overhead))
+        let n = try header.fileID.withUnsafeBytes { id in
+            try content.withUnsafeBytes { c in
+                try sealed.withUnsafeMutableBytes { s in
+                    try newCrypto.sealBlocks(
+                        fileID: id, first: 0, plaintext: c.baseAddress!, count: content.count, output: s.baseAddress!)
+                }
+            }
+        }
+        try sealed.withUnsafeBytes {
+            _ = try Syscall.pwrite(out, $0.baseAddress!, n, BlockLayout.cipherOffset(block: 0))
+        }
     }
 
     /// The new store's root (the first destination directory opened).
@@ -367,7 +400,6 @@ public final class StoreRekeyer {
             }
             (oldID, record) = (h.fileID, h.record)
         }
-        record.size = record.kind == .regular ? record.size : 0
         let plain = record.size
         let newHeader = try FileHeader.new(record)
         try newHeader.encode(with: newCrypto).withUnsafeBytes {

@@ -81,17 +81,26 @@ import Testing
         let (dir, path) = try scratchDirectory()
         defer { remove(path) }
         let d = dir.fd
-        try DirectoryIV.create(in: d)
+        let w = try worker()
+        let record = ObjectRecord(kind: .directory, mode: 0o2775, uid: 5, gid: 6)
+        try DirectoryIV.create(in: d, record: record, with: w)
         let iv = try DirectoryIV.read(from: d)
         #expect(iv.count == DirectoryIV.size)
+        #expect(try DirectoryIV.readRecord(from: d, with: w) == (iv, record))
+        var changed = record
+        changed.mode = 0o700
+        try DirectoryIV.writeRecord(changed, iv: iv, in: d, with: w)
+        #expect(try DirectoryIV.readRecord(from: d, with: w).record == changed)
+        #expect(throws: FormatError.self) { try DirectoryIV.readRecord(from: d, with: try worker()) }  // other keys
         try Syscall.writeFileAtomically(d, "x", [1], mode: 0o600)
         #expect(throws: FormatError.directoryNotEmpty) { try DirectoryIV.removeFromEmptyDirectory(d) }
         #expect(try DirectoryIV.read(from: d) == iv, "nothing changed")
         try Syscall.unlinkat(d, "x", 0)
-        #expect(try DirectoryIV.removeFromEmptyDirectory(d) == iv)
+        let saved = try #require(try DirectoryIV.removeFromEmptyDirectory(d))
+        #expect(Array(saved.prefix(DirectoryIV.size)) == iv)
         #expect(throws: (any Error).self) { try DirectoryIV.read(from: d) }
-        DirectoryIV.restore(iv, in: d)
-        #expect(try DirectoryIV.read(from: d) == iv)
+        DirectoryIV.restore(saved, in: d)
+        #expect(try DirectoryIV.readRecord(from: d, with: w) == (iv, changed))
         // Planted by the host: a wrong size, or a FIFO instead of a file.
         _ = try Syscall.unlinkat(d, DirectoryIV.fileName, 0)
         try Syscall.writeFileAtomically(d, DirectoryIV.fileName, [1, 2, 3], mode: 0o400)

@@ -39,6 +39,7 @@ struct MigrateTests {
         #expect(try sh("stat -c '%a %u %g' '\(mnt)/owned'").stdout == "2640 1234 5678\n")
         #expect(try sh("stat -c '%a' '\(mnt)/docs/deep/er/random.bin'").stdout == "4755\n")
         #expect(try sh("stat -c %F '\(mnt)/fifo'").stdout == "fifo\n")
+        #expect(try sh("stat -c '%a %U' '\(mnt)/docs/deep'").stdout == "755 root\n")
         #expect(try sh("readlink '\(mnt)/longtarget' | wc -c").stdout == "3001\n")
         #expect(try sh("ls '\(mnt)' | awk 'length($0) == 200' | wc -l").stdout == "1\n")
         #expect(try sh("stat -c %s '\(mnt)/empty'").stdout == "0\n")

@@ -31,6 +31,35 @@ struct RecordTamperTests {
         }
     }
 
+    @Test func directoryOwnerAndModeEditedInBackingChangeNothingInside() throws {
+        try MountedStore.with { s in
+            try expectOK(
+                sh(
+                    "mkdir -m 0700 '\(s.path("private"))' && echo x > '\(s.path("private/f"))' && chmod 0755 '\(s.mountpoint)'"
+                ),
+                "write")
+            try s.unmount()
+            let dir = try sh("find '\(s.backing)' -mindepth 1 -maxdepth 1 -type d ! -name 'elastic.*'").stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            try expectOK(sh("chmod 0777 '\(dir)' && chown 1000:1000 '\(dir)'"), "tamper")
+            try s.mount()
+            #expect(try sh("stat -c '%a %u %g' '\(s.path("private"))'").stdout == "700 0 0\n")
+            let other = try sh(
+                "setpriv --reuid=1000 --regid=1000 --clear-groups ls '\(s.path("private"))' 2>&1 || true")
+            #expect(other.stdout.contains("Permission denied"), "\(other.stdout)")
+            // Another directory's record (the root's, 0755) spliced in after this one's IV: it
+            // is bound to the other IV and does not open here.
+            try s.unmount()
+            try expectOK(
+                sh(
+                    "(head -c 16 '\(dir)/elastic.diriv'; tail -c +17 '\(s.backing)/elastic.diriv') > '\(s.dir)/spliced' && chmod 600 '\(dir)/elastic.diriv' && cat '\(s.dir)/spliced' > '\(dir)/elastic.diriv'"
+                ), "splice record")
+            try s.mount()
+            let r = try sh("ls '\(s.path("private"))' 2>&1; stat '\(s.path("private"))' 2>&1; true")
+            #expect(r.stdout.contains("Input/output error"), "\(r.stdout)")
+        }
+    }
+
     @Test func deviceNodePutInPlaceOfAFileIsRefused() throws {
         try MountedStore.with { s in
             try expectOK(sh("echo data > '\(s.path("log"))' && echo innocent > '\(s.path("other"))'"), "write")
@@ -39,9 +68,29 @@ struct RecordTamperTests {
             // The host swaps the file for a device node of the VM's memory, mode 0666.
             try expectOK(sh("rm '\(b)' && mknod -m 0666 '\(b)' c 1 1"), "tamper")
             try s.mount()
-            let r = try sh("stat '\(s.path("log"))' 2>&1; cat '\(s.path("log"))' 2>&1; true")
+            let r = try sh("stat '\(s.path("log"))' 2>&1 || true; cat '\(s.path("log"))' 2>&1 || true")
             #expect(r.stdout.contains("Input/output error"), "\(r.stdout)")
             #expect(try sh("cat '\(s.path("other"))'").stdout == "innocent\n")
+        }
+    }
+
+    /// The attack on v1: a regular file turned into a symlink (a log that a process appends to
+    /// would then write outside the mount). v2 has no backing symlinks at all: one put there is
+    /// refused, and a symlink's type lives in its record.
+    @Test func symlinkPutInPlaceOfAFileIsRefused() throws {
+        try MountedStore.with { s in
+            try expectOK(
+                sh("echo line > '\(s.path("app.log"))' && ln -s /etc/passwd '\(s.path("link"))'"), "populate")
+            #expect(try sh("find '\(s.backing)' -type l | wc -l").stdout == "0\n")
+            try s.unmount()
+            let log = try backing(s, plainSize: 5)
+            try expectOK(sh("rm '\(log)' && ln -s /etc/passwd '\(log)'"), "tamper")
+            try s.mount()
+            let r = try sh(
+                "{ echo more >> '\(s.path("app.log"))'; } 2>&1 || true; stat '\(s.path("app.log"))' 2>&1 || true")
+            #expect(r.stdout.contains("Input/output error"), "\(r.stdout)")
+            #expect(try sh("readlink '\(s.path("link"))'").stdout == "/etc/passwd\n")
+            #expect(try sh("stat -c '%F %s' '\(s.path("link"))'").stdout == "symbolic link 11\n")
         }
     }
 

@@ -8,7 +8,7 @@ import Glibc
 /// object's own owner, mode and size are never consulted. Layout in docs/file-format.md.
 public struct ObjectRecord: Equatable, Sendable {
     /// The object types a record names (its backing object is a regular file for all but
-    /// directories and symlinks).
+    /// directories).
     public enum Kind: UInt8, Sendable {
         case regular = 1
         case directory, symlink, fifo, socket, characterDevice, blockDevice
@@ -52,7 +52,7 @@ public struct ObjectRecord: Equatable, Sendable {
     public var uid: uid_t
     public var gid: gid_t
     public var rdev: UInt64
-    /// Regular files: the plaintext length. Others: 0.
+    /// Regular files: the plaintext length; symlinks: the target's length. Others: 0.
     public var size: Int64
 
     public init(kind: Kind, mode: mode_t, uid: uid_t, gid: gid_t, rdev: UInt64 = 0, size: Int64 = 0) {
@@ -92,7 +92,7 @@ public struct ObjectRecord: Equatable, Sendable {
         self.init(kind: kind, mode: mode, uid: try r.u32(), gid: try r.u32(), rdev: try r.u64())
         size = Int64(bitPattern: try r.u64())
         guard size >= 0, size <= BlockLayout.maxPlaintextSize, try r.u64() == 0, r.remaining == 0,
-            kind == .regular || size == 0
+            kind == .regular || (kind == .symlink && size > 0 && size < 4096) || (kind != .symlink && size == 0)
         else {
             throw FormatError.corruptMetadata("object record size")
         }
