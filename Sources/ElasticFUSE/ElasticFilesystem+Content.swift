@@ -73,13 +73,15 @@ extension ElasticFilesystem {
 
     /// Decrypts block `index` (holding `length` plaintext bytes) into `dst`.
     func loadBlock(
-        _ t: ThreadState, fd: Int32, fileID: [UInt8], index: Int64, length: Int64, into dst: UnsafeMutableRawPointer
+        _ t: ThreadState, fd: Int32, fileID: [UInt8], index: Int64, length: Int64, into dst: UnsafeMutableRawPointer,
+        holes: Bool
     ) throws {
         let clen = Int(length + BlockLayout.overhead)
         let got = try Syscall.pread(fd, t.cipher, clen, BlockLayout.cipherOffset(block: index))
         guard got == clen else { throw FormatError.corruptLength(Int64(got)) }
         _ = try fileID.withUnsafeBytes {
-            try t.crypto.openBlock(fileID: $0, index: index, cipher: t.cipher, length: clen, output: dst)
+            try t.crypto.openBlock(
+                fileID: $0, index: index, cipher: t.cipher, length: clen, output: dst, holes: holes)
         }
     }
 
@@ -133,11 +135,12 @@ extension ElasticFilesystem {
 
     /// Grows a partial last block (of a file of `size` bytes) to `newLength` plaintext bytes,
     /// the new bytes zero. Call with the write lock held.
-    func growLastBlock(_ t: ThreadState, fd: Int32, fileID: [UInt8], size: Int64, newLength: Int64) throws {
+    func growLastBlock(_ t: ThreadState, fd: Int32, header h: FileHeader, newLength: Int64) throws {
+        let size = h.record.size, fileID = h.fileID
         let index = size / Self.bs
         let old = size % Self.bs
         guard old != 0, newLength > old else { return }
-        try loadBlock(t, fd: fd, fileID: fileID, index: index, length: old, into: t.plain)
+        try loadBlock(t, fd: fd, fileID: fileID, index: index, length: old, into: t.plain, holes: h.record.sparse)
         memset(t.plain + Int(old), 0, Int(newLength - old))
         try storeBlocks(t, fd: fd, fileID: fileID, first: index, count: Int(newLength))
     }
@@ -182,8 +185,9 @@ extension ElasticFilesystem {
                     let clen = length + Int(BlockLayout.overhead)
                     do {
                         let opened = try t.crypto.openBlock(
-                            fileID: idp, index: b, cipher: t.cipher + cipherAt, length: clen, output: t.plain + produced
-                        )
+                            fileID: idp, index: b, cipher: t.cipher + cipherAt, length: clen,
+                            output: t.plain + produced,
+                            holes: h.record.sparse)
                         guard opened == length else { throw FormatError.corruptLength(Int64(opened)) }
                     } catch {
                         logger.error(
@@ -239,8 +243,12 @@ extension ElasticFilesystem {
         let first = offset / Self.bs, last = (end - 1) / Self.bs
         // A partial last block before the written range becomes a full block of its data and zeros.
         if oldSize % Self.bs != 0 && first > oldSize / Self.bs {
-            try growLastBlock(t, fd: fd, fileID: id, size: oldSize, newLength: Self.bs)
+            try growLastBlock(t, fd: fd, header: h, newLength: Self.bs)
         }
+        // Blocks between the old end and this write are never written: holes, which the
+        // record must allow from now on.
+        let makesHoles = first * Self.bs > (oldSize + Self.bs - 1) / Self.bs * Self.bs
+        let holes = h.record.sparse
         let newSize = max(oldSize, end)
         let regionStart = first * Self.bs
         let regionEnd = min(newSize, (last + 1) * Self.bs)
@@ -249,7 +257,7 @@ extension ElasticFilesystem {
         let headSkip = offset - regionStart
         var loadedAny = false
         if headOld > 0 && (headSkip > 0 || end < regionStart + headOld) {
-            try loadBlock(t, fd: fd, fileID: id, index: first, length: headOld, into: t.plain)
+            try loadBlock(t, fd: fd, fileID: id, index: first, length: headOld, into: t.plain, holes: holes)
             loadedAny = true
         }
         if headSkip > headOld { memset(t.plain + Int(headOld), 0, Int(headSkip - headOld)) }
@@ -258,7 +266,8 @@ extension ElasticFilesystem {
             let tailOld = BlockLayout.plaintextLength(block: last, fileSize: oldSize)
             if end < last * Self.bs + tailOld {
                 try loadBlock(
-                    t, fd: fd, fileID: id, index: last, length: tailOld, into: t.plain + Int((last - first) * Self.bs))
+                    t, fd: fd, fileID: id, index: last, length: tailOld, into: t.plain + Int((last - first) * Self.bs),
+                    holes: holes)
                 loadedAny = true
             }
         }
@@ -270,7 +279,12 @@ extension ElasticFilesystem {
             try storeBlocks(t, fd: fd, fileID: id, first: first, from: t.plain, count: Int(regionEnd - regionStart))
         }
         // The data first, then the record that makes it part of the file.
-        if newSize != oldSize { try updateRecord(i, fd: fd) { $0.size = newSize } }
+        if newSize != oldSize || makesHoles {
+            try updateRecord(i, fd: fd) { r in
+                r.size = newSize
+                if makesHoles { r.sparse = true }
+            }
+        }
     }
 
     /// With HANDLE_KILLPRIV_V2 the kernel leaves it to us: a write or truncate by a caller
@@ -311,16 +325,22 @@ extension ElasticFilesystem {
                 }
                 let lastOld = oldSize / Self.bs
                 let grownLength = newSize / Self.bs > lastOld ? Self.bs : newSize % Self.bs
-                try growLastBlock(t, fd: fd, fileID: id, size: oldSize, newLength: grownLength)
+                try growLastBlock(t, fd: fd, header: h, newLength: grownLength)
                 try Syscall.ftruncate(fd, BlockLayout.ciphertextSize(plain: newSize))
-                try updateRecord(i, fd: fd) { $0.size = newSize }
+                // Past the old last block, nothing is written: holes.
+                let makesHoles = newSize > (oldSize + Self.bs - 1) / Self.bs * Self.bs
+                try updateRecord(i, fd: fd) { r in
+                    r.size = newSize
+                    if makesHoles { r.sparse = true }
+                }
                 return
             }
             if newSize % Self.bs != 0 {
                 let index = newSize / Self.bs
                 try loadBlock(
                     t, fd: fd, fileID: id, index: index,
-                    length: BlockLayout.plaintextLength(block: index, fileSize: oldSize), into: t.plain)
+                    length: BlockLayout.plaintextLength(block: index, fileSize: oldSize), into: t.plain,
+                    holes: h.record.sparse)
                 try storeBlocks(t, fd: fd, fileID: id, first: index, count: Int(newSize % Self.bs))
             }
             try updateRecord(i, fd: fd) { $0.size = newSize }

@@ -51,10 +51,11 @@ public final class CryptoWorker {
     }
 
     /// Decrypts one cipher block of `length` bytes (overhead included) into `output`; returns the
-    /// plaintext length. An all-zero block is a hole (from a sparse extension) and reads as zeros.
+    /// plaintext length. In a file that may hold holes (`holes`, the record's `sparse`), an
+    /// all-zero block is a hole and reads as zeros; in any other file it fails.
     public func openBlock(
         fileID: UnsafeRawBufferPointer, index: Int64, cipher: UnsafeRawPointer, length: Int,
-        output: UnsafeMutableRawPointer
+        output: UnsafeMutableRawPointer, holes: Bool
     ) throws -> Int {
         let ns = Int(BlockLayout.nonceSize), ov = Int(BlockLayout.overhead)
         guard length > ov else { throw FormatError.corruptLength(Int64(length)) }
@@ -66,7 +67,7 @@ public final class CryptoWorker {
                     tag: cipher + ns + plainLen)
             }
         } catch CryptoError.authenticationFailure {
-            if Self.isAllZero(cipher, length) {
+            if holes && Self.isAllZero(cipher, length) {
                 output.initializeMemory(as: UInt8.self, repeating: 0, count: plainLen)
                 return plainLen
             }

@@ -240,7 +240,9 @@ public final class StoreChecker {
         while index < blocks {
             // Holes of a sparse file are skipped, not read (they read as zeros).
             let next: Int64?
-            do { next = try BlockLayout.nextDataBlock(fd, from: index) } catch {
+            // (Only a file whose record allows holes may skip them: in any other, every block
+            // is read, and a zeroed one fails.)
+            do { next = h.record.sparse ? try BlockLayout.nextDataBlock(fd, from: index) : index } catch {
                 return .unreadable("cannot look for its data blocks: \(error)")
             }
             guard let next, next < blocks else { break }
@@ -256,8 +258,8 @@ public final class StoreChecker {
                     try cipher.withUnsafeBytes { c in
                         try out.withUnsafeMutableBytes { o in
                             try crypto.openBlock(
-                                fileID: id, index: index, cipher: c.baseAddress!, length: length, output: o.baseAddress!
-                            )
+                                fileID: id, index: index, cipher: c.baseAddress!, length: length,
+                                output: o.baseAddress!, holes: h.record.sparse)
                         }
                     }
                 }) != nil

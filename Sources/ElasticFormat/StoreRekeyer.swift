@@ -414,10 +414,20 @@ public final class StoreRekeyer {
         // The copy has the source's length and its holes: only blocks holding data are written.
         try Syscall.ftruncate(out, BlockLayout.ciphertextSize(plain: plain))
         var index: Int64 = 0
+        var sawHole = false
         while index < blocks {
-            guard let next = try BlockLayout.nextDataBlock(input, from: index, headerSize: sourceHeaderSize),
+            // Holes are skipped only where the source allows them (every v1 file; a v2 file whose
+            // record says so); the copy's record then allows them too.
+            let mayHaveHoles = sourceVersion == 1 || record.sparse
+            guard
+                let next = mayHaveHoles
+                    ? try BlockLayout.nextDataBlock(input, from: index, headerSize: sourceHeaderSize) : index,
                 next < blocks
-            else { break }
+            else {
+                sawHole = true
+                break
+            }
+            if next > index { sawHole = true }
             index = next
             defer { index += 1 }
             let length = Int(BlockLayout.plaintextLength(block: index, fileSize: plain))
@@ -430,13 +440,16 @@ public final class StoreRekeyer {
             guard got == length + ov else { throw FormatError.corruptLength(Int64(got)) }
             // An all-zero cipher block is a hole (written as zeros where the filesystem had to):
             // it stays one.
-            if cipher.withUnsafeBytes({ CryptoWorker.isAllZero($0.baseAddress!, length + ov) }) { continue }
+            if mayHaveHoles && cipher.withUnsafeBytes({ CryptoWorker.isAllZero($0.baseAddress!, length + ov) }) {
+                sawHole = true
+                continue
+            }
             _ = try oldID.withUnsafeBytes { id in
                 try cipher.withUnsafeBytes { c in
                     try text.withUnsafeMutableBytes { t in
                         try oldCrypto.openBlock(
                             fileID: id, index: index, cipher: c.baseAddress!, length: length + ov,
-                            output: t.baseAddress!)
+                            output: t.baseAddress!, holes: mayHaveHoles)
                     }
                 }
             }
@@ -451,6 +464,14 @@ public final class StoreRekeyer {
             try sealed.withUnsafeBytes { _ = try Syscall.pwrite(out, $0.baseAddress!, n, offset) }
         }
         counts.bytes += plain
+        // A v1 file with holes: the copy's record must allow them.
+        if sawHole && !record.sparse {
+            var sparse = newHeader
+            sparse.record.sparse = true
+            try sparse.sealedRecord(with: newCrypto).withUnsafeBytes {
+                _ = try Syscall.pwrite(out, $0.baseAddress!, $0.count, FileHeader.recordOffset)
+            }
+        }
     }
 
     func copyXattrs(_ src: Int32, _ name: String, _ dst: Int32, _ newName: String, type: mode_t) throws {

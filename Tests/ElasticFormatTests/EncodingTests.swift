@@ -112,8 +112,9 @@ import Testing
                 try cipher.withUnsafeBytes { c in
                     try out.withUnsafeMutableBytes { o in
                         try w.openBlock(
-                            fileID: i, index: index, cipher: c.baseAddress! + start, length: len, output: o.baseAddress!
-                        )
+                            fileID: i, index: index, cipher: c.baseAddress! + start, length: len,
+                            output: o.baseAddress!,
+                            holes: false)
                     }
                 }
             }
@@ -125,16 +126,21 @@ import Testing
         #expect(throws: FormatError.authenticationFailed(block: 5)) { try open(id2, 5, 0) }  // other file
         cipher[100] ^= 0x80
         #expect(throws: FormatError.authenticationFailed(block: 5)) { try open(id1, 5, 0) }  // flipped bit
-        // A hole (all-zero block) reads as zeros.
+        // An all-zero block reads as zeros in a file that may hold holes, and fails in any other.
         var zeros = [UInt8](repeating: 0, count: 4124)
         var out = [UInt8](repeating: 1, count: 4096)
-        let got = try id1.withUnsafeBytes { i in
-            try zeros.withUnsafeMutableBytes { z in
-                try out.withUnsafeMutableBytes { o in
-                    try w.openBlock(fileID: i, index: 0, cipher: z.baseAddress!, length: 4124, output: o.baseAddress!)
+        let openZeros = { (holes: Bool) throws -> Int in
+            try id1.withUnsafeBytes { i in
+                try zeros.withUnsafeMutableBytes { z in
+                    try out.withUnsafeMutableBytes { o in
+                        try w.openBlock(
+                            fileID: i, index: 0, cipher: z.baseAddress!, length: 4124, output: o.baseAddress!,
+                            holes: holes)
+                    }
                 }
             }
         }
-        #expect(got == 4096 && out.allSatisfy { $0 == 0 })
+        #expect(try openZeros(true) == 4096 && out.allSatisfy { $0 == 0 })
+        #expect(throws: FormatError.authenticationFailed(block: 0)) { try openZeros(false) }
     }
 }

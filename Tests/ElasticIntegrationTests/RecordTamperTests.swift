@@ -136,6 +136,35 @@ struct RecordTamperTests {
         }
     }
 
+    /// Holes are recorded: only a file that was grown past its end may read an all-zero block
+    /// as zeros. A block the host zeroes in any other file fails (v1 read it as zeros).
+    @Test func zeroedBlockFailsUnlessTheFileHasHoles() throws {
+        try MountedStore.with { s in
+            try expectOK(
+                sh(
+                    "head -c 12288 /dev/urandom > '\(s.path("dense"))' && truncate -s 1G '\(s.path("sparse"))' && printf end >> '\(s.path("sparse"))'"
+                ), "write")
+            try s.unmount()
+            let dense = try backing(s, plainSize: 12288)
+            try expectOK(
+                sh(
+                    "python3 -c 'import sys; f = open(sys.argv[1], \"r+b\"); f.seek(92 + 4124); f.write(bytes(4124))' '\(dense)'"
+                ), "zero block 1")
+            try s.mount()
+            let r = try sh(
+                "cat '\(s.path("dense"))' > /dev/null 2>'\(s.dir)/err' && echo READ_OK || cat '\(s.dir)/err'")
+            #expect(r.stdout.contains("Input/output error"), "\(r.stdout)")
+            #expect(try sh("head -c 4096 '\(s.path("dense"))' | wc -c").stdout == "4096\n")
+            #expect(try sh("tail -c 3 '\(s.path("sparse"))'").stdout == "end")
+            #expect(try sh("head -c 1048576 '\(s.path("sparse"))' | tr -d '\\0' | wc -c").stdout == "0\n")
+            try s.unmount()
+            let fsck = try run(Env.elastic, ["fsck", s.backing, "--unlock-keyfile", s.keyFile])
+            #expect(fsck.status == 40 && fsck.stdout.contains("/dense: 1 of 3 blocks fail"), "\(fsck.stdout)")
+            #expect(!fsck.stdout.contains("/sparse"), "\(fsck.stdout)")
+            try s.mount()
+        }
+    }
+
     @Test func fsckNamesAFileWhoseRecordWasEdited() throws {
         try MountedStore.with { s in
             try expectOK(sh("mkdir '\(s.path("d"))' && head -c 777 /dev/urandom > '\(s.path("d/f"))'"), "write")

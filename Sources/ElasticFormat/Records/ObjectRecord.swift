@@ -54,6 +54,10 @@ public struct ObjectRecord: Equatable, Sendable {
     public var rdev: UInt64
     /// Regular files: the plaintext length; symlinks: the target's length. Others: 0.
     public var size: Int64
+    /// Regular files: whether the file may hold holes (it was grown past its end by truncate,
+    /// fallocate or a write beyond it). Only then does an all-zero cipher block read as zeros;
+    /// in any other file it is a block the host zeroed, and fails.
+    public var sparse = false
 
     public init(kind: Kind, mode: mode_t, uid: uid_t, gid: gid_t, rdev: UInt64 = 0, size: Int64 = 0) {
         self.kind = kind
@@ -67,12 +71,14 @@ public struct ObjectRecord: Equatable, Sendable {
     /// `st_mode`: type and permission bits.
     public var statMode: mode_t { kind.fileType | mode }
 
-    /// version ‖ kind ‖ u16 0 ‖ mode ‖ uid ‖ gid ‖ rdev ‖ size ‖ u64 0 (reserved).
+    static let sparseFlag: UInt16 = 1
+
+    /// version ‖ kind ‖ u16 flags (bit 0: sparse) ‖ mode ‖ uid ‖ gid ‖ rdev ‖ size ‖ u64 0 (reserved).
     var encoded: [UInt8] {
         var w = ByteWriter()
         w.u8(Self.version)
         w.u8(kind.rawValue)
-        w.u16(0)
+        w.u16(sparse ? Self.sparseFlag : 0)
         w.u32(UInt32(mode))
         w.u32(uid)
         w.u32(gid)
@@ -84,12 +90,17 @@ public struct ObjectRecord: Equatable, Sendable {
 
     init(decoding b: [UInt8]) throws {
         var r = ByteReader(b)
-        guard try r.u8() == Self.version, let kind = Kind(rawValue: try r.u8()), try r.u16() == 0 else {
+        guard try r.u8() == Self.version, let kind = Kind(rawValue: try r.u8()) else {
             throw FormatError.corruptMetadata("object record version or type")
+        }
+        let flags = try r.u16()
+        guard flags & ~Self.sparseFlag == 0, kind == .regular || flags == 0 else {
+            throw FormatError.corruptMetadata("object record flags")
         }
         let mode = mode_t(try r.u32())
         guard mode & ~0o7777 == 0 else { throw FormatError.corruptMetadata("object record mode") }
         self.init(kind: kind, mode: mode, uid: try r.u32(), gid: try r.u32(), rdev: try r.u64())
+        sparse = flags & Self.sparseFlag != 0
         size = Int64(bitPattern: try r.u64())
         guard size >= 0, size <= BlockLayout.maxPlaintextSize, try r.u64() == 0, r.remaining == 0,
             kind == .regular || (kind == .symlink && size > 0 && size < 4096) || (kind != .symlink && size == 0)
