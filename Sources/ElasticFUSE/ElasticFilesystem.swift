@@ -688,6 +688,11 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     {
         let parent = try inode(parentID), newParent = try inode(newParentID)
         if isControlName(parent, name) { throw Errno.notPermitted }
+        // Only NOREPLACE and EXCHANGE: a whiteout (RENAME_WHITEOUT, for overlayfs) would be a
+        // backing device node, which v2 never makes; unsupported flags are EINVAL, as rename(2) says.
+        guard flags & ~(LinuxConstants.renameNoReplace | LinuxConstants.renameExchange) == 0 else {
+            throw Errno.invalidArgument
+        }
         try checkCreatable(newParent, newName)
         let from = try backingName(parent, name), to = try backingName(newParent, newName)
         try withHandle(parent) { fromfd in

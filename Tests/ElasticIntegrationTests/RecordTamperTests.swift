@@ -165,6 +165,20 @@ struct RecordTamperTests {
         }
     }
 
+    /// RENAME_WHITEOUT would leave a backing device node (overlayfs's whiteout), which v2 never
+    /// makes: refused with EINVAL, nothing moved (fsstress uses it).
+    @Test func whiteoutRenameIsRefused() throws {
+        try MountedStore.with { s in
+            try expectOK(sh("echo a > '\(s.path("a"))'"), "write")
+            let r = try sh(
+                "python3 -c 'import ctypes, os, sys; libc = ctypes.CDLL(None, use_errno=True); rc = libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 4); print(rc, os.strerror(ctypes.get_errno()))' '\(s.path("a"))' '\(s.path("b"))'"
+            )
+            #expect(r.stdout == "-1 Invalid argument\n", "\(r.stdout)")
+            #expect(try sh("cat '\(s.path("a"))'").stdout == "a\n")
+            #expect(try sh("find '\(s.backing)' ! -type f ! -type d | wc -l").stdout == "0\n")
+        }
+    }
+
     @Test func fsckNamesAFileWhoseRecordWasEdited() throws {
         try MountedStore.with { s in
             try expectOK(sh("mkdir '\(s.path("d"))' && head -c 777 /dev/urandom > '\(s.path("d/f"))'"), "write")
