@@ -51,12 +51,12 @@ extension ElasticFilesystem {
     }
 
     /// Changes the record of `i` and writes it back in place (one sealed record, at the same
-    /// offset of the header). Call with the content write lock held; `fd` open for writing.
+    /// offset of the header); every change sets ctime to now (before `change` runs, so it may
+    /// set mtime from it). Call with the content write lock held; `fd` open for writing.
     func updateRecord(_ i: Inode, fd: Int32, _ change: (inout ObjectRecord) -> Void) throws {
         var h = try header(i)
-        let before = h.record
+        h.record.ctime = ObjectRecord.now()
         change(&h.record)
-        if h.record == before { return }
         let sealed = try h.sealedRecord(with: worker().crypto)
         try sealed.withUnsafeBytes { try Syscall.pwrite(fd, $0.baseAddress!, $0.count, FileHeader.recordOffset) }
         i.header.withLock { $0 = h }
@@ -279,11 +279,11 @@ extension ElasticFilesystem {
             try storeBlocks(t, fd: fd, fileID: id, first: first, from: t.plain, count: Int(regionEnd - regionStart))
         }
         // The data first, then the record that makes it part of the file.
-        if newSize != oldSize || makesHoles {
-            try updateRecord(i, fd: fd) { r in
-                r.size = newSize
-                if makesHoles { r.sparse = true }
-            }
+        // (and the new mtime and ctime).
+        try updateRecord(i, fd: fd) { r in
+            r.size = newSize
+            r.mtime = r.ctime
+            if makesHoles { r.sparse = true }
         }
     }
 
@@ -331,6 +331,7 @@ extension ElasticFilesystem {
                 let makesHoles = newSize > (oldSize + Self.bs - 1) / Self.bs * Self.bs
                 try updateRecord(i, fd: fd) { r in
                     r.size = newSize
+                    r.mtime = r.ctime
                     if makesHoles { r.sparse = true }
                 }
                 return
@@ -343,7 +344,10 @@ extension ElasticFilesystem {
                     holes: h.record.sparse)
                 try storeBlocks(t, fd: fd, fileID: id, first: index, count: Int(newSize % Self.bs))
             }
-            try updateRecord(i, fd: fd) { $0.size = newSize }
+            try updateRecord(i, fd: fd) { r in
+                r.size = newSize
+                r.mtime = r.ctime
+            }
             try Syscall.ftruncate(fd, BlockLayout.ciphertextSize(plain: newSize))
         }
     }

@@ -339,6 +339,8 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             a.st_gid = r.gid
             a.st_rdev = dev_t(r.rdev)
             a.st_size = off_t(r.size)
+            a.st_mtim = r.mtime
+            a.st_ctim = r.ctime
         case S_IFDIR:
             let r = try directoryInfo(inode).record
             a.st_mode = r.statMode
@@ -623,7 +625,8 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             do {
                 try i.content.withWriteLock { try dropPrivilegeBits(i, fd: fd, caller: caller) }
                 try truncate(i, fd: fd, to: 0)
-                try Syscall.touchModified(fd)  // O_TRUNC sets mtime and ctime even when the file was empty
+                // O_TRUNC sets mtime and ctime even when the file was empty.
+                try i.content.withWriteLock { try updateRecord(i, fd: fd) { $0.mtime = ObjectRecord.now() } }
             } catch {
                 Syscall.close(fd)
                 throw error
@@ -648,6 +651,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         let key = NameKey(parent: parent.id, name: b.name)
         try withHandle(parent) { dirfd in
             let victim = inodes.read { $0.byName[key] }
+            // A file that keeps other names gets a new ctime: opened now, while this name leads to it.
+            let survivor = openIfOtherNamesRemain(victim, dirfd, b.name)
+            defer { if let survivor { Syscall.close(survivor) } }
             let pinned = pinIfStillReachable(victim, losing: key)
             do {
                 try Syscall.unlinkat(dirfd, b.name, 0)
@@ -657,7 +663,17 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             }
             nameRemoved(key)
             removeSidecar(dirfd, b)
+            if let survivor, let victim { try? touchChanged(victim, fd: survivor) }
         }
+    }
+
+    /// A writable descriptor on `victim` (a file with a header, named `name` in `dirfd`) when it
+    /// has names besides this one, for `touchChanged` once the name is gone.
+    func openIfOtherNamesRemain(_ victim: Inode?, _ dirfd: Int32, _ name: String) -> Int32? {
+        guard let victim, victim.hasHeader, let st = try? Syscall.lstatat(dirfd, name), st.st_nlink > 1,
+            DevIno(st) == victim.key
+        else { return nil }
+        return try? Syscall.openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
     }
 
     func rmdir(_ parentID: UInt64, _ name: [UInt8]) throws {
@@ -726,6 +742,12 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         }
         defer { if let r = restoreIV { Syscall.close(r.fd) } }
         let pinned = pinIfStillReachable(victim, losing: toKey)
+        // Renamed files get a new ctime (as on ext4): opened now, through their old names.
+        let movedFD = openForCtime(fromfd, from.name)
+        let otherFD = exchange ? openForCtime(tofd, to.name) : nil
+        // A replaced file that keeps other names gets a new ctime too (its link count drops).
+        let survivorFD = exchange ? nil : openIfOtherNamesRemain(victim, tofd, to.name)
+        defer { for fd in [movedFD, otherFD, survivorFD] { if let fd { Syscall.close(fd) } } }
         try writeSidecar(tofd, to)
         do {
             try Syscall.renameat2(fromfd, from.name, tofd, to.name, flags)
@@ -736,11 +758,17 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         }
         if victim != nil { nameRemoved(toKey) }
         // The moved objects keep their inodes under their new names.
-        inodes.withLock { t in
+        let (moved, other) = inodes.withLock { t -> (Inode?, Inode?) in
             let moved = t.removeLink(fromKey)
             let other = exchange ? t.removeLink(toKey) : nil
             if let moved { t.addLink(moved, Link(parent: newParent, name: to.name)) }
             if let other { t.addLink(other, Link(parent: parent, name: from.name)) }
+            return (moved, other)
+        }
+        for (inode, fd) in [(moved, movedFD), (other, otherFD), (victim, survivorFD)] {
+            if let inode, let fd, inode.hasHeader, (try? DevIno(Syscall.fstat(fd))) == inode.key {
+                try? touchChanged(inode, fd: fd)
+            }
         }
         if exchange {
             try writeSidecar(fromfd, from)
@@ -759,8 +787,25 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 if (error as? Errno) != .fileExists { removeSidecar(n.dirfd, n.b) }
                 throw error
             }
-            return try register(parent: newParent, backingName: n.b.name, stat: try Syscall.lstatat(n.dirfd, n.b.name))
+            let st = try Syscall.lstatat(n.dirfd, n.b.name)
+            let entry = try register(parent: newParent, backingName: n.b.name, stat: st)
+            guard i.hasHeader else { return entry }
+            try touchChanged(i)  // a new name changes the file's ctime
+            return Entry(inode: entry.inode, attr: try attributes(of: entry.inode, stat: st))
         }
+    }
+
+    /// A writable descriptor on the regular backing file `name` in `dirfd` (nil for anything else).
+    func openForCtime(_ dirfd: Int32, _ name: String) -> Int32? {
+        guard let st = try? Syscall.lstatat(dirfd, name), st.st_mode & S_IFMT == S_IFREG else { return nil }
+        return try? Syscall.openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+    }
+
+    /// Sets the ctime of `i` (a file with a header) to now, through its record.
+    func touchChanged(_ i: Inode, fd given: Int32? = nil) throws {
+        let fd = try given ?? openBacking(i, O_RDWR | O_CLOEXEC)
+        defer { if given == nil { Syscall.close(fd) } }
+        try i.content.withWriteLock { try updateRecord(i, fd: fd) { _ in } }
     }
 
     // MARK: Attributes (set)
@@ -809,19 +854,31 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 let at = time(FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW, attr.st_atim)
                 let mt = time(FUSE_SET_ATTR_MTIME, FUSE_SET_ATTR_MTIME_NOW, attr.st_mtim)
                 try Syscall.utimes(fd: fd, (at, mt))
+                if i.hasHeader {
+                    // The served mtime and ctime are the record's (atime stays the backing file's).
+                    let w = try openBacking(i, O_RDWR | O_CLOEXEC)
+                    defer { Syscall.close(w) }
+                    try i.content.withWriteLock {
+                        try updateRecord(i, fd: w) { r in
+                            if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 {
+                                r.mtime = r.ctime
+                            } else if toSet & FUSE_SET_ATTR_MTIME != 0 {
+                                r.mtime = attr.st_mtim
+                            }
+                        }
+                    }
+                }
             }
             return try attributes(of: i, stat: try Syscall.fstat(fd))
         }
     }
 
-    /// chown and chmod of a regular or special file: its record. A change of owner or group
-    /// clears setuid, and setgid if group-executable (as Linux does, for root too); a mode
-    /// given in the same request wins. The backing file's mtime is put back after the record
-    /// is written, so only its ctime moves, as chmod and chown move it.
+    /// chown and chmod of a regular or special file: its record (and its ctime). A change of
+    /// owner or group clears setuid, and setgid if group-executable (as Linux does, for root
+    /// too); a mode given in the same request wins.
     func changeRecord(_ i: Inode, owner: stat?, toSet: Int32, mode: mode_t?) throws {
         let fd = try openBacking(i, O_RDWR | O_CLOEXEC)
         defer { Syscall.close(fd) }
-        let before = try Syscall.fstat(fd)
         try i.content.withWriteLock {
             try updateRecord(i, fd: fd) { r in
                 if let owner {
@@ -832,7 +889,6 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 if let mode { r.mode = mode & 0o7777 }
             }
         }
-        try Syscall.utimes(fd: fd, (timespec(tv_sec: 0, tv_nsec: 0x3fff_fffe), before.st_mtim))
     }
 
     // MARK: Filesystem

@@ -298,16 +298,20 @@ public final class StoreRekeyer {
             guard !target.isEmpty, target.count < Int(BlockLayout.blockSize) else {
                 throw FormatError.corruptMetadata("\(path): symlink target length")
             }
-            let record = ObjectRecord(
-                kind: .symlink, mode: 0o777, uid: st.st_uid, gid: st.st_gid, size: Int64(target.count))
+            var record = ObjectRecord(
+                kind: .symlink, mode: 0o777, uid: st.st_uid, gid: st.st_gid, size: Int64(target.count),
+                times: st.st_mtim)
+            record.ctime = st.st_ctim
             try writeObject(dst, newName, record, content: target)
         default:
             // A v1 special file (a backing node): v2 keeps it as a regular file with its record.
             guard sourceVersion == 1, let kind = ObjectRecord.Kind(fileType: st.st_mode) else {
                 throw FormatError.corruptMetadata("\(path): a backing object of a type ELASTIC never makes")
             }
-            let record = ObjectRecord(
-                kind: kind, mode: st.st_mode, uid: st.st_uid, gid: st.st_gid, rdev: UInt64(st.st_rdev))
+            var record = ObjectRecord(
+                kind: kind, mode: st.st_mode, uid: st.st_uid, gid: st.st_gid, rdev: UInt64(st.st_rdev),
+                times: st.st_mtim)
+            record.ctime = st.st_ctim
             try writeObject(dst, newName, record, content: [])
         }
         try copyXattrs(src, name, dst, newName, type: type)
@@ -379,7 +383,9 @@ public final class StoreRekeyer {
         if sourceVersion == 1 {
             guard let plain = BlockLayout.v1PlaintextSize(cipher: size) else { throw FormatError.corruptLength(size) }
             record = ObjectRecord(
-                kind: .regular, mode: listed.st_mode, uid: listed.st_uid, gid: listed.st_gid, size: plain)
+                kind: .regular, mode: listed.st_mode, uid: listed.st_uid, gid: listed.st_gid, size: plain,
+                times: listed.st_mtim)
+            record.ctime = listed.st_ctim
             if size == 0 {
                 oldID = []
             } else {

@@ -39,9 +39,9 @@ struct FsckTests {
                 try sh("find '\(s.backing)' -type f -size \(plainSize)c | head -1").stdout.trimmingCharacters(
                     in: .whitespacesAndNewlines)
             }
-            let report = try backingOf(92 + 4 * 4124 + (20000 - 4 * 4096) + 28)
-            try flipByte(report, at: 92 + 4124 + 100)
-            let note = try backingOf(92 + 6 + 28)
+            let report = try backingOf(116 + 4 * 4124 + (20000 - 4 * 4096) + 28)
+            try flipByte(report, at: 116 + 4124 + 100)
+            let note = try backingOf(116 + 6 + 28)
             try expectOK(
                 sh(
                     "python3 -c 'import os,sys; p=sys.argv[1]; n=[a for a in os.listxattr(p) if a.startswith(\"user.\")][0]; v=bytearray(os.getxattr(p,n)); v[-1]^=1; os.setxattr(p,n,bytes(v))' '\(note)'"
@@ -49,7 +49,7 @@ struct FsckTests {
                 "xattr")
             try expectOK(sh("find '\(s.backing)' -name 'elastic.ln.*.name' -delete"), "sidecar")
             // docs/link's target (18 bytes) is the one block of its backing file.
-            try flipByte(try backingOf(92 + 18 + 28), at: 92 + 20)
+            try flipByte(try backingOf(116 + 18 + 28), at: 116 + 20)
 
             let found = try fsck([])
             #expect(found.status == 40, "\(found.status) \(found.stderr)")
@@ -80,10 +80,10 @@ struct FsckTests {
                     echo fine > '\(s.mountpoint)/a/fine.txt'
                     """), "populate")
             try s.unmount()
-            let backingSize: Int = 92 + 2 * 4124 + 808 + 28  // header, two full blocks, the 808-byte tail
+            let backingSize: Int = 116 + 2 * 4124 + 808 + 28  // header, two full blocks, the 808-byte tail
             let broken = try sh("find '\(s.backing)' -type f -size \(backingSize)c").stdout
                 .trimmingCharacters(in: .whitespacesAndNewlines)
-            try flipByte(broken, at: 100)
+            try flipByte(broken, at: 116 + 100)  // in block 0
             // A backing file whose name is not one of ours.
             try expectOK(sh("echo junk > \"$(dirname '\(broken)')/not-ours\""), "inject")
             let fsck = { (args: [String]) throws -> CommandResult in

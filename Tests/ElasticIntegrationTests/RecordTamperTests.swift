@@ -8,7 +8,7 @@ struct RecordTamperTests {
     /// The backing path of the one regular backing file of `plainSize` bytes of plaintext.
     func backing(_ s: MountedStore, plainSize: Int) throws -> String {
         let blocks = plainSize / 4096, rest = plainSize % 4096
-        let size = 92 + blocks * 4124 + (rest > 0 ? rest + 28 : 0)
+        let size = 116 + blocks * 4124 + (rest > 0 ? rest + 28 : 0)
         let found = try sh("find '\(s.backing)' -type f -size \(size)c").stdout.split(separator: "\n")
         guard found.count == 1 else { throw TestFailure("expected one backing file of \(size) bytes, found \(found)") }
         return String(found[0])
@@ -106,7 +106,7 @@ struct RecordTamperTests {
                 try sh("stat -c '%F %a %u %g %t %T' '\(s.path("null"))'").stdout
                     == "character special file 640 7 8 1 3\n")
             // In BACKING both are plain 0600 files: type, mode and device number are sealed.
-            #expect(try sh("find '\(s.backing)' -type f -perm 0600 -size 92c | wc -l").stdout == "2\n")
+            #expect(try sh("find '\(s.backing)' -type f -perm 0600 -size 116c | wc -l").stdout == "2\n")
             #expect(try sh("find '\(s.backing)' ! -type f ! -type d | wc -l").stdout == "0\n")
         }
     }
@@ -123,7 +123,7 @@ struct RecordTamperTests {
             let cut = try backing(s, plainSize: 12288), grown = try backing(s, plainSize: 8200)
             // Cut at a block boundary (v1 read this as a shorter, valid file); zeros appended.
             try expectOK(
-                sh("truncate -s \(92 + 2 * 4124) '\(cut)' && head -c 9000 /dev/zero >> '\(grown)'"), "tamper")
+                sh("truncate -s \(116 + 2 * 4124) '\(cut)' && head -c 9000 /dev/zero >> '\(grown)'"), "tamper")
             try s.mount()
             #expect(try sh("stat -c %s '\(s.path("cut"))'").stdout == "12288\n")
             let r = try sh("cat '\(s.path("cut"))' > /dev/null 2>'\(s.dir)/err' && echo READ_OK || cat '\(s.dir)/err'")
@@ -148,7 +148,7 @@ struct RecordTamperTests {
             let dense = try backing(s, plainSize: 12288)
             try expectOK(
                 sh(
-                    "python3 -c 'import sys; f = open(sys.argv[1], \"r+b\"); f.seek(92 + 4124); f.write(bytes(4124))' '\(dense)'"
+                    "python3 -c 'import sys; f = open(sys.argv[1], \"r+b\"); f.seek(116 + 4124); f.write(bytes(4124))' '\(dense)'"
                 ), "zero block 1")
             try s.mount()
             let r = try sh(
@@ -176,6 +176,29 @@ struct RecordTamperTests {
             #expect(r.stdout == "-1 Invalid argument\n", "\(r.stdout)")
             #expect(try sh("cat '\(s.path("a"))'").stdout == "a\n")
             #expect(try sh("find '\(s.backing)' ! -type f ! -type d | wc -l").stdout == "0\n")
+        }
+    }
+
+    /// mtime and ctime are the record's: a host that sets the backing file's times (to make a
+    /// build tool or rsync skip or redo a file) changes nothing inside.
+    @Test func timesEditedInBackingChangeNothingInside() throws {
+        try MountedStore.with { s in
+            try expectOK(
+                sh("echo v1 > '\(s.path("built.o"))' && touch -m -d '2030-01-01 00:00:00' '\(s.path("built.o"))'"),
+                "write")
+            let before = try sh("stat -c '%Y %Z' '\(s.path("built.o"))'").stdout
+            #expect(before.hasPrefix("1893456000 "), "\(before)")
+            try s.unmount()
+            let b = try backing(s, plainSize: 3)
+            try expectOK(sh("touch -d '2001-01-01 00:00:00' '\(b)'"), "tamper")
+            try s.mount()
+            #expect(try sh("stat -c '%Y %Z' '\(s.path("built.o"))'").stdout == before)
+            // chmod moves ctime, not mtime; a write moves both.
+            try expectOK(sh("sleep 1.1; chmod 600 '\(s.path("built.o"))'"), "chmod")
+            let afterChmod = try sh("stat -c '%Y %Z' '\(s.path("built.o"))'").stdout.split(separator: " ")
+            #expect(afterChmod[0] == "1893456000" && afterChmod[1] != before.split(separator: " ")[1])
+            try expectOK(sh("echo v2 >> '\(s.path("built.o"))'"), "append")
+            #expect(try sh("stat -c %Y '\(s.path("built.o"))'").stdout != "1893456000\n")
         }
     }
 

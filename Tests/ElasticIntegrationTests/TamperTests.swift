@@ -17,14 +17,14 @@ struct TamperTests {
                     echo innocent > '\(s.path("innocent"))'
                     """), "populate")
             try s.unmount()
-            // Backing sizes: 92 + 5 * 4124 = 20712 and 92 + 3 * 4124 + 128 = 12592.
+            // Backing sizes: 116 + 5 * 4124 = 20736 and 116 + 3 * 4124 + 128 = 12616.
             let script = """
                 import os, glob
-                V = [f for f in glob.glob('\(s.backing)/*') if os.path.getsize(f) == 20712][0]
-                D = [f for f in glob.glob('\(s.backing)/*') if os.path.getsize(f) == 12592][0]
-                def block(path, i): return open(path, 'rb').read()[92 + i * 4124:92 + (i + 1) * 4124]
+                V = [f for f in glob.glob('\(s.backing)/*') if os.path.getsize(f) == 20736][0]
+                D = [f for f in glob.glob('\(s.backing)/*') if os.path.getsize(f) == 12616][0]
+                def block(path, i): return open(path, 'rb').read()[116 + i * 4124:116 + (i + 1) * 4124]
                 def put(path, i, data):
-                    with open(path, 'r+b') as f: f.seek(92 + i * 4124); f.write(data)
+                    with open(path, 'r+b') as f: f.seek(116 + i * 4124); f.write(data)
                 \(tamper)
                 """
             try expectOK(run("/usr/bin/env", ["python3", "-c", script]), "tamper")
@@ -55,16 +55,16 @@ struct TamperTests {
     }
 
     @Test func ciphertextTruncatedMidBlock() throws {
-        try tampered("os.truncate(V, 92 + 4 * 4124 + 2000)")
+        try tampered("os.truncate(V, 116 + 4 * 4124 + 2000)")
     }
 
     @Test func ciphertextTruncatedInsideTheTagArea() throws {
-        try tampered("os.truncate(V, 92 + 4 * 4124 + 10)")
+        try tampered("os.truncate(V, 116 + 4 * 4124 + 10)")
     }
 
     @Test func swappedFileHeaders() throws {
         try tampered(
-            "hv, hd = open(V,'rb').read(92), open(D,'rb').read(92)\nwith open(V,'r+b') as f: f.write(hd)",
+            "hv, hd = open(V,'rb').read(116), open(D,'rb').read(116)\nwith open(V,'r+b') as f: f.write(hd)",
             firstBlockIntact: false)
     }
 
@@ -74,11 +74,11 @@ struct TamperTests {
         try MountedStore.with { s in
             try expectOK(sh("ln -s target '\(s.path("link"))' && echo innocent > '\(s.path("innocent"))'"), "populate")
             try s.unmount()
-            // The 6-byte target is the one block of its backing file (92 + 6 + 28 bytes).
-            let backingLink = try sh("find '\(s.backing)' -maxdepth 1 -type f -size 126c").stdout.trimmingCharacters(
+            // The 6-byte target is the one block of its backing file (116 + 6 + 28 bytes).
+            let backingLink = try sh("find '\(s.backing)' -maxdepth 1 -type f -size 150c").stdout.trimmingCharacters(
                 in: .whitespacesAndNewlines)
             #expect(!backingLink.isEmpty)
-            try flipByte(backingLink, at: 92 + 14)
+            try flipByte(backingLink, at: 116 + 14)
             try s.mount()
             #expect(try sh("ls '\(s.mountpoint)'").stdout.contains("link"))
             let read = try sh("python3 -c 'import os, sys; os.readlink(sys.argv[1])' '\(s.path("link"))' 2>&1 || true")

@@ -41,7 +41,7 @@ public struct ObjectRecord: Equatable, Sendable {
     }
 
     /// Plaintext record length.
-    public static let plainSize = 40
+    public static let plainSize = 64
     /// Sealed length: nonce ‖ record ‖ tag.
     public static let sealedSize = 12 + plainSize + 16
     static let version: UInt8 = 1
@@ -54,18 +54,40 @@ public struct ObjectRecord: Equatable, Sendable {
     public var rdev: UInt64
     /// Regular files: the plaintext length; symlinks: the target's length. Others: 0.
     public var size: Int64
+    /// Modification and change times (files, symlinks, special files; a directory's are its
+    /// creation time and not served: its backing directory's are).
+    public var mtime = timespec()
+    public var ctime = timespec()
     /// Regular files: whether the file may hold holes (it was grown past its end by truncate,
     /// fallocate or a write beyond it). Only then does an all-zero cipher block read as zeros;
     /// in any other file it is a block the host zeroed, and fails.
     public var sparse = false
 
-    public init(kind: Kind, mode: mode_t, uid: uid_t, gid: gid_t, rdev: UInt64 = 0, size: Int64 = 0) {
+    public init(
+        kind: Kind, mode: mode_t, uid: uid_t, gid: gid_t, rdev: UInt64 = 0, size: Int64 = 0, times: timespec? = nil
+    ) {
         self.kind = kind
         self.mode = mode & 0o7777
         self.uid = uid
         self.gid = gid
         self.rdev = rdev
         self.size = size
+        let t = times ?? Self.now()
+        (mtime, ctime) = (t, t)
+    }
+
+    /// The current time (CLOCK_REALTIME), for mtime and ctime.
+    public static func now() -> timespec {
+        var t = timespec()
+        clock_gettime(CLOCK_REALTIME, &t)
+        return t
+    }
+
+    public static func == (a: ObjectRecord, b: ObjectRecord) -> Bool {
+        a.kind == b.kind && a.mode == b.mode && a.uid == b.uid && a.gid == b.gid && a.rdev == b.rdev
+            && a.size == b.size && a.sparse == b.sparse && a.mtime.tv_sec == b.mtime.tv_sec
+            && a.mtime.tv_nsec == b.mtime.tv_nsec && a.ctime.tv_sec == b.ctime.tv_sec
+            && a.ctime.tv_nsec == b.ctime.tv_nsec
     }
 
     /// `st_mode`: type and permission bits.
@@ -73,7 +95,8 @@ public struct ObjectRecord: Equatable, Sendable {
 
     static let sparseFlag: UInt16 = 1
 
-    /// version ‖ kind ‖ u16 flags (bit 0: sparse) ‖ mode ‖ uid ‖ gid ‖ rdev ‖ size ‖ u64 0 (reserved).
+    /// version ‖ kind ‖ u16 flags (bit 0: sparse) ‖ mode ‖ uid ‖ gid ‖ rdev ‖ size ‖ mtime (i64
+    /// seconds ‖ u32 nanoseconds) ‖ ctime (the same) ‖ u64 0 (reserved).
     var encoded: [UInt8] {
         var w = ByteWriter()
         w.u8(Self.version)
@@ -84,6 +107,10 @@ public struct ObjectRecord: Equatable, Sendable {
         w.u32(gid)
         w.u64(rdev)
         w.u64(UInt64(bitPattern: size))
+        for t in [mtime, ctime] {
+            w.u64(UInt64(bitPattern: Int64(t.tv_sec)))
+            w.u32(UInt32(truncatingIfNeeded: t.tv_nsec))
+        }
         w.u64(0)
         return w.bytes
     }
@@ -102,6 +129,12 @@ public struct ObjectRecord: Equatable, Sendable {
         self.init(kind: kind, mode: mode, uid: try r.u32(), gid: try r.u32(), rdev: try r.u64())
         sparse = flags & Self.sparseFlag != 0
         size = Int64(bitPattern: try r.u64())
+        for which in 0..<2 {
+            let sec = Int(Int64(bitPattern: try r.u64())), nsec = try r.u32()
+            guard nsec < 1_000_000_000 else { throw FormatError.corruptMetadata("object record time") }
+            let t = timespec(tv_sec: sec, tv_nsec: Int(nsec))
+            if which == 0 { mtime = t } else { ctime = t }
+        }
         guard size >= 0, size <= BlockLayout.maxPlaintextSize, try r.u64() == 0, r.remaining == 0,
             kind == .regular || (kind == .symlink && size > 0 && size < 4096) || (kind != .symlink && size == 0)
         else {
