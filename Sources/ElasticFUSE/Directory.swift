@@ -30,6 +30,14 @@ enum Directory {
                         child = try f.register(parent: dir, backingName: e.backing, stat: st)
                     } catch let err as Errno where err == .noSuchFileOrDirectory {
                         return 0  // removed since the snapshot: skip it
+                    } catch {
+                        // Damaged (a header that does not open, a node ELASTIC never makes): the
+                        // name is listed without attributes, so the rest of the listing works and
+                        // the entry fails (EIO) when used; `elastic fsck --repair` moves it aside.
+                        var p = fuse_entry_param()
+                        p.attr.st_ino = 0xffff_ffff
+                        let n = fuse_add_direntry_plus(req, buf + used, size - used, cname, &p, off_t(index + 1))
+                        return n > size - used ? -1 : n
                     }
                     var p = Operations.entryParam(f, child)
                     let n = fuse_add_direntry_plus(req, buf + used, size - used, cname, &p, off_t(index + 1))

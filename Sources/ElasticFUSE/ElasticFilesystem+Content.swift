@@ -77,12 +77,48 @@ extension ElasticFilesystem {
         holes: Bool
     ) throws {
         let clen = Int(length + BlockLayout.overhead)
-        let got = try Syscall.pread(fd, t.cipher, clen, BlockLayout.cipherOffset(block: index))
-        guard got == clen else { throw FormatError.corruptLength(Int64(got)) }
-        _ = try fileID.withUnsafeBytes {
-            try t.crypto.openBlock(
-                fileID: $0, index: index, cipher: t.cipher, length: clen, output: dst, holes: holes)
+        do {
+            let got = try Syscall.pread(fd, t.cipher, clen, BlockLayout.cipherOffset(block: index))
+            guard got == clen else { throw FormatError.corruptLength(Int64(got)) }
+            _ = try fileID.withUnsafeBytes {
+                try t.crypto.openBlock(
+                    fileID: $0, index: index, cipher: t.cipher, length: clen, output: dst, holes: holes)
+            }
+        } catch let e as FormatError {
+            guard try openGrownLastBlock(t, fd: fd, fileID: fileID, index: index, length: length, into: dst) else {
+                throw e
+            }
         }
+    }
+
+    /// The file's last block, partial by its record, as a crash can leave it: already grown by
+    /// a write whose record never followed (the block is sealed whole, so it no longer opens at
+    /// the recorded length). If the backing file holds a longer block at that place that opens
+    /// as this file's block `index`, its first `length` bytes are the file's. The host gains
+    /// nothing it could not already do by putting back an older block. Returns whether it did.
+    func openGrownLastBlock(
+        _ t: ThreadState, fd: Int32, fileID: [UInt8], index: Int64, length: Int64, into dst: UnsafeMutableRawPointer
+    ) throws -> Bool {
+        let start = BlockLayout.cipherOffset(block: index)
+        let available = min(BlockLayout.cipherBlockSize, try cipherSize(fd) - start)
+        guard length < Self.bs, available > length + BlockLayout.overhead else { return false }
+        let cipher = UnsafeMutableRawPointer.allocate(byteCount: Int(BlockLayout.cipherBlockSize), alignment: 16)
+        let plain = UnsafeMutableRawPointer.allocate(byteCount: Int(Self.bs), alignment: 16)
+        defer {
+            cipher.deallocate()
+            plain.deallocate()
+        }
+        guard try Syscall.pread(fd, cipher, Int(available), start) == Int(available) else { return false }
+        let opened = try? fileID.withUnsafeBytes {
+            try t.crypto.openBlock(
+                fileID: $0, index: index, cipher: cipher, length: Int(available), output: plain, holes: false)
+        }
+        guard opened != nil else { return false }
+        dst.copyMemory(from: plain, byteCount: Int(length))
+        logger.notice(
+            "last block longer than its record (a write cut off by a crash): its recorded part is used",
+            metadata: ["block": "\(index)", "length": "\(length)"])
+        return true
     }
 
     /// Seals `count` plaintext bytes (from `t.plain` unless given) as blocks starting at `first`
@@ -189,6 +225,12 @@ extension ElasticFilesystem {
                             output: t.plain + produced,
                             holes: h.record.sparse)
                         guard opened == length else { throw FormatError.corruptLength(Int64(opened)) }
+                    } catch let e as FormatError
+                        where b == (plain - 1) / Self.bs
+                        && (try? openGrownLastBlock(
+                            t, fd: fd, fileID: id, index: b, length: Int64(length), into: t.plain + produced)) == true
+                    {
+                        _ = e
                     } catch {
                         logger.error(
                             "block failed authentication: refusing to return it",
@@ -234,11 +276,11 @@ extension ElasticFilesystem {
         let oldSize = h.record.size, id = h.fileID
         let end = offset + Int64(size)
         if end > oldSize {
-            // Ciphertext past the size (from a write a crash cut off before its record, or put
-            // there by the host) must not show through as the new range's holes: drop it.
-            if try cipherSize(fd) > BlockLayout.ciphertextSize(plain: oldSize) {
-                try Syscall.ftruncate(fd, BlockLayout.ciphertextSize(plain: oldSize))
-            }
+            // Ciphertext past the last block's place (from a write a crash cut off before its
+            // record, or put there by the host) must not show through as the new range's holes:
+            // drop it. (The last block's place is kept: a grown last block is read from it.)
+            let keep = BlockLayout.ciphertextSize(plain: (oldSize + Self.bs - 1) / Self.bs * Self.bs)
+            if try cipherSize(fd) > keep { try Syscall.ftruncate(fd, keep) }
         }
         let first = offset / Self.bs, last = (end - 1) / Self.bs
         // A partial last block before the written range becomes a full block of its data and zeros.
@@ -296,7 +338,6 @@ extension ElasticFilesystem {
         let kept = Self.withoutPrivilegeBits(mode)
         if kept != mode {
             try updateRecord(i, fd: fd) { $0.mode = kept }
-            try? Syscall.chmod(fd: fd, kept)  // the backing file mirrors it
         }
     }
 
@@ -319,10 +360,9 @@ extension ElasticFilesystem {
             let oldSize = h.record.size, id = h.fileID
             if newSize == oldSize { return }
             if newSize > oldSize {
-                // Drop ciphertext past the size first (see writeChunk), then grow: holes.
-                if try cipherSize(fd) > BlockLayout.ciphertextSize(plain: oldSize) {
-                    try Syscall.ftruncate(fd, BlockLayout.ciphertextSize(plain: oldSize))
-                }
+                // Drop ciphertext past the last block's place first (see writeChunk), then grow: holes.
+                let keep = BlockLayout.ciphertextSize(plain: (oldSize + Self.bs - 1) / Self.bs * Self.bs)
+                if try cipherSize(fd) > keep { try Syscall.ftruncate(fd, keep) }
                 let lastOld = oldSize / Self.bs
                 let grownLength = newSize / Self.bs > lastOld ? Self.bs : newSize % Self.bs
                 try growLastBlock(t, fd: fd, header: h, newLength: grownLength)
@@ -347,6 +387,7 @@ extension ElasticFilesystem {
             try updateRecord(i, fd: fd) { r in
                 r.size = newSize
                 r.mtime = r.ctime
+                if newSize == 0 { r.sparse = false }  // nothing left that could be a hole
             }
             try Syscall.ftruncate(fd, BlockLayout.ciphertextSize(plain: newSize))
         }
@@ -356,10 +397,29 @@ extension ElasticFilesystem {
     /// nothing (space for ciphertext is not reserved); other modes are not supported.
     func fallocate(_ ino: UInt64, fd: Int32, mode: Int32, offset: Int64, length: Int64) throws {
         let i = try inode(ino)
-        guard offset >= 0, length > 0 else { throw Errno.invalidArgument }
+        guard offset >= 0, length > 0, offset <= BlockLayout.maxPlaintextSize - length else {
+            throw Errno.invalidArgument
+        }
         if mode == LinuxConstants.fallocKeepSize { return }
         guard mode == 0 else { throw Errno.notSupported }
-        let size = try i.content.withReadLock { try header(i).record.size }
-        if offset + length > size { try truncate(i, fd: fd, to: offset + length) }
+        let t = try worker()
+        // Allocation means the bytes exist: sealed zeros, not holes (so the file stays one in
+        // which a zeroed block is an error).
+        try i.content.withWriteLock {
+            var at = try header(i).record.size
+            let end = offset + length
+            while at < end {
+                let n = Int(min(Int64(ThreadState.maxRequest), end - at))
+                try writeChunk(i, t, fd: fd, data: UnsafeRawPointer(Self.zeros), size: n, offset: at)
+                at += Int64(n)
+            }
+        }
     }
+
+    /// `ThreadState.maxRequest` zero bytes (what fallocate writes).
+    nonisolated(unsafe) static let zeros: UnsafeMutableRawPointer = {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: ThreadState.maxRequest, alignment: 4096)
+        p.initializeMemory(as: UInt8.self, repeating: 0, count: ThreadState.maxRequest)
+        return p
+    }()
 }

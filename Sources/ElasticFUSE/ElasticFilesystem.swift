@@ -111,7 +111,30 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             header = try withHandle(parent) { try readHeader(dirfd: $0, name: backingName, expected: key) }
         }
         var regained: Inode? = nil
-        let inode = inodes.withLock { t -> Inode in
+        // (Retried once with the header when the inode the check above found was forgotten
+        // before the table lock was taken: a new inode needs its header.)
+        for attempt in 0..<2 {
+            if attempt == 1 {
+                header = try withHandle(parent) { try readHeader(dirfd: $0, name: backingName, expected: key) }
+            }
+            guard let inode = registering(key, backingType, link, header, &regained) else { continue }
+            if let regained { handles.unpin(regained) }  // it has a name again
+            do {
+                return Entry(inode: inode, attr: try attributes(of: inode, stat: st))
+            } catch {
+                forget(inode.id, 1)  // the kernel never hears of this lookup, so it will not forget it
+                throw error
+            }
+        }
+        throw Errno.staleNFSFileHandle
+    }
+
+    /// The table part of `register`: the inode for `key` with `link` added and one lookup
+    /// counted, or nil when a new inode would be needed and `header` is missing.
+    private func registering(
+        _ key: DevIno, _ backingType: mode_t, _ link: Link, _ header: FileHeader?, _ regained: inout Inode?
+    ) -> Inode? {
+        inodes.withLock { t -> Inode? in
             if let found = t.byKey[key], found.backingType == backingType {
                 let sameObject = header.map { h in found.header.withLock { $0?.fileID } == h.fileID } ?? true
                 if sameObject {
@@ -125,20 +148,14 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 for l in found.links.all where t.byName[l.key] === found { t.byName[l.key] = nil }
                 found.links = LinkSet()
             }
-            let i = Inode(id: t.nextID, stat: st, header: header)
+            if backingType == S_IFREG && header == nil { return nil }
+            let i = Inode(id: t.nextID, key: key, backingType: backingType, header: header)
             t.nextID += 1
             i.nlookup = 1
             t.byID[i.id] = i
             t.byKey[i.key] = i
             t.addLink(i, link)
             return i
-        }
-        if let regained { handles.unpin(regained) }  // it has a name again
-        do {
-            return Entry(inode: inode, attr: try attributes(of: inode, stat: st))
-        } catch {
-            forget(inode.id, 1)  // the kernel never hears of this lookup, so it will not forget it
-            throw error
         }
     }
 
@@ -590,7 +607,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                         throw Errno.fileExists
                     }
                     entry.inode.openCount.add(1, ordering: .relaxed)
-                    if flags & O_TRUNC != 0 { try truncate(entry.inode, fd: fd, to: 0) }
+                    if flags & O_TRUNC != 0 { try truncateOnOpen(entry.inode, fd: fd, caller: caller) }
                     return (entry, fd)
                 } catch {
                     Syscall.close(fd)
@@ -623,10 +640,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         let fd = try openBacking(i, Self.backingFlags(flags))
         if flags & O_TRUNC != 0 {
             do {
-                try i.content.withWriteLock { try dropPrivilegeBits(i, fd: fd, caller: caller) }
-                try truncate(i, fd: fd, to: 0)
-                // O_TRUNC sets mtime and ctime even when the file was empty.
-                try i.content.withWriteLock { try updateRecord(i, fd: fd) { $0.mtime = ObjectRecord.now() } }
+                try truncateOnOpen(i, fd: fd, caller: caller)
             } catch {
                 Syscall.close(fd)
                 throw error
@@ -634,6 +648,14 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         }
         i.openCount.add(1, ordering: .relaxed)
         return fd
+    }
+
+    /// O_TRUNC: setuid/setgid cleared for a caller other than root, the file emptied, and
+    /// mtime and ctime set even when it was empty already.
+    func truncateOnOpen(_ i: Inode, fd: Int32, caller: Caller) throws {
+        try i.content.withWriteLock { try dropPrivilegeBits(i, fd: fd, caller: caller) }
+        try truncate(i, fd: fd, to: 0)
+        try i.content.withWriteLock { try updateRecord(i, fd: fd) { $0.mtime = $0.ctime } }
     }
 
     /// The kernel closed a file handle of `ino`.

@@ -119,10 +119,14 @@ final class Inode: @unchecked Sendable {
     let directoryRecord = Mutex<ObjectRecord?>(nil)
 
     /// An inode for the backing object `st`; `header` (regular backing files) gives its type.
-    init(id: UInt64, stat st: stat, header: FileHeader? = nil) {
+    convenience init(id: UInt64, stat st: stat, header: FileHeader? = nil) {
+        self.init(id: id, key: DevIno(st), backingType: st.st_mode & S_IFMT, header: header)
+    }
+
+    init(id: UInt64, key: DevIno, backingType: mode_t, header: FileHeader?) {
         self.id = id
-        key = DevIno(st)
-        backingType = st.st_mode & S_IFMT
+        self.key = key
+        self.backingType = backingType
         mode = header?.record.kind.fileType ?? backingType
         self.header.withLock { $0 = header }
     }

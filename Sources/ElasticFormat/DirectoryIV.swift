@@ -24,8 +24,9 @@ public enum DirectoryIV {
 
     static func contents(of dirfd: Int32, expecting length: Int) throws -> [UInt8] {
         let bytes: [UInt8]
-        do { bytes = try Syscall.readFile(dirfd, fileName, limit: 256) } catch let e as SystemError {
-            throw FormatError.corruptMetadata("directory IV: \(e)")
+        // Any failure (missing, not a file, unreadable) is damage, never "no such entry".
+        do { bytes = try Syscall.readFile(dirfd, fileName, limit: 256) } catch {
+            throw FormatError.corruptMetadata("directory IV: \(error)")
         }
         guard bytes.count == length else { throw FormatError.corruptMetadata("directory IV of \(bytes.count) bytes") }
         return bytes
@@ -55,8 +56,12 @@ public enum DirectoryIV {
         throws
     {
         let sealed = try record.seal(objectID: iv, with: crypto)
-        let fd = try Syscall.openat(dirfd, fileName, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
+        // O_NONBLOCK and a type check: a FIFO planted in its place must not block the daemon.
+        let fd = try Syscall.openat(dirfd, fileName, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         defer { Syscall.close(fd) }
+        guard try Syscall.fstat(fd).st_mode & S_IFMT == S_IFREG else {
+            throw FormatError.corruptMetadata("directory IV: not a regular file")
+        }
         try sealed.withUnsafeBytes { try Syscall.pwrite(fd, $0.baseAddress!, $0.count, Int64(size)) }
     }
 

@@ -52,7 +52,12 @@ public struct FileHeader: Equatable, Sendable {
             throw FormatError.corruptHeader("header length or reserved bytes")
         }
         let id = Array(bytes[8..<24])
-        self.init(fileID: id, record: try ObjectRecord.open(Array(bytes[24...]), objectID: id, with: crypto))
+        let record = try ObjectRecord.open(Array(bytes[24...]), objectID: id, with: crypto)
+        // A directory's record (from an elastic.diriv) never heads a file.
+        guard record.kind != .directory else {
+            throw FormatError.corruptHeader("a directory's record in a file header")
+        }
+        self.init(fileID: id, record: record)
     }
 
     /// The file ID of a v1 header (magic ‖ version 1 ‖ 0 ‖ file ID), for `elastic migrate`.

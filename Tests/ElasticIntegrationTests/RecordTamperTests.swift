@@ -202,6 +202,78 @@ struct RecordTamperTests {
         }
     }
 
+    /// A directory's record (from its elastic.diriv) put in front of a file: refused, never a
+    /// file that claims to be a directory.
+    @Test func directoryRecordNeverHeadsAFile() throws {
+        try MountedStore.with { s in
+            try expectOK(sh("mkdir '\(s.path("d"))' && echo victim > '\(s.path("victim"))'"), "write")
+            try s.unmount()
+            let victim = try backing(s, plainSize: 7)
+            let dir = try sh("find '\(s.backing)' -mindepth 1 -maxdepth 1 -type d ! -name 'elastic.*'").stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            try expectOK(
+                sh(
+                    "(printf 'ELFB\\000\\002\\000\\000'; cat '\(dir)/elastic.diriv') > '\(s.dir)/h' && cat '\(s.dir)/h' > '\(victim)'"
+                ), "splice")
+            try s.mount()
+            let r = try sh("stat -c %F '\(s.path("victim"))' 2>&1 || true")
+            #expect(r.stdout.contains("Input/output error"), "\(r.stdout)")
+            #expect(try sh("ls '\(s.mountpoint)' | sort | tr '\\n' ' '").stdout == "d victim ")
+            try s.unmount()
+            let fsck = try run(Env.elastic, ["fsck", s.backing, "--unlock-keyfile", s.keyFile])
+            #expect(fsck.status == 40 && fsck.stdout.contains("/victim: file header"), "\(fsck.stdout)")
+            try s.mount()
+        }
+    }
+
+    /// The state a crash leaves when it cuts off an append after the grown last block and
+    /// before its record: the fsynced contents still read back exactly.
+    @Test func appendCutOffBeforeItsRecordKeepsTheFsyncedContents() throws {
+        try MountedStore.with { s in
+            try expectOK(sh("echo 'fsynced data' > '\(s.path("f"))' && sync '\(s.path("f"))'"), "write")
+            try s.unmount()
+            let b = try backing(s, plainSize: 13)
+            try expectOK(sh("head -c 116 '\(b)' > '\(s.dir)/old-header'"), "save header")
+            try s.mount()
+            try expectOK(sh("echo appended >> '\(s.path("f"))'"), "append")
+            try s.unmount()
+            // The record from before the append, over the grown block: what the crash leaves.
+            try expectOK(sh("dd if='\(s.dir)/old-header' of='\(b)' conv=notrunc 2>/dev/null"), "crash state")
+            try s.mount()
+            #expect(try sh("cat '\(s.path("f"))'").stdout == "fsynced data\n")
+            try expectOK(sh("echo more >> '\(s.path("f"))'"), "append again")
+            #expect(try sh("cat '\(s.path("f"))'").stdout == "fsynced data\nmore\n")
+            try s.unmount()
+            expectOK(try run(Env.elastic, ["fsck", s.backing, "--unlock-keyfile", s.keyFile]), "fsck")
+            try s.mount()
+        }
+    }
+
+    /// fallocate allocates: the bytes are sealed zeros, not holes, so a block the host zeroes
+    /// fails; and a FIFO put in place of a directory's elastic.diriv never blocks the daemon.
+    @Test func fallocateWritesZerosAndAPlantedFifoDoesNotHang() throws {
+        try MountedStore.with { s in
+            try expectOK(
+                sh("fallocate -l 12288 '\(s.path("p"))' && mkdir '\(s.path("d"))' && chmod 0755 '\(s.mountpoint)'"),
+                "allocate")
+            try s.unmount()
+            let p = try backing(s, plainSize: 12288)
+            try expectOK(
+                sh(
+                    "python3 -c 'import sys; f = open(sys.argv[1], \"r+b\"); f.seek(116 + 4124); f.write(bytes(4124))' '\(p)'"
+                ), "zero block 1")
+            let dir = try sh("find '\(s.backing)' -mindepth 1 -maxdepth 1 -type d ! -name 'elastic.*'").stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            try s.mount()
+            try expectOK(sh("stat '\(s.path("d"))' > /dev/null"), "load d")
+            try expectOK(sh("rm '\(dir)/elastic.diriv' && mkfifo '\(dir)/elastic.diriv'"), "plant fifo")
+            let chmod = try sh("timeout 20 chmod 700 '\(s.path("d"))' 2>&1; echo rc=$?")
+            #expect(!chmod.stdout.contains("rc=124"), "chmod hung: \(chmod.stdout)")
+            let r = try sh("cat '\(s.path("p"))' > /dev/null 2>'\(s.dir)/err' && echo READ_OK || cat '\(s.dir)/err'")
+            #expect(r.stdout.contains("Input/output error"), "\(r.stdout)")
+        }
+    }
+
     @Test func fsckNamesAFileWhoseRecordWasEdited() throws {
         try MountedStore.with { s in
             try expectOK(sh("mkdir '\(s.path("d"))' && head -c 777 /dev/urandom > '\(s.path("d/f"))'"), "write")

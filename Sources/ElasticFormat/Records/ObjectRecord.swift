@@ -142,25 +142,19 @@ public struct ObjectRecord: Equatable, Sendable {
         }
     }
 
-    /// Associated data: "elastic/v2/record" ‖ the object's ID ‖ `place` (what else the record
-    /// is bound to: empty for files and directories; the directory and name for symlinks).
-    static func aad(objectID: [UInt8], place: [UInt8]) -> [UInt8] {
-        Array(KeyLabels.objectRecord.utf8) + objectID + place
-    }
+    /// Associated data: "elastic/v2/record" ‖ the object's ID.
+    static func aad(objectID: [UInt8]) -> [UInt8] { Array(KeyLabels.objectRecord.utf8) + objectID }
 
     /// The sealed record (`sealedSize` bytes) for the object `objectID`.
-    public func seal(objectID: [UInt8], place: [UInt8] = [], with crypto: CryptoWorker) throws -> [UInt8] {
-        try crypto.sealMetadata(encoded, context: Self.aad(objectID: objectID, place: place))
+    public func seal(objectID: [UInt8], with crypto: CryptoWorker) throws -> [UInt8] {
+        try crypto.sealMetadata(encoded, context: Self.aad(objectID: objectID))
     }
 
     /// Opens a sealed record of `objectID`; a record of another object, or an edited one, throws.
-    public static func open(_ sealed: [UInt8], objectID: [UInt8], place: [UInt8] = [], with crypto: CryptoWorker)
-        throws -> ObjectRecord
-    {
+    public static func open(_ sealed: [UInt8], objectID: [UInt8], with crypto: CryptoWorker) throws -> ObjectRecord {
         guard sealed.count == sealedSize else { throw FormatError.corruptMetadata("object record length") }
         do {
-            return try ObjectRecord(
-                decoding: try crypto.openMetadata(sealed, context: aad(objectID: objectID, place: place)))
+            return try ObjectRecord(decoding: try crypto.openMetadata(sealed, context: aad(objectID: objectID)))
         } catch {
             throw FormatError.corruptMetadata("object record failed authentication (edited, or another object's)")
         }
