@@ -118,6 +118,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 header = try withHandle(parent) { try readHeader(dirfd: $0, name: backingName, expected: key) }
             }
             guard let inode = registering(key, backingType, link, header, &regained) else { continue }
+            if st.st_nlink > 1 { inode.mayHaveOtherNames.store(true, ordering: .relaxed) }
             if let regained { handles.unpin(regained) }  // it has a name again
             do {
                 return Entry(inode: inode, attr: try attributes(of: inode, stat: st))
@@ -692,8 +693,8 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// A writable descriptor on `victim` (a file with a header, named `name` in `dirfd`) when it
     /// has names besides this one, for `touchChanged` once the name is gone.
     func openIfOtherNamesRemain(_ victim: Inode?, _ dirfd: Int32, _ name: String) -> Int32? {
-        guard let victim, victim.hasHeader, let st = try? Syscall.lstatat(dirfd, name), st.st_nlink > 1,
-            DevIno(st) == victim.key
+        guard let victim, victim.hasHeader, victim.mayHaveOtherNames.load(ordering: .relaxed),
+            let st = try? Syscall.lstatat(dirfd, name), st.st_nlink > 1, DevIno(st) == victim.key
         else { return nil }
         return try? Syscall.openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
     }
@@ -812,6 +813,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             let st = try Syscall.lstatat(n.dirfd, n.b.name)
             let entry = try register(parent: newParent, backingName: n.b.name, stat: st)
             guard i.hasHeader else { return entry }
+            i.mayHaveOtherNames.store(true, ordering: .relaxed)
             try touchChanged(i)  // a new name changes the file's ctime
             return Entry(inode: entry.inode, attr: try attributes(of: entry.inode, stat: st))
         }

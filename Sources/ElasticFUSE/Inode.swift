@@ -100,6 +100,9 @@ final class Inode: @unchecked Sendable {
     var links = LinkSet()
     /// Open file handles (an object without a name is still used through them).
     let openCount = Atomic<Int>(0)
+    /// Whether the object may have several names (its backing link count was above one when
+    /// looked up, or a link was made): only then does removing a name look for survivors.
+    let mayHaveOtherNames = Atomic<Bool>(false)
 
     // Handle cache state, guarded by the cache lock.
     var handle: BackingHandle?
