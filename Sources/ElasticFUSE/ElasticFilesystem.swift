@@ -542,7 +542,10 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// umask), the owner `withNew` chose (on a mount by another user than root: that user, who
     /// owns every backing object).
     func newRecord(_ kind: ObjectRecord.Kind, _ mode: mode_t, _ n: NewObject, rdev: dev_t = 0) -> ObjectRecord {
-        let (uid, gid) = isRoot ? (n.owner.uid, n.owner.gid) : (geteuid(), getegid())
+        // (A mount by another user than root: that user owns everything, with the group a
+        // setgid parent directory passes on, as the backing filesystem would do.)
+        let (uid, gid) =
+            isRoot ? (n.owner.uid, n.owner.gid) : (geteuid(), n.owner.setgidParent ? n.owner.gid : getegid())
         let isDevice = kind == .characterDevice || kind == .blockDevice
         return ObjectRecord(kind: kind, mode: mode, uid: uid, gid: gid, rdev: isDevice ? UInt64(rdev) : 0)
     }
