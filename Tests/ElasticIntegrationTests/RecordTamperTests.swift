@@ -230,22 +230,34 @@ struct RecordTamperTests {
     /// before its record: the fsynced contents still read back exactly.
     @Test func appendCutOffBeforeItsRecordKeepsTheFsyncedContents() throws {
         try MountedStore.with { s in
-            try expectOK(sh("echo 'fsynced data' > '\(s.path("f"))' && sync '\(s.path("f"))'"), "write")
+            try expectOK(
+                sh(
+                    "echo 'fsynced data' > '\(s.path("f"))' && echo 'fsynced gdata' > '\(s.path("g"))' && sync '\(s.path("f"))'"
+                ), "write")
             try s.unmount()
-            let b = try backing(s, plainSize: 13)
-            try expectOK(sh("head -c 116 '\(b)' > '\(s.dir)/old-header'"), "save header")
+            let f = try backing(s, plainSize: 13), g = try backing(s, plainSize: 14)
+            try expectOK(
+                sh("head -c 116 '\(f)' > '\(s.dir)/f-header' && head -c 116 '\(g)' > '\(s.dir)/g-header'"), "save")
             try s.mount()
-            try expectOK(sh("echo appended >> '\(s.path("f"))'"), "append")
+            try expectOK(sh("echo appended >> '\(s.path("f"))' && echo appended >> '\(s.path("g"))'"), "append")
             try s.unmount()
-            // The record from before the append, over the grown block: what the crash leaves.
-            try expectOK(sh("dd if='\(s.dir)/old-header' of='\(b)' conv=notrunc 2>/dev/null"), "crash state")
+            // The records from before the appends, over the grown blocks: what a crash leaves.
+            try expectOK(
+                sh(
+                    "dd if='\(s.dir)/f-header' of='\(f)' conv=notrunc 2>/dev/null && dd if='\(s.dir)/g-header' of='\(g)' conv=notrunc 2>/dev/null"
+                ), "crash state")
+            expectOK(
+                try run(Env.elastic, ["fsck", s.backing, "--unlock-keyfile", s.keyFile]), "fsck of the crash state")
             try s.mount()
             #expect(try sh("cat '\(s.path("f"))'").stdout == "fsynced data\n")
             try expectOK(sh("echo more >> '\(s.path("f"))'"), "append again")
             #expect(try sh("cat '\(s.path("f"))'").stdout == "fsynced data\nmore\n")
             try s.unmount()
+            // A rekey copies g's recorded part too.
+            expectOK(try run(Env.elastic, ["rekey", s.backing, "--unlock-keyfile", s.keyFile]), "rekey")
             expectOK(try run(Env.elastic, ["fsck", s.backing, "--unlock-keyfile", s.keyFile]), "fsck")
             try s.mount()
+            #expect(try sh("cat '\(s.path("g"))' '\(s.path("f"))'").stdout == "fsynced gdata\nfsynced data\nmore\n")
         }
     }
 
