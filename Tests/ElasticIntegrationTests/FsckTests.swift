@@ -83,6 +83,8 @@ struct FsckTests {
             let backingSize: Int = 116 + 2 * 4124 + 808 + 28  // header, two full blocks, the 808-byte tail
             let broken = try sh("find '\(s.backing)' -type f -size \(backingSize)c").stdout
                 .trimmingCharacters(in: .whitespacesAndNewlines)
+            // (An empty path would send the edits below to the working directory.)
+            try #require(broken.hasPrefix(s.backing + "/"), "no backing file of \(backingSize) bytes")
             try flipByte(broken, at: 116 + 100)  // in block 0
             // A backing file whose name is not one of ours.
             try expectOK(sh("echo junk > \"$(dirname '\(broken)')/not-ours\""), "inject")
