@@ -91,30 +91,16 @@ extension ElasticFilesystem {
         }
     }
 
-    /// The file's last block, partial by its record, as a crash can leave it: already grown by
-    /// a write whose record never followed (the block is sealed whole, so it no longer opens at
-    /// the recorded length). If the backing file holds a longer block at that place that opens
-    /// as this file's block `index`, its first `length` bytes are the file's. The host gains
-    /// nothing it could not already do by putting back an older block. Returns whether it did.
+    /// The file's last block as a crash can leave it (`recordedPartOfGrownBlock`), into `dst`.
+    /// Returns whether it was one.
     func openGrownLastBlock(
         _ t: ThreadState, fd: Int32, fileID: [UInt8], index: Int64, length: Int64, into dst: UnsafeMutableRawPointer
     ) throws -> Bool {
-        let start = BlockLayout.cipherOffset(block: index)
-        let available = min(BlockLayout.cipherBlockSize, try cipherSize(fd) - start)
-        guard length < Self.bs, available > length + BlockLayout.overhead else { return false }
-        let cipher = UnsafeMutableRawPointer.allocate(byteCount: Int(BlockLayout.cipherBlockSize), alignment: 16)
-        let plain = UnsafeMutableRawPointer.allocate(byteCount: Int(Self.bs), alignment: 16)
-        defer {
-            cipher.deallocate()
-            plain.deallocate()
-        }
-        guard try Syscall.pread(fd, cipher, Int(available), start) == Int(available) else { return false }
-        let opened = try? fileID.withUnsafeBytes {
-            try t.crypto.openBlock(
-                fileID: $0, index: index, cipher: cipher, length: Int(available), output: plain, holes: false)
-        }
-        guard opened != nil else { return false }
-        dst.copyMemory(from: plain, byteCount: Int(length))
+        guard
+            let part = t.crypto.recordedPartOfGrownBlock(
+                fd: fd, fileID: fileID, index: index, length: Int(length), backingSize: try cipherSize(fd))
+        else { return false }
+        part.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         logger.notice(
             "last block longer than its record (a write cut off by a crash): its recorded part is used",
             metadata: ["block": "\(index)", "length": "\(length)"])

@@ -1,38 +1,11 @@
 import ElasticCrypto
 
-/// Symlink targets in BACKING: sealed with AES-256-GCM under the metadata key (associated data
-/// `KeyLabels.symlink`) and stored base64url-encoded as the backing symlink's own target; a
-/// target whose encoding is too long for a symlink (4095 bytes) is stored sealed in
-/// `elastic.links/<id>` and the backing symlink points there (`elastic.link:<id>`).
+/// Version 1 symlink targets (read only by `elastic migrate`): sealed with AES-256-GCM under
+/// the metadata key (associated data `KeyLabels.symlink`) and stored base64url-encoded as the
+/// backing symlink's own target, or, when too long for one, sealed in `elastic.links/<id>` with
+/// the backing symlink pointing there (`elastic.link:<id>`). Version 2 symlinks are files.
 public enum SymlinkCodec {
-    /// Longest plaintext target (PATH_MAX - 1).
-    public static let maxTarget = 4095
-    /// Longest backing symlink target ELASTIC writes.
-    public static let maxBackingTarget = 4095
     static let context = Array(KeyLabels.symlink.utf8)
-
-    /// Where a sealed target lives.
-    public enum Stored: Equatable {
-        /// In the backing symlink itself: its target string.
-        case inline(String)
-        /// In `elastic.links/<id>`, holding `sealed`; the backing symlink's target is `reference`.
-        case long(id: String, sealed: [UInt8])
-
-        public var backingTarget: String {
-            switch self {
-            case .inline(let s): return s
-            case .long(let id, _): return BackingNames.longLinkPrefix + id
-            }
-        }
-    }
-
-    /// Seals `target` and chooses where it is stored.
-    public static func seal(_ target: [UInt8], with crypto: CryptoWorker) throws -> Stored {
-        let sealed = try crypto.sealMetadata(target, context: context)
-        let encoded = Base64URL.encode(sealed)
-        if encoded.utf8.count <= maxBackingTarget { return .inline(encoded) }
-        return .long(id: Hex.encode(try Random.bytes(16)), sealed: sealed)
-    }
 
     public static func open(_ sealed: [UInt8], with crypto: CryptoWorker) throws -> [UInt8] {
         try crypto.openMetadata(sealed, context: context)
@@ -59,12 +32,6 @@ public enum SymlinkCodec {
         }
         return .inline(raw)
     }
-
-    /// The plaintext length of a target, without decrypting it: from the length of the backing
-    /// symlink's target, or of the long-link file.
-    public static func plaintextLength(inlineTargetLength n: Int) -> Int { max(0, n * 6 / 8 - overhead) }
-    public static func plaintextLength(longFileSize n: Int) -> Int { max(0, n - overhead) }
-    static let overhead = AESGCM.nonceSize + AESGCM.tagSize
 }
 
 /// Extended attributes in BACKING: only the `user.` namespace is stored; the rest of the name is

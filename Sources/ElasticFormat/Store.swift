@@ -63,8 +63,9 @@ public final class UnlockedStore: Sendable {
         KeyStoreFile(directory: directory, keys: keys, root: config.features.contains(.storeRoot) ? root : nil)
     }
 
-    /// Gives a store made before roots existed its `elastic.root` (and the feature flag that
-    /// makes every later open require it). Does nothing for a store that has one.
+    /// Gives a store made before roots existed (version 1, being migrated) its `elastic.root`
+    /// and the feature flag that makes every later open require it. Does nothing for a store
+    /// that has one (every version 2 store).
     @discardableResult
     public func upgradeToRoot() throws -> Bool {
         try root.exclusive {
@@ -90,8 +91,7 @@ public final class UnlockedStore: Sendable {
     /// authenticated) now.
     private func changingConfig<R>(_ body: (inout (config: StoreConfig, master: SecureBytes?)) throws -> R) throws -> R
     {
-        try upgradeToRoot()
-        return try root.exclusive {
+        try root.exclusive {
             try state.withLock { s in
                 let (current, bytes) = try Store.readConfig(directory: directory, backing: backing)
                 try StoreConfig.verifyMAC(bytes, keys: keys)

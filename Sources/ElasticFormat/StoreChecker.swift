@@ -60,10 +60,8 @@ public final class StoreChecker {
 
     /// Runs the whole check; the result is in `problems` and `counts`.
     public func run() throws {
-        if store.config.features.contains(.storeRoot) {
-            do { _ = try store.root.bindWitness(requested: nil, readOnly: true) } catch {
-                problems.append(Problem(path: BackingNames.root, what: "\(error)"))
-            }
+        do { _ = try store.root.bindWitness(requested: nil, readOnly: true) } catch {
+            problems.append(Problem(path: BackingNames.root, what: "\(error)"))
         }
         do { _ = try store.keyStoreFile().load() } catch {
             problems.append(Problem(path: BackingNames.keyStore, what: "key store does not open: \(error)"))
@@ -195,30 +193,6 @@ public final class StoreChecker {
         case unreadable(String)
     }
 
-    /// Whether the backing file holds, at block `index`'s place, a longer block (up to a full
-    /// one) that opens as that block of the file.
-    func grownLastBlockOpens(_ fd: Int32, _ h: FileHeader, _ index: Int64, _ backingSize: Int64) -> Bool {
-        let start = BlockLayout.cipherOffset(block: index)
-        let available = Int(min(BlockLayout.cipherBlockSize, backingSize - start))
-        guard available > Int(BlockLayout.overhead) else { return false }
-        var cipher = [UInt8](repeating: 0, count: available)
-        var out = [UInt8](repeating: 0, count: Int(BlockLayout.blockSize))
-        guard
-            (try? cipher.withUnsafeMutableBytes { try Syscall.pread(fd, $0.baseAddress!, available, start) })
-                == available
-        else { return false }
-        return
-            (try? h.fileID.withUnsafeBytes { id in
-                try cipher.withUnsafeBytes { c in
-                    try out.withUnsafeMutableBytes { o in
-                        try crypto.openBlock(
-                            fileID: id, index: index, cipher: c.baseAddress!, length: available, output: o.baseAddress!,
-                            holes: false)
-                    }
-                }
-            }) != nil
-    }
-
     /// What is wrong with a regular backing file (a regular or special file): its header and
     /// record, its length against the record's, and every data block.
     func checkFile(_ dirfd: Int32, _ backing: String, _ path: String, _ listed: stat) -> Verdict {
@@ -289,7 +263,12 @@ public final class StoreChecker {
                 }) != nil
             // A last block longer than its record (a write a crash cut off before its record):
             // its recorded part is the file's, as the mount reads it.
-            if !ok, index == blocks - 1, plain % BlockLayout.blockSize != 0, grownLastBlockOpens(fd, h, index, size) {
+            if !ok, index == blocks - 1,
+                crypto.recordedPartOfGrownBlock(
+                    fd: fd, fileID: h.fileID, index: index,
+                    length: Int(BlockLayout.plaintextLength(block: index, fileSize: plain)),
+                    backingSize: size) != nil
+            {
                 counts.blocks += 1
                 continue
             }

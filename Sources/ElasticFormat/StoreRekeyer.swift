@@ -356,13 +356,6 @@ public final class StoreRekeyer {
         return fd
     }
 
-    static func longLinksDirectory(_ root: Int32) throws -> Int32 {
-        if (try? Syscall.lstatat(root, BackingNames.longLinks)) == nil {
-            try Syscall.mkdirat(root, BackingNames.longLinks, 0o700)
-        }
-        return try Syscall.openat(root, BackingNames.longLinks, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-    }
-
     /// Copies a regular backing file (v2: a regular or special file; v1: a regular file) into
     /// a v2 file under the new keys, holes kept.
     func copyFile(_ src: Int32, _ name: String, _ dst: Int32, _ newName: String, listed: stat) throws {
@@ -450,27 +443,24 @@ public final class StoreRekeyer {
                 sawHole = true
                 continue
             }
-            let open = { (count: Int) throws -> Int in
-                try oldID.withUnsafeBytes { id in
+            do {
+                _ = try oldID.withUnsafeBytes { id in
                     try cipher.withUnsafeBytes { c in
                         try text.withUnsafeMutableBytes { t in
-                            try self.oldCrypto.openBlock(
-                                fileID: id, index: index, cipher: c.baseAddress!, length: count, output: t.baseAddress!,
-                                holes: mayHaveHoles)
+                            try oldCrypto.openBlock(
+                                fileID: id, index: index, cipher: c.baseAddress!, length: length + ov,
+                                output: t.baseAddress!, holes: mayHaveHoles)
                         }
                     }
                 }
-            }
-            do { _ = try open(length + ov) } catch {
-                // A last block a crash left longer than its record (see the mount's reads): the
+            } catch {
+                // A last block a crash left longer than its record (as the mount reads it): the
                 // recorded part is the file's. Anything else is damage: run fsck first.
-                let start = BlockLayout.cipherOffset(block: index, headerSize: sourceHeaderSize)
-                let available = Int(min(BlockLayout.cipherBlockSize, size - start))
-                guard sourceVersion > 1, index == blocks - 1, length < bs, available > length + ov,
-                    try cipher.withUnsafeMutableBytes({ try Syscall.pread(input, $0.baseAddress!, available, start) })
-                        == available,
-                    (try? open(available)) != nil
+                guard sourceVersion > 1, index == blocks - 1,
+                    let part = oldCrypto.recordedPartOfGrownBlock(
+                        fd: input, fileID: oldID, index: index, length: length, backingSize: size)
                 else { throw error }
+                text.replaceSubrange(0..<length, with: part)
             }
             let n = try newHeader.fileID.withUnsafeBytes { id in
                 try text.withUnsafeBytes { t in

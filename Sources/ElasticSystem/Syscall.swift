@@ -301,11 +301,6 @@ extension Syscall {
         var t = [times.0, times.1]
         _ = try retrying { Glibc.utimensat(fd, "", &t, CElasticLinux_AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) }
     }
-
-    /// Sets the modification time (and so the change time) of `fd` to now.
-    public static func touchModified(_ fd: Int32) throws {
-        try utimes(fd: fd, (timespec(tv_sec: 0, tv_nsec: 0x3fff_fffe), timespec(tv_sec: 0, tv_nsec: 0x3fff_ffff)))
-    }
 }
 
 extension Syscall {

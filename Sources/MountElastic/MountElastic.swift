@@ -100,17 +100,11 @@ struct MountElastic: ParsableCommand {
         _ = s.withCString { Glibc.write(notifyFD ?? 2, $0, strlen($0)) }
     }
 
-    /// The store's root against its freshness witness (binding it to `witness=` the first time),
-    /// after giving a store from before roots its root. Says once when nothing detects a
-    /// rollback of the whole store.
+    /// The store's root against its freshness witness (binding it to `witness=` the first time).
+    /// Says once when nothing detects a rollback of the whole store.
     func checkFreshness(_ store: UnlockedStore, _ opts: MountOptions, logger: Logger) throws {
         let opener = Witnesses.opener(tcti: opts.tpmTCTI)
         StoreRootKeeper.defaultOpener.withLock { $0 = opener }
-        if !opts.readOnly { try store.upgradeToRoot() }
-        guard store.config.features.contains(.storeRoot) else {
-            warn("this store has no root of freshness yet (mount it read-write once): rollbacks are not detected")
-            return
-        }
         let state = try store.root.bindWitness(
             requested: opts.witness, opener: opener, readOnly: opts.readOnly)
         switch state {

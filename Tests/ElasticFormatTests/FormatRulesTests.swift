@@ -34,35 +34,27 @@ import Testing
         #expect(throws: FormatError.self) { try BlockFormat.forVersion(0) }
     }
 
-    @Test func symlinkTargetsRoundTripInlineAndLong() throws {
+    /// Version 1 symlink targets, as `elastic migrate` reads them: inline (base64url of the
+    /// sealed target) or a reference into elastic.links.
+    @Test func version1SymlinkTargetsAreReadAndHostileOnesRefused() throws {
         let w = try worker()
         let short = Array("../some/where".utf8)
-        let stored = try SymlinkCodec.seal(short, with: w)
-        guard case .inline(let target) = stored else {
-            Issue.record("a short target is stored inline")
-            return
-        }
-        guard case .inline(let sealed) = try SymlinkCodec.reference(backingTarget: target) else {
+        let sealed = try w.sealMetadata(short, context: Array(KeyLabels.symlink.utf8))
+        guard case .inline(let raw) = try SymlinkCodec.reference(backingTarget: Base64URL.encode(sealed)) else {
             Issue.record("inline")
             return
         }
-        #expect(try SymlinkCodec.open(sealed, with: w) == short)
-        #expect(SymlinkCodec.plaintextLength(inlineTargetLength: target.utf8.count) == short.count)
-        let long = [UInt8](repeating: UInt8(ascii: "a"), count: 4000)
-        guard case .long(let id, let sealedLong) = try SymlinkCodec.seal(long, with: w) else {
-            Issue.record("a 4000-byte target does not fit a backing symlink once sealed and encoded")
-            return
-        }
-        #expect(
-            try SymlinkCodec.reference(backingTarget: SymlinkCodec.Stored.long(id: id, sealed: []).backingTarget)
-                == .long(id: id))
-        #expect(try SymlinkCodec.open(sealedLong, with: w) == long)
+        #expect(try SymlinkCodec.open(raw, with: w) == short)
+        let id = String(repeating: "0123456789abcdef", count: 2)
+        #expect(try SymlinkCodec.reference(backingTarget: BackingNames.longLinkPrefix + id) == .long(id: id))
         // Hostile backing targets: not base64url, a long-link reference that is not 16 hex bytes.
         for bad in ["not base64!", BackingNames.longLinkPrefix + "../../etc", BackingNames.longLinkPrefix] {
             #expect(throws: FormatError.self) { try SymlinkCodec.reference(backingTarget: bad) }
         }
         // Another store's (or another context's) sealed bytes do not open.
         #expect(throws: FormatError.self) { try SymlinkCodec.open(sealed, with: try worker()) }
+        let otherContext = try w.sealMetadata(short, context: Array("elsewhere".utf8))
+        #expect(throws: FormatError.self) { try SymlinkCodec.open(otherContext, with: w) }
     }
 
     @Test func xattrNamesAndValuesAreBoundTogether() throws {

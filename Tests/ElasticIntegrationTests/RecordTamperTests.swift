@@ -14,6 +14,22 @@ struct RecordTamperTests {
         return String(found[0])
     }
 
+    /// The backing directory of the one directory at the top of the store.
+    func onlyDirectory(_ s: MountedStore) throws -> String {
+        let found = try sh("find '\(s.backing)' -mindepth 1 -maxdepth 1 -type d ! -name 'elastic.*'").stdout
+            .split(separator: "\n")
+        guard found.count == 1 else { throw TestFailure("expected one backing directory, found \(found)") }
+        return String(found[0])
+    }
+
+    /// Overwrites cipher block `index` of the backing file `path` with zeros, as a host can.
+    func zeroBlock(_ index: Int, of path: String) throws {
+        try expectOK(
+            sh(
+                "python3 -c 'import sys; f = open(sys.argv[1], \"r+b\"); f.seek(116 + \(index) * 4124); f.write(bytes(4124))' '\(path)'"
+            ), "zero block \(index) of \(path)")
+    }
+
     @Test func ownerAndModeEditedInBackingChangeNothingInside() throws {
         try MountedStore.with { s in
             try expectOK(
@@ -39,8 +55,7 @@ struct RecordTamperTests {
                 ),
                 "write")
             try s.unmount()
-            let dir = try sh("find '\(s.backing)' -mindepth 1 -maxdepth 1 -type d ! -name 'elastic.*'").stdout
-                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let dir = try onlyDirectory(s)
             try expectOK(sh("chmod 0777 '\(dir)' && chown 1000:1000 '\(dir)'"), "tamper")
             try s.mount()
             #expect(try sh("stat -c '%a %u %g' '\(s.path("private"))'").stdout == "700 0 0\n")
@@ -146,10 +161,7 @@ struct RecordTamperTests {
                 ), "write")
             try s.unmount()
             let dense = try backing(s, plainSize: 12288)
-            try expectOK(
-                sh(
-                    "python3 -c 'import sys; f = open(sys.argv[1], \"r+b\"); f.seek(116 + 4124); f.write(bytes(4124))' '\(dense)'"
-                ), "zero block 1")
+            try zeroBlock(1, of: dense)
             try s.mount()
             let r = try sh(
                 "cat '\(s.path("dense"))' > /dev/null 2>'\(s.dir)/err' && echo READ_OK || cat '\(s.dir)/err'")
@@ -209,8 +221,7 @@ struct RecordTamperTests {
             try expectOK(sh("mkdir '\(s.path("d"))' && echo victim > '\(s.path("victim"))'"), "write")
             try s.unmount()
             let victim = try backing(s, plainSize: 7)
-            let dir = try sh("find '\(s.backing)' -mindepth 1 -maxdepth 1 -type d ! -name 'elastic.*'").stdout
-                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let dir = try onlyDirectory(s)
             try expectOK(
                 sh(
                     "(printf 'ELFB\\000\\002\\000\\000'; cat '\(dir)/elastic.diriv') > '\(s.dir)/h' && cat '\(s.dir)/h' > '\(victim)'"
@@ -270,12 +281,8 @@ struct RecordTamperTests {
                 "allocate")
             try s.unmount()
             let p = try backing(s, plainSize: 12288)
-            try expectOK(
-                sh(
-                    "python3 -c 'import sys; f = open(sys.argv[1], \"r+b\"); f.seek(116 + 4124); f.write(bytes(4124))' '\(p)'"
-                ), "zero block 1")
-            let dir = try sh("find '\(s.backing)' -mindepth 1 -maxdepth 1 -type d ! -name 'elastic.*'").stdout
-                .trimmingCharacters(in: .whitespacesAndNewlines)
+            try zeroBlock(1, of: p)
+            let dir = try onlyDirectory(s)
             try s.mount()
             try expectOK(sh("stat '\(s.path("d"))' > /dev/null"), "load d")
             try expectOK(sh("rm '\(dir)/elastic.diriv' && mkfifo '\(dir)/elastic.diriv'"), "plant fifo")

@@ -126,7 +126,7 @@ public struct ObjectRecord: Equatable, Sendable {
         }
         let mode = mode_t(try r.u32())
         guard mode & ~0o7777 == 0 else { throw FormatError.corruptMetadata("object record mode") }
-        self.init(kind: kind, mode: mode, uid: try r.u32(), gid: try r.u32(), rdev: try r.u64())
+        self.init(kind: kind, mode: mode, uid: try r.u32(), gid: try r.u32(), rdev: try r.u64(), times: timespec())
         sparse = flags & Self.sparseFlag != 0
         size = Int64(bitPattern: try r.u64())
         for which in 0..<2 {
