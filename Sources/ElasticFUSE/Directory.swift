@@ -26,8 +26,16 @@ enum Directory {
                 if plus && !isDot {
                     let child: Entry
                     do {
-                        let st = try Syscall.lstatat(h.fd, e.backing)
-                        child = try f.register(parent: dir, backingName: e.backing, stat: st)
+                        child = try f.withEntries(dir, exclusive: false) { entries in
+                            do {
+                                let st = try Syscall.lstatat(h.fd, e.backing)
+                                return try f.register(parent: dir, backingName: e.backing, stat: st)
+                            } catch let err as Errno where err == .noSuchFileOrDirectory {
+                                if entries.ids[e.backing] == nil { throw err }  // removed since the snapshot
+                                throw f.refusedEntry(
+                                    dir, e.backing, "an entry of the directory's sealed set is missing from BACKING")
+                            }
+                        }
                     } catch let err as Errno where err == .noSuchFileOrDirectory {
                         return 0  // removed since the snapshot: skip it
                     } catch {

@@ -23,8 +23,28 @@ extension ElasticFilesystem {
             fd: try withHandle(i) { d in try opening { try Syscall.reopen(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } })
     }
 
-    /// Decrypted entries of a directory; entries that do not decrypt are skipped and logged.
+    /// Decrypted entries of a directory, which must be exactly those of its sealed entry set;
+    /// entries whose names do not decrypt are skipped and logged.
     func listing(_ dir: Inode, fd: Int32) throws -> [(name: [UInt8], type: UInt8, backing: String)] {
+        try withEntries(dir, exclusive: false) { entries in
+            let out = try listingNames(dir, fd: fd)
+            var listed = 0
+            for e in out where e.backing != "." && e.backing != ".." {
+                guard entries.ids[e.backing] != nil else {
+                    throw refusedEntry(dir, e.backing, "an entry not in the directory's sealed set")
+                }
+                listed += 1
+            }
+            guard listed == entries.ids.count else {
+                throw refusedEntry(
+                    dir, "",
+                    "\(entries.ids.count - listed) entries of the directory's sealed set are missing from BACKING")
+            }
+            return out
+        }
+    }
+
+    private func listingNames(_ dir: Inode, fd: Int32) throws -> [(name: [UInt8], type: UInt8, backing: String)] {
         let iv = try dirIV(dir)
         let crypto = try worker().crypto
         var out: [(name: [UInt8], type: UInt8, backing: String)] = [

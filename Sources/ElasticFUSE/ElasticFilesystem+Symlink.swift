@@ -29,19 +29,14 @@ extension ElasticFilesystem {
         return try withNew(parent, name, caller) { n in
             var record = newRecord(.symlink, 0o777, n)
             record.size = Int64(target.count)
-            let (fd, header) = try createBacking(n, record)
-            defer { Syscall.close(fd) }
-            do {
+            let (fd, header) = try createBacking(n, record) { fd, header in
                 let t = try worker()
                 try target.withUnsafeBytes { src in
                     try storeBlocks(
                         t, fd: fd, fileID: header.fileID, first: 0, from: src.baseAddress!, count: target.count)
                 }
-            } catch {
-                _ = try? Syscall.unlinkat(n.dirfd, n.b.name, 0)
-                removeSidecar(n.dirfd, n.b)
-                throw error
             }
+            defer { Syscall.close(fd) }
             return try register(parent: parent, backingName: n.b.name, stat: try Syscall.fstat(fd), header: header)
         }
     }

@@ -37,6 +37,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// Descriptors of directories (bounded) and of pinned objects.
     let handles = HandleCache(capacity: HandleCache.defaultCapacity())
     let names = NameCache()
+    /// The last entry-set digest this mount saw or wrote for every directory (by IV): a
+    /// directory read again after its inode was forgotten must still match it.
+    let knownEntrySets = Mutex<[ObjectID: EntryDigest]>([:])
     let threads: ThreadStateKey
     let isRoot = geteuid() == 0
     /// Whether the kernel accepted HANDLE_KILLPRIV_V2 (so setuid/setgid clearing is ours).
@@ -88,7 +91,8 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     }
 
     /// Registers (or finds) the inode named `backingName` in `parent`, whose backing stat is
-    /// `st`, and counts one lookup.
+    /// `st`, and counts one lookup. The caller holds the namespace lock of `parent`: the object
+    /// must be the one the parent's sealed entry set names.
     func register(parent: Inode, backingName: String, stat st: stat, header known: FileHeader? = nil) throws -> Entry {
         let key = DevIno(st)
         let backingType = st.st_mode & S_IFMT
@@ -121,6 +125,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             if st.st_nlink > 1 { inode.mayHaveOtherNames.store(true, ordering: .relaxed) }
             if let regained { handles.unpin(regained) }  // it has a name again
             do {
+                try checkEntry(parent, backingName, inode)
                 return Entry(inode: inode, attr: try attributes(of: inode, stat: st))
             } catch {
                 forget(inode.id, 1)  // the kernel never hears of this lookup, so it will not forget it
@@ -467,8 +472,18 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     func lookup(_ parentID: UInt64, _ name: [UInt8]) throws -> Entry {
         let parent = try inode(parentID)
         let b = try backingName(parent, name)
-        let st = try withHandle(parent) { try Syscall.lstatat($0, b.name) }
-        return try register(parent: parent, backingName: b.name, stat: st)
+        return try withEntries(parent, exclusive: false) { entries in
+            let st: stat
+            do { st = try withHandle(parent) { try Syscall.lstatat($0, b.name) } } catch let e as Errno
+                where e == .noSuchFileOrDirectory
+            {
+                if entries.ids[b.name] != nil {
+                    throw refusedEntry(parent, b.name, "an entry of the directory's sealed set is missing from BACKING")
+                }
+                throw e
+            }
+            return try register(parent: parent, backingName: b.name, stat: st)
+        }
     }
 
     // MARK: Ownership of new objects
@@ -489,52 +504,61 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     // MARK: Create
 
     typealias NewObject = (
-        dirfd: Int32, b: (name: String, encoded: String, isLong: Bool),
+        parent: Inode, dirfd: Int32, b: (name: String, encoded: String, isLong: Bool),
         owner: (uid: uid_t, gid: gid_t, setgidParent: Bool)
     )
 
-    /// What every create-like operation starts with: the parent (its descriptor held for
-    /// `body`), the checked backing name with its long-name sidecar already written, and the
-    /// owner of the new object.
+    /// What every create-like operation starts with: the parent (its descriptor and its
+    /// namespace lock held for `body`), the checked backing name, free in the parent's entry
+    /// set, with its long-name sidecar already written, and the owner of the new object.
     func withNew<R>(_ parent: Inode, _ name: [UInt8], _ caller: Caller, _ body: (NewObject) throws -> R) throws -> R {
         try checkCreatable(parent, name)
         let b = try backingName(parent, name)
-        return try withHandle(parent) { dirfd in
-            let owner = try newOwner(parent, caller)
-            try writeSidecar(dirfd, b)
-            return try body((dirfd, b, owner))
+        return try withEntries(parent, exclusive: true) { entries in
+            try withHandle(parent) { dirfd in
+                // (An existing entry fails with EEXIST when the new object is moved into place.)
+                _ = try entryID(parent, entries, b.name, dirfd: dirfd)
+                let owner = try newOwner(parent, caller)
+                try writeSidecar(dirfd, b)
+                return try body((parent, dirfd, b, owner))
+            }
+        }
+    }
+
+    /// Moves a new object, complete under its temporary name, into place as `n` (never over an
+    /// existing entry), adding it to the parent's entry set.
+    func publish(_ n: NewObject, temporary: String, id: ObjectID) throws {
+        try changingEntries([EntryChange(directory: n.parent, add: [(n.b.name, id)])]) {
+            try Syscall.renameat2(n.dirfd, temporary, n.dirfd, n.b.name, LinuxConstants.renameNoReplace)
         }
     }
 
     func mkdir(_ parentID: UInt64, _ name: [UInt8], _ mode: mode_t, _ caller: Caller) throws -> Entry {
         let parent = try inode(parentID)
         return try withNew(parent, name, caller) { n in
+            // Made complete under a temporary name, then moved into place.
+            let temporary = try EntryScan.newObjectName()
+            let iv: [UInt8]
             do {
-                try Syscall.mkdirat(n.dirfd, n.b.name, 0o700)
-            } catch {
-                if (error as? Errno) != .fileExists { removeSidecar(n.dirfd, n.b) }
-                throw error
-            }
-            do {
-                let dfd = try Syscall.openat(n.dirfd, n.b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                try Syscall.mkdirat(n.dirfd, temporary, 0o700)
+                let dfd = try Syscall.openat(n.dirfd, temporary, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 defer { Syscall.close(dfd) }
                 var m = mode & 0o7777
                 if n.owner.setgidParent { m |= S_ISGID }
-                try DirectoryIV.create(in: dfd, record: newRecord(.directory, m, n), with: worker().crypto)
+                iv = try DirectoryIV.create(in: dfd, record: newRecord(.directory, m, n), with: worker().crypto)
                 // The backing directory mirrors owner and mode (what is served is the record's).
-                try chownNew(n.dirfd, n.b.name, n.owner)
+                try chownNew(n.dirfd, temporary, n.owner)
                 try Syscall.chmod(fd: dfd, m)
+                try publish(n, temporary: temporary, id: ObjectID(iv))
             } catch {
-                let dfd = try? Syscall.openat(n.dirfd, n.b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                if let dfd {
-                    DirectoryIV.discard(in: dfd)
-                    Syscall.close(dfd)
-                }
-                _ = try? Syscall.unlinkat(n.dirfd, n.b.name, AT_REMOVEDIR)
-                removeSidecar(n.dirfd, n.b)
+                EntryScan.removeLeftover(n.dirfd, temporary)
+                if (error as? Errno) != .fileExists { removeSidecar(n.dirfd, n.b) }
                 throw error
             }
-            return try register(parent: parent, backingName: n.b.name, stat: try Syscall.lstatat(n.dirfd, n.b.name))
+            let entry = try register(
+                parent: parent, backingName: n.b.name, stat: try Syscall.lstatat(n.dirfd, n.b.name))
+            startEntries(entry.inode, iv: iv)
+            return entry
         }
     }
 
@@ -553,26 +577,29 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// Creates the backing file of a new regular or special file, with its header: a regular
     /// file of mode 0600 whatever the object's type and mode (those live in the record).
     /// Returns the descriptor (open read-write) and the header; nothing is left on failure.
-    func createBacking(_ n: NewObject, _ record: ObjectRecord, flags: Int32 = O_RDWR | O_CLOEXEC) throws -> (
-        Int32, FileHeader
-    ) {
-        let fd: Int32
+    /// The object is made complete under a temporary name (header, then `fill`: a symlink's
+    /// target) and moved into place with the parent's entry set, so a crash never leaves a
+    /// named object without its header.
+    func createBacking(
+        _ n: NewObject, _ record: ObjectRecord, flags: Int32 = O_RDWR | O_CLOEXEC,
+        fill: (Int32, FileHeader) throws -> Void = { _, _ in }
+    ) throws -> (Int32, FileHeader) {
+        let temporary = try EntryScan.newObjectName()
+        var fd: Int32 = -1
         do {
             fd = try opening {
                 // Read-write whatever was asked: the header is written through it.
                 try Syscall.openat(
-                    n.dirfd, n.b.name, (flags & ~O_ACCMODE) | O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
+                    n.dirfd, temporary, (flags & ~O_ACCMODE) | O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
             }
+            let header = try writeNewHeader(fd: fd, record)
+            try fill(fd, header)
+            try publish(n, temporary: temporary, id: ObjectID(header.fileID))
+            return (fd, header)
         } catch {
+            if fd >= 0 { Syscall.close(fd) }
+            _ = try? Syscall.unlinkat(n.dirfd, temporary, 0)
             if (error as? Errno) != .fileExists { removeSidecar(n.dirfd, n.b) }  // an existing entry keeps its sidecar
-            throw error
-        }
-        do {
-            return (fd, try writeNewHeader(fd: fd, record))
-        } catch {
-            Syscall.close(fd)
-            _ = try? Syscall.unlinkat(n.dirfd, n.b.name, 0)
-            removeSidecar(n.dirfd, n.b)
             throw error
         }
     }
@@ -675,21 +702,28 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         if isControlName(parent, name) { throw Errno.notPermitted }
         let b = try backingName(parent, name)
         let key = NameKey(parent: parent.id, name: b.name)
-        try withHandle(parent) { dirfd in
-            let victim = inodes.read { $0.byName[key] }
-            // A file that keeps other names gets a new ctime: opened now, while this name leads to it.
-            let survivor = openIfOtherNamesRemain(victim, dirfd, b.name)
-            defer { if let survivor { Syscall.close(survivor) } }
-            let pinned = pinIfStillReachable(victim, losing: key)
-            do {
-                try Syscall.unlinkat(dirfd, b.name, 0)
-            } catch {
-                if pinned, let victim { handles.unpin(victim) }
-                throw error
+        try withEntries(parent, exclusive: true) { entries in
+            try withHandle(parent) { dirfd in
+                guard let id = try entryID(parent, entries, b.name, dirfd: dirfd) else {
+                    throw Errno.noSuchFileOrDirectory
+                }
+                let victim = inodes.read { $0.byName[key] }
+                // A file that keeps other names gets a new ctime: opened now, while this name leads to it.
+                let survivor = openIfOtherNamesRemain(victim, dirfd, b.name)
+                defer { if let survivor { Syscall.close(survivor) } }
+                let pinned = pinIfStillReachable(victim, losing: key)
+                do {
+                    try changingEntries([EntryChange(directory: parent, remove: [(b.name, id)])]) {
+                        try Syscall.unlinkat(dirfd, b.name, 0)
+                    }
+                } catch {
+                    if pinned, let victim { handles.unpin(victim) }
+                    throw error
+                }
+                nameRemoved(key)
+                removeSidecar(dirfd, b)
+                if let survivor, let victim { try? touchChanged(victim, fd: survivor) }
             }
-            nameRemoved(key)
-            removeSidecar(dirfd, b)
-            if let survivor, let victim { try? touchChanged(victim, fd: survivor) }
         }
     }
 
@@ -706,22 +740,42 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         let parent = try inode(parentID)
         let b = try backingName(parent, name)
         let key = NameKey(parent: parent.id, name: b.name)
-        try withHandle(parent) { dirfd in
-            let dfd = try Syscall.openat(dirfd, b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            defer { Syscall.close(dfd) }
-            let iv = try opening { try DirectoryIV.removeFromEmptyDirectory(dfd) }
-            let victim = inodes.read { $0.byName[key] }
-            let pinned = pinIfStillReachable(victim, losing: key)
-            do {
-                try Syscall.unlinkat(dirfd, b.name, AT_REMOVEDIR)
-            } catch {
-                if pinned, let victim { handles.unpin(victim) }
-                if let iv { DirectoryIV.restore(iv, in: dfd) }
-                throw error
+        try withEntries(parent, exclusive: true) { entries in
+            try withHandle(parent) { dirfd in
+                guard let id = try entryID(parent, entries, b.name, dirfd: dirfd) else {
+                    throw Errno.noSuchFileOrDirectory
+                }
+                let dfd = try Syscall.openat(dirfd, b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                defer { Syscall.close(dfd) }
+                try checkEmptyAsSealed(parent, b.name, dfd)
+                let iv = try opening { try DirectoryIV.removeFromEmptyDirectory(dfd) }
+                let victim = inodes.read { $0.byName[key] }
+                let pinned = pinIfStillReachable(victim, losing: key)
+                do {
+                    try changingEntries([EntryChange(directory: parent, remove: [(b.name, id)])]) {
+                        try Syscall.unlinkat(dirfd, b.name, AT_REMOVEDIR)
+                    }
+                } catch {
+                    if pinned, let victim { handles.unpin(victim) }
+                    if let iv { DirectoryIV.restore(iv, in: dfd) }
+                    throw error
+                }
+                nameRemoved(key)
+                removeSidecar(dirfd, b)
             }
-            nameRemoved(key)
-            removeSidecar(dirfd, b)
         }
+    }
+
+    /// Before a directory goes: its sealed set must say it is empty too (a directory whose
+    /// entries the host removed is not silently dropped with them).
+    func checkEmptyAsSealed(_ parent: Inode, _ name: String, _ dfd: Int32) throws {
+        let state = try DirectoryIV.readInfo(from: dfd, with: worker().crypto).entries
+        guard state.committed.count != 0 && state.pending?.count != 0 else { return }
+        let found = try EntryScan.scan(dfd)
+        if found.ids.isEmpty && found.unreadable.isEmpty {
+            throw refusedEntry(parent, name, "an empty directory whose sealed set has \(state.committed.count) entries")
+        }
+        throw Errno.directoryNotEmpty
     }
 
     // MARK: Rename and link
@@ -737,16 +791,46 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         }
         try checkCreatable(newParent, newName)
         let from = try backingName(parent, name), to = try backingName(newParent, newName)
-        try withHandle(parent) { fromfd in
-            try withHandle(newParent) { tofd in
-                try rename(parent, fromfd, from, newParent, tofd, to, flags)
+        try withEntries(parent, newParent) { fromEntries, toEntries in
+            try withHandle(parent) { fromfd in
+                try withHandle(newParent) { tofd in
+                    guard let moved = try entryID(parent, fromEntries, from.name, dirfd: fromfd) else {
+                        throw Errno.noSuchFileOrDirectory
+                    }
+                    let replaced = try entryID(newParent, toEntries, to.name, dirfd: tofd)
+                    let changes = try Self.renameChanges(
+                        parent, from.name, moved, newParent, to.name, replaced, flags: flags)
+                    try rename(parent, fromfd, from, newParent, tofd, to, flags, changes)
+                }
             }
         }
     }
 
+    /// What a rename does to the entry sets of both directories (one change when they are the same).
+    static func renameChanges(
+        _ parent: Inode, _ from: String, _ moved: ObjectID, _ newParent: Inode, _ to: String, _ replaced: ObjectID?,
+        flags: UInt32
+    ) throws -> [EntryChange] {
+        var source = EntryChange(directory: parent, remove: [(from, moved)])
+        var target = EntryChange(directory: newParent, add: [(to, moved)])
+        if flags & LinuxConstants.renameExchange != 0 {
+            guard let replaced else { throw Errno.noSuchFileOrDirectory }
+            source.add.append((from, replaced))
+            target.remove.append((to, replaced))
+        } else if let replaced {
+            if flags & LinuxConstants.renameNoReplace != 0 { throw Errno.fileExists }
+            target.remove.append((to, replaced))
+        }
+        guard parent !== newParent else {
+            return [EntryChange(directory: parent, remove: source.remove + target.remove, add: source.add + target.add)]
+        }
+        return [source, target]
+    }
+
     private func rename(
         _ parent: Inode, _ fromfd: Int32, _ from: (name: String, encoded: String, isLong: Bool),
-        _ newParent: Inode, _ tofd: Int32, _ to: (name: String, encoded: String, isLong: Bool), _ flags: UInt32
+        _ newParent: Inode, _ tofd: Int32, _ to: (name: String, encoded: String, isLong: Bool), _ flags: UInt32,
+        _ changes: [EntryChange]
     ) throws {
         let exchange = flags & LinuxConstants.renameExchange != 0
         let fromKey = NameKey(parent: parent.id, name: from.name), toKey = NameKey(parent: newParent.id, name: to.name)
@@ -776,7 +860,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         defer { for fd in [movedFD, otherFD, survivorFD] { if let fd { Syscall.close(fd) } } }
         try writeSidecar(tofd, to)
         do {
-            try Syscall.renameat2(fromfd, from.name, tofd, to.name, flags)
+            try changingEntries(changes) { try Syscall.renameat2(fromfd, from.name, tofd, to.name, flags) }
         } catch {
             if pinned, let victim { handles.unpin(victim) }
             if let r = restoreIV { DirectoryIV.restore(r.iv, in: r.fd) }
@@ -808,14 +892,18 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         let newParent = try inode(newParentID)
         return try withNew(newParent, newName, Caller(uid: 0, gid: 0)) { n in
             do {
-                try withHandle(i) { try Syscall.linkat(fd: $0, n.dirfd, n.b.name) }
+                guard i.hasHeader else { throw Errno.notPermitted }
+                try changingEntries([
+                    EntryChange(directory: newParent, add: [(n.b.name, ObjectID(try header(i).fileID))])
+                ]) {
+                    try withHandle(i) { try Syscall.linkat(fd: $0, n.dirfd, n.b.name) }
+                }
             } catch {
                 if (error as? Errno) != .fileExists { removeSidecar(n.dirfd, n.b) }
                 throw error
             }
             let st = try Syscall.lstatat(n.dirfd, n.b.name)
             let entry = try register(parent: newParent, backingName: n.b.name, stat: st)
-            guard i.hasHeader else { return entry }
             i.mayHaveOtherNames.store(true, ordering: .relaxed)
             try touchChanged(i)  // a new name changes the file's ctime
             return Entry(inode: entry.inode, attr: try attributes(of: entry.inode, stat: st))

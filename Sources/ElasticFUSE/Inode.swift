@@ -120,6 +120,12 @@ final class Inode: @unchecked Sendable {
     let dirIV = Mutex<[UInt8]?>(nil)
     /// The directory's record, loaded with its IV (directories; see `header` for files).
     let directoryRecord = Mutex<ObjectRecord?>(nil)
+    /// Namespace lock (directories): lookups and listings share it; creates, links, unlinks
+    /// and renames in the directory hold it alone. Guards `entries`.
+    let namespace = RWLock()
+    /// The directory's entries as its sealed set vouches for them, from first use on.
+    var entries: DirectoryEntries?
+    let entriesLoaded = Atomic<Bool>(false)
 
     /// An inode for the backing object `st`; `header` (regular backing files) gives its type.
     convenience init(id: UInt64, stat st: stat, header: FileHeader? = nil) {

@@ -7,6 +7,10 @@ public enum KeyLabels {
     public static let metadata = "elastic/v1/metadata/aes-256-gcm"
     public static let configMAC = "elastic/v1/config/hmac-sha-256"
     public static let keyStore = "elastic/v1/keystore/aes-256-gcm"
+    /// Keys the hashes of directory entries (`EntryDigest`).
+    public static let entries = "elastic/v2/entries/hmac-sha-256"
+    /// Associated data of a directory's sealed entry-set state, before the directory's IV.
+    public static let entrySet = "elastic/v2/entries"
     /// Seals `elastic.root` (`StoreRoot`).
     public static let root = "elastic/v2/root/aes-256-gcm"
     /// The control file's derive root, from the master key; DERIVE requests expand it with

@@ -30,6 +30,9 @@ public final class StoreChecker {
         let path: String?
     }
     var damaged: [Damaged] = []
+    /// Directories (backing paths from the root) whose entries do not match their sealed set,
+    /// with the problem that says so: `repair` re-seals them to what they hold.
+    var unsealed: [(directory: String, problem: Int)] = []
     /// The backing path of the directory being checked (backing names from the root).
     var currentDirectory = ""
 
@@ -94,10 +97,12 @@ public final class StoreChecker {
     func checkDirectory(_ dirfd: Int32, path: String, isRoot: Bool) throws {
         counts.directories += 1
         let iv: [UInt8]
-        do { iv = try DirectoryIV.readRecord(from: dirfd, with: crypto).iv } catch {
+        let sealedSet: EntrySetState
+        do { (iv, _, sealedSet) = try DirectoryIV.readInfo(from: dirfd, with: crypto) } catch {
             problem(path, "directory IV and record: \(error); no name in this directory can be read")
             return
         }
+        checkEntrySet(dirfd, iv: iv, sealedSet, path: path)
         var entries: [(name: String, type: UInt8)] = []
         try Syscall.forEachEntry(dirfd) { name, _, type in
             if name != "." && name != ".." { entries.append((name, type)) }
@@ -112,6 +117,8 @@ public final class StoreChecker {
                     if !names.contains(entry) { problem(path + "/" + backing, "long-name sidecar without its entry") }
                     continue
                 }
+                // What an interrupted create left: removed by the next mount, never an entry.
+                if backing.hasPrefix(EntryScan.newObjectPrefix) { continue }
                 guard BackingNames.isLongName(backing) else {
                     damagedEntry(
                         dirfd, backing, plainPath: nil, shownAs: path + "/" + backing,
@@ -144,6 +151,26 @@ public final class StoreChecker {
             }
             try checkEntry(dirfd, backing: backing, path: path + "/" + plain)
             progress?(counts)
+        }
+    }
+
+    /// Whether the directory holds exactly the entries its sealed set names (or those of the
+    /// change a crash interrupted, which the next mount settles).
+    func checkEntrySet(_ dirfd: Int32, iv: [UInt8], _ sealed: EntrySetState, path: String) {
+        do {
+            let found = try EntryScan.scan(dirfd)
+            // (Entries without a readable ID are reported, and moved, one by one.)
+            if !found.unreadable.isEmpty { unsealed.append((currentDirectory, -1)) }
+            guard found.unreadable.isEmpty else { return }
+            let digest = try EntryDigest.of(found.ids, dirIV: iv, with: crypto)
+            guard !sealed.accepts(digest) else { return }
+            problem(
+                path,
+                "entries do not match the directory's sealed set: \(found.ids.count) in BACKING, \(sealed.committed.count) sealed (an entry deleted, added, moved or swapped, or the directory put back)"
+            )
+            unsealed.append((currentDirectory, problems.count - 1))
+        } catch {
+            problem(path, "entries cannot be listed: \(error)")
         }
     }
 
@@ -330,9 +357,10 @@ public final class StoreChecker {
     /// to `elastic.quarantine` in BACKING, out of the mounted tree. Nothing is deleted. Run
     /// after `run()`; marks each problem with what was done.
     public func repair() throws {
-        guard !damaged.isEmpty else { return }
+        guard !damaged.isEmpty || !unsealed.isEmpty else { return }
         let root = try Syscall.openat(store.directory.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         defer { Syscall.close(root) }
+        defer { resealEntrySets(root) }
         var lostAndFound: (fd: Int32, iv: [UInt8])? = nil
         var quarantine: Int32? = nil
         defer {
@@ -367,6 +395,33 @@ public final class StoreChecker {
                 }
             } catch {
                 problems[d.problem].repaired = "not repaired: \(error)"
+            }
+        }
+    }
+
+    /// After the moves: every directory that lost or gained entries, or whose entries did not
+    /// match, gets a sealed set of what it now holds.
+    func resealEntrySets(_ root: Int32) {
+        var directories = unsealed
+        for d in damaged { directories.append((d.directory, -1)) }
+        if let lf = try? crypto.encryptName(Array(Self.lostAndFound.utf8), dirIV: try DirectoryIV.read(from: root)) {
+            directories += [("", -1), (BackingNames.backingName(forEncoded: lf).name, -1)]
+        }
+        var done: Set<String> = []
+        for (directory, index) in directories where !done.contains(directory) || index >= 0 {
+            done.insert(directory)
+            do {
+                let fd =
+                    directory.isEmpty
+                    ? try Syscall.openat(root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                    : try Syscall.openBeneath(root, directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                defer { Syscall.close(fd) }
+                try EntryScan.reseal(fd, iv: try DirectoryIV.read(from: fd), with: crypto)
+                if index >= 0 { problems[index].repaired = "the directory's entry set re-sealed to what it holds" }
+            } catch let e as Errno where e == .noSuchFileOrDirectory && index < 0 {
+                continue  // no lost+found
+            } catch {
+                if index >= 0 { problems[index].repaired = "not repaired: \(error)" }
             }
         }
     }

@@ -11,6 +11,8 @@ public final class StoreKeys: Sendable {
     public let keyStore: SecureBytes
     /// Seals `elastic.root`.
     public let root: SecureBytes
+    /// Keys the hashes of directory entries (`EntryDigest`).
+    public let entries: SecureBytes
 
     public init(master: SecureBytes) throws {
         content = try Self.derive(master, KeyLabels.content, 32)
@@ -19,6 +21,7 @@ public final class StoreKeys: Sendable {
         configMAC = try Self.derive(master, KeyLabels.configMAC, 32)
         keyStore = try Self.derive(master, KeyLabels.keyStore, 32)
         root = try Self.derive(master, KeyLabels.root, 32)
+        entries = try Self.derive(master, KeyLabels.entries, 32)
     }
 
     static func derive(_ master: SecureBytes, _ label: String, _ n: Int) throws -> SecureBytes {

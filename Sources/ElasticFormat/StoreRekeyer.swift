@@ -257,6 +257,7 @@ public final class StoreRekeyer {
             try copyEntry(src, backing, dst, b.name, path: path.isEmpty ? b.name : path + "/" + b.name)
             progress?(counts)
         }
+        try EntryScan.reseal(dst, iv: newIV, with: newCrypto)
     }
 
     func copyEntry(_ src: Int32, _ name: String, _ dst: Int32, _ newName: String, path: String) throws {

@@ -68,6 +68,11 @@ public enum Syscall {
         }
     }
 
+    /// Writes all of `bytes` at `offset`.
+    public static func pwrite(_ fd: Int32, _ bytes: [UInt8], at offset: Int64) throws {
+        try bytes.withUnsafeBytes { try pwrite(fd, $0.baseAddress!, $0.count, offset) }
+    }
+
     /// The corresponding C call is `ftruncate(2)`.
     public static func ftruncate(_ fd: Int32, _ size: Int64) throws {
         _ = try retrying { Glibc.ftruncate(fd, off_t(size)) }

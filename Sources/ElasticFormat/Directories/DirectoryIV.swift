@@ -4,22 +4,31 @@ import Glibc
 
 /// A backing directory's `elastic.diriv`: its IV, 16 random bytes that every name in the
 /// directory is encrypted under (so equal names in two directories look unrelated), followed
-/// by the directory's sealed `ObjectRecord` (type, mode, owner, group), bound to the IV.
+/// by the directory's sealed `ObjectRecord` (type, mode, owner, group) and its sealed
+/// `EntrySetState` (the digest of its entries), both bound to the IV.
 /// Written when the directory is made, read (and checked) before any name in it is used,
 /// removed last when the directory is removed, and put back if that removal fails.
 public enum DirectoryIV {
     public static let fileName = BackingNames.dirIV
     public static let size = BackingNames.dirIVSize
-    /// IV ‖ sealed record.
-    public static let fileSize = size + ObjectRecord.sealedSize
+    /// IV ‖ sealed record ‖ sealed entry set.
+    public static let fileSize = size + ObjectRecord.sealedSize + EntrySetState.sealedSize
+    /// Where the sealed entry set starts.
+    static let entrySetOffset = Int64(size + ObjectRecord.sealedSize)
     /// A version 1 directory's file: the IV alone (read only by `elastic migrate`).
     public static let v1FileSize = size
 
-    /// Writes a fresh IV and `record` into the new directory `dirfd`.
-    public static func create(in dirfd: Int32, record: ObjectRecord, with crypto: CryptoWorker) throws {
+    /// Writes a fresh IV, `record` and the entry set `entries` (empty for a new directory) into
+    /// the directory `dirfd`; returns the IV.
+    @discardableResult
+    public static func create(
+        in dirfd: Int32, record: ObjectRecord, entries: EntrySetState = EntrySetState(committed: .empty),
+        with crypto: CryptoWorker
+    ) throws -> [UInt8] {
         let iv = try Random.bytes(size)
-        try Syscall.writeFileAtomically(
-            dirfd, fileName, iv + (try record.seal(objectID: iv, with: crypto)), mode: 0o600)
+        let sealed = try record.seal(objectID: iv, with: crypto) + (try entries.seal(dirIV: iv, with: crypto))
+        try Syscall.writeFileAtomically(dirfd, fileName, iv + sealed, mode: 0o600)
+        return iv
     }
 
     static func contents(of dirfd: Int32, expecting length: Int) throws -> [UInt8] {
@@ -41,11 +50,20 @@ public enum DirectoryIV {
     public static func readRecord(from dirfd: Int32, with crypto: CryptoWorker) throws -> (
         iv: [UInt8], record: ObjectRecord
     ) {
+        let info = try readInfo(from: dirfd, with: crypto)
+        return (info.iv, info.record)
+    }
+
+    /// The IV, the authenticated record and the authenticated entry-set state of `dirfd`.
+    public static func readInfo(from dirfd: Int32, with crypto: CryptoWorker) throws -> (
+        iv: [UInt8], record: ObjectRecord, entries: EntrySetState
+    ) {
         let bytes = try contents(of: dirfd, expecting: fileSize)
         let iv = Array(bytes[0..<size])
-        let record = try ObjectRecord.open(Array(bytes[size...]), objectID: iv, with: crypto)
+        let recordEnd = size + ObjectRecord.sealedSize
+        let record = try ObjectRecord.open(Array(bytes[size..<recordEnd]), objectID: iv, with: crypto)
         guard record.kind == .directory else { throw FormatError.corruptMetadata("a directory record of another type") }
-        return (iv, record)
+        return (iv, record, try EntrySetState.open(Array(bytes[recordEnd...]), dirIV: iv, with: crypto))
     }
 
     /// The IV of a version 1 directory (`elastic migrate`).
@@ -55,14 +73,38 @@ public enum DirectoryIV {
     public static func writeRecord(_ record: ObjectRecord, iv: [UInt8], in dirfd: Int32, with crypto: CryptoWorker)
         throws
     {
-        let sealed = try record.seal(objectID: iv, with: crypto)
+        let fd = try openForUpdate(dirfd)
+        defer { Syscall.close(fd) }
+        try Syscall.pwrite(fd, try record.seal(objectID: iv, with: crypto), at: Int64(size))
+    }
+
+    /// The directory's `elastic.diriv`, open for writing in place (close it after).
+    public static func openForUpdate(_ dirfd: Int32) throws -> Int32 {
         // O_NONBLOCK and a type check: a FIFO planted in its place must not block the daemon.
         let fd = try Syscall.openat(dirfd, fileName, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        defer { Syscall.close(fd) }
-        guard try Syscall.fstat(fd).st_mode & S_IFMT == S_IFREG else {
-            throw FormatError.corruptMetadata("directory IV: not a regular file")
+        do {
+            guard try Syscall.fstat(fd).st_mode & S_IFMT == S_IFREG else {
+                throw FormatError.corruptMetadata("directory IV: not a regular file")
+            }
+        } catch {
+            Syscall.close(fd)
+            throw error
         }
-        try sealed.withUnsafeBytes { try Syscall.pwrite(fd, $0.baseAddress!, $0.count, Int64(size)) }
+        return fd
+    }
+
+    /// Rewrites the entry-set state in place, through a descriptor from `openForUpdate`.
+    public static func writeEntrySet(_ state: EntrySetState, iv: [UInt8], fd: Int32, with crypto: CryptoWorker) throws {
+        try Syscall.pwrite(fd, try state.seal(dirIV: iv, with: crypto), at: entrySetOffset)
+    }
+
+    /// Rewrites the entry-set state of the directory `dirfd` in place.
+    public static func writeEntrySet(_ state: EntrySetState, iv: [UInt8], in dirfd: Int32, with crypto: CryptoWorker)
+        throws
+    {
+        let fd = try openForUpdate(dirfd)
+        defer { Syscall.close(fd) }
+        try writeEntrySet(state, iv: iv, fd: fd, with: crypto)
     }
 
     /// Before removing a directory: if it holds nothing but its IV, removes the IV file and

@@ -1,0 +1,131 @@
+import ElasticCrypto
+import ElasticSystem
+import Glibc
+
+/// A 128-bit object ID: a file's ID (its header) or a directory's IV (its `elastic.diriv`).
+public struct ObjectID: Hashable, Sendable {
+    let high: UInt64
+    let low: UInt64
+
+    public init(_ bytes: [UInt8]) {
+        precondition(bytes.count == 16)
+        var h: UInt64 = 0
+        var l: UInt64 = 0
+        for i in 0..<8 {
+            h = h << 8 | UInt64(bytes[i])
+            l = l << 8 | UInt64(bytes[8 + i])
+        }
+        (high, low) = (h, l)
+    }
+
+    public var bytes: [UInt8] {
+        (0..<16).map { i in UInt8(truncatingIfNeeded: (i < 8 ? high : low) >> (8 * (7 - i % 8))) }
+    }
+}
+
+/// The digest of a directory's entry set: how many entries and the XOR of one keyed hash per
+/// entry, HMAC-SHA-256(entries key, directory IV ‖ be16(name length) ‖ backing name ‖ object ID).
+/// Adding or removing an entry is one XOR, so a create, unlink or rename costs O(1) whatever the
+/// directory's size; the host, who never learns the key nor the (sealed) digest, cannot make
+/// another set of entries that gives the same one.
+public struct EntryDigest: Equatable, Sendable {
+    public private(set) var count: UInt64
+    public private(set) var value: [UInt8]
+
+    public static let empty = EntryDigest(count: 0, value: [UInt8](repeating: 0, count: 32))
+
+    init(count: UInt64, value: [UInt8]) {
+        self.count = count
+        self.value = value
+    }
+
+    /// The hash of one entry.
+    public static func hash(name: String, id: ObjectID, dirIV: [UInt8], with crypto: CryptoWorker) throws -> [UInt8] {
+        let n = Array(name.utf8)
+        return try KDF.hmacSHA256(
+            key: crypto.keys.entries, data: dirIV + [UInt8(n.count >> 8), UInt8(n.count & 0xff)] + n + id.bytes)
+    }
+
+    public mutating func add(_ hash: [UInt8]) {
+        count &+= 1
+        for i in 0..<32 { value[i] ^= hash[i] }
+    }
+
+    public mutating func remove(_ hash: [UInt8]) {
+        count &-= 1
+        for i in 0..<32 { value[i] ^= hash[i] }
+    }
+
+    /// The digest of `entries` (backing name → object ID) in the directory `dirIV`.
+    public static func of(_ entries: [String: ObjectID], dirIV: [UInt8], with crypto: CryptoWorker) throws
+        -> EntryDigest
+    {
+        var d = EntryDigest.empty
+        for (name, id) in entries { d.add(try hash(name: name, id: id, dirIV: dirIV, with: crypto)) }
+        return d
+    }
+}
+
+/// A directory's sealed entry-set state, the third part of its `elastic.diriv`: the committed
+/// digest and, while a create, unlink, rename or link is under way, the digest it will have
+/// (so a crash at any point leaves a directory that matches one of the two). Sealed with
+/// AES-256-GCM under the metadata key, bound to the directory's IV.
+public struct EntrySetState: Equatable, Sendable {
+    public var committed: EntryDigest
+    public var pending: EntryDigest?
+
+    public init(committed: EntryDigest, pending: EntryDigest? = nil) {
+        self.committed = committed
+        self.pending = pending
+    }
+
+    static let version: UInt8 = 1
+    /// version ‖ flags (bit 0: pending) ‖ u16 0 ‖ u32 0 ‖ committed (be64 count ‖ 32) ‖ pending (the same, zero when none).
+    public static let plainSize = 8 + 2 * 40
+    public static let sealedSize = 12 + plainSize + 16
+
+    var encoded: [UInt8] {
+        var w = ByteWriter()
+        w.u8(Self.version)
+        w.u8(pending == nil ? 0 : 1)
+        w.u16(0)
+        w.u32(0)
+        for d in [committed, pending ?? .empty] {
+            w.u64(d.count)
+            w.raw(d.value)
+        }
+        return w.bytes
+    }
+
+    init(decoding b: [UInt8]) throws {
+        var r = ByteReader(b)
+        guard try r.u8() == Self.version else { throw FormatError.corruptMetadata("entry set version") }
+        let flags = try r.u8()
+        guard flags & ~1 == 0, try r.u16() == 0, try r.u32() == 0 else {
+            throw FormatError.corruptMetadata("entry set flags")
+        }
+        var digests: [EntryDigest] = []
+        for _ in 0..<2 { digests.append(EntryDigest(count: try r.u64(), value: try r.raw(32))) }
+        guard r.remaining == 0 else { throw FormatError.corruptMetadata("entry set length") }
+        self.init(committed: digests[0], pending: flags & 1 != 0 ? digests[1] : nil)
+    }
+
+    /// Associated data: "elastic/v2/entries" ‖ the directory's IV.
+    static func aad(dirIV: [UInt8]) -> [UInt8] { Array(KeyLabels.entrySet.utf8) + dirIV }
+
+    public func seal(dirIV: [UInt8], with crypto: CryptoWorker) throws -> [UInt8] {
+        try crypto.sealMetadata(encoded, context: Self.aad(dirIV: dirIV))
+    }
+
+    public static func open(_ sealed: [UInt8], dirIV: [UInt8], with crypto: CryptoWorker) throws -> EntrySetState {
+        guard sealed.count == sealedSize else { throw FormatError.corruptMetadata("entry set length") }
+        do {
+            return try EntrySetState(decoding: try crypto.openMetadata(sealed, context: aad(dirIV: dirIV)))
+        } catch {
+            throw FormatError.corruptMetadata("entry set failed authentication (edited, or another directory's)")
+        }
+    }
+
+    /// Whether `actual` is the committed set or the one a change under way leads to.
+    public func accepts(_ actual: EntryDigest) -> Bool { actual == committed || actual == pending }
+}
