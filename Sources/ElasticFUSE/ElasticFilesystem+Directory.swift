@@ -27,11 +27,10 @@ extension ElasticFilesystem {
     /// entries whose names do not decrypt are skipped and logged.
     func listing(_ dir: Inode, fd: Int32) throws -> [(name: [UInt8], type: UInt8, backing: String)] {
         try withEntries(dir, exclusive: false) { entries in
-            let out = try listingNames(dir, fd: fd)
             var listed = 0
-            for e in out where e.backing != "." && e.backing != ".." {
-                guard entries.ids[e.backing] != nil else {
-                    throw refusedEntry(dir, e.backing, "an entry not in the directory's sealed set")
+            let out = try listingNames(dir, fd: fd) { backing in
+                guard entries.ids[backing] != nil else {
+                    throw refusedEntry(dir, backing, "an entry not in the directory's sealed set")
                 }
                 listed += 1
             }
@@ -44,7 +43,10 @@ extension ElasticFilesystem {
         }
     }
 
-    private func listingNames(_ dir: Inode, fd: Int32) throws -> [(name: [UInt8], type: UInt8, backing: String)] {
+    /// The entries of `dir` whose names decrypt; `check` sees every entry's backing name first.
+    private func listingNames(_ dir: Inode, fd: Int32, check: (String) throws -> Void) throws -> [(
+        name: [UInt8], type: UInt8, backing: String
+    )] {
         let iv = try dirIV(dir)
         let crypto = try worker().crypto
         var out: [(name: [UInt8], type: UInt8, backing: String)] = [
@@ -52,8 +54,9 @@ extension ElasticFilesystem {
         ]
         try forEachBackingEntry(fd) { name, _, type in
             var encoded = name
+            if BackingNames.isInternal(name) && !BackingNames.isLongName(name) { return }
+            try check(name)
             if BackingNames.isInternal(name) {
-                guard BackingNames.isLongName(name) else { return }
                 switch LongNameSidecar.encodedName(fd, backingName: name) {
                 case .success(let full):
                     encoded = full
