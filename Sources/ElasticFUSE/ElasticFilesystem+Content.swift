@@ -110,11 +110,34 @@ extension ElasticFilesystem {
     /// Seals `count` plaintext bytes (from `t.plain` unless given) as blocks starting at `first`
     /// and writes them.
     func storeBlocks(
-        _ t: ThreadState, fd: Int32, fileID: [UInt8], first: Int64, from plain: UnsafeRawPointer? = nil, count: Int
+        _ t: ThreadState, fd: Int32, fileID: [UInt8], first: Int64, from plain: UnsafeRawPointer? = nil, count: Int,
+        of inode: Inode? = nil
     ) throws {
         let src = plain ?? UnsafeRawPointer(t.plain)
         let clen = try seal(t, fileID: fileID, first: first, plaintext: src, count: count)
-        try Syscall.pwrite(fd, t.cipher, clen, BlockLayout.cipherOffset(block: first))
+        let offset = BlockLayout.cipherOffset(block: first)
+        // The bytes this overwrites, kept first: a kill during the pwrite below leaves each
+        // block old or new (`UndoJournal`). A file without a name needs none (gone after a crash).
+        if let undo = t.undo, let inode, let path = backingPath(inode) {
+            try undo.journal.keep(
+                slot: undo.slot, file: fd, fileID: fileID, path: path, first: first, offset: offset, length: clen,
+                scratch: undo.scratch)
+        }
+        try Syscall.pwrite(fd, t.cipher, clen, offset)
+    }
+
+    /// The backing path of `i` from the root of BACKING, by its first name (nil: it has none).
+    func backingPath(_ i: Inode) -> String? {
+        inodes.read { _ -> String? in
+            var parts: [String] = []
+            var current = i
+            while current !== root {
+                guard let link = current.links.first, parts.count < 4096 else { return nil }
+                parts.append(link.name)
+                current = link.parent
+            }
+            return parts.reversed().joined(separator: "/")
+        }
     }
 
     /// Seals into `t.cipher`; requests of 256 KiB and more are split with the crypto helper
@@ -157,14 +180,14 @@ extension ElasticFilesystem {
 
     /// Grows a partial last block (of a file of `size` bytes) to `newLength` plaintext bytes,
     /// the new bytes zero. Call with the write lock held.
-    func growLastBlock(_ t: ThreadState, fd: Int32, header h: FileHeader, newLength: Int64) throws {
+    func growLastBlock(_ t: ThreadState, fd: Int32, header h: FileHeader, newLength: Int64, of inode: Inode) throws {
         let size = h.record.size, fileID = h.fileID
         let index = size / Self.bs
         let old = size % Self.bs
         guard old != 0, newLength > old else { return }
         try loadBlock(t, fd: fd, fileID: fileID, index: index, length: old, into: t.plain, holes: h.record.sparse)
         memset(t.plain + Int(old), 0, Int(newLength - old))
-        try storeBlocks(t, fd: fd, fileID: fileID, first: index, count: Int(newLength))
+        try storeBlocks(t, fd: fd, fileID: fileID, first: index, count: Int(newLength), of: inode)
     }
 
     // MARK: Read
@@ -271,7 +294,7 @@ extension ElasticFilesystem {
         let first = offset / Self.bs, last = (end - 1) / Self.bs
         // A partial last block before the written range becomes a full block of its data and zeros.
         if oldSize % Self.bs != 0 && first > oldSize / Self.bs {
-            try growLastBlock(t, fd: fd, header: h, newLength: Self.bs)
+            try growLastBlock(t, fd: fd, header: h, newLength: Self.bs, of: i)
         }
         // Blocks between the old end and this write are never written: holes, which the
         // record must allow from now on.
@@ -301,10 +324,11 @@ extension ElasticFilesystem {
         }
         if headSkip == 0 && regionEnd - regionStart == Int64(size) && !loadedAny {
             // Nothing to merge: seal straight from the request buffer.
-            try storeBlocks(t, fd: fd, fileID: id, first: first, from: data, count: size)
+            try storeBlocks(t, fd: fd, fileID: id, first: first, from: data, count: size, of: i)
         } else {
             (t.plain + Int(headSkip)).copyMemory(from: data, byteCount: size)
-            try storeBlocks(t, fd: fd, fileID: id, first: first, from: t.plain, count: Int(regionEnd - regionStart))
+            try storeBlocks(
+                t, fd: fd, fileID: id, first: first, from: t.plain, count: Int(regionEnd - regionStart), of: i)
         }
         // The data first, then the record that makes it part of the file.
         // (and the new mtime and ctime).
@@ -351,7 +375,7 @@ extension ElasticFilesystem {
                 if try cipherSize(fd) > keep { try Syscall.ftruncate(fd, keep) }
                 let lastOld = oldSize / Self.bs
                 let grownLength = newSize / Self.bs > lastOld ? Self.bs : newSize % Self.bs
-                try growLastBlock(t, fd: fd, header: h, newLength: grownLength)
+                try growLastBlock(t, fd: fd, header: h, newLength: grownLength, of: i)
                 try Syscall.ftruncate(fd, BlockLayout.ciphertextSize(plain: newSize))
                 // Past the old last block, nothing is written: holes.
                 let makesHoles = newSize > (oldSize + Self.bs - 1) / Self.bs * Self.bs
@@ -368,7 +392,7 @@ extension ElasticFilesystem {
                     t, fd: fd, fileID: id, index: index,
                     length: BlockLayout.plaintextLength(block: index, fileSize: oldSize), into: t.plain,
                     holes: h.record.sparse)
-                try storeBlocks(t, fd: fd, fileID: id, first: index, count: Int(newSize % Self.bs))
+                try storeBlocks(t, fd: fd, fileID: id, first: index, count: Int(newSize % Self.bs), of: i)
             }
             try updateRecord(i, fd: fd) { r in
                 r.size = newSize

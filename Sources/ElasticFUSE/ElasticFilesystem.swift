@@ -41,6 +41,8 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// directory read again after its inode was forgotten must still match it.
     let knownEntrySets = Mutex<[ObjectID: EntryDigest]>([:])
     let threads: ThreadStateKey
+    /// Where writers keep the bytes they overwrite (nil on a read-only mount).
+    let undo: UndoJournal?
     let isRoot = geteuid() == 0
     /// Whether the kernel accepted HANDLE_KILLPRIV_V2 (so setuid/setgid clearing is ours).
     var killPrivV2: Bool { CElasticFUSEInit_fuse_killpriv_v2_enabled() != 0 }
@@ -74,7 +76,16 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         root = Inode(id: Self.rootID, stat: try Syscall.fstat(rootHandle.fd))
         root.nlookup = 1
         handles.pin(root, rootHandle)
-        threads = ThreadStateKey(keys: store.keys)
+        // Blocks a killed overwrite left half written are put back first (`UndoJournal`).
+        let restored =
+            readOnly ? 0 : try UndoJournal.recover(rootfd: store.directory.fd, with: CryptoWorker(keys: store.keys))
+        if restored > 0 {
+            logger.notice("put back blocks an interrupted write left half written", metadata: ["blocks": "\(restored)"])
+        }
+        undo =
+            readOnly
+            ? nil : try UndoJournal(rootfd: store.directory.fd, maxPayload: ThreadState.cipherCapacity)
+        threads = ThreadStateKey(keys: store.keys, undo: undo)
         inodes.withLock {
             $0.byID[Self.rootID] = root
             $0.byKey[root.key] = root

@@ -13,14 +13,23 @@ final class ThreadState {
     let crypto: CryptoWorker
     let plain: UnsafeMutableRawPointer
     let cipher: UnsafeMutableRawPointer
+    /// This thread's slot of the undo journal, and a buffer for the old bytes it keeps.
+    let undo: (journal: UndoJournal, slot: Int, scratch: UnsafeMutableRawPointer)?
 
-    init(keys: StoreKeys) throws {
+    init(keys: StoreKeys, undo journal: UndoJournal?) throws {
         crypto = try CryptoWorker(keys: keys)
         plain = UnsafeMutableRawPointer.allocate(byteCount: Self.plainCapacity, alignment: 4096)
         cipher = UnsafeMutableRawPointer.allocate(byteCount: Self.cipherCapacity, alignment: 4096)
+        undo = journal.map {
+            ($0, $0.acquire(), UnsafeMutableRawPointer.allocate(byteCount: Self.cipherCapacity, alignment: 4096))
+        }
     }
 
     deinit {
+        if let undo {
+            undo.journal.release(undo.slot)
+            undo.scratch.deallocate()
+        }
         // The plaintext buffer held file contents: wipe it before it goes back to the allocator.
         memset(plain, 0, Self.plainCapacity)
         plain.deallocate()
@@ -32,9 +41,11 @@ final class ThreadState {
 final class ThreadStateKey: @unchecked Sendable {  // `key` is set once in init; pthread keys are thread-safe
     private var key = pthread_key_t()
     private let keys: StoreKeys
+    private let undo: UndoJournal?
 
-    init(keys: StoreKeys) {
+    init(keys: StoreKeys, undo: UndoJournal?) {
         self.keys = keys
+        self.undo = undo
         pthread_key_create(&key) { p in
             guard let p else { return }
             Unmanaged<ThreadState>.fromOpaque(p).release()
@@ -43,7 +54,7 @@ final class ThreadStateKey: @unchecked Sendable {  // `key` is set once in init;
 
     func current() throws -> ThreadState {
         if let p = pthread_getspecific(key) { return Unmanaged<ThreadState>.fromOpaque(p).takeUnretainedValue() }
-        let s = try ThreadState(keys: keys)
+        let s = try ThreadState(keys: keys, undo: undo)
         pthread_setspecific(key, Unmanaged.passRetained(s).toOpaque())
         return s
     }

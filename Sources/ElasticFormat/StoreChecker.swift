@@ -90,7 +90,7 @@ public final class StoreChecker {
 
     static let rootInternal: Set<String> = [
         BackingNames.config, BackingNames.keyStore, BackingNames.root, BackingNames.lock, BackingNames.longLinks,
-        BackingNames.dirIV,
+        BackingNames.dirIV, BackingNames.undo,
         BackingNames.quarantine,
     ]
 

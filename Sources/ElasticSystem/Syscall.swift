@@ -68,6 +68,13 @@ public enum Syscall {
         }
     }
 
+    /// Up to `count` bytes at `offset` (fewer at the end of the file).
+    public static func preadBytes(_ fd: Int32, count: Int, at offset: Int64) throws -> [UInt8] {
+        var b = [UInt8](repeating: 0, count: count)
+        let n = try b.withUnsafeMutableBytes { count == 0 ? 0 : try pread(fd, $0.baseAddress!, count, offset) }
+        return Array(b[0..<n])
+    }
+
     /// Writes all of `bytes` at `offset`.
     public static func pwrite(_ fd: Int32, _ bytes: [UInt8], at offset: Int64) throws {
         try bytes.withUnsafeBytes { try pwrite(fd, $0.baseAddress!, $0.count, offset) }

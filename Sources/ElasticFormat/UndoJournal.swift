@@ -1,0 +1,168 @@
+import ElasticCrypto
+import ElasticSystem
+import Glibc
+import Synchronization
+
+/// Crash safety of overwrites: a `kill -9` of the daemon can stop a `pwrite` of several cipher
+/// blocks at a page boundary, and a cipher block (4,124 bytes) always spans two pages, so the
+/// block would be left half old, half new, and fail. Before it overwrites cipher bytes in place,
+/// a writer copies the old bytes into its own slot of `elastic.undo` in BACKING (payload first,
+/// then the slot's header, all in the page cache, so the copy is complete before the overwrite
+/// starts). At the next mount, `recover` puts back every block that fails and whose old copy
+/// authenticates: a file being written reads back as its old or new contents for each write.
+/// Appends (nothing old to keep) cost nothing.
+///
+/// Slot layout (at `slot × slotSize`): a 4,096-byte header, magic "ELUN" ‖ version u16 = 1 ‖
+/// path length u16 ‖ sequence u64 ‖ file ID (16) ‖ first block u64 ‖ payload length u32 ‖
+/// overwrite length u32 ‖ the
+/// backing path (relative to BACKING), then the old cipher bytes from the first block's offset.
+/// The journal holds only ciphertext that was in BACKING before, and every block it puts back
+/// must authenticate for its file and index: the host gains nothing by editing it.
+public final class UndoJournal: Sendable {
+    public static let fileName = BackingNames.undo
+    static let magic: [UInt8] = Array("ELUN".utf8)
+    static let headerSize = 4096
+    /// The header before the path.
+    static let fixedHeader = 48
+    let fd: Int32
+    let slotSize: Int64
+    /// Free slots, slots handed out so far, the last sequence number.
+    private let state = Mutex<(free: [Int], slots: Int, sequence: UInt64)>(([], 0, 0))
+
+    /// Opens (creating) the journal of the store whose root is `rootfd`, emptied: run `recover` first.
+    public init(rootfd: Int32, maxPayload: Int) throws {
+        fd = try Syscall.openat(rootfd, Self.fileName, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o600)
+        guard try Syscall.fstat(fd).st_mode & S_IFMT == S_IFREG else {
+            Syscall.close(fd)
+            throw FormatError.corruptMetadata("\(Self.fileName): not a regular file")
+        }
+        try Syscall.ftruncate(fd, 0)
+        slotSize = Int64((Self.headerSize + maxPayload + 4095) / 4096 * 4096)
+    }
+
+    deinit { Syscall.close(fd) }
+
+    /// A slot for one writer thread (give it back with `release`).
+    public func acquire() -> Int {
+        state.withLock { s in
+            if let slot = s.free.popLast() { return slot }
+            s.slots += 1
+            return s.slots - 1
+        }
+    }
+
+    public func release(_ slot: Int) { state.withLock { $0.free.append(slot) } }
+
+    /// Keeps the bytes of `file` in `[offset, offset + length)` that exist (blocks from `first`)
+    /// before they are overwritten; `scratch` holds at least `length` bytes.
+    public func keep(
+        slot: Int, file: Int32, fileID: [UInt8], path: String, first: Int64, offset: Int64, length: Int,
+        scratch: UnsafeMutableRawPointer
+    ) throws {
+        let old = try Syscall.pread(file, scratch, length, offset)
+        guard old > 0 else { return }
+        let base = Int64(slot) * slotSize
+        try Syscall.pwrite(fd, scratch, old, base + Int64(Self.headerSize))
+        let seq = state.withLock { s in
+            s.sequence += 1
+            return s.sequence
+        }
+        let p = Array(path.utf8.prefix(Self.headerSize - Self.fixedHeader))
+        var w = ByteWriter()
+        w.raw(Self.magic)
+        w.u16(1)
+        w.u16(UInt16(p.count))
+        w.u64(seq)
+        w.raw(fileID)
+        w.u64(UInt64(first))
+        w.u32(UInt32(old))
+        w.u32(UInt32(length))
+        w.raw(p)
+        try Syscall.pwrite(fd, w.bytes, at: base)
+    }
+
+    /// Puts back, in the store whose root is `rootfd`, every block a killed overwrite left
+    /// failing whose old copy in the journal authenticates; returns how many.
+    public static func recover(rootfd: Int32, with crypto: CryptoWorker) throws -> Int {
+        let fd: Int32
+        do { fd = try Syscall.openat(rootfd, fileName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) } catch let e
+            as Errno where e == .noSuchFileOrDirectory
+        {
+            return 0
+        }
+        defer { Syscall.close(fd) }
+        let size = Int64(try Syscall.fstat(fd).st_size)
+        var records:
+            [(seq: UInt64, fileID: [UInt8], first: Int64, length: Int, written: Int, path: String, at: Int64)] = []
+        var header = [UInt8](repeating: 0, count: fixedHeader)
+        var slot: Int64 = 0
+        // Slots are found by their headers, at page boundaries (old cipher bytes never start
+        // with the magic and version: a nonce is random, and a false match must still authenticate).
+        while slot < size {
+            let n = try header.withUnsafeMutableBytes { try Syscall.pread(fd, $0.baseAddress!, fixedHeader, slot) }
+            if n == fixedHeader, Array(header[0..<4]) == magic, header[4] == 0, header[5] == 1 {
+                var r = ByteReader(Array(header[6...]))
+                let pathLength = Int(try r.u16()), seq = try r.u64(), fileID = try r.raw(16)
+                let first = Int64(try r.u64()), length = Int(try r.u32()), written = Int(try r.u32())
+                let path = try Syscall.preadBytes(fd, count: pathLength, at: slot + Int64(fixedHeader))
+                records.append(
+                    (
+                        seq, fileID, first, length, written, String(decoding: path, as: UTF8.self),
+                        slot + Int64(headerSize)
+                    ))
+            }
+            slot += 4096
+        }
+        var restored = 0
+        var done: Set<[UInt8]> = []
+        for r in records.sorted(by: { $0.seq > $1.seq }) {
+            guard let file = try? Syscall.openBeneath(rootfd, r.path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            else {
+                continue  // gone or renamed since: nothing to put back there
+            }
+            defer { Syscall.close(file) }
+            guard let id = try? Syscall.preadBytes(file, count: 16, at: 8), id == r.fileID else { continue }
+            let old = try Syscall.preadBytes(fd, count: r.length, at: r.at)
+            // (Blocks a later truncate removed were not torn: a tear is the last write.)
+            let fileSize = Int64((try? Syscall.fstat(file).st_size) ?? 0)
+            let cbs = Int(BlockLayout.cipherBlockSize)
+            var at = 0
+            var index = r.first
+            while at < old.count {
+                let piece = Array(old[at..<min(at + cbs, old.count)])
+                let offset = BlockLayout.cipherOffset(block: index)
+                let key = r.fileID + withUnsafeBytes(of: index.bigEndian) { Array($0) }
+                // The block as it was (the write never reached it) or as the write left it
+                // complete (its length may differ: a last block the write grew).
+                let current = (try? Syscall.preadBytes(file, count: piece.count, at: offset)) ?? []
+                let newLength = max(0, min(cbs, r.written - at))
+                let written = (try? Syscall.preadBytes(file, count: newLength, at: offset)) ?? []
+                if offset < fileSize, !done.contains(key), !authenticates(current, crypto, r.fileID, index),
+                    !authenticates(written, crypto, r.fileID, index),
+                    authenticates(piece, crypto, r.fileID, index) || piece.allSatisfy({ $0 == 0 })
+                {
+                    try Syscall.pwrite(file, piece, at: offset)
+                    restored += 1
+                }
+                done.insert(key)
+                at += cbs
+                index += 1
+            }
+        }
+        return restored
+    }
+
+    static func authenticates(_ block: [UInt8], _ crypto: CryptoWorker, _ fileID: [UInt8], _ index: Int64) -> Bool {
+        guard block.count > Int(BlockLayout.overhead) else { return false }
+        var out = [UInt8](repeating: 0, count: block.count)
+        return block.withUnsafeBytes { b in
+            fileID.withUnsafeBytes { id in
+                out.withUnsafeMutableBytes { o in
+                    (try? crypto.openBlock(
+                        fileID: id, index: index, cipher: b.baseAddress!, length: b.count, output: o.baseAddress!,
+                        holes: false)) != nil
+                }
+            }
+        }
+    }
+}
