@@ -138,6 +138,28 @@ extension ElasticFilesystem {
         }
     }
 
+    /// The `elastic.diriv` of `dir` open for writing, from this thread's three most recently
+    /// used (a create in the directory of the last one costs no open). An epoch change (a directory's
+    /// file was put back after a failed removal) reopens them.
+    func dirivFile(_ dir: Inode) throws -> Int32 {
+        let t = try worker()
+        let epoch = dirivEpoch.load(ordering: .acquiring)
+        // Least recently used last out: the (at most two) files of the change under way are the
+        // most recent, so they are never the one closed.
+        if let i = t.dirivFiles.firstIndex(where: { $0.inode == dir.id }) {
+            let entry = t.dirivFiles.remove(at: i)
+            if entry.epoch == epoch {
+                t.dirivFiles.append(entry)
+                return entry.fd
+            }
+            Syscall.close(entry.fd)
+        }
+        let fd = try withHandle(dir) { try DirectoryIV.openForUpdate($0) }
+        if t.dirivFiles.count >= 3 { Syscall.close(t.dirivFiles.removeFirst().fd) }
+        t.dirivFiles.append((dir.id, epoch, fd))
+        return fd
+    }
+
     /// Applies `changes` around `op`, which makes them in BACKING: each directory's sealed set
     /// first names the set to come as pending, `op` runs, then the new set is committed (a crash
     /// at any point leaves every directory matching one of the two). Callers hold the namespace
@@ -145,7 +167,6 @@ extension ElasticFilesystem {
     func changingEntries<R>(_ changes: [EntryChange], _ op: () throws -> R) throws -> R {
         let crypto = try worker().crypto
         var plans: [(entries: DirectoryEntries, change: EntryChange, next: EntryDigest, fd: Int32)] = []
-        defer { for p in plans { Syscall.close(p.fd) } }
         for change in changes {
             let entries = change.directory.entries!
             var next = entries.committed
@@ -155,7 +176,7 @@ extension ElasticFilesystem {
             for a in change.add {
                 next.add(try EntryDigest.hash(name: a.name, id: a.id, dirIV: entries.iv, with: crypto))
             }
-            let fd = try withHandle(change.directory) { try DirectoryIV.openForUpdate($0) }
+            let fd = try dirivFile(change.directory)
             plans.append((entries, change, next, fd))
             try DirectoryIV.writeEntrySet(
                 EntrySetState(committed: entries.committed, pending: next), iv: entries.iv, fd: fd, with: crypto)

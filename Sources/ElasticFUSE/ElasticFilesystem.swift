@@ -40,6 +40,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// The last entry-set digest this mount saw or wrote for every directory (by IV): a
     /// directory read again after its inode was forgotten must still match it.
     let knownEntrySets = Mutex<[ObjectID: EntryDigest]>([:])
+    /// Changes when a directory's `elastic.diriv` is put back (a failed removal): descriptors
+    /// threads keep on those files (`dirivFile`) are then reopened.
+    let dirivEpoch = Atomic<UInt64>(0)
     let threads: ThreadStateKey
     /// Where writers keep the bytes they overwrite (nil on a read-only mount).
     let undo: UndoJournal?
@@ -522,14 +525,19 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// What every create-like operation starts with: the parent (its descriptor and its
     /// namespace lock held for `body`), the checked backing name, free in the parent's entry
     /// set, with its long-name sidecar already written, and the owner of the new object.
-    func withNew<R>(_ parent: Inode, _ name: [UInt8], _ caller: Caller, _ body: (NewObject) throws -> R) throws -> R {
+    /// A name the sealed set already has fails with EEXIST, or goes to `existing` when given.
+    func withNew<R>(
+        _ parent: Inode, _ name: [UInt8], _ caller: Caller,
+        existing: (NewObject) throws -> R = { _ in throw Errno.fileExists }, _ body: (NewObject) throws -> R
+    ) throws -> R {
         try checkCreatable(parent, name)
         let b = try backingName(parent, name)
         return try withEntries(parent, exclusive: true) { entries in
             try withHandle(parent) { dirfd in
-                // (An existing entry fails with EEXIST when the new object is moved into place.)
-                _ = try entryID(parent, entries, b.name, dirfd: dirfd)
                 let owner = try newOwner(parent, caller)
+                // (A name in BACKING but not in the set fails when the new object is moved into
+                // place: `publish` tells it apart.)
+                if entries.ids[b.name] != nil { return try existing((parent, dirfd, b, owner)) }
                 try writeSidecar(dirfd, b)
                 return try body((parent, dirfd, b, owner))
             }
@@ -539,8 +547,13 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// Moves a new object, complete under its temporary name, into place as `n` (never over an
     /// existing entry), adding it to the parent's entry set.
     func publish(_ n: NewObject, temporary: String, id: ObjectID) throws {
-        try changingEntries([EntryChange(directory: n.parent, add: [(n.b.name, id)])]) {
-            try Syscall.renameat2(n.dirfd, temporary, n.dirfd, n.b.name, LinuxConstants.renameNoReplace)
+        do {
+            try changingEntries([EntryChange(directory: n.parent, add: [(n.b.name, id)])]) {
+                try Syscall.renameat2(n.dirfd, temporary, n.dirfd, n.b.name, LinuxConstants.renameNoReplace)
+            }
+        } catch let e as Errno where e == .fileExists {
+            // The name is not in the sealed set (checked before): someone else put it in BACKING.
+            throw refusedEntry(n.parent, n.b.name, "an entry not in the directory's sealed set")
         }
     }
 
@@ -632,30 +645,29 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         Entry, Int32
     ) {
         let parent = try inode(parentID)
-        return try withNew(parent, name, caller) { n in
-            let openFlags = Self.backingFlags(flags)
-            let fd: Int32, header: FileHeader
+        let openFlags = Self.backingFlags(flags)
+        // Created since the kernel's lookup (a name the sealed set has): opened as it is.
+        func openExisting(_ n: NewObject) throws -> (Entry, Int32) {
+            if flags & O_EXCL != 0 { throw Errno.fileExists }
+            let fd = try Syscall.openat(n.dirfd, n.b.name, openFlags | O_NOFOLLOW | O_NONBLOCK)
             do {
-                (fd, header) = try createBacking(n, newRecord(.regular, mode, n), flags: openFlags)
-            } catch let e as Errno where e == .fileExists && flags & O_EXCL == 0 {
-                // Created by someone else since the kernel's lookup: open it as it is.
-                let fd = try Syscall.openat(n.dirfd, n.b.name, openFlags | O_NOFOLLOW | O_NONBLOCK)
-                do {
-                    let st = try Syscall.fstat(fd)
-                    guard st.st_mode & S_IFMT == S_IFREG else { throw Errno.fileExists }
-                    let entry = try register(parent: parent, backingName: n.b.name, stat: st)
-                    guard entry.inode.isRegular else {
-                        forget(entry.inode.id, 1)
-                        throw Errno.fileExists
-                    }
-                    entry.inode.openCount.add(1, ordering: .relaxed)
-                    if flags & O_TRUNC != 0 { try truncateOnOpen(entry.inode, fd: fd, caller: caller) }
-                    return (entry, fd)
-                } catch {
-                    Syscall.close(fd)
-                    throw error
+                let st = try Syscall.fstat(fd)
+                guard st.st_mode & S_IFMT == S_IFREG else { throw Errno.fileExists }
+                let entry = try register(parent: parent, backingName: n.b.name, stat: st)
+                guard entry.inode.isRegular else {
+                    forget(entry.inode.id, 1)
+                    throw Errno.fileExists
                 }
+                entry.inode.openCount.add(1, ordering: .relaxed)
+                if flags & O_TRUNC != 0 { try truncateOnOpen(entry.inode, fd: fd, caller: caller) }
+                return (entry, fd)
+            } catch {
+                Syscall.close(fd)
+                throw error
             }
+        }
+        return try withNew(parent, name, caller, existing: openExisting) { n in
+            let (fd, header) = try createBacking(n, newRecord(.regular, mode, n), flags: openFlags)
             do {
                 let entry = try register(
                     parent: parent, backingName: n.b.name, stat: try Syscall.fstat(fd), header: header)
@@ -768,7 +780,10 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                     }
                 } catch {
                     if pinned, let victim { handles.unpin(victim) }
-                    if let iv { DirectoryIV.restore(iv, in: dfd) }
+                    if let iv {
+                        DirectoryIV.restore(iv, in: dfd)
+                        dirivEpoch.add(1, ordering: .releasing)
+                    }
                     throw error
                 }
                 nameRemoved(key)
@@ -874,7 +889,10 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             try changingEntries(changes) { try Syscall.renameat2(fromfd, from.name, tofd, to.name, flags) }
         } catch {
             if pinned, let victim { handles.unpin(victim) }
-            if let r = restoreIV { DirectoryIV.restore(r.iv, in: r.fd) }
+            if let r = restoreIV {
+                DirectoryIV.restore(r.iv, in: r.fd)
+                dirivEpoch.add(1, ordering: .releasing)
+            }
             throw error
         }
         if victim != nil { nameRemoved(toKey) }

@@ -1,4 +1,5 @@
 import ElasticFormat
+import ElasticSystem
 import Glibc
 
 /// Per-worker-thread state: keyed crypto contexts and page-aligned buffers sized for the largest
@@ -13,6 +14,9 @@ final class ThreadState {
     let crypto: CryptoWorker
     let plain: UnsafeMutableRawPointer
     let cipher: UnsafeMutableRawPointer
+    /// The `elastic.diriv` files this thread last changed entry sets in (at most three, least
+    /// recently used first), kept open: by directory inode and the epoch they were opened in.
+    var dirivFiles: [(inode: UInt64, epoch: UInt64, fd: Int32)] = []
     /// This thread's slot of the undo journal, and a buffer for the old bytes it keeps.
     let undo: (journal: UndoJournal, slot: Int, scratch: UnsafeMutableRawPointer)?
 
@@ -26,6 +30,7 @@ final class ThreadState {
     }
 
     deinit {
+        for f in dirivFiles { Syscall.close(f.fd) }
         if let undo {
             undo.journal.release(undo.slot)
             undo.scratch.deallocate()
