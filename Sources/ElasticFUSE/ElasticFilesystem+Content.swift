@@ -118,12 +118,14 @@ extension ElasticFilesystem {
         let offset = BlockLayout.cipherOffset(block: first)
         // The bytes this overwrites, kept first: a kill during the pwrite below leaves each
         // block old or new (`UndoJournal`). A file without a name needs none (gone after a crash).
+        var kept = false
         if let undo = t.undo, let inode, let path = backingPath(inode) {
-            try undo.journal.keep(
+            kept = try undo.journal.keep(
                 slot: undo.slot, file: fd, fileID: fileID, path: path, first: first, offset: offset, length: clen,
                 scratch: undo.scratch)
         }
         try Syscall.pwrite(fd, t.cipher, clen, offset)
+        if kept, let undo = t.undo { try undo.journal.done(slot: undo.slot) }
     }
 
     /// The backing path of `i` from the root of BACKING, by its first name (nil: it has none).

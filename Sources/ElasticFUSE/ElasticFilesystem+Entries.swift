@@ -87,6 +87,14 @@ extension ElasticFilesystem {
                 throw FormatError.corruptMetadata("entry \(bad.name): \(bad.why)")
             }
             let digest = try EntryDigest.of(found.ids, dirIV: iv, with: crypto)
+            // A removal cut off between its two steps (the IV file gone, the empty directory
+            // left) counts only if the change under way removes it: then it is finished now.
+            if !found.interrupted.isEmpty {
+                guard info.entries.pending == digest, !readOnly else {
+                    throw FormatError.corruptMetadata("directory \(found.interrupted[0]) without its IV")
+                }
+                for name in found.interrupted { try Syscall.unlinkat(d, name, AT_REMOVEDIR) }
+            }
             guard info.entries.accepts(digest) else {
                 throw FormatError.corruptMetadata(
                     "\(found.ids.count) entries in BACKING, \(info.entries.committed.count) in the sealed set, or other ones"
@@ -124,14 +132,13 @@ extension ElasticFilesystem {
         return FormatError.corruptMetadata(what)
     }
 
-    /// Checks that `inode`, found as `name` in `dir`, is the object the sealed set names there
-    /// (caller holds the namespace lock of `dir`).
-    func checkEntry(_ dir: Inode, _ name: String, _ inode: Inode) throws {
+    /// Checks that the object `actual`, found as `name` in `dir`, is the one the sealed set
+    /// names there (caller holds the namespace lock of `dir`).
+    func checkEntry(_ dir: Inode, _ name: String, _ actual: ObjectID) throws {
         guard let entries = dir.entries else { return }
         guard let expected = entries.ids[name] else {
             throw refusedEntry(dir, name, "an entry not in the directory's sealed set")
         }
-        let actual = inode.isDirectory ? ObjectID(try dirIV(inode)) : ObjectID(try header(inode).fileID)
         guard actual == expected else {
             throw refusedEntry(
                 dir, name, "another object than the one the directory's sealed set names (moved or swapped)")
@@ -194,9 +201,17 @@ extension ElasticFilesystem {
             for a in p.change.add { p.entries.ids[a.name] = a.id }
             p.entries.committed = p.next
             knownEntrySets.withLock { $0[ObjectID(p.entries.iv)] = p.next }
+            // Committed with the directory's new mtime and ctime, in one write.
+            let dir = p.change.directory
             do {
-                try DirectoryIV.writeEntrySet(
-                    EntrySetState(committed: p.next), iv: p.entries.iv, fd: p.fd, with: crypto)
+                try dir.content.withWriteLock {
+                    var record = try directoryInfo(dir).record
+                    record.ctime = ObjectRecord.now()
+                    record.mtime = record.ctime
+                    try DirectoryIV.writeRecordAndEntrySet(
+                        record, EntrySetState(committed: p.next), iv: p.entries.iv, fd: p.fd, with: crypto)
+                    dir.directoryRecord.withLock { $0 = record }
+                }
             } catch {
                 // The pending set is the one BACKING has: the next load settles it.
                 logger.warning("could not commit a directory's entry set", metadata: ["why": "\(error)"])

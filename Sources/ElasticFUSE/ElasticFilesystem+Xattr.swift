@@ -34,7 +34,7 @@ extension ElasticFilesystem {
             if !present && listed.count + bname.utf8.count + 1 > Self.listLimit { throw Errno.noSpace }
             try Syscall.setxattr(path, bname, sealed, flags)
         }
-        if i.hasHeader { try touchChanged(i) }  // an attribute change is a change (ctime)
+        try touchChanged(i)  // an attribute change is a change (ctime)
     }
 
     func getxattr(_ ino: UInt64, _ name: [UInt8]) throws -> [UInt8] {
@@ -62,6 +62,6 @@ extension ElasticFilesystem {
         if readOnly { throw Errno.readOnlyFileSystem }
         let bname = try backingXattrName(name)
         try withProcPath(i) { try Syscall.removexattr($0, bname) }
-        if i.hasHeader { try touchChanged(i) }
+        try touchChanged(i)
     }
 }

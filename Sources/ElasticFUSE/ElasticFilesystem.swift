@@ -128,6 +128,27 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         {
             header = try withHandle(parent) { try readHeader(dirfd: $0, name: backingName, expected: key) }
         }
+        // It must be the object the parent's sealed entry set names here (checked before the
+        // name is attached to any inode).
+        if parent.entries != nil {
+            let id: [UInt8]
+            if backingType == S_IFDIR {
+                id = try withHandle(parent) { d in
+                    let fd = try Syscall.openat(d, backingName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                    defer { Syscall.close(fd) }
+                    guard DevIno(try Syscall.fstat(fd)) == key else { throw Errno.staleNFSFileHandle }
+                    return try DirectoryIV.read(from: fd)
+                }
+            } else if let header {
+                id = header.fileID
+            } else if let cached = inodes.read({ $0.byKey[key] })?.header.withLock({ $0 }) {
+                id = cached.fileID
+            } else {
+                header = try withHandle(parent) { try readHeader(dirfd: $0, name: backingName, expected: key) }
+                id = header!.fileID
+            }
+            try checkEntry(parent, backingName, ObjectID(id))
+        }
         var regained: Inode? = nil
         // (Retried once with the header when the inode the check above found was forgotten
         // before the table lock was taken: a new inode needs its header.)
@@ -139,7 +160,6 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             if st.st_nlink > 1 { inode.mayHaveOtherNames.store(true, ordering: .relaxed) }
             if let regained { handles.unpin(regained) }  // it has a name again
             do {
-                try checkEntry(parent, backingName, inode)
                 return Entry(inode: inode, attr: try attributes(of: inode, stat: st))
             } catch {
                 forget(inode.id, 1)  // the kernel never hears of this lookup, so it will not forget it
@@ -383,6 +403,8 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             a.st_mode = r.statMode
             a.st_uid = r.uid
             a.st_gid = r.gid
+            a.st_mtim = r.mtime
+            a.st_ctim = r.ctime
         default:
             throw FormatError.corruptMetadata("backing object type")  // never registered
         }
@@ -427,6 +449,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     func updateDirectoryRecord(_ dir: Inode, _ change: (inout ObjectRecord) -> Void) throws {
         try dir.content.withWriteLock {
             var (iv, record) = try directoryInfo(dir)
+            record.ctime = ObjectRecord.now()
             change(&record)
             try withHandle(dir) { d in try DirectoryIV.writeRecord(record, iv: iv, in: d, with: worker().crypto) }
             dir.directoryRecord.withLock { $0 = record }
@@ -771,24 +794,35 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 let dfd = try Syscall.openat(dirfd, b.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 defer { Syscall.close(dfd) }
                 try checkEmptyAsSealed(parent, b.name, dfd)
-                let iv = try opening { try DirectoryIV.removeFromEmptyDirectory(dfd) }
+                guard try DirectoryIV.holdsOnlyItsIV(dfd) else { throw Errno.directoryNotEmpty }
                 let victim = inodes.read { $0.byName[key] }
                 let pinned = pinIfStillReachable(victim, losing: key)
                 do {
+                    // The IV file goes after the parent's set names the removal as pending, so
+                    // a crash between the two steps leaves what the next load finishes.
                     try changingEntries([EntryChange(directory: parent, remove: [(b.name, id)])]) {
-                        try Syscall.unlinkat(dirfd, b.name, AT_REMOVEDIR)
+                        try removeEmptyDirectory(dirfd, b.name, dfd)
                     }
                 } catch {
                     if pinned, let victim { handles.unpin(victim) }
-                    if let iv {
-                        DirectoryIV.restore(iv, in: dfd)
-                        dirivEpoch.add(1, ordering: .releasing)
-                    }
                     throw error
                 }
                 nameRemoved(key)
                 removeSidecar(dirfd, b)
             }
+        }
+    }
+
+    /// Removes the empty directory `name` (open as `dfd`): its IV file, then itself (the IV put
+    /// back if that fails).
+    func removeEmptyDirectory(_ dirfd: Int32, _ name: String, _ dfd: Int32) throws {
+        let iv = try opening { try DirectoryIV.removeFromEmptyDirectory(dfd) }
+        do { try Syscall.unlinkat(dirfd, name, AT_REMOVEDIR) } catch {
+            if let iv {
+                DirectoryIV.restore(iv, in: dfd)
+                dirivEpoch.add(1, ordering: .releasing)
+            }
+            throw error
         }
     }
 
@@ -860,7 +894,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     ) throws {
         let exchange = flags & LinuxConstants.renameExchange != 0
         let fromKey = NameKey(parent: parent.id, name: from.name), toKey = NameKey(parent: newParent.id, name: to.name)
-        var restoreIV: (fd: Int32, iv: [UInt8])? = nil
+        var replacedDirectory: Int32? = nil
         var victim: Inode? = nil
         if !exchange, flags & LinuxConstants.renameNoReplace == 0, let dst = try? Syscall.lstatat(tofd, to.name) {
             let src = try Syscall.lstatat(fromfd, from.name)
@@ -868,15 +902,13 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             if dst.st_mode & S_IFMT == S_IFDIR {
                 guard src.st_mode & S_IFMT == S_IFDIR else { throw Errno.isDirectory }
                 let dfd = try Syscall.openat(tofd, to.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                if let iv = try DirectoryIV.removeFromEmptyDirectory(dfd) {
-                    restoreIV = (dfd, iv)
-                } else {
-                    Syscall.close(dfd)
-                }
+                replacedDirectory = dfd
+                guard try DirectoryIV.holdsOnlyItsIV(dfd) else { throw Errno.directoryNotEmpty }
+                try checkEmptyAsSealed(newParent, to.name, dfd)
             }
             victim = inodes.read { $0.byName[toKey] }
         }
-        defer { if let r = restoreIV { Syscall.close(r.fd) } }
+        defer { if let fd = replacedDirectory { Syscall.close(fd) } }
         let pinned = pinIfStillReachable(victim, losing: toKey)
         // Renamed files get a new ctime (as on ext4): opened now, through their old names.
         let movedFD = openForCtime(fromfd, from.name)
@@ -886,13 +918,13 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         defer { for fd in [movedFD, otherFD, survivorFD] { if let fd { Syscall.close(fd) } } }
         try writeSidecar(tofd, to)
         do {
-            try changingEntries(changes) { try Syscall.renameat2(fromfd, from.name, tofd, to.name, flags) }
+            if let dfd = replacedDirectory {
+                try replaceDirectory(parent, fromfd, from.name, newParent, tofd, to.name, dfd)
+            } else {
+                try changingEntries(changes) { try Syscall.renameat2(fromfd, from.name, tofd, to.name, flags) }
+            }
         } catch {
             if pinned, let victim { handles.unpin(victim) }
-            if let r = restoreIV {
-                DirectoryIV.restore(r.iv, in: r.fd)
-                dirivEpoch.add(1, ordering: .releasing)
-            }
             throw error
         }
         if victim != nil { nameRemoved(toKey) }
@@ -909,10 +941,36 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 try? touchChanged(inode, fd: fd)
             }
         }
+        for inode in [moved, other] where inode?.isDirectory == true { try? touchChanged(inode!) }
         if exchange {
             try writeSidecar(fromfd, from)
         } else {
             removeSidecar(fromfd, from)
+        }
+    }
+
+    /// A directory renamed over an empty one, in two changes no crash can tear: the two are
+    /// exchanged, then the old one (now under the source name, `dfd`) is removed.
+    private func replaceDirectory(
+        _ parent: Inode, _ fromfd: Int32, _ from: String, _ newParent: Inode, _ tofd: Int32, _ to: String, _ dfd: Int32
+    ) throws {
+        guard let moved = parent.entries?.ids[from], let old = newParent.entries?.ids[to] else {
+            throw Errno.noSuchFileOrDirectory
+        }
+        let exchange = LinuxConstants.renameExchange
+        try changingEntries(try Self.renameChanges(parent, from, moved, newParent, to, old, flags: exchange)) {
+            try Syscall.renameat2(fromfd, from, tofd, to, exchange)
+        }
+        do {
+            try changingEntries([EntryChange(directory: parent, remove: [(from, old)])]) {
+                try removeEmptyDirectory(fromfd, from, dfd)
+            }
+        } catch {
+            // Put the two back as they were: the rename failed as a whole.
+            try? changingEntries(try Self.renameChanges(parent, from, old, newParent, to, moved, flags: exchange)) {
+                try Syscall.renameat2(fromfd, from, tofd, to, exchange)
+            }
+            throw error
         }
     }
 
@@ -945,8 +1003,10 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         return try? Syscall.openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
     }
 
-    /// Sets the ctime of `i` (a file with a header) to now, through its record.
+    /// Sets the ctime of `i` (a file with a header, or a directory) to now, through its record.
     func touchChanged(_ i: Inode, fd given: Int32? = nil) throws {
+        if i.isDirectory { return try updateDirectoryRecord(i) { _ in } }
+        guard i.hasHeader else { return }
         let fd = try given ?? openBacking(i, O_RDWR | O_CLOEXEC)
         defer { if given == nil { Syscall.close(fd) } }
         try i.content.withWriteLock { try updateRecord(i, fd: fd) { _ in } }
@@ -998,7 +1058,15 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 let at = time(FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW, attr.st_atim)
                 let mt = time(FUSE_SET_ATTR_MTIME, FUSE_SET_ATTR_MTIME_NOW, attr.st_mtim)
                 try Syscall.utimes(fd: fd, (at, mt))
-                if i.hasHeader {
+                if i.isDirectory {
+                    try updateDirectoryRecord(i) { r in
+                        if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 {
+                            r.mtime = r.ctime
+                        } else if toSet & FUSE_SET_ATTR_MTIME != 0 {
+                            r.mtime = attr.st_mtim
+                        }
+                    }
+                } else if i.hasHeader {
                     // The served mtime and ctime are the record's (atime stays the backing file's).
                     let w = try openBacking(i, O_RDWR | O_CLOEXEC)
                     defer { Syscall.close(w) }

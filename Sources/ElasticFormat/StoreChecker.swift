@@ -102,13 +102,13 @@ public final class StoreChecker {
             problem(path, "directory IV and record: \(error); no name in this directory can be read")
             return
         }
-        checkEntrySet(dirfd, iv: iv, sealedSet, path: path)
+        let cutOff = checkEntrySet(dirfd, iv: iv, sealedSet, path: path)
         var entries: [(name: String, type: UInt8)] = []
         try Syscall.forEachEntry(dirfd) { name, _, type in
             if name != "." && name != ".." { entries.append((name, type)) }
         }
         let names = Set(entries.map(\.name))
-        for (backing, _) in entries {
+        for (backing, _) in entries where !cutOff.contains(backing) {
             var encoded = backing
             if BackingNames.isInternal(backing) {
                 if backing == BackingNames.dirIV || (isRoot && Self.rootInternal.contains(backing)) { continue }
@@ -155,15 +155,18 @@ public final class StoreChecker {
     }
 
     /// Whether the directory holds exactly the entries its sealed set names (or those of the
-    /// change a crash interrupted, which the next mount settles).
-    func checkEntrySet(_ dirfd: Int32, iv: [UInt8], _ sealed: EntrySetState, path: String) {
+    /// change a crash interrupted, which the next mount settles). Returns the empty directories
+    /// a removal cut off left, which that change accounts for (not checked further).
+    func checkEntrySet(_ dirfd: Int32, iv: [UInt8], _ sealed: EntrySetState, path: String) -> Set<String> {
         do {
             let found = try EntryScan.scan(dirfd)
             // (Entries without a readable ID are reported, and moved, one by one.)
             if !found.unreadable.isEmpty { unsealed.append((currentDirectory, -1)) }
-            guard found.unreadable.isEmpty else { return }
+            guard found.unreadable.isEmpty else { return [] }
             let digest = try EntryDigest.of(found.ids, dirIV: iv, with: crypto)
-            guard !sealed.accepts(digest) else { return }
+            if !found.interrupted.isEmpty && sealed.pending == digest { return Set(found.interrupted) }
+            if !found.interrupted.isEmpty { unsealed.append((currentDirectory, -1)) }
+            guard !sealed.accepts(digest) || !found.interrupted.isEmpty else { return [] }
             problem(
                 path,
                 "entries do not match the directory's sealed set: \(found.ids.count) in BACKING, \(sealed.committed.count) sealed (an entry deleted, added, moved or swapped, or the directory put back)"
@@ -172,6 +175,7 @@ public final class StoreChecker {
         } catch {
             problem(path, "entries cannot be listed: \(error)")
         }
+        return []
     }
 
     func checkEntry(_ dirfd: Int32, backing: String, path: String) throws {

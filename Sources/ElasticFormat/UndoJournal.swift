@@ -8,8 +8,10 @@ import Synchronization
 /// block would be left half old, half new, and fail. Before it overwrites cipher bytes in place,
 /// a writer copies the old bytes into its own slot of `elastic.undo` in BACKING (payload first,
 /// then the slot's header, all in the page cache, so the copy is complete before the overwrite
-/// starts). At the next mount, `recover` puts back every block that fails and whose old copy
-/// authenticates: a file being written reads back as its old or new contents for each write.
+/// starts), and clears the slot's magic once the overwrite is complete. At the next mount,
+/// `recover` puts back, for the overwrites that were under way, every block that fails and
+/// whose old copy authenticates: a file being written reads back as its old or new contents
+/// for each write.
 /// Appends (nothing old to keep) cost nothing.
 ///
 /// Slot layout (at `slot × slotSize`): a 4,096-byte header, magic "ELUN" ‖ version u16 = 1 ‖
@@ -54,13 +56,15 @@ public final class UndoJournal: Sendable {
     public func release(_ slot: Int) { state.withLock { $0.free.append(slot) } }
 
     /// Keeps the bytes of `file` in `[offset, offset + length)` that exist (blocks from `first`)
-    /// before they are overwritten; `scratch` holds at least `length` bytes.
+    /// before they are overwritten; `scratch` holds at least `length` bytes. Returns whether a
+    /// record was written: then call `done` once the overwrite is complete.
+    @discardableResult
     public func keep(
         slot: Int, file: Int32, fileID: [UInt8], path: String, first: Int64, offset: Int64, length: Int,
         scratch: UnsafeMutableRawPointer
-    ) throws {
+    ) throws -> Bool {
         let old = try Syscall.pread(file, scratch, length, offset)
-        guard old > 0 else { return }
+        guard old > 0 else { return false }
         let base = Int64(slot) * slotSize
         try Syscall.pwrite(fd, scratch, old, base + Int64(Self.headerSize))
         let seq = state.withLock { s in
@@ -79,6 +83,14 @@ public final class UndoJournal: Sendable {
         w.u32(UInt32(length))
         w.raw(p)
         try Syscall.pwrite(fd, w.bytes, at: base)
+        return true
+    }
+
+    /// The overwrite the slot's record was kept for is complete: the record no longer counts
+    /// (a later append or truncate may give the same block another length, and the old copy
+    /// must never be put back over it).
+    public func done(slot: Int) throws {
+        try Syscall.pwrite(fd, [0, 0, 0, 0], at: Int64(slot) * slotSize)
     }
 
     /// Puts back, in the store whose root is `rootfd`, every block a killed overwrite left

@@ -106,8 +106,8 @@ struct EntrySetTests {
             let deleted = try sh("cat '\(s.path("d/a"))' 2>&1; ls '\(s.path("d"))' 2>&1; true").stdout
             #expect(
                 deleted.contains("Input/output error") && !deleted.contains("No such file"), "\(deleted)")
-            let rest = try sh("cat '\(s.path("d/bb"))' 2>&1").stdout
-            #expect(rest == "bb\n", "the rest of d is served: \(rest)")
+            // (The rest of d is served while the daemon keeps d loaded; once it forgets d, under
+            // memory pressure or a drop of caches, d is checked again and refused as a whole.)
             #expect(try sh("cat '\(s.path("other"))'").stdout == "other!\n")
         }
     }

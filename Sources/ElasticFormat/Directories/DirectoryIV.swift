@@ -98,6 +98,15 @@ public enum DirectoryIV {
         try Syscall.pwrite(fd, try state.seal(dirIV: iv, with: crypto), at: entrySetOffset)
     }
 
+    /// Rewrites the record and the entry-set state in place in one write, through a descriptor
+    /// from `openForUpdate`.
+    public static func writeRecordAndEntrySet(
+        _ record: ObjectRecord, _ state: EntrySetState, iv: [UInt8], fd: Int32, with crypto: CryptoWorker
+    ) throws {
+        let sealed = try record.seal(objectID: iv, with: crypto) + (try state.seal(dirIV: iv, with: crypto))
+        try Syscall.pwrite(fd, sealed, at: Int64(size))
+    }
+
     /// Rewrites the entry-set state of the directory `dirfd` in place.
     public static func writeEntrySet(_ state: EntrySetState, iv: [UInt8], in dirfd: Int32, with crypto: CryptoWorker)
         throws
@@ -105,6 +114,22 @@ public enum DirectoryIV {
         let fd = try openForUpdate(dirfd)
         defer { Syscall.close(fd) }
         try writeEntrySet(state, iv: iv, fd: fd, with: crypto)
+    }
+
+    /// Whether the directory holds nothing at all (not even its IV).
+    public static func holdsNothing(_ dirfd: Int32) throws -> Bool {
+        var empty = true
+        try Syscall.forEachEntry(dirfd) { name, _, _ in if name != "." && name != ".." { empty = false } }
+        return empty
+    }
+
+    /// Whether the directory holds nothing but its IV (it may be removed or replaced).
+    public static func holdsOnlyItsIV(_ dirfd: Int32) throws -> Bool {
+        var only = true
+        try Syscall.forEachEntry(dirfd) { name, _, _ in
+            if name != "." && name != ".." && name != fileName { only = false }
+        }
+        return only
     }
 
     /// Before removing a directory: if it holds nothing but its IV, removes the IV file and

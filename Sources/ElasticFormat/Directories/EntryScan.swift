@@ -19,7 +19,12 @@ public enum EntryScan {
         public var unreadable: [(name: String, why: String)] = []
         /// Objects an interrupted create left under their temporary name.
         public var leftovers: [String] = []
+        /// Empty directories without their `elastic.diriv`: a removal a crash cut off between
+        /// the two steps (counted only if the directory's pending set leaves them out).
+        public var interrupted: [String] = []
     }
+
+    struct RemovalCutOff: Error {}
 
     /// Scans the backing directory `dirfd`.
     public static func scan(_ dirfd: Int32) throws -> Result {
@@ -36,6 +41,8 @@ public enum EntryScan {
         for (name, type) in names {
             do {
                 result.ids[name] = try objectID(dirfd, name, type: type)
+            } catch is RemovalCutOff {
+                result.interrupted.append(name)
             } catch {
                 result.unreadable.append((name, "\(error)"))
             }
@@ -64,6 +71,9 @@ public enum EntryScan {
         case UInt8(DT_DIR):
             let fd = try Syscall.openat(dirfd, name, flags | O_DIRECTORY)
             defer { Syscall.close(fd) }
+            if (try? Syscall.lstatat(fd, DirectoryIV.fileName)) == nil, try DirectoryIV.holdsNothing(fd) {
+                throw RemovalCutOff()
+            }
             return ObjectID(try DirectoryIV.read(from: fd))
         default:
             throw FormatError.corruptMetadata("a backing object of a type ELASTIC never makes")
@@ -94,6 +104,8 @@ public enum EntryScan {
         if let bad = found.unreadable.first {
             throw FormatError.corruptMetadata("entry \(bad.name): \(bad.why)")
         }
+        // (Empty directories a cut-off removal left are finished: they hold nothing.)
+        for name in found.interrupted { try Syscall.unlinkat(dirfd, name, AT_REMOVEDIR) }
         let digest = try EntryDigest.of(found.ids, dirIV: iv, with: crypto)
         try DirectoryIV.writeEntrySet(EntrySetState(committed: digest), iv: iv, in: dirfd, with: crypto)
         return digest

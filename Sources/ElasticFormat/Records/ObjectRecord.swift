@@ -54,8 +54,7 @@ public struct ObjectRecord: Equatable, Sendable {
     public var rdev: UInt64
     /// Regular files: the plaintext length; symlinks: the target's length. Others: 0.
     public var size: Int64
-    /// Modification and change times (files, symlinks, special files; a directory's are its
-    /// creation time and not served: its backing directory's are).
+    /// Modification and change times (of every object; a directory's change with its entries).
     public var mtime = timespec()
     public var ctime = timespec()
     /// Regular files: whether the file may hold holes (it was grown past its end by truncate,
