@@ -9,15 +9,41 @@ import Glibc
 /// and renames. Authoritative for the mount: a name the host removes, adds, moves or swaps is
 /// refused when used. Guarded by the directory's namespace lock.
 final class DirectoryEntries: @unchecked Sendable {
-    var ids: [String: ObjectID]
+    var ids: EntryIDs
     var committed: EntryDigest
     let iv: [UInt8]
 
     init(ids: [String: ObjectID], committed: EntryDigest, iv: [UInt8]) {
-        self.ids = ids
+        self.ids = EntryIDs(ids)
         self.committed = committed
         self.iv = iv
     }
+}
+
+/// Backing name → object ID, kept compact: names by a 64-bit hash with this process's random
+/// seed (Swift's `Hasher`), 24 bytes an entry instead of a string each, so a cached directory
+/// of a million entries costs tens of megabytes, not hundreds. The host, who never learns the
+/// seed, cannot aim two names at one slot; a chance collision needs about 2^32 entries.
+struct EntryIDs {
+    private var byHash: [UInt64: ObjectID] = [:]
+
+    init(_ ids: [String: ObjectID]) {
+        byHash.reserveCapacity(ids.count)
+        for (name, id) in ids { byHash[Self.key(name)] = id }
+    }
+
+    static func key(_ name: String) -> UInt64 {
+        var h = Hasher()
+        h.combine(name)
+        return UInt64(bitPattern: Int64(h.finalize()))
+    }
+
+    subscript(name: String) -> ObjectID? {
+        get { byHash[Self.key(name)] }
+        set { byHash[Self.key(name)] = newValue }
+    }
+
+    var count: Int { byHash.count }
 }
 
 /// One directory's part of a namespace change: the entries it loses and gains.
