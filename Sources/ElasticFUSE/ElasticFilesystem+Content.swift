@@ -120,12 +120,16 @@ extension ElasticFilesystem {
         // block old or new (`UndoJournal`). A file without a name needs none (gone after a crash).
         var kept = false
         if let undo = t.undo, let inode, let path = backingPath(inode) {
+            // Whole old blocks: a truncate that shrinks the last block keeps all of it.
+            let whole = (clen + Int(Self.cbs) - 1) / Int(Self.cbs) * Int(Self.cbs)
             kept = try undo.journal.keep(
-                slot: undo.slot, file: fd, fileID: fileID, path: path, first: first, offset: offset, length: clen,
+                slot: undo.slot, file: fd, fileID: fileID, path: path, first: first, offset: offset, length: whole,
                 scratch: undo.scratch)
         }
+        // (Cleared whatever happens: a record left armed could later be put back over blocks
+        // an append gave another length.)
+        defer { if kept, let undo = t.undo { try? undo.journal.done(slot: undo.slot) } }
         try Syscall.pwrite(fd, t.cipher, clen, offset)
-        if kept, let undo = t.undo { try undo.journal.done(slot: undo.slot) }
     }
 
     /// The backing path of `i` from the root of BACKING, by its first name (nil: it has none).

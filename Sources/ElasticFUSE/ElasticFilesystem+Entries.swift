@@ -105,7 +105,8 @@ extension ElasticFilesystem {
         let crypto = try worker().crypto
         let iv = try dirIV(dir)
         return try withHandle(dir) { d in
-            let info = try DirectoryIV.readInfo(from: d, with: crypto)
+            // (Under the content lock: record changes write the same file.)
+            let info = try dir.content.withReadLock { try DirectoryIV.readInfo(from: d, with: crypto) }
             guard info.iv == iv else { throw FormatError.corruptMetadata("directory IV changed") }
             let found = try EntryScan.scan(d)
             if !readOnly { for name in found.leftovers { EntryScan.removeLeftover(d, name) } }
@@ -119,7 +120,7 @@ extension ElasticFilesystem {
                 guard info.entries.pending == digest, !readOnly else {
                     throw FormatError.corruptMetadata("directory \(found.interrupted[0]) without its IV")
                 }
-                for name in found.interrupted { try Syscall.unlinkat(d, name, AT_REMOVEDIR) }
+                for name in found.interrupted { try DirectoryIV.finishRemoval(d, name) }
             }
             guard info.entries.accepts(digest) else {
                 throw FormatError.corruptMetadata(

@@ -93,6 +93,11 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             $0.byID[Self.rootID] = root
             $0.byKey[root.key] = root
         }
+        // The top directory must be the store's root (its record says so): refused at mount
+        // (exit 14, store integrity).
+        do { _ = try directoryInfo(root) } catch let e as FormatError {
+            throw FormatError.integrity("the top directory of BACKING: \(e)")
+        }
     }
 
     // MARK: Inode table
@@ -433,6 +438,11 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         let info: (iv: [UInt8], record: ObjectRecord)
         do {
             info = try withHandle(dir) { d in try opening { try DirectoryIV.readRecord(from: d, with: worker().crypto) }
+            }
+            // Only the store's root directory has the root's record, and it always does.
+            guard info.record.storeRoot == (dir === root) else {
+                throw FormatError.corruptMetadata(
+                    dir === root ? "the top directory is not the store's root" : "the store's root moved into the tree")
             }
         } catch let e as FormatError {
             logger.error(
@@ -829,7 +839,14 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// Before a directory goes: its sealed set must say it is empty too (a directory whose
     /// entries the host removed is not silently dropped with them).
     func checkEmptyAsSealed(_ parent: Inode, _ name: String, _ dfd: Int32) throws {
-        let state = try DirectoryIV.readInfo(from: dfd, with: worker().crypto).entries
+        let info = try DirectoryIV.readInfo(from: dfd, with: worker().crypto)
+        let state = info.entries
+        // What this mount last saw of it counts too: an emptier IV file put back is not believed.
+        let known = knownEntrySets.withLock { $0[ObjectID(info.iv)] }
+        if let known, known.count != 0, state.committed.count == 0 || state.pending?.count == 0 {
+            throw refusedEntry(
+                parent, name, "an earlier version of the directory (its entries changed since this mount saw them)")
+        }
         guard state.committed.count != 0 && state.pending?.count != 0 else { return }
         let found = try EntryScan.scan(dfd)
         if found.ids.isEmpty && found.unreadable.isEmpty {
@@ -895,6 +912,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         let exchange = flags & LinuxConstants.renameExchange != 0
         let fromKey = NameKey(parent: parent.id, name: from.name), toKey = NameKey(parent: newParent.id, name: to.name)
         var replacedDirectory: Int32? = nil
+        defer { if let fd = replacedDirectory { Syscall.close(fd) } }
         var victim: Inode? = nil
         if !exchange, flags & LinuxConstants.renameNoReplace == 0, let dst = try? Syscall.lstatat(tofd, to.name) {
             let src = try Syscall.lstatat(fromfd, from.name)
@@ -908,7 +926,6 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             }
             victim = inodes.read { $0.byName[toKey] }
         }
-        defer { if let fd = replacedDirectory { Syscall.close(fd) } }
         let pinned = pinIfStillReachable(victim, losing: toKey)
         // Renamed files get a new ctime (as on ext4): opened now, through their old names.
         let movedFD = openForCtime(fromfd, from.name)

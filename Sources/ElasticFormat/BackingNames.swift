@@ -36,8 +36,16 @@ public enum BackingNames {
         return (longNamePrefix + Base64URL.encode(KDF.sha256(Array(encoded.utf8))), true)
     }
 
+    /// A long-name entry: the prefix and the hash, nothing after (its `.name` sidecar, and the
+    /// sidecar's temporary `.name.tmp`, are not entries).
     public static func isLongName(_ name: String) -> Bool {
-        name.hasPrefix(longNamePrefix) && !name.hasSuffix(longNameSuffix)
+        name.hasPrefix(longNamePrefix) && !name.utf8.dropFirst(longNamePrefix.utf8.count).contains(UInt8(ascii: "."))
+    }
+
+    /// ELASTIC's own files a crash can leave in a directory that mean nothing once it is gone:
+    /// sidecars' temporary files (`elastic.ln.*.tmp`) and the IV file's (`elastic.diriv.tmp`).
+    public static func isCrashLeftover(_ name: String) -> Bool {
+        (name.hasPrefix(longNamePrefix) || name.hasPrefix(dirIV)) && name.hasSuffix(".tmp")
     }
 
     public static func sidecar(of longName: String) -> String { longName + longNameSuffix }

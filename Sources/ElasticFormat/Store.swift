@@ -164,10 +164,9 @@ public enum Store {
         config.slots.append(try config.makeSlot(kind: kind, secret: secret, master: master))
         let store = try UnlockedStore(backing: backing, directory: directory, config: config, master: master)
         let top = try Syscall.fstat(directory.fd)
-        try DirectoryIV.create(
-            in: directory.fd,
-            record: ObjectRecord(kind: .directory, mode: top.st_mode, uid: top.st_uid, gid: top.st_gid),
-            with: try CryptoWorker(keys: store.keys))
+        var record = ObjectRecord(kind: .directory, mode: top.st_mode, uid: top.st_uid, gid: top.st_gid)
+        record.storeRoot = true
+        try DirectoryIV.create(in: directory.fd, record: record, with: try CryptoWorker(keys: store.keys))
         let bytes = try config.encode(keys: store.keys)
         try store.root.create(configBytes: bytes, keyStoreBytes: nil)
         try Syscall.writeFileAtomically(directory.fd, BackingNames.config, bytes, mode: 0o400)

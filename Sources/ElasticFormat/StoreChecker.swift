@@ -98,9 +98,17 @@ public final class StoreChecker {
         counts.directories += 1
         let iv: [UInt8]
         let sealedSet: EntrySetState
-        do { (iv, _, sealedSet) = try DirectoryIV.readInfo(from: dirfd, with: crypto) } catch {
+        let record: ObjectRecord
+        do { (iv, record, sealedSet) = try DirectoryIV.readInfo(from: dirfd, with: crypto) } catch {
             problem(path, "directory IV and record: \(error); no name in this directory can be read")
             return
+        }
+        if record.storeRoot != isRoot {
+            problem(
+                path,
+                isRoot
+                    ? "the top directory's record is not the store root's (another directory put in its place)"
+                    : "a directory whose record is the store root's (the root moved into the tree)")
         }
         let cutOff = checkEntrySet(dirfd, iv: iv, sealedSet, path: path)
         var entries: [(name: String, type: UInt8)] = []
@@ -118,7 +126,7 @@ public final class StoreChecker {
                     continue
                 }
                 // What an interrupted create left: removed by the next mount, never an entry.
-                if backing.hasPrefix(EntryScan.newObjectPrefix) { continue }
+                if backing.hasPrefix(EntryScan.newObjectPrefix) || BackingNames.isCrashLeftover(backing) { continue }
                 guard BackingNames.isLongName(backing) else {
                     damagedEntry(
                         dirfd, backing, plainPath: nil, shownAs: path + "/" + backing,

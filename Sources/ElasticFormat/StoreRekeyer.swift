@@ -236,7 +236,9 @@ public final class StoreRekeyer {
         } else {
             (oldIV, record) = try DirectoryIV.readRecord(from: src, with: oldCrypto)
         }
-        try DirectoryIV.create(in: dst, record: record, with: newCrypto)
+        var sealed = record
+        sealed.storeRoot = path.isEmpty  // the copy's root is the store's root; no other directory
+        try DirectoryIV.create(in: dst, record: sealed, with: newCrypto)
         let newIV = try DirectoryIV.read(from: dst)
         var entries: [String] = []
         try Syscall.forEachEntry(src) { name, _, _ in if name != "." && name != ".." { entries.append(name) } }

@@ -133,25 +133,27 @@ public final class UndoJournal: Sendable {
                 continue  // gone or renamed since: nothing to put back there
             }
             defer { Syscall.close(file) }
-            guard let id = try? Syscall.preadBytes(file, count: 16, at: 8), id == r.fileID else { continue }
-            let old = try Syscall.preadBytes(fd, count: r.length, at: r.at)
-            // (Blocks a later truncate removed were not torn: a tear is the last write.)
-            let fileSize = Int64((try? Syscall.fstat(file).st_size) ?? 0)
+            // The file's record says what each block must be: the write's record update comes
+            // after its blocks, so a block that does not fit the record was torn, or written by
+            // a write whose record never followed; either way its kept copy is what fits.
             let cbs = Int(BlockLayout.cipherBlockSize)
+            guard r.length <= slotLimit, r.first >= 0, r.first < BlockLayout.maxPlaintextSize / BlockLayout.blockSize,
+                let raw = try? Syscall.preadBytes(file, count: FileHeader.size, at: 0),
+                let header = try? FileHeader(decoding: raw, with: crypto), header.fileID == r.fileID
+            else { continue }
+            let old = try Syscall.preadBytes(fd, count: r.length, at: r.at)
             var at = 0
             var index = r.first
             while at < old.count {
                 let piece = Array(old[at..<min(at + cbs, old.count)])
                 let offset = BlockLayout.cipherOffset(block: index)
                 let key = r.fileID + withUnsafeBytes(of: index.bigEndian) { Array($0) }
-                // The block as it was (the write never reached it) or as the write left it
-                // complete (its length may differ: a last block the write grew).
-                let current = (try? Syscall.preadBytes(file, count: piece.count, at: offset)) ?? []
-                let newLength = max(0, min(cbs, r.written - at))
-                let written = (try? Syscall.preadBytes(file, count: newLength, at: offset)) ?? []
-                if offset < fileSize, !done.contains(key), !authenticates(current, crypto, r.fileID, index),
-                    !authenticates(written, crypto, r.fileID, index),
-                    authenticates(piece, crypto, r.fileID, index) || piece.allSatisfy({ $0 == 0 })
+                let plain = BlockLayout.plaintextLength(block: index, fileSize: header.record.size)
+                if plain > 0, !done.contains(key),
+                    !fits(file, offset, Int(plain), header.record.sparse, crypto, r.fileID, index),
+                    piece.count >= Int(plain) + Int(BlockLayout.overhead),
+                    authenticates(piece, crypto, r.fileID, index)
+                        || (header.record.sparse && piece.allSatisfy({ $0 == 0 }))
                 {
                     try Syscall.pwrite(file, piece, at: offset)
                     restored += 1
@@ -162,6 +164,25 @@ public final class UndoJournal: Sendable {
             }
         }
         return restored
+    }
+
+    /// The largest record `recover` reads (a slot's payload at most).
+    static let slotLimit = 64 << 20
+
+    /// Whether block `index` at `offset` reads as the record says: `plain` bytes that
+    /// authenticate, or the whole block (a last block a write grew before its record), or a
+    /// hole in a sparse file.
+    static func fits(
+        _ file: Int32, _ offset: Int64, _ plain: Int, _ sparse: Bool, _ crypto: CryptoWorker, _ fileID: [UInt8],
+        _ index: Int64
+    ) -> Bool {
+        let length = plain + Int(BlockLayout.overhead)
+        let block = (try? Syscall.preadBytes(file, count: length, at: offset)) ?? []
+        if block.count == length && authenticates(block, crypto, fileID, index) { return true }
+        if sparse && block.count == length && block.allSatisfy({ $0 == 0 }) { return true }
+        guard plain < Int(BlockLayout.blockSize) else { return false }
+        let whole = (try? Syscall.preadBytes(file, count: Int(BlockLayout.cipherBlockSize), at: offset)) ?? []
+        return whole.count == Int(BlockLayout.cipherBlockSize) && authenticates(whole, crypto, fileID, index)
     }
 
     static func authenticates(_ block: [UInt8], _ crypto: CryptoWorker, _ fileID: [UInt8], _ index: Int64) -> Bool {

@@ -119,17 +119,35 @@ public enum DirectoryIV {
     /// Whether the directory holds nothing at all (not even its IV).
     public static func holdsNothing(_ dirfd: Int32) throws -> Bool {
         var empty = true
-        try Syscall.forEachEntry(dirfd) { name, _, _ in if name != "." && name != ".." { empty = false } }
+        try Syscall.forEachEntry(dirfd) { name, _, _ in
+            if name != "." && name != ".." && !isJunk(name) { empty = false }
+        }
         return empty
     }
 
-    /// Whether the directory holds nothing but its IV (it may be removed or replaced).
+    /// Removes `name` in `parentfd`, an empty directory without its IV (a removal a crash cut
+    /// off), with whatever junk it holds.
+    public static func finishRemoval(_ parentfd: Int32, _ name: String) throws {
+        let fd = try Syscall.openat(parentfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        defer { Syscall.close(fd) }
+        try Syscall.forEachEntry(fd) { junk, _, _ in if isJunk(junk) { _ = try? Syscall.unlinkat(fd, junk, 0) } }
+        try Syscall.unlinkat(parentfd, name, AT_REMOVEDIR)
+    }
+
+    /// Whether the directory holds nothing but its IV (it may be removed or replaced); orphan
+    /// long-name sidecars and crash leftovers do not count.
     public static func holdsOnlyItsIV(_ dirfd: Int32) throws -> Bool {
         var only = true
         try Syscall.forEachEntry(dirfd) { name, _, _ in
-            if name != "." && name != ".." && name != fileName { only = false }
+            if name != "." && name != ".." && name != fileName && !isJunk(name) { only = false }
         }
         return only
+    }
+
+    /// Not an entry and not the IV: a long-name sidecar (its entry, if any, counts) or a leftover.
+    static func isJunk(_ name: String) -> Bool {
+        BackingNames.isCrashLeftover(name)
+            || (name.hasPrefix(BackingNames.longNamePrefix) && name.hasSuffix(BackingNames.longNameSuffix))
     }
 
     /// Before removing a directory: if it holds nothing but its IV, removes the IV file and
@@ -138,11 +156,20 @@ public enum DirectoryIV {
     public static func removeFromEmptyDirectory(_ dirfd: Int32) throws -> [UInt8]? {
         var hasIV = false
         var empty = true
+        var junk: [String] = []
         try Syscall.forEachEntry(dirfd) { name, _, _ in
             if name == "." || name == ".." { return }
-            if name == fileName { hasIV = true } else { empty = false }
+            if name == fileName {
+                hasIV = true
+            } else if isJunk(name) {
+                junk.append(name)
+            } else {
+                empty = false
+            }
         }
         guard empty else { throw FormatError.directoryNotEmpty }
+        // A sidecar whose entry is gone, or a temporary file a crash left: nothing of the user's.
+        for name in junk { _ = try? Syscall.unlinkat(dirfd, name, 0) }
         guard hasIV else { return nil }
         let iv = try Syscall.readFile(dirfd, fileName, limit: 256)
         try Syscall.unlinkat(dirfd, fileName, 0)

@@ -33,7 +33,9 @@ public enum EntryScan {
         try Syscall.forEachEntry(dirfd) { name, _, type in
             if name == "." || name == ".." { return }
             if BackingNames.isInternal(name) && !BackingNames.isLongName(name) {
-                if name.hasPrefix(newObjectPrefix) { result.leftovers.append(name) }
+                if name.hasPrefix(newObjectPrefix) || BackingNames.isCrashLeftover(name) {
+                    result.leftovers.append(name)
+                }
                 return
             }
             names.append((name, type))
@@ -82,7 +84,7 @@ public enum EntryScan {
 
     /// Removes what an interrupted create left (a file, or a directory holding at most its IV).
     public static func removeLeftover(_ dirfd: Int32, _ name: String) {
-        guard name.hasPrefix(newObjectPrefix) else { return }
+        guard name.hasPrefix(newObjectPrefix) || BackingNames.isCrashLeftover(name) else { return }
         if (try? Syscall.unlinkat(dirfd, name, 0)) != nil { return }
         if let fd = try? Syscall.openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) {
             DirectoryIV.discard(in: fd)
@@ -105,7 +107,7 @@ public enum EntryScan {
             throw FormatError.corruptMetadata("entry \(bad.name): \(bad.why)")
         }
         // (Empty directories a cut-off removal left are finished: they hold nothing.)
-        for name in found.interrupted { try Syscall.unlinkat(dirfd, name, AT_REMOVEDIR) }
+        for name in found.interrupted { try DirectoryIV.finishRemoval(dirfd, name) }
         let digest = try EntryDigest.of(found.ids, dirIV: iv, with: crypto)
         try DirectoryIV.writeEntrySet(EntrySetState(committed: digest), iv: iv, in: dirfd, with: crypto)
         return digest

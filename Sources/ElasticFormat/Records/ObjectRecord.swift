@@ -61,6 +61,9 @@ public struct ObjectRecord: Equatable, Sendable {
     /// fallocate or a write beyond it). Only then does an all-zero cipher block read as zeros;
     /// in any other file it is a block the host zeroed, and fails.
     public var sparse = false
+    /// Directories: whether this is the store's root directory (set when the store is made,
+    /// never on another directory), so no other directory can be put in its place.
+    public var storeRoot = false
 
     public init(
         kind: Kind, mode: mode_t, uid: uid_t, gid: gid_t, rdev: UInt64 = 0, size: Int64 = 0, times: timespec? = nil
@@ -84,7 +87,8 @@ public struct ObjectRecord: Equatable, Sendable {
 
     public static func == (a: ObjectRecord, b: ObjectRecord) -> Bool {
         a.kind == b.kind && a.mode == b.mode && a.uid == b.uid && a.gid == b.gid && a.rdev == b.rdev
-            && a.size == b.size && a.sparse == b.sparse && a.mtime.tv_sec == b.mtime.tv_sec
+            && a.size == b.size && a.sparse == b.sparse && a.storeRoot == b.storeRoot
+            && a.mtime.tv_sec == b.mtime.tv_sec
             && a.mtime.tv_nsec == b.mtime.tv_nsec && a.ctime.tv_sec == b.ctime.tv_sec
             && a.ctime.tv_nsec == b.ctime.tv_nsec
     }
@@ -93,6 +97,7 @@ public struct ObjectRecord: Equatable, Sendable {
     public var statMode: mode_t { kind.fileType | mode }
 
     static let sparseFlag: UInt16 = 1
+    static let storeRootFlag: UInt16 = 2
 
     /// version ‖ kind ‖ u16 flags (bit 0: sparse) ‖ mode ‖ uid ‖ gid ‖ rdev ‖ size ‖ mtime (i64
     /// seconds ‖ u32 nanoseconds) ‖ ctime (the same) ‖ u64 0 (reserved).
@@ -100,7 +105,7 @@ public struct ObjectRecord: Equatable, Sendable {
         var w = ByteWriter()
         w.u8(Self.version)
         w.u8(kind.rawValue)
-        w.u16(sparse ? Self.sparseFlag : 0)
+        w.u16((sparse ? Self.sparseFlag : 0) | (storeRoot ? Self.storeRootFlag : 0))
         w.u32(UInt32(mode))
         w.u32(uid)
         w.u32(gid)
@@ -120,13 +125,16 @@ public struct ObjectRecord: Equatable, Sendable {
             throw FormatError.corruptMetadata("object record version or type")
         }
         let flags = try r.u16()
-        guard flags & ~Self.sparseFlag == 0, kind == .regular || flags == 0 else {
+        guard flags & ~(Self.sparseFlag | Self.storeRootFlag) == 0,
+            kind == .regular || flags & Self.sparseFlag == 0, kind == .directory || flags & Self.storeRootFlag == 0
+        else {
             throw FormatError.corruptMetadata("object record flags")
         }
         let mode = mode_t(try r.u32())
         guard mode & ~0o7777 == 0 else { throw FormatError.corruptMetadata("object record mode") }
         self.init(kind: kind, mode: mode, uid: try r.u32(), gid: try r.u32(), rdev: try r.u64(), times: timespec())
         sparse = flags & Self.sparseFlag != 0
+        storeRoot = flags & Self.storeRootFlag != 0
         size = Int64(bitPattern: try r.u64())
         for which in 0..<2 {
             let sec = Int(Int64(bitPattern: try r.u64())), nsec = try r.u32()
