@@ -24,7 +24,34 @@ extension ElasticFilesystem {
         defer { Syscall.close(fd) }
         let st = try Syscall.fstat(fd)
         guard st.st_mode & S_IFMT == S_IFREG, DevIno(st) == expected else { throw Errno.staleNFSFileHandle }
-        return try readHeader(fd: fd, backingIno: st.st_ino)
+        let h = try readHeader(fd: fd, backingIno: st.st_ino)
+        // With no inode for it, nothing of this daemon is changing the file: the header must be
+        // the last this mount saw or wrote.
+        if inodes.read({ $0.byKey[expected] }) == nil,
+            let sealed = try? Syscall.preadBytes(fd, count: ObjectRecord.sealedSize, at: FileHeader.recordOffset)
+        {
+            if let known = knownRecords.withLock({ $0[ObjectID(h.fileID)] }), known != Self.digest(sealed) {
+                logger.error(
+                    "file header is an earlier version than this mount saw: refusing the file",
+                    metadata: ["backing.ino": "\(st.st_ino)"])
+                throw FormatError.corruptHeader(
+                    "an earlier version of the file (its record changed since this mount saw it)")
+            }
+            remember(h.fileID, sealed: sealed)
+        }
+        return h
+    }
+
+    /// A short keyed digest of a sealed record (Swift's per-process random `Hasher` seed).
+    static func digest(_ sealed: [UInt8]) -> Int {
+        var hasher = Hasher()
+        hasher.combine(bytes: UnsafeRawBufferPointer(start: sealed, count: sealed.count))
+        return hasher.finalize()
+    }
+
+    /// Notes the sealed record this mount last wrote or read for the file `fileID`.
+    func remember(_ fileID: [UInt8], sealed: [UInt8]) {
+        knownRecords.withLock { $0[ObjectID(fileID)] = Self.digest(sealed) }
     }
 
     func readHeader(fd: Int32, backingIno: ino_t) throws -> FileHeader {
@@ -60,12 +87,15 @@ extension ElasticFilesystem {
         let sealed = try h.sealedRecord(with: worker().crypto)
         try sealed.withUnsafeBytes { try Syscall.pwrite(fd, $0.baseAddress!, $0.count, FileHeader.recordOffset) }
         i.header.withLock { $0 = h }
+        remember(h.fileID, sealed: sealed)
     }
 
     /// Creates the header of a new backing file (open for writing as `fd`).
     func writeNewHeader(fd: Int32, _ record: ObjectRecord) throws -> FileHeader {
         let h = try FileHeader.new(record)
-        try h.encode(with: worker().crypto).withUnsafeBytes { try Syscall.pwrite(fd, $0.baseAddress!, $0.count, 0) }
+        let bytes = try h.encode(with: worker().crypto)
+        try Syscall.pwrite(fd, bytes, at: 0)
+        remember(h.fileID, sealed: Array(bytes[Int(FileHeader.recordOffset)...]))
         return h
     }
 

@@ -40,6 +40,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// The last entry-set digest this mount saw or wrote for every directory (by IV): a
     /// directory read again after its inode was forgotten must still match it.
     let knownEntrySets = Mutex<[ObjectID: EntryDigest]>([:])
+    /// A digest of the sealed record this mount last wrote or read for every file (by file ID):
+    /// a header read again after its inode was forgotten must still be that one.
+    let knownRecords = Mutex<[ObjectID: Int]>([:])
     /// Changes when a directory's `elastic.diriv` is put back (a failed removal): descriptors
     /// threads keep on those files (`dirivFile`) are then reopened.
     let dirivEpoch = Atomic<UInt64>(0)

@@ -8,7 +8,7 @@ cycles left:
   - every file fsynced and then left alone is byte-exact;
   - the overwritten file: each 4 KiB block is uniform and holds the value of the last or the
     one-before-last whole-file overwrite (old or new contents for each write, never a mix).
-Then it starts writers (random pwrites of 4 KiB to 4 MiB into shared files), a namespace worker
+Then it starts writers (random pwrites of 4 KiB to 4 MiB and truncates into shared files), a namespace worker
 (creates, renames across directories, hard links, unlinks, mkdir/rmdir), the overwriter, writes
 and fsyncs one more file, and SIGKILLs the daemon after 0.3-1.0 s.
 
@@ -80,7 +80,10 @@ def writer(c, w):
     rnd = random.Random(seed * 1000 + c * 10 + w)
     while True:
         fd = os.open(os.path.join(mnt, f"w{w}f{rnd.randrange(4)}"), os.O_RDWR | os.O_CREAT, 0o644)
-        os.pwrite(fd, os.urandom(rnd.choice([4096, 65536, 1 << 20, 4 << 20])), rnd.randrange(4 << 20))
+        if rnd.randrange(4) == 0:
+            os.ftruncate(fd, rnd.randrange(6 << 20))  # shrinking or growing, mostly mid-block
+        else:
+            os.pwrite(fd, os.urandom(rnd.choice([4096, 65536, 1 << 20, 4 << 20])), rnd.randrange(4 << 20))
         os.close(fd)
 
 
