@@ -24,20 +24,26 @@ extension ElasticFilesystem {
         defer { Syscall.close(fd) }
         let st = try Syscall.fstat(fd)
         guard st.st_mode & S_IFMT == S_IFREG, DevIno(st) == expected else { throw Errno.staleNFSFileHandle }
-        let h = try readHeader(fd: fd, backingIno: st.st_ino)
-        // With no inode for it, nothing of this daemon is changing the file: the header must be
-        // the last this mount saw or wrote.
-        if inodes.read({ $0.byKey[expected] }) == nil,
-            let sealed = try? Syscall.preadBytes(fd, count: ObjectRecord.sealedSize, at: FileHeader.recordOffset)
-        {
-            if let known = knownRecords.withLock({ $0[ObjectID(h.fileID)] }), known != Self.digest(sealed) {
-                logger.error(
-                    "file header is an earlier version than this mount saw: refusing the file",
-                    metadata: ["backing.ino": "\(st.st_ino)"])
-                throw FormatError.corruptHeader(
-                    "an earlier version of the file (its record changed since this mount saw it)")
+        let (h, raw) = try readHeaderBytes(fd: fd, backingIno: st.st_ino)
+        // With no inode for it, nothing of this daemon is changing the file: the header (the
+        // bytes just authenticated) must be the last this mount saw or wrote. Compared and
+        // noted under the table lock, where a new inode (and so any write) would have to be.
+        let sealed = Array(raw[Int(FileHeader.recordOffset)...])
+        let stale = inodes.withLock { t -> Bool in
+            guard t.byKey[expected] == nil else { return false }
+            return knownRecords.withLock { known in
+                let digest = Self.digest(sealed)
+                if let last = known[ObjectID(h.fileID)], last != digest { return true }
+                known[ObjectID(h.fileID)] = digest
+                return false
             }
-            remember(h.fileID, sealed: sealed)
+        }
+        if stale {
+            logger.error(
+                "file header is an earlier version than this mount saw: refusing the file",
+                metadata: ["backing.ino": "\(st.st_ino)"])
+            throw FormatError.corruptHeader(
+                "an earlier version of the file (its record changed since this mount saw it)")
         }
         return h
     }
@@ -55,11 +61,16 @@ extension ElasticFilesystem {
     }
 
     func readHeader(fd: Int32, backingIno: ino_t) throws -> FileHeader {
+        try readHeaderBytes(fd: fd, backingIno: backingIno).header
+    }
+
+    /// The header of `fd` and the bytes it was decoded from.
+    func readHeaderBytes(fd: Int32, backingIno: ino_t) throws -> (header: FileHeader, raw: [UInt8]) {
         var raw = [UInt8](repeating: 0, count: FileHeader.size)
         do {
             let n = try raw.withUnsafeMutableBytes { try Syscall.pread(fd, $0.baseAddress!, $0.count, 0) }
             guard n == FileHeader.size else { throw FormatError.corruptHeader("header cut short (\(n) bytes)") }
-            return try FileHeader(decoding: raw, with: worker().crypto)
+            return (try FileHeader(decoding: raw, with: worker().crypto), raw)
         } catch let e as FormatError {
             logger.error(
                 "file header failed its checks: refusing the file",
@@ -88,6 +99,12 @@ extension ElasticFilesystem {
         try sealed.withUnsafeBytes { try Syscall.pwrite(fd, $0.baseAddress!, $0.count, FileHeader.recordOffset) }
         i.header.withLock { $0 = h }
         remember(h.fileID, sealed: sealed)
+        // The write's blocks and record are both in place: its journal record is done.
+        let t = try worker()
+        if t.undoArmed, let undo = t.undo {
+            try? undo.journal.done(slot: undo.slot)
+            t.undoArmed = false
+        }
     }
 
     /// Creates the header of a new backing file (open for writing as `fd`).
@@ -148,17 +165,19 @@ extension ElasticFilesystem {
         let offset = BlockLayout.cipherOffset(block: first)
         // The bytes this overwrites, kept first: a kill during the pwrite below leaves each
         // block old or new (`UndoJournal`). A file without a name needs none (gone after a crash).
-        var kept = false
         if let undo = t.undo, let inode, let path = backingPath(inode) {
             // Whole old blocks: a truncate that shrinks the last block keeps all of it.
             let whole = (clen + Int(Self.cbs) - 1) / Int(Self.cbs) * Int(Self.cbs)
-            kept = try undo.journal.keep(
+            if try undo.journal.keep(
                 slot: undo.slot, file: fd, fileID: fileID, path: path, first: first, offset: offset, length: whole,
                 scratch: undo.scratch)
+            {
+                t.undoArmed = true
+            }
         }
-        // (Cleared whatever happens: a record left armed could later be put back over blocks
-        // an append gave another length.)
-        defer { if kept, let undo = t.undo { try? undo.journal.done(slot: undo.slot) } }
+        // The slot stays armed until the file's record follows (`updateRecord`), or the next
+        // keep replaces it: recovery compares with that record, so an armed slot is harmless,
+        // and a write that fails half way keeps its old copy.
         try Syscall.pwrite(fd, t.cipher, clen, offset)
     }
 

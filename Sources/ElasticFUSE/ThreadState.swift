@@ -17,6 +17,9 @@ final class ThreadState {
     /// The `elastic.diriv` files this thread last changed entry sets in (at most three, least
     /// recently used first), kept open: by directory inode and the epoch they were opened in.
     var dirivFiles: [(inode: UInt64, epoch: UInt64, fd: Int32)] = []
+    /// Whether this thread's journal slot holds a record its write has not yet closed with the
+    /// file's record update (`updateRecord` clears it).
+    var undoArmed = false
     /// This thread's slot of the undo journal, and a buffer for the old bytes it keeps.
     let undo: (journal: UndoJournal, slot: Int, scratch: UnsafeMutableRawPointer)?
 

@@ -130,7 +130,9 @@ public enum DirectoryIV {
     public static func finishRemoval(_ parentfd: Int32, _ name: String) throws {
         let fd = try Syscall.openat(parentfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         defer { Syscall.close(fd) }
-        try Syscall.forEachEntry(fd) { junk, _, _ in if isJunk(junk) { _ = try? Syscall.unlinkat(fd, junk, 0) } }
+        var junk: [String] = []
+        try Syscall.forEachEntry(fd) { name, _, _ in if isJunk(name) { junk.append(name) } }
+        for name in junk { removeJunk(fd, name) }
         try Syscall.unlinkat(parentfd, name, AT_REMOVEDIR)
     }
 
@@ -144,10 +146,19 @@ public enum DirectoryIV {
         return only
     }
 
-    /// Not an entry and not the IV: a long-name sidecar (its entry, if any, counts) or a leftover.
+    /// Not an entry and not the IV: a long-name sidecar (its entry, if any, counts), a new object
+    /// a crash left under its temporary name, or a temporary file.
     static func isJunk(_ name: String) -> Bool {
-        BackingNames.isCrashLeftover(name)
+        BackingNames.isCrashLeftover(name) || name.hasPrefix(EntryScan.newObjectPrefix)
             || (name.hasPrefix(BackingNames.longNamePrefix) && name.hasSuffix(BackingNames.longNameSuffix))
+    }
+
+    static func removeJunk(_ dirfd: Int32, _ name: String) {
+        if name.hasPrefix(EntryScan.newObjectPrefix) {
+            EntryScan.removeLeftover(dirfd, name)
+        } else {
+            _ = try? Syscall.unlinkat(dirfd, name, 0)
+        }
     }
 
     /// Before removing a directory: if it holds nothing but its IV, removes the IV file and
@@ -168,8 +179,8 @@ public enum DirectoryIV {
             }
         }
         guard empty else { throw FormatError.directoryNotEmpty }
-        // A sidecar whose entry is gone, or a temporary file a crash left: nothing of the user's.
-        for name in junk { _ = try? Syscall.unlinkat(dirfd, name, 0) }
+        // A sidecar whose entry is gone, or what a crash left: nothing of the user's.
+        for name in junk { removeJunk(dirfd, name) }
         guard hasIV else { return nil }
         let iv = try Syscall.readFile(dirfd, fileName, limit: 256)
         try Syscall.unlinkat(dirfd, fileName, 0)
