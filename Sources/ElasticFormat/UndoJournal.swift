@@ -8,7 +8,7 @@ import Synchronization
 /// block would be left half old, half new, and fail. Before it overwrites cipher bytes in place,
 /// a writer copies the old bytes into its own slot of `elastic.undo` in BACKING (payload first,
 /// then the slot's header, all in the page cache, so the copy is complete before the overwrite
-/// starts), and clears the slot's magic once the overwrite is complete. At the next mount,
+/// starts), and clears the slot's magic once the file's record follows. At the next mount,
 /// `recover` puts back, for the overwrites that were under way, every block that fails and
 /// whose old copy authenticates: a file being written reads back as its old or new contents
 /// for each write.
@@ -86,9 +86,8 @@ public final class UndoJournal: Sendable {
         return true
     }
 
-    /// The overwrite the slot's record was kept for is complete: the record no longer counts
-    /// (a later append or truncate may give the same block another length, and the old copy
-    /// must never be put back over it).
+    /// The write the slot's record was kept for is complete, its blocks and the file's record
+    /// both in place: the record no longer counts.
     public func done(slot: Int) throws {
         try Syscall.pwrite(fd, [0, 0, 0, 0], at: Int64(slot) * slotSize)
     }
