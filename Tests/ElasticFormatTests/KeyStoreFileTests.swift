@@ -20,6 +20,7 @@ import Testing
 
     @Test func roundTripAndAuthentication() throws {
         let dir = backing()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let keys = try StoreKeys(master: try SecureBytes.random(count: 32))
         let file = try KeyStoreFile(directory: Syscall.openDirectory(dir), keys: keys, root: nil)
         #expect(try file.load().isEmpty, "no file yet: no keys")
