@@ -165,11 +165,12 @@ extension ElasticFilesystem {
         let offset = BlockLayout.cipherOffset(block: first)
         // The bytes this overwrites, kept first: a kill during the pwrite below leaves each
         // block old or new (`UndoJournal`). A file without a name needs none (gone after a crash).
-        if let undo = t.undo, let inode, let path = backingPath(inode) {
+        if let undo = t.undo, let inode {
             // Whole old blocks: a truncate that shrinks the last block keeps all of it.
             let whole = (clen + Int(Self.cbs) - 1) / Int(Self.cbs) * Int(Self.cbs)
             if try undo.journal.keep(
-                slot: undo.slot, file: fd, fileID: fileID, path: path, first: first, offset: offset, length: whole,
+                slot: undo.slot, file: fd, fileID: fileID, path: { backingPath(inode) }, first: first, offset: offset,
+                length: whole,
                 scratch: undo.scratch)
             {
                 t.undoArmed = true

@@ -15,8 +15,7 @@ import Synchronization
 /// Appends (nothing old to keep) cost nothing.
 ///
 /// Slot layout (at `slot × slotSize`): a 4,096-byte header, magic "ELUN" ‖ version u16 = 1 ‖
-/// path length u16 ‖ sequence u64 ‖ file ID (16) ‖ first block u64 ‖ payload length u32 ‖
-/// overwrite length u32 ‖ the
+/// path length u16 ‖ sequence u64 ‖ file ID (16) ‖ first block u64 ‖ payload length u32 ‖ the
 /// backing path (relative to BACKING), then the old cipher bytes from the first block's offset.
 /// The journal holds only ciphertext that was in BACKING before, and every block it puts back
 /// must authenticate for its file and index: the host gains nothing by editing it.
@@ -25,7 +24,7 @@ public final class UndoJournal: Sendable {
     static let magic: [UInt8] = Array("ELUN".utf8)
     static let headerSize = 4096
     /// The header before the path.
-    static let fixedHeader = 48
+    static let fixedHeader = 44
     let fd: Int32
     let slotSize: Int64
     /// Free slots, slots handed out so far, the last sequence number.
@@ -56,15 +55,16 @@ public final class UndoJournal: Sendable {
     public func release(_ slot: Int) { state.withLock { $0.free.append(slot) } }
 
     /// Keeps the bytes of `file` in `[offset, offset + length)` that exist (blocks from `first`)
-    /// before they are overwritten; `scratch` holds at least `length` bytes. Returns whether a
-    /// record was written: then call `done` once the overwrite is complete.
+    /// before they are overwritten; `scratch` holds at least `length` bytes; `path` (the file's
+    /// backing path, asked only when there is something to keep; nil: none) names it. Returns
+    /// whether a record was written: then call `done` once the file's record follows.
     @discardableResult
     public func keep(
-        slot: Int, file: Int32, fileID: [UInt8], path: String, first: Int64, offset: Int64, length: Int,
+        slot: Int, file: Int32, fileID: [UInt8], path: () -> String?, first: Int64, offset: Int64, length: Int,
         scratch: UnsafeMutableRawPointer
     ) throws -> Bool {
         let old = try Syscall.pread(file, scratch, length, offset)
-        guard old > 0 else { return false }
+        guard old > 0, let path = path() else { return false }
         let base = Int64(slot) * slotSize
         try Syscall.pwrite(fd, scratch, old, base + Int64(Self.headerSize))
         let seq = state.withLock { s in
@@ -80,7 +80,6 @@ public final class UndoJournal: Sendable {
         w.raw(fileID)
         w.u64(UInt64(first))
         w.u32(UInt32(old))
-        w.u32(UInt32(length))
         w.raw(p)
         try Syscall.pwrite(fd, w.bytes, at: base)
         return true
@@ -103,8 +102,7 @@ public final class UndoJournal: Sendable {
         }
         defer { Syscall.close(fd) }
         let size = Int64(try Syscall.fstat(fd).st_size)
-        var records:
-            [(seq: UInt64, fileID: [UInt8], first: Int64, length: Int, written: Int, path: String, at: Int64)] = []
+        var records: [(seq: UInt64, fileID: [UInt8], first: Int64, length: Int, path: String, at: Int64)] = []
         var header = [UInt8](repeating: 0, count: fixedHeader)
         var slot: Int64 = 0
         // Slots are found by their headers, at page boundaries (old cipher bytes never start
@@ -114,11 +112,11 @@ public final class UndoJournal: Sendable {
             if n == fixedHeader, Array(header[0..<4]) == magic, header[4] == 0, header[5] == 1 {
                 var r = ByteReader(Array(header[6...]))
                 let pathLength = Int(try r.u16()), seq = try r.u64(), fileID = try r.raw(16)
-                let first = Int64(try r.u64()), length = Int(try r.u32()), written = Int(try r.u32())
+                let first = Int64(try r.u64()), length = Int(try r.u32())
                 let path = try Syscall.preadBytes(fd, count: pathLength, at: slot + Int64(fixedHeader))
                 records.append(
                     (
-                        seq, fileID, first, length, written, String(decoding: path, as: UTF8.self),
+                        seq, fileID, first, length, String(decoding: path, as: UTF8.self),
                         slot + Int64(headerSize)
                     ))
             }

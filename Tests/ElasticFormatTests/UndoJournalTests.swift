@@ -1,0 +1,112 @@
+import ElasticCrypto
+import ElasticSystem
+import Foundation
+import Testing
+
+@testable import ElasticFormat
+
+/// The undo journal, made deterministic: an overwrite is kept, then torn by hand as a killed
+/// `pwrite` tears it (the first bytes new, the rest old), and `recover` must give back exactly
+/// the old block where the tear is, and leave the blocks the write completed.
+@Suite struct UndoJournalTests {
+    let crypto: CryptoWorker
+    let dir: String
+    let root: OpenDirectory
+    let cbs = Int(BlockLayout.cipherBlockSize)
+    let bs = Int(BlockLayout.blockSize)
+
+    init() throws {
+        crypto = try CryptoWorker(keys: StoreKeys(master: try SecureBytes.random(count: 32)))
+        dir = NSTemporaryDirectory() + "elastic-undo-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        root = try Syscall.openDirectory(dir)
+    }
+
+    func cleanUp() { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// Three blocks, each of one repeated byte, sealed for `id`.
+    func sealed(_ id: [UInt8], _ fill: UInt8) throws -> [UInt8] {
+        let plain = [UInt8](repeating: fill, count: 3 * bs)
+        var out = [UInt8](repeating: 0, count: 3 * cbs)
+        let n = try id.withUnsafeBytes { i in
+            try plain.withUnsafeBytes { p in
+                try out.withUnsafeMutableBytes { o in
+                    try crypto.sealBlocks(
+                        fileID: i, first: 0, plaintext: p.baseAddress!, count: plain.count, output: o.baseAddress!)
+                }
+            }
+        }
+        #expect(n == 3 * cbs)
+        return out
+    }
+
+    /// The byte block `index` of the file decrypts to (nil: it does not authenticate).
+    func block(_ fd: Int32, _ id: [UInt8], _ index: Int) throws -> UInt8? {
+        let c = try Syscall.preadBytes(fd, count: cbs, at: BlockLayout.cipherOffset(block: Int64(index)))
+        var out = [UInt8](repeating: 0, count: bs)
+        let ok = c.withUnsafeBytes { cp in
+            id.withUnsafeBytes { i in
+                out.withUnsafeMutableBytes { o in
+                    (try? crypto.openBlock(
+                        fileID: i, index: Int64(index), cipher: cp.baseAddress!, length: c.count,
+                        output: o.baseAddress!, holes: false)) != nil
+                }
+            }
+        }
+        return ok && out.allSatisfy({ $0 == out[0] }) ? out[0] : nil
+    }
+
+    /// A file of three blocks of 1s, then an overwrite with 2s kept in the journal and torn in
+    /// block 1; `complete` says whether the write then finished and was marked done.
+    func tornOverwrite(complete: Bool) throws -> (fd: Int32, id: [UInt8], restored: Int) {
+        let header = try FileHeader.new(ObjectRecord(kind: .regular, mode: 0o600, uid: 0, gid: 0, size: Int64(3 * bs)))
+        let fd = try Syscall.openat(root.fd, "f", O_RDWR | O_CREAT | O_EXCL, 0o600)
+        try Syscall.pwrite(fd, try header.encode(with: crypto) + (try sealed(header.fileID, 1)), at: 0)
+        let journal = try UndoJournal(rootfd: root.fd, maxPayload: 4 * cbs)
+        let slot = journal.acquire()
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: 4 * cbs, alignment: 16)
+        defer { scratch.deallocate() }
+        let offset = BlockLayout.cipherOffset(block: 0)
+        #expect(
+            try journal.keep(
+                slot: slot, file: fd, fileID: header.fileID, path: { "f" }, first: 0, offset: offset,
+                length: 3 * cbs, scratch: scratch))
+        let new = try sealed(header.fileID, 2)
+        if complete {
+            try Syscall.pwrite(fd, new, at: offset)
+            try journal.done(slot: slot)
+        } else {
+            try Syscall.pwrite(fd, Array(new[0..<(cbs + 2000)]), at: offset)  // stopped inside block 1
+        }
+        return (fd, header.fileID, try UndoJournal.recover(rootfd: root.fd, with: crypto))
+    }
+
+    @Test func aTornBlockGetsItsOldContentsBack() throws {
+        defer { cleanUp() }
+        let (fd, id, restored) = try tornOverwrite(complete: false)
+        defer { Syscall.close(fd) }
+        #expect(restored == 1)
+        #expect(try block(fd, id, 0) == 2, "the block the write completed stays new")
+        #expect(try block(fd, id, 1) == 1, "the torn block is old again")
+        #expect(try block(fd, id, 2) == 1)
+    }
+
+    @Test func aCompletedWriteIsLeftAlone() throws {
+        defer { cleanUp() }
+        let (fd, id, restored) = try tornOverwrite(complete: true)
+        defer { Syscall.close(fd) }
+        #expect(restored == 0)
+        for i in 0..<3 { #expect(try block(fd, id, i) == 2) }
+    }
+
+    @Test func nothingIsPutBackIntoAnotherFile() throws {
+        defer { cleanUp() }
+        // The same record, but the file at its path is now another object: left alone.
+        let header = try FileHeader.new(ObjectRecord(kind: .regular, mode: 0o600, uid: 0, gid: 0, size: Int64(3 * bs)))
+        Syscall.close(try tornOverwrite(complete: false).fd)
+        let other = try Syscall.openat(root.fd, "f", O_RDWR | O_TRUNC)
+        defer { Syscall.close(other) }
+        try Syscall.pwrite(other, try header.encode(with: crypto) + [UInt8](repeating: 7, count: 3 * cbs), at: 0)
+        #expect(try UndoJournal.recover(rootfd: root.fd, with: crypto) == 0)
+    }
+}
