@@ -95,6 +95,8 @@ extension ElasticFilesystem {
         var h = try header(i)
         h.record.ctime = ObjectRecord.now()
         change(&h.record)
+        // The record names the blocks as they now are (the tags follow every block written).
+        if let tags = i.tags.withLock({ $0 }) { h.record.content = tags.digest }
         let sealed = try h.sealedRecord(with: worker().crypto)
         try sealed.withUnsafeBytes { try Syscall.pwrite(fd, $0.baseAddress!, $0.count, FileHeader.recordOffset) }
         i.header.withLock { $0 = h }
@@ -118,47 +120,60 @@ extension ElasticFilesystem {
 
     func cipherSize(_ fd: Int32) throws -> Int64 { Int64(try Syscall.fstat(fd).st_size) }
 
-    /// Decrypts block `index` (holding `length` plaintext bytes) into `dst`.
-    func loadBlock(
-        _ t: ThreadState, fd: Int32, fileID: [UInt8], index: Int64, length: Int64, into dst: UnsafeMutableRawPointer,
-        holes: Bool
-    ) throws {
-        let clen = Int(length + BlockLayout.overhead)
-        do {
-            let got = try Syscall.pread(fd, t.cipher, clen, BlockLayout.cipherOffset(block: index))
-            guard got == clen else { throw FormatError.corruptLength(Int64(got)) }
-            _ = try fileID.withUnsafeBytes {
-                try t.crypto.openBlock(
-                    fileID: $0, index: index, cipher: t.cipher, length: clen, output: dst, holes: holes)
-            }
-        } catch let e as FormatError {
-            guard try openGrownLastBlock(t, fd: fd, fileID: fileID, index: index, length: length, into: dst) else {
-                throw e
-            }
+    /// The tags of `i`'s blocks (`fd`: its backing file), loaded and checked against the
+    /// record's content digest on first use while the file is open. Call with the content lock
+    /// held (read or write).
+    func blockTags(_ i: Inode, fd: Int32, _ t: ThreadState) throws -> BlockTags {
+        if let tags = i.tags.withLock({ $0 }) { return tags }
+        let h = try header(i)
+        let loaded = try BlockTags.load(fd: fd, size: h.record.size, crypto: t.crypto)
+        // (Logged once, with the inode, where the error becomes EIO.)
+        guard loaded.digest == h.record.content else { throw FormatError.contentMismatch }
+        return i.tags.withLock { current in
+            if let current { return current }
+            current = loaded
+            return loaded
         }
     }
 
-    /// The file's last block as a crash can leave it (`recordedPartOfGrownBlock`), into `dst`.
-    /// Returns whether it was one.
-    func openGrownLastBlock(
-        _ t: ThreadState, fd: Int32, fileID: [UInt8], index: Int64, length: Int64, into dst: UnsafeMutableRawPointer
-    ) throws -> Bool {
-        guard
-            let part = t.crypto.recordedPartOfGrownBlock(
-                fd: fd, fileID: fileID, index: index, length: Int(length), backingSize: try cipherSize(fd))
-        else { return false }
-        part.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        logger.notice(
-            "last block longer than its record (a write cut off by a crash): its recorded part is used",
-            metadata: ["block": "\(index)", "length": "\(length)"])
-        return true
+    /// Opens block `index` (`clen` cipher bytes at `cipher`) into `dst`: it must be the version
+    /// `tags` names (a hole: all zero bytes, read as zeros) and authenticate for the file and index.
+    func openChecked(
+        _ t: ThreadState, fileID: UnsafeRawBufferPointer, index: Int64, cipher: UnsafeRawPointer, length clen: Int,
+        into dst: UnsafeMutableRawPointer, tags: BlockTags
+    ) throws {
+        let expected = tags.tag(index)
+        if expected == .zero {
+            guard CryptoWorker.isAllZero(cipher, clen) else { throw FormatError.authenticationFailed(block: index) }
+            dst.initializeMemory(as: UInt8.self, repeating: 0, count: clen - Int(BlockLayout.overhead))
+            return
+        }
+        guard BlockTags.tag(ofSealed: cipher, length: clen) == expected else {
+            throw FormatError.authenticationFailed(block: index)
+        }
+        let opened = try t.crypto.openBlock(
+            fileID: fileID, index: index, cipher: cipher, length: clen, output: dst, holes: false)
+        guard opened == clen - Int(BlockLayout.overhead) else { throw FormatError.corruptLength(Int64(opened)) }
+    }
+
+    /// Decrypts block `index` (holding `length` plaintext bytes) into `dst`.
+    func loadBlock(
+        _ t: ThreadState, fd: Int32, fileID: [UInt8], index: Int64, length: Int64, into dst: UnsafeMutableRawPointer,
+        tags: BlockTags
+    ) throws {
+        let clen = Int(length + BlockLayout.overhead)
+        let got = try Syscall.pread(fd, t.cipher, clen, BlockLayout.cipherOffset(block: index))
+        guard got == clen else { throw FormatError.corruptLength(Int64(got)) }
+        try fileID.withUnsafeBytes {
+            try openChecked(t, fileID: $0, index: index, cipher: t.cipher, length: clen, into: dst, tags: tags)
+        }
     }
 
     /// Seals `count` plaintext bytes (from `t.plain` unless given) as blocks starting at `first`
     /// and writes them.
     func storeBlocks(
         _ t: ThreadState, fd: Int32, fileID: [UInt8], first: Int64, from plain: UnsafeRawPointer? = nil, count: Int,
-        of inode: Inode? = nil
+        of inode: Inode? = nil, tags: BlockTags
     ) throws {
         let src = plain ?? UnsafeRawPointer(t.plain)
         let clen = try seal(t, fileID: fileID, first: first, plaintext: src, count: count)
@@ -179,7 +194,28 @@ extension ElasticFilesystem {
         // The slot stays armed until the file's record follows (`updateRecord`), or the next
         // keep replaces it: recovery compares with that record, so an armed slot is harmless,
         // and a write that fails half way keeps its old copy.
-        try Syscall.pwrite(fd, t.cipher, clen, offset)
+        do {
+            try Syscall.pwrite(fd, t.cipher, clen, offset)
+        } catch {
+            // Some blocks may be new, some old: what is on disk is checked again on next use.
+            inode?.tags.withLock { $0 = nil }
+            throw error
+        }
+        try noteTags(t, first: first, count: count, tags: tags)
+    }
+
+    /// Records the tags of the blocks just sealed into `t.cipher` (`count` plaintext bytes
+    /// from block `first`).
+    func noteTags(_ t: ThreadState, first: Int64, count: Int, tags: BlockTags) throws {
+        let bs = Int(Self.bs), cbs = Int(Self.cbs), ov = Int(BlockLayout.overhead)
+        let blocks = (count + bs - 1) / bs
+        try withUnsafeTemporaryAllocation(of: BlockTag.self, capacity: blocks) { out in
+            for k in 0..<blocks {
+                let length = min(bs, count - k * bs) + ov
+                out[k] = BlockTags.tag(ofSealed: t.cipher + k * cbs, length: length)
+            }
+            try tags.set(first: first, tags: out.baseAddress!, count: blocks, crypto: t.crypto)
+        }
     }
 
     /// The backing path of `i` from the root of BACKING, by its first name (nil: it has none).
@@ -236,14 +272,16 @@ extension ElasticFilesystem {
 
     /// Grows a partial last block (of a file of `size` bytes) to `newLength` plaintext bytes,
     /// the new bytes zero. Call with the write lock held.
-    func growLastBlock(_ t: ThreadState, fd: Int32, header h: FileHeader, newLength: Int64, of inode: Inode) throws {
+    func growLastBlock(
+        _ t: ThreadState, fd: Int32, header h: FileHeader, newLength: Int64, of inode: Inode, tags: BlockTags
+    ) throws {
         let size = h.record.size, fileID = h.fileID
         let index = size / Self.bs
         let old = size % Self.bs
         guard old != 0, newLength > old else { return }
-        try loadBlock(t, fd: fd, fileID: fileID, index: index, length: old, into: t.plain, holes: h.record.sparse)
+        try loadBlock(t, fd: fd, fileID: fileID, index: index, length: old, into: t.plain, tags: tags)
         memset(t.plain + Int(old), 0, Int(newLength - old))
-        try storeBlocks(t, fd: fd, fileID: fileID, first: index, count: Int(newLength), of: inode)
+        try storeBlocks(t, fd: fd, fileID: fileID, first: index, count: Int(newLength), of: inode, tags: tags)
     }
 
     // MARK: Read
@@ -262,6 +300,7 @@ extension ElasticFilesystem {
             let h = try header(i)
             let plain = h.record.size
             guard offset < plain, size > 0 else { return (UnsafeRawPointer(t.plain), 0) }
+            let tags = try blockTags(i, fd: fd, t)
             let n = Int(min(Int64(min(size, ThreadState.maxRequest)), plain - offset))
             let blocks = BlockLayout.blocks(offset: offset, length: Int64(n))
             let cstart = BlockLayout.cipherOffset(block: blocks.lowerBound)
@@ -285,20 +324,12 @@ extension ElasticFilesystem {
                     let length = Int(BlockLayout.plaintextLength(block: b, fileSize: plain))
                     let clen = length + Int(BlockLayout.overhead)
                     do {
-                        let opened = try t.crypto.openBlock(
-                            fileID: idp, index: b, cipher: t.cipher + cipherAt, length: clen,
-                            output: t.plain + produced,
-                            holes: h.record.sparse)
-                        guard opened == length else { throw FormatError.corruptLength(Int64(opened)) }
-                    } catch let e as FormatError
-                        where b == (plain - 1) / Self.bs
-                        && (try? openGrownLastBlock(
-                            t, fd: fd, fileID: id, index: b, length: Int64(length), into: t.plain + produced)) == true
-                    {
-                        _ = e
+                        try openChecked(
+                            t, fileID: idp, index: b, cipher: t.cipher + cipherAt, length: clen,
+                            into: t.plain + produced, tags: tags)
                     } catch {
                         logger.error(
-                            "block failed authentication: refusing to return it",
+                            "block is not the version the file's record names, or fails authentication: refusing to return it",
                             metadata: [
                                 "fuse.ino": "\(ino)", "backing.ino": "\(i.key.ino)", "block": "\(b)",
                             ])
@@ -339,6 +370,7 @@ extension ElasticFilesystem {
     {
         let h = try header(i)
         let oldSize = h.record.size, id = h.fileID
+        let tags = try blockTags(i, fd: fd, t)
         let end = offset + Int64(size)
         if end > oldSize {
             // Ciphertext past the last block's place (from a write a crash cut off before its
@@ -350,12 +382,11 @@ extension ElasticFilesystem {
         let first = offset / Self.bs, last = (end - 1) / Self.bs
         // A partial last block before the written range becomes a full block of its data and zeros.
         if oldSize % Self.bs != 0 && first > oldSize / Self.bs {
-            try growLastBlock(t, fd: fd, header: h, newLength: Self.bs, of: i)
+            try growLastBlock(t, fd: fd, header: h, newLength: Self.bs, of: i, tags: tags)
         }
         // Blocks between the old end and this write are never written: holes, which the
         // record must allow from now on.
         let makesHoles = first * Self.bs > (oldSize + Self.bs - 1) / Self.bs * Self.bs
-        let holes = h.record.sparse
         let newSize = max(oldSize, end)
         let regionStart = first * Self.bs
         let regionEnd = min(newSize, (last + 1) * Self.bs)
@@ -364,7 +395,7 @@ extension ElasticFilesystem {
         let headSkip = offset - regionStart
         var loadedAny = false
         if headOld > 0 && (headSkip > 0 || end < regionStart + headOld) {
-            try loadBlock(t, fd: fd, fileID: id, index: first, length: headOld, into: t.plain, holes: holes)
+            try loadBlock(t, fd: fd, fileID: id, index: first, length: headOld, into: t.plain, tags: tags)
             loadedAny = true
         }
         if headSkip > headOld { memset(t.plain + Int(headOld), 0, Int(headSkip - headOld)) }
@@ -374,17 +405,18 @@ extension ElasticFilesystem {
             if end < last * Self.bs + tailOld {
                 try loadBlock(
                     t, fd: fd, fileID: id, index: last, length: tailOld, into: t.plain + Int((last - first) * Self.bs),
-                    holes: holes)
+                    tags: tags)
                 loadedAny = true
             }
         }
         if headSkip == 0 && regionEnd - regionStart == Int64(size) && !loadedAny {
             // Nothing to merge: seal straight from the request buffer.
-            try storeBlocks(t, fd: fd, fileID: id, first: first, from: data, count: size, of: i)
+            try storeBlocks(t, fd: fd, fileID: id, first: first, from: data, count: size, of: i, tags: tags)
         } else {
             (t.plain + Int(headSkip)).copyMemory(from: data, byteCount: size)
             try storeBlocks(
-                t, fd: fd, fileID: id, first: first, from: t.plain, count: Int(regionEnd - regionStart), of: i)
+                t, fd: fd, fileID: id, first: first, from: t.plain, count: Int(regionEnd - regionStart), of: i,
+                tags: tags)
         }
         // The data first, then the record that makes it part of the file.
         // (and the new mtime and ctime).
@@ -425,13 +457,14 @@ extension ElasticFilesystem {
             let h = try header(i)
             let oldSize = h.record.size, id = h.fileID
             if newSize == oldSize { return }
+            let tags = try blockTags(i, fd: fd, t)
             if newSize > oldSize {
                 // Drop ciphertext past the last block's place first (see writeChunk), then grow: holes.
                 let keep = BlockLayout.ciphertextSize(plain: (oldSize + Self.bs - 1) / Self.bs * Self.bs)
                 if try cipherSize(fd) > keep { try Syscall.ftruncate(fd, keep) }
                 let lastOld = oldSize / Self.bs
                 let grownLength = newSize / Self.bs > lastOld ? Self.bs : newSize % Self.bs
-                try growLastBlock(t, fd: fd, header: h, newLength: grownLength, of: i)
+                try growLastBlock(t, fd: fd, header: h, newLength: grownLength, of: i, tags: tags)
                 try Syscall.ftruncate(fd, BlockLayout.ciphertextSize(plain: newSize))
                 // Past the old last block, nothing is written: holes.
                 let makesHoles = newSize > (oldSize + Self.bs - 1) / Self.bs * Self.bs
@@ -446,10 +479,11 @@ extension ElasticFilesystem {
                 let index = newSize / Self.bs
                 try loadBlock(
                     t, fd: fd, fileID: id, index: index,
-                    length: BlockLayout.plaintextLength(block: index, fileSize: oldSize), into: t.plain,
-                    holes: h.record.sparse)
-                try storeBlocks(t, fd: fd, fileID: id, first: index, count: Int(newSize % Self.bs), of: i)
+                    length: BlockLayout.plaintextLength(block: index, fileSize: oldSize), into: t.plain, tags: tags)
+                try storeBlocks(
+                    t, fd: fd, fileID: id, first: index, count: Int(newSize % Self.bs), of: i, tags: tags)
             }
+            try tags.drop(from: (newSize + Self.bs - 1) / Self.bs, crypto: t.crypto)
             try updateRecord(i, fd: fd) { r in
                 r.size = newSize
                 r.mtime = r.ctime

@@ -31,10 +31,19 @@ extension ElasticFilesystem {
             record.size = Int64(target.count)
             let (fd, header) = try createBacking(n, record) { fd, header in
                 let t = try worker()
+                let tags = BlockTags()
                 try target.withUnsafeBytes { src in
                     try storeBlocks(
-                        t, fd: fd, fileID: header.fileID, first: 0, from: src.baseAddress!, count: target.count)
+                        t, fd: fd, fileID: header.fileID, first: 0, from: src.baseAddress!, count: target.count,
+                        tags: tags)
                 }
+                // The record names the target's block (its content digest).
+                var sealed = header
+                sealed.record.content = tags.digest
+                let bytes = try sealed.sealedRecord(with: t.crypto)
+                try Syscall.pwrite(fd, bytes, at: FileHeader.recordOffset)
+                remember(sealed.fileID, sealed: bytes)
+                return sealed
             }
             defer { Syscall.close(fd) }
             return try register(parent: parent, backingName: n.b.name, stat: try Syscall.fstat(fd), header: header)

@@ -642,7 +642,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// named object without its header.
     func createBacking(
         _ n: NewObject, _ record: ObjectRecord, flags: Int32 = O_RDWR | O_CLOEXEC,
-        fill: (Int32, FileHeader) throws -> Void = { _, _ in }
+        fill: (Int32, FileHeader) throws -> FileHeader = { $1 }
     ) throws -> (Int32, FileHeader) {
         let temporary = try EntryScan.newObjectName()
         var fd: Int32 = -1
@@ -652,8 +652,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 try Syscall.openat(
                     n.dirfd, temporary, (flags & ~O_ACCMODE) | O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
             }
-            let header = try writeNewHeader(fd: fd, record)
-            try fill(fd, header)
+            let header = try fill(fd, try writeNewHeader(fd: fd, record))
             try publish(n, temporary: temporary, id: ObjectID(header.fileID))
             return (fd, header)
         } catch {
@@ -751,7 +750,12 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// The kernel closed a file handle of `ino`.
     func release(_ ino: UInt64, fd: Int32) {
         Syscall.close(fd)
-        if let i = try? inode(ino) { i.openCount.subtract(1, ordering: .relaxed) }
+        guard let i = try? inode(ino), i.openCount.subtract(1, ordering: .relaxed).newValue == 0 else { return }
+        // Block tags are kept while the file is open (memory grows with open files, not with
+        // the store): the next open loads and checks them again.
+        i.content.withWriteLock {
+            if i.openCount.load(ordering: .relaxed) == 0 { i.tags.withLock { $0 = nil } }
+        }
     }
 
     // MARK: Remove

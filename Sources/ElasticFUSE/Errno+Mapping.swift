@@ -25,7 +25,8 @@ enum ErrnoMapping {
             case .nameTooLong: return ENAMETOOLONG
             case .invalidArgument: return EINVAL
             case .directoryNotEmpty: return ENOTEMPTY
-            case .authenticationFailed, .corruptHeader, .corruptLength, .corruptMetadata, .invalidName:
+            case .authenticationFailed, .contentMismatch, .corruptHeader, .corruptLength, .corruptMetadata,
+                .invalidName:
                 logger.error(
                     "integrity failure", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "error": "\(e)"])
                 return EIO

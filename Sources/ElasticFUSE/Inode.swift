@@ -116,6 +116,10 @@ final class Inode: @unchecked Sendable {
     /// authoritative for as long as the inode lives (changes go through it to the backing
     /// file, under the content lock), so a record the host puts back is never seen.
     let header = Mutex<FileHeader?>(nil)
+    /// The tags of the file's blocks, checked against the record's content digest when loaded
+    /// (on first use while the file is open; dropped when the last handle closes). Used and
+    /// changed under the content lock.
+    let tags = Mutex<BlockTags?>(nil)
     /// The directory IV, loaded on first use (directories).
     let dirIV = Mutex<[UInt8]?>(nil)
     /// The directory's record, loaded with its IV (directories; see `header` for files).

@@ -10,6 +10,8 @@ public final class CryptoWorker {
     let content: AESGCM
     let names: AESSIV
     let metadata: AESGCM
+    /// The pseudorandom function of content digests (`BlockTags`).
+    let digestPRF: AESBlockCipher
     /// Scratch for the nonces of one request (one RAND_bytes call per request).
     private var nonces: [UInt8] = []
 
@@ -19,6 +21,7 @@ public final class CryptoWorker {
         content = try format.contentCipher(keys)
         names = try AESSIV(key: keys.names)
         metadata = try AESGCM(key: keys.metadata)
+        digestPRF = try AESBlockCipher(key: keys.contentDigest)
     }
 
     // MARK: Content blocks
@@ -76,7 +79,8 @@ public final class CryptoWorker {
         return plainLen
     }
 
-    static func isAllZero(_ p: UnsafeRawPointer, _ n: Int) -> Bool {
+    /// Whether the `n` bytes at `p` are all zero (a hole's cipher block).
+    public static func isAllZero(_ p: UnsafeRawPointer, _ n: Int) -> Bool {
         var acc: UInt8 = 0
         let b = p.assumingMemoryBound(to: UInt8.self)
         for i in 0..<n { acc |= b[i] }

@@ -2,6 +2,9 @@
 public enum FormatError: Error, Equatable, CustomStringConvertible {
     /// A content block failed authentication (tampered, moved or corrupted).
     case authenticationFailed(block: Int64)
+    /// A file's blocks are not the ones its record's content digest names (a block put back
+    /// to an older version, moved, zeroed, cut off or added).
+    case contentMismatch
     /// A file header is malformed (wrong magic, version or length).
     case corruptHeader(String)
     /// The ciphertext length cannot come from any plaintext (e.g. truncated mid-block).
@@ -36,6 +39,8 @@ public enum FormatError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .authenticationFailed(let b): return "block \(b) failed authentication"
+        case .contentMismatch:
+            return "the file's blocks are not the ones its record names (a block put back, moved, zeroed, cut or added)"
         case .corruptHeader(let s): return "corrupt file header: \(s)"
         case .corruptLength(let n): return "ciphertext length \(n) is not a valid encrypted file length"
         case .invalidName(let s): return "invalid encrypted name: \(s)"

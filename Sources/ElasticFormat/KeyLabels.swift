@@ -9,6 +9,8 @@ public enum KeyLabels {
     public static let keyStore = "elastic/v1/keystore/aes-256-gcm"
     /// Keys the hashes of directory entries (`EntryDigest`).
     public static let entries = "elastic/v2/entries/hmac-sha-256"
+    /// Keys the pseudorandom function of files' content digests (`BlockTags`).
+    public static let contentDigest = "elastic/v2/content-digest/aes-256"
     /// Associated data of a directory's sealed entry-set state, before the directory's IV.
     public static let entrySet = "elastic/v2/entries"
     /// Seals `elastic.root` (`StoreRoot`).

@@ -300,17 +300,6 @@ public final class StoreChecker {
                         }
                     }
                 }) != nil
-            // A last block longer than its record (a write a crash cut off before its record):
-            // its recorded part is the file's, as the mount reads it.
-            if !ok, index == blocks - 1,
-                crypto.recordedPartOfGrownBlock(
-                    fd: fd, fileID: h.fileID, index: index,
-                    length: Int(BlockLayout.plaintextLength(block: index, fileSize: plain)),
-                    backingSize: size) != nil
-            {
-                counts.blocks += 1
-                continue
-            }
             if !ok { failed.append(index) }
             counts.blocks += 1
         }
@@ -318,6 +307,12 @@ public final class StoreChecker {
         guard failed.isEmpty else {
             let shown = failed.prefix(8).map(String.init).joined(separator: ", ") + (failed.count > 8 ? ", …" : "")
             return .damaged("\(failed.count) of \(blocks) blocks fail authentication (blocks \(shown))")
+        }
+        // Each block authenticates; together they must be the versions the record names.
+        guard (try? BlockTags.load(fd: fd, size: plain, crypto: crypto).digest) == h.record.content else {
+            return .damaged(
+                "its blocks are not the versions its record names (a block put back to an older version, zeroed, "
+                    + "cut or added)")
         }
         return .sound
     }

@@ -13,6 +13,8 @@ public final class StoreKeys: Sendable {
     public let root: SecureBytes
     /// Keys the hashes of directory entries (`EntryDigest`).
     public let entries: SecureBytes
+    /// Keys the terms of files' content digests (`BlockTags`).
+    public let contentDigest: SecureBytes
 
     public init(master: SecureBytes) throws {
         content = try Self.derive(master, KeyLabels.content, 32)
@@ -22,6 +24,7 @@ public final class StoreKeys: Sendable {
         keyStore = try Self.derive(master, KeyLabels.keyStore, 32)
         root = try Self.derive(master, KeyLabels.root, 32)
         entries = try Self.derive(master, KeyLabels.entries, 32)
+        contentDigest = try Self.derive(master, KeyLabels.contentDigest, 32)
     }
 
     static func derive(_ master: SecureBytes, _ label: String, _ n: Int) throws -> SecureBytes {

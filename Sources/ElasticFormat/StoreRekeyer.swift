@@ -335,9 +335,11 @@ public final class StoreRekeyer {
     func writeObject(_ dst: Int32, _ name: String, _ record: ObjectRecord, content: [UInt8]) throws {
         let out = try Syscall.openat(dst, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         defer { Syscall.close(out) }
-        let header = try FileHeader.new(record)
-        try header.encode(with: newCrypto).withUnsafeBytes { _ = try Syscall.pwrite(out, $0.baseAddress!, $0.count, 0) }
-        guard !content.isEmpty else { return }
+        var header = try FileHeader.new(record)
+        guard !content.isEmpty else {
+            try Syscall.pwrite(out, try header.encode(with: newCrypto), at: 0)
+            return
+        }
         var sealed = [UInt8](repeating: 0, count: content.count + Int(BlockLayout.overhead))
         let n = try header.fileID.withUnsafeBytes { id in
             try content.withUnsafeBytes { c in
@@ -349,7 +351,12 @@ public final class StoreRekeyer {
         }
         try sealed.withUnsafeBytes {
             _ = try Syscall.pwrite(out, $0.baseAddress!, n, BlockLayout.cipherOffset(block: 0))
+            var tag = BlockTags.tag(ofSealed: $0.baseAddress!, length: n)
+            let tags = BlockTags()
+            try tags.set(first: 0, tags: &tag, count: 1, crypto: newCrypto)
+            header.record.content = tags.digest
         }
+        try Syscall.pwrite(out, try header.encode(with: newCrypto), at: 0)
     }
 
     /// The new store's root (the first destination directory opened).
@@ -400,10 +407,15 @@ public final class StoreRekeyer {
             guard size >= BlockLayout.ciphertextSize(plain: h.record.size) else {
                 throw FormatError.corruptLength(size)
             }
+            // Every block must be the version the record names: nothing the host put back is
+            // sealed again under the new key.
+            guard try BlockTags.load(fd: input, size: h.record.size, crypto: oldCrypto).digest == h.record.content
+            else { throw FormatError.contentMismatch }
             (oldID, record) = (h.fileID, h.record)
         }
         let plain = record.size
-        let newHeader = try FileHeader.new(record)
+        var newHeader = try FileHeader.new(record)
+        let newTags = BlockTags()
         try newHeader.encode(with: newCrypto).withUnsafeBytes {
             _ = try Syscall.pwrite(out, $0.baseAddress!, $0.count, 0)
         }
@@ -456,14 +468,6 @@ public final class StoreRekeyer {
                         }
                     }
                 }
-            } catch {
-                // A last block a crash left longer than its record (as the mount reads it): the
-                // recorded part is the file's. Anything else is damage: run fsck first.
-                guard sourceVersion > 1, index == blocks - 1,
-                    let part = oldCrypto.recordedPartOfGrownBlock(
-                        fd: input, fileID: oldID, index: index, length: length, backingSize: size)
-                else { throw error }
-                text.replaceSubrange(0..<length, with: part)
             }
             let n = try newHeader.fileID.withUnsafeBytes { id in
                 try text.withUnsafeBytes { t in
@@ -473,17 +477,17 @@ public final class StoreRekeyer {
                     }
                 }
             }
-            try sealed.withUnsafeBytes { _ = try Syscall.pwrite(out, $0.baseAddress!, n, offset) }
-        }
-        counts.bytes += plain
-        // A v1 file with holes: the copy's record must allow them.
-        if sawHole && !record.sparse {
-            var sparse = newHeader
-            sparse.record.sparse = true
-            try sparse.sealedRecord(with: newCrypto).withUnsafeBytes {
-                _ = try Syscall.pwrite(out, $0.baseAddress!, $0.count, FileHeader.recordOffset)
+            try sealed.withUnsafeBytes {
+                _ = try Syscall.pwrite(out, $0.baseAddress!, n, offset)
+                var tag = BlockTags.tag(ofSealed: $0.baseAddress!, length: n)
+                try newTags.set(first: index, tags: &tag, count: 1, crypto: newCrypto)
             }
         }
+        counts.bytes += plain
+        // The record names the copy's blocks; a v1 file with holes: it must allow them.
+        newHeader.record.content = newTags.digest
+        if sawHole { newHeader.record.sparse = true }
+        try Syscall.pwrite(out, try newHeader.sealedRecord(with: newCrypto), at: FileHeader.recordOffset)
     }
 
     func copyXattrs(_ src: Int32, _ name: String, _ dst: Int32, _ newName: String, type: mode_t) throws {

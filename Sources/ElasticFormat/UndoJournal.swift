@@ -123,41 +123,41 @@ public final class UndoJournal: Sendable {
             slot += 4096
         }
         var restored = 0
-        var done: Set<[UInt8]> = []
-        for r in records.sorted(by: { $0.seq > $1.seq }) {
+        var settled: Set<[UInt8]> = []
+        for r in records.sorted(by: { $0.seq > $1.seq }) where !settled.contains(r.fileID) {
             guard let file = try? Syscall.openBeneath(rootfd, r.path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
             else {
                 continue  // gone or renamed since: nothing to put back there
             }
             defer { Syscall.close(file) }
-            // The file's record says what each block must be: the write's record update comes
-            // after its blocks, so a block that does not fit the record was torn, or written by
-            // a write whose record never followed; either way its kept copy is what fits.
-            let cbs = Int(BlockLayout.cipherBlockSize)
+            // The file's record names every block (its content digest), and a write's record
+            // follows its blocks: blocks that do not match it belong to a write whose record
+            // never followed (torn or whole), and the kept copy is what the record names.
             guard r.length <= slotLimit, r.first >= 0, r.first < BlockLayout.maxPlaintextSize / BlockLayout.blockSize,
                 let raw = try? Syscall.preadBytes(file, count: FileHeader.size, at: 0),
                 let header = try? FileHeader(decoding: raw, with: crypto), header.fileID == r.fileID
             else { continue }
+            func matches() -> Bool {
+                (try? BlockTags.load(fd: file, size: header.record.size, crypto: crypto).digest)
+                    == header.record.content
+            }
+            if matches() {
+                settled.insert(r.fileID)
+                continue
+            }
             let old = try Syscall.preadBytes(fd, count: r.length, at: r.at)
-            var at = 0
-            var index = r.first
-            while at < old.count {
-                let piece = Array(old[at..<min(at + cbs, old.count)])
-                let offset = BlockLayout.cipherOffset(block: index)
-                let key = r.fileID + withUnsafeBytes(of: index.bigEndian) { Array($0) }
-                let plain = BlockLayout.plaintextLength(block: index, fileSize: header.record.size)
-                if plain > 0, !done.contains(key),
-                    !fits(file, offset, Int(plain), header.record.sparse, crypto, r.fileID, index),
-                    piece.count >= Int(plain) + Int(BlockLayout.overhead),
-                    authenticates(piece, crypto, r.fileID, index)
-                        || (header.record.sparse && piece.allSatisfy({ $0 == 0 }))
-                {
-                    try Syscall.pwrite(file, piece, at: offset)
-                    restored += 1
-                }
-                done.insert(key)
-                at += cbs
-                index += 1
+            let offset = BlockLayout.cipherOffset(block: r.first)
+            let backingSize = Int64(try Syscall.fstat(file).st_size)
+            let current = try Syscall.preadBytes(file, count: old.count, at: offset)
+            try Syscall.pwrite(file, old, at: offset)
+            if matches() {
+                settled.insert(r.fileID)
+                restored += (old.count + Int(BlockLayout.cipherBlockSize) - 1) / Int(BlockLayout.cipherBlockSize)
+            } else {
+                // Not the copy that fits (an older slot's, or the file was damaged otherwise):
+                // leave the file as it was.
+                try Syscall.pwrite(file, current, at: offset)
+                if Int64(try Syscall.fstat(file).st_size) > backingSize { try Syscall.ftruncate(file, backingSize) }
             }
         }
         return restored
@@ -165,34 +165,4 @@ public final class UndoJournal: Sendable {
 
     /// The largest record `recover` reads (a slot's payload at most).
     static let slotLimit = 64 << 20
-
-    /// Whether block `index` at `offset` reads as the record says: `plain` bytes that
-    /// authenticate, or the whole block (a last block a write grew before its record), or a
-    /// hole in a sparse file.
-    static func fits(
-        _ file: Int32, _ offset: Int64, _ plain: Int, _ sparse: Bool, _ crypto: CryptoWorker, _ fileID: [UInt8],
-        _ index: Int64
-    ) -> Bool {
-        let length = plain + Int(BlockLayout.overhead)
-        let block = (try? Syscall.preadBytes(file, count: length, at: offset)) ?? []
-        if block.count == length && authenticates(block, crypto, fileID, index) { return true }
-        if sparse && block.count == length && block.allSatisfy({ $0 == 0 }) { return true }
-        guard plain < Int(BlockLayout.blockSize) else { return false }
-        let whole = (try? Syscall.preadBytes(file, count: Int(BlockLayout.cipherBlockSize), at: offset)) ?? []
-        return whole.count == Int(BlockLayout.cipherBlockSize) && authenticates(whole, crypto, fileID, index)
-    }
-
-    static func authenticates(_ block: [UInt8], _ crypto: CryptoWorker, _ fileID: [UInt8], _ index: Int64) -> Bool {
-        guard block.count > Int(BlockLayout.overhead) else { return false }
-        var out = [UInt8](repeating: 0, count: block.count)
-        return block.withUnsafeBytes { b in
-            fileID.withUnsafeBytes { id in
-                out.withUnsafeMutableBytes { o in
-                    (try? crypto.openBlock(
-                        fileID: id, index: index, cipher: b.baseAddress!, length: b.count, output: o.baseAddress!,
-                        holes: false)) != nil
-                }
-            }
-        }
-    }
 }

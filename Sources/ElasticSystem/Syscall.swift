@@ -59,6 +59,11 @@ public enum Syscall {
         return done
     }
 
+    /// The corresponding C call is `preadv(2)`: one call (a short count means end of file).
+    public static func preadv(_ fd: Int32, _ iov: UnsafePointer<iovec>, _ count: Int32, _ offset: Int64) throws -> Int {
+        try retrying { Glibc.preadv(fd, iov, count, off_t(offset)) }
+    }
+
     /// The corresponding C call is `pwrite(2)`; loops until every byte is written.
     public static func pwrite(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int, _ offset: Int64) throws {
         var done = 0

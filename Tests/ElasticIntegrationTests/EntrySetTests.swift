@@ -8,7 +8,7 @@ import Testing
 @Suite(.enabled(if: Env.canMount, "needs root and /dev/fuse"))
 struct EntrySetTests {
     /// d holds a (3 bytes), bb (4 bytes) and ccc (5 bytes); e holds one file (6 bytes); "other"
-    /// (7 bytes) is at the top. Backing sizes: 116 + length + 28.
+    /// (7 bytes) is at the top. Backing sizes: 124 + length + 28.
     func populate(_ s: MountedStore) throws {
         try expectOK(
             sh(
@@ -20,7 +20,7 @@ struct EntrySetTests {
 
     /// The backing path of the one file of `length` plaintext bytes.
     func backing(_ s: MountedStore, length: Int) throws -> String {
-        let found = try sh("find '\(s.backing)' -type f -size \(116 + length + 28)c").stdout.split(separator: "\n")
+        let found = try sh("find '\(s.backing)' -type f -size \(124 + length + 28)c").stdout.split(separator: "\n")
         guard found.count == 1 else {
             throw TestFailure("expected one backing file of \(length) bytes, found \(found)")
         }
@@ -85,7 +85,7 @@ struct EntrySetTests {
     }
 
     @Test func headerOfAnotherFileCopiedIn() throws {
-        try between("head -c 116 \"$B\" | dd of=\"$A\" conv=notrunc status=none", fsckNames: ["/d/", "/d: entries"])
+        try between("head -c 124 \"$B\" | dd of=\"$A\" conv=notrunc status=none", fsckNames: ["/d/", "/d: entries"])
     }
 
     /// While mounted, after the kernel's caches expire: every change is refused when used.
@@ -130,8 +130,8 @@ struct EntrySetTests {
 
     /// A file put back to an earlier version of itself (header and blocks) while mounted,
     /// once the kernel forgot its inode: its header is not the last this mount saw, so it is
-    /// refused. (While the inode is cached its header is the daemon's copy; its blocks are
-    /// read from BACKING and are not versioned yet: docs/threat-model.md.)
+    /// refused. (While the inode is cached its header is the daemon's copy, and its record
+    /// names every block: BlockVersionTests.)
     @Test func filePutBackWhileMountedIsRefused() throws {
         try MountedStore.with { s in
             try expectOK(sh("echo version-one > '\(s.path("f"))' && echo other > '\(s.path("g"))'"), "v1")

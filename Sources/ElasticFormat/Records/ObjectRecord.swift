@@ -41,10 +41,10 @@ public struct ObjectRecord: Equatable, Sendable {
     }
 
     /// Plaintext record length.
-    public static let plainSize = 64
+    public static let plainSize = 72
     /// Sealed length: nonce ‖ record ‖ tag.
     public static let sealedSize = 12 + plainSize + 16
-    static let version: UInt8 = 1
+    static let version: UInt8 = 2
 
     public var kind: Kind
     /// Permission bits, `0o7777` at most.
@@ -64,6 +64,9 @@ public struct ObjectRecord: Equatable, Sendable {
     /// Directories: whether this is the store's root directory (set when the store is made,
     /// never on another directory), so no other directory can be put in its place.
     public var storeRoot = false
+    /// Regular files and symlinks: the content digest of their blocks (`BlockTags`), so the
+    /// record names the exact version of every block; zero for an object without blocks.
+    public var content: BlockTag = .zero
 
     public init(
         kind: Kind, mode: mode_t, uid: uid_t, gid: gid_t, rdev: UInt64 = 0, size: Int64 = 0, times: timespec? = nil
@@ -87,7 +90,7 @@ public struct ObjectRecord: Equatable, Sendable {
 
     public static func == (a: ObjectRecord, b: ObjectRecord) -> Bool {
         a.kind == b.kind && a.mode == b.mode && a.uid == b.uid && a.gid == b.gid && a.rdev == b.rdev
-            && a.size == b.size && a.sparse == b.sparse && a.storeRoot == b.storeRoot
+            && a.size == b.size && a.sparse == b.sparse && a.storeRoot == b.storeRoot && a.content == b.content
             && a.mtime.tv_sec == b.mtime.tv_sec
             && a.mtime.tv_nsec == b.mtime.tv_nsec && a.ctime.tv_sec == b.ctime.tv_sec
             && a.ctime.tv_nsec == b.ctime.tv_nsec
@@ -100,7 +103,7 @@ public struct ObjectRecord: Equatable, Sendable {
     static let storeRootFlag: UInt16 = 2
 
     /// version ‖ kind ‖ u16 flags (bit 0: sparse) ‖ mode ‖ uid ‖ gid ‖ rdev ‖ size ‖ mtime (i64
-    /// seconds ‖ u32 nanoseconds) ‖ ctime (the same) ‖ u64 0 (reserved).
+    /// seconds ‖ u32 nanoseconds) ‖ ctime (the same) ‖ content digest (16).
     var encoded: [UInt8] {
         var w = ByteWriter()
         w.u8(Self.version)
@@ -115,7 +118,7 @@ public struct ObjectRecord: Equatable, Sendable {
             w.u64(UInt64(bitPattern: Int64(t.tv_sec)))
             w.u32(UInt32(truncatingIfNeeded: t.tv_nsec))
         }
-        w.u64(0)
+        w.raw(withUnsafeBytes(of: content) { Array($0) })
         return w.bytes
     }
 
@@ -142,7 +145,9 @@ public struct ObjectRecord: Equatable, Sendable {
             let t = timespec(tv_sec: sec, tv_nsec: Int(nsec))
             if which == 0 { mtime = t } else { ctime = t }
         }
-        guard size >= 0, size <= BlockLayout.maxPlaintextSize, try r.u64() == 0, r.remaining == 0,
+        let digest = try r.raw(16)
+        content = digest.withUnsafeBytes { $0.loadUnaligned(as: BlockTag.self) }
+        guard size >= 0, size <= BlockLayout.maxPlaintextSize, r.remaining == 0,
             kind == .regular || (kind == .symlink && size > 0 && size < 4096) || (kind != .symlink && size == 0)
         else {
             throw FormatError.corruptMetadata("object record size")

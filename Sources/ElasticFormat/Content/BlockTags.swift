@@ -1,0 +1,141 @@
+import ElasticCrypto
+import ElasticSystem
+import Glibc
+
+/// A block's 16-byte AES-GCM tag as it lies in memory; zero stands for a hole (no block).
+public typealias BlockTag = SIMD2<UInt64>
+
+/// The tags of a file's blocks and the **content digest** its record commits to: the XOR, over
+/// every block i below the file's length that holds data, of
+/// `E(E(be128(i)) ⊕ tag_i)`, E = AES-256 under the `elastic/v2/content-digest/aes-256` subkey
+/// (a two-block CBC-MAC, a pseudorandom function of (i, tag)). A block's tag changes with every
+/// write of it (fresh nonce), so the digest names the exact version of every block: a block
+/// put back, moved, zeroed, dropped or added makes the set differ, and with it the digest.
+/// Updated in O(1) per block written (the old term out, the new one in); checked in full when
+/// a file's tags are first loaded, then each block read is compared with its tag here.
+/// Guarded by its user (the FUSE layer: the file's content lock).
+public final class BlockTags: @unchecked Sendable {
+    static let chunkBlocks: Int64 = 256
+    private var chunks: [Int64: [BlockTag]] = [:]
+    /// The digest of the tags held.
+    public private(set) var digest: BlockTag = .zero
+
+    public init() {}
+
+    /// Tag of block `index`; `.zero` for a hole.
+    public func tag(_ index: Int64) -> BlockTag {
+        guard let c = chunks[index / Self.chunkBlocks] else { return .zero }
+        let k = Int(index % Self.chunkBlocks)
+        return k < c.count ? c[k] : .zero
+    }
+
+    /// Sets the tags of `count` consecutive blocks from `first` (`.zero`: a hole), updating
+    /// the digest with one batch of the pseudorandom function.
+    public func set(first: Int64, tags: UnsafePointer<BlockTag>, count: Int, crypto: CryptoWorker) throws {
+        var terms: [(Int64, BlockTag)] = []
+        terms.reserveCapacity(2 * count)
+        for k in 0..<count {
+            let i = first + Int64(k)
+            let old = tag(i), new = tags[k]
+            guard old != new else { continue }
+            if old != .zero { terms.append((i, old)) }
+            if new != .zero { terms.append((i, new)) }
+            store(i, new)
+        }
+        digest ^= try crypto.digestTerms(terms)
+    }
+
+    /// Drops every block from `first` on (a file cut to `first` blocks).
+    public func drop(from first: Int64, crypto: CryptoWorker) throws {
+        var terms: [(Int64, BlockTag)] = []
+        for key in chunks.keys where (key + 1) * Self.chunkBlocks > first {
+            let c = chunks[key]!
+            for (k, t) in c.enumerated() where t != .zero && key * Self.chunkBlocks + Int64(k) >= first {
+                terms.append((key * Self.chunkBlocks + Int64(k), t))
+            }
+            let keep = Int(max(0, first - key * Self.chunkBlocks))
+            if keep == 0 { chunks[key] = nil } else { chunks[key]!.removeSubrange(min(keep, c.count)...) }
+        }
+        digest ^= try crypto.digestTerms(terms)
+    }
+
+    private func store(_ index: Int64, _ tag: BlockTag) {
+        let key = index / Self.chunkBlocks, k = Int(index % Self.chunkBlocks)
+        if chunks[key] == nil {
+            if tag == .zero { return }
+            chunks[key] = []
+        }
+        if chunks[key]!.count <= k {
+            if tag == .zero { return }
+            chunks[key]!.append(contentsOf: repeatElement(.zero, count: k + 1 - chunks[key]!.count))
+        }
+        chunks[key]![k] = tag
+    }
+
+    /// The tag in a sealed block of `length` bytes (overhead included) at `block`.
+    public static func tag(ofSealed block: UnsafeRawPointer, length: Int) -> BlockTag {
+        (block + length - Int(BlockLayout.tagSize)).loadUnaligned(as: BlockTag.self)
+    }
+
+    /// Reads the tags of a file of `size` plaintext bytes from its backing file `fd` (holes
+    /// skipped with SEEK_DATA, only the 16 tag bytes of each block copied out) and computes
+    /// their digest. A block the backing file is too short to hold counts as absent.
+    public static func load(fd: Int32, size: Int64, crypto: CryptoWorker) throws -> BlockTags {
+        let t = BlockTags()
+        let blocks = (size + BlockLayout.blockSize - 1) / BlockLayout.blockSize
+        let batch = 512  // two iovecs per block: IOV_MAX is 1024
+        let junk = UnsafeMutableRawPointer.allocate(byteCount: Int(BlockLayout.blockSize) + 12, alignment: 64)
+        let tags = UnsafeMutablePointer<BlockTag>.allocate(capacity: batch)
+        let iov = UnsafeMutablePointer<iovec>.allocate(capacity: 2 * batch)
+        defer {
+            junk.deallocate()
+            tags.deallocate()
+            iov.deallocate()
+        }
+        var index: Int64 = 0
+        while index < blocks {
+            guard let next = try BlockLayout.nextDataBlock(fd, from: index), next < blocks else { break }
+            index = next
+            let n = Int(min(Int64(batch), blocks - index))
+            var wanted = 0
+            for k in 0..<n {
+                let body = Int(
+                    BlockLayout.nonceSize + BlockLayout.plaintextLength(block: index + Int64(k), fileSize: size))
+                iov[2 * k] = iovec(iov_base: junk, iov_len: body)
+                iov[2 * k + 1] = iovec(iov_base: UnsafeMutableRawPointer(tags + k), iov_len: 16)
+                wanted += body + 16
+            }
+            let got = try Syscall.preadv(fd, iov, Int32(2 * n), BlockLayout.cipherOffset(block: index))
+            // Blocks wholly read; a short read is the end of the backing file.
+            var complete = 0, covered = 0
+            while complete < n, covered + iov[2 * complete].iov_len + 16 <= got {
+                covered += iov[2 * complete].iov_len + 16
+                complete += 1
+            }
+            try t.set(first: index, tags: tags, count: complete, crypto: crypto)
+            if got < wanted { break }
+            index += Int64(n)
+        }
+        return t
+    }
+}
+
+extension CryptoWorker {
+    /// XOR of the content-digest terms `E(E(be128(i)) ⊕ tag)` of `terms` (see `BlockTags`).
+    public func digestTerms(_ terms: [(Int64, BlockTag)]) throws -> BlockTag {
+        guard !terms.isEmpty else { return .zero }
+        var buffer = [BlockTag](repeating: .zero, count: terms.count)
+        var acc = BlockTag.zero
+        try buffer.withUnsafeMutableBufferPointer { b in
+            for (k, term) in terms.enumerated() {
+                b[k] = BlockTag(0, UInt64(bitPattern: term.0).bigEndian)
+            }
+            let p = UnsafeMutableRawPointer(b.baseAddress!)
+            try digestPRF.encrypt(p, blocks: terms.count, output: p)
+            for (k, term) in terms.enumerated() { b[k] ^= term.1 }
+            try digestPRF.encrypt(p, blocks: terms.count, output: p)
+            for k in 0..<terms.count { acc ^= b[k] }
+        }
+        return acc
+    }
+}

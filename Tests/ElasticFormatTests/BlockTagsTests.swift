@@ -1,0 +1,96 @@
+import ElasticCrypto
+import ElasticSystem
+import Glibc
+import Testing
+
+@testable import ElasticFormat
+
+/// The content digest: updated block by block it equals the digest computed from scratch, and
+/// any other version of any block, a block dropped, added or moved gives another digest.
+@Suite struct BlockTagsTests {
+    let crypto: CryptoWorker
+    init() throws { crypto = try CryptoWorker(keys: StoreKeys(master: try SecureBytes.random(count: 32))) }
+
+    func tag(_ seed: UInt64) -> BlockTag { BlockTag(seed &* 0x9E37_79B9_7F4A_7C15, ~seed) }
+
+    func digest(_ tags: [Int64: BlockTag]) throws -> BlockTag {
+        let t = BlockTags()
+        for (i, v) in tags {
+            var v = v
+            try t.set(first: i, tags: &v, count: 1, crypto: crypto)
+        }
+        return t.digest
+    }
+
+    @Test func sizesArePinned() {
+        #expect(ObjectRecord.plainSize == 72 && ObjectRecord.sealedSize == 100)
+        #expect(FileHeader.size == 124 && MemoryLayout<BlockTag>.size == 16)
+    }
+
+    @Test func incrementalEqualsFromScratchAndEveryChangeShows() throws {
+        let base: [Int64: BlockTag] = [0: tag(1), 1: tag(2), 7: tag(3), 300: tag(4)]
+        let t = BlockTags()
+        var v = tag(99)
+        try t.set(first: 1, tags: &v, count: 1, crypto: crypto)  // an older version of block 1
+        for (i, v) in base {
+            var v = v
+            try t.set(first: i, tags: &v, count: 1, crypto: crypto)
+        }
+        #expect(t.digest == (try digest(base)))
+        #expect(t.tag(300) == tag(4) && t.tag(2) == .zero && t.tag(5000) == .zero)
+        var rolledBack = base
+        rolledBack[1] = tag(99)
+        var moved = base
+        moved[8] = moved.removeValue(forKey: 7)
+        var dropped = base
+        dropped[0] = nil
+        var added = base
+        added[9] = tag(5)
+        var swapped = base
+        (swapped[0], swapped[1]) = (base[1], base[0])
+        for other in [rolledBack, moved, dropped, added, swapped] {
+            #expect(try digest(other) != t.digest)
+        }
+        #expect(try digest([:]) == .zero)
+        // Cutting the file drops the blocks from the digest.
+        try t.drop(from: 7, crypto: crypto)
+        #expect(t.digest == (try digest([0: tag(1), 1: tag(2)])) && t.tag(300) == .zero)
+        try t.drop(from: 0, crypto: crypto)
+        #expect(t.digest == .zero)
+    }
+
+    /// Tags read back from a backing file: holes skipped, a block the file is too short to
+    /// hold counts as absent.
+    @Test func loadReadsTheTagsOfABackingFile() throws {
+        let path = "/tmp/elastic-blocktags-\(getpid())"
+        let fd = try Syscall.openat(AT_FDCWD, path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        defer {
+            Syscall.close(fd)
+            unlink(path)
+        }
+        let id = [UInt8](repeating: 7, count: 16)
+        let size: Int64 = 600 * 4096 + 100  // block 600 partial
+        let written = BlockTags()
+        for index in [Int64(0), 1, 2, 513, 600] {
+            let length = Int(BlockLayout.plaintextLength(block: index, fileSize: size))
+            var plain = [UInt8](repeating: UInt8(index & 0xff), count: length)
+            var sealed = [UInt8](repeating: 0, count: length + 28)
+            let n = try id.withUnsafeBytes { i in
+                try plain.withUnsafeMutableBytes { p in
+                    try sealed.withUnsafeMutableBytes { s in
+                        try crypto.sealBlocks(
+                            fileID: i, first: index, plaintext: p.baseAddress!, count: length, output: s.baseAddress!)
+                    }
+                }
+            }
+            try Syscall.pwrite(fd, sealed, at: BlockLayout.cipherOffset(block: index))
+            var t = sealed.withUnsafeBytes { BlockTags.tag(ofSealed: $0.baseAddress!, length: n) }
+            try written.set(first: index, tags: &t, count: 1, crypto: crypto)
+        }
+        let loaded = try BlockTags.load(fd: fd, size: size, crypto: crypto)
+        #expect(loaded.digest == written.digest && loaded.tag(513) == written.tag(513) && loaded.tag(3) == .zero)
+        // The last block cut short: absent, and the digest differs.
+        try Syscall.ftruncate(fd, BlockLayout.cipherOffset(block: 600) + 50)
+        #expect(try BlockTags.load(fd: fd, size: size, crypto: crypto).digest != written.digest)
+    }
+}
