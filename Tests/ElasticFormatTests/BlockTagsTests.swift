@@ -89,6 +89,10 @@ import Testing
         }
         let loaded = try BlockTags.load(fd: fd, size: size, crypto: crypto)
         #expect(loaded.digest == written.digest && loaded.tag(513) == written.tag(513) && loaded.tag(3) == .zero)
+        // Loaded in two ranges split at a chunk boundary and merged: the same.
+        let head = try BlockTags.load(fd: fd, size: size, range: 0..<512, crypto: crypto)
+        head.merge(try BlockTags.load(fd: fd, size: size, range: 512..<601, crypto: crypto))
+        #expect(head.digest == written.digest && head.tag(600) == written.tag(600) && head.tag(2) == written.tag(2))
         // The last block cut short: absent, and the digest differs.
         try Syscall.ftruncate(fd, BlockLayout.cipherOffset(block: 600) + 50)
         #expect(try BlockTags.load(fd: fd, size: size, crypto: crypto).digest != written.digest)

@@ -77,12 +77,28 @@ public final class BlockTags: @unchecked Sendable {
         (block + length - Int(BlockLayout.tagSize)).loadUnaligned(as: BlockTag.self)
     }
 
+    /// Adds the tags of `other`, which holds other blocks than this (a load of another range).
+    public func merge(_ other: BlockTags) {
+        for (key, chunk) in other.chunks {
+            precondition(chunks[key] == nil, "merging overlapping block ranges")
+            chunks[key] = chunk
+        }
+        digest ^= other.digest
+    }
+
+    /// Where a load of a file of `blocks` blocks may be split in two (a chunk boundary).
+    public static func splitPoint(blocks: Int64) -> Int64 { blocks / 2 / chunkBlocks * chunkBlocks }
+
     /// Reads the tags of a file of `size` plaintext bytes from its backing file `fd` (holes
     /// skipped with SEEK_DATA, only the 16 tag bytes of each block copied out) and computes
-    /// their digest. A block the backing file is too short to hold counts as absent.
-    public static func load(fd: Int32, size: Int64, crypto: CryptoWorker) throws -> BlockTags {
+    /// their digest; `range` limits it to some blocks (see `splitPoint` and `merge`). A block
+    /// the backing file is too short to hold counts as absent.
+    public static func load(fd: Int32, size: Int64, range: Range<Int64>? = nil, crypto: CryptoWorker) throws
+        -> BlockTags
+    {
         let t = BlockTags()
-        let blocks = (size + BlockLayout.blockSize - 1) / BlockLayout.blockSize
+        let all = (size + BlockLayout.blockSize - 1) / BlockLayout.blockSize
+        let blocks = min(all, range?.upperBound ?? all)
         let batch = 512  // two iovecs per block: IOV_MAX is 1024
         let junk = UnsafeMutableRawPointer.allocate(byteCount: Int(BlockLayout.blockSize) + 12, alignment: 64)
         let tags = UnsafeMutablePointer<BlockTag>.allocate(capacity: batch)
@@ -92,7 +108,7 @@ public final class BlockTags: @unchecked Sendable {
             tags.deallocate()
             iov.deallocate()
         }
-        var index: Int64 = 0
+        var index: Int64 = range?.lowerBound ?? 0
         while index < blocks {
             guard let next = try BlockLayout.nextDataBlock(fd, from: index), next < blocks else { break }
             index = next
