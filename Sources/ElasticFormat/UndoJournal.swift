@@ -137,9 +137,24 @@ public final class UndoJournal: Sendable {
                 let raw = try? Syscall.preadBytes(file, count: FileHeader.size, at: 0),
                 let header = try? FileHeader(decoding: raw, with: crypto), header.fileID == r.fileID
             else { continue }
+            let slotBlocks = Int64((r.length + Int(BlockLayout.cipherBlockSize) - 1) / Int(BlockLayout.cipherBlockSize))
+            // The record's blocks, whole: the tags it names (a pwrite torn inside a block can
+            // leave the old tag behind new bytes), and those of the slot's range authenticate.
             func matches() -> Bool {
-                (try? BlockTags.load(fd: file, size: header.record.size, crypto: crypto).digest)
-                    == header.record.content
+                guard let tags = try? BlockTags.load(fd: file, size: header.record.size, crypto: crypto),
+                    tags.digest == header.record.content
+                else { return false }
+                let end = min(
+                    r.first + slotBlocks, (header.record.size + BlockLayout.blockSize - 1) / BlockLayout.blockSize)
+                return (r.first..<max(r.first, end)).allSatisfy { index in
+                    let length = Int(BlockLayout.plaintextLength(block: index, fileSize: header.record.size))
+                    let block =
+                        (try? Syscall.preadBytes(
+                            file, count: length + Int(BlockLayout.overhead), at: BlockLayout.cipherOffset(block: index)))
+                        ?? []
+                    return tags.tag(index) == .zero
+                        ? block.allSatisfy { $0 == 0 } : authenticates(block, crypto, r.fileID, index)
+                }
             }
             if matches() {
                 settled.insert(r.fileID)
@@ -165,4 +180,19 @@ public final class UndoJournal: Sendable {
 
     /// The largest record `recover` reads (a slot's payload at most).
     static let slotLimit = 64 << 20
+
+    /// Whether `block` (a whole cipher block) opens as block `index` of `fileID`.
+    static func authenticates(_ block: [UInt8], _ crypto: CryptoWorker, _ fileID: [UInt8], _ index: Int64) -> Bool {
+        guard block.count > Int(BlockLayout.overhead) else { return false }
+        var out = [UInt8](repeating: 0, count: block.count)
+        return block.withUnsafeBytes { b in
+            fileID.withUnsafeBytes { id in
+                out.withUnsafeMutableBytes { o in
+                    (try? crypto.openBlock(
+                        fileID: id, index: index, cipher: b.baseAddress!, length: b.count, output: o.baseAddress!,
+                        holes: false)) != nil
+                }
+            }
+        }
+    }
 }

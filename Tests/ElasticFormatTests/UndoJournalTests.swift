@@ -59,7 +59,7 @@ import Testing
 
     /// A file of three blocks of 1s, then an overwrite with 2s kept in the journal and torn in
     /// block 1; `complete` says whether the write then finished and was marked done.
-    func tornOverwrite(complete: Bool) throws -> (fd: Int32, id: [UInt8], restored: Int) {
+    func tornOverwrite(complete: Bool, tornAt: Int? = nil) throws -> (fd: Int32, id: [UInt8], restored: Int) {
         var header = try FileHeader.new(ObjectRecord(kind: .regular, mode: 0o600, uid: 0, gid: 0, size: Int64(3 * bs)))
         let old = try sealed(header.fileID, 1)
         let tags = BlockTags()
@@ -84,7 +84,7 @@ import Testing
             try Syscall.pwrite(fd, new, at: offset)
             try journal.done(slot: slot)
         } else {
-            try Syscall.pwrite(fd, Array(new[0..<(cbs + 2000)]), at: offset)  // stopped inside block 1
+            try Syscall.pwrite(fd, Array(new[0..<(tornAt ?? (cbs + 2000))]), at: offset)  // stopped inside block 1
         }
         return (fd, header.fileID, try UndoJournal.recover(rootfd: root.fd, with: crypto))
     }
@@ -92,6 +92,16 @@ import Testing
     @Test func aTornBlockGetsItsOldContentsBack() throws {
         defer { cleanUp() }
         let (fd, id, restored) = try tornOverwrite(complete: false)
+        defer { Syscall.close(fd) }
+        #expect(restored == 3)
+        for i in 0..<3 { #expect(try block(fd, id, i) == 1, "block \(i) is the version the record names") }
+    }
+
+    /// A tear inside block 0 before its tag: the tags are still the old ones (the digest
+    /// matches), but block 0's bytes are half new; it must be put back all the same.
+    @Test func aTearThatLeavesTheOldTagIsPutBackToo() throws {
+        defer { cleanUp() }
+        let (fd, id, restored) = try tornOverwrite(complete: false, tornAt: cbs - 100)
         defer { Syscall.close(fd) }
         #expect(restored == 3)
         for i in 0..<3 { #expect(try block(fd, id, i) == 1, "block \(i) is the version the record names") }
