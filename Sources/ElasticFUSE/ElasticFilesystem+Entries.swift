@@ -238,6 +238,7 @@ extension ElasticFilesystem {
                     try DirectoryIV.writeRecordAndEntrySet(
                         record, EntrySetState(committed: p.next), iv: p.entries.iv, fd: p.fd, with: crypto)
                     dir.directoryRecord.withLock { $0 = record }
+                    knownDirectoryRecords.withLock { $0[ObjectID(p.entries.iv)] = record }
                 }
             } catch {
                 // The pending set is the one BACKING has: the next load settles it.

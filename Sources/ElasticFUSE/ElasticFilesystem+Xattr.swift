@@ -2,7 +2,10 @@ import ElasticFormat
 import ElasticSystem
 import Glibc
 
-/// `user.*` extended attributes, stored as `XattrCodec` says. Other namespaces are not
+/// `user.*` extended attributes, stored as `XattrCodec` says and vouched for by the object's
+/// record (its attribute digest, `XattrSet`): the set is read and checked the first time the
+/// object's attributes are used, then kept; names are listed from it, every value read must
+/// carry the tag it holds, and every change rewrites the record. Other namespaces are not
 /// supported (EOPNOTSUPP).
 extension ElasticFilesystem {
     /// The most a listxattr(2) reply can hold (XATTR_LIST_MAX).
@@ -20,39 +23,90 @@ extension ElasticFilesystem {
         try withHandle(i) { try body("/proc/self/fd/\($0)") }
     }
 
+    /// The record of `i`: a directory's or a file's.
+    func record(of i: Inode) throws -> ObjectRecord {
+        i.isDirectory ? try directoryInfo(i).record : try header(i).record
+    }
+
+    /// The attributes of `i`, checked against its record on first use. Call with its content
+    /// lock held.
+    func xattrSet(_ i: Inode) throws -> XattrSet {
+        if let set = i.xattrs.withLock({ $0 }) { return set }
+        let set = try withProcPath(i) { try XattrSet.read(path: $0, with: worker().crypto) }
+        guard set.digest == (try record(of: i)).xattrs else {
+            logger.error(
+                "extended attributes are not the set the object's record names: refusing them",
+                metadata: ["fuse.ino": "\(i.id)", "backing.ino": "\(i.key.ino)"])
+            throw FormatError.integrity("extended attributes are not the set the object's record names")
+        }
+        i.xattrs.withLock { $0 = set }
+        return set
+    }
+
+    /// Runs `change` (the backing call) on `i`'s attributes and `update` on its set, then
+    /// writes the record with the new digest (and ctime: an attribute change is a change).
+    func changeXattrs(_ i: Inode, _ change: (String) throws -> Void, _ update: (inout XattrSet) throws -> Void)
+        throws
+    {
+        try i.content.withWriteLock {
+            var set = try xattrSet(i)
+            try withProcPath(i, change)
+            try update(&set)
+            i.xattrs.withLock { $0 = set }
+            if i.isDirectory {
+                try writeDirectoryRecord(i) { $0.xattrs = set.digest }
+            } else if i.hasHeader {
+                let fd = try openBacking(i, O_RDWR | O_CLOEXEC)
+                defer { Syscall.close(fd) }
+                try updateRecord(i, fd: fd) { $0.xattrs = set.digest }
+            }
+        }
+    }
+
     func setxattr(_ ino: UInt64, _ name: [UInt8], _ value: [UInt8], _ flags: Int32) throws {
         let i = try inode(ino)
         if readOnly { throw Errno.readOnlyFileSystem }
         let bname = try backingXattrName(name)
-        let sealed = try XattrCodec.sealValue(value, backingName: bname, with: worker().crypto)
-        try withProcPath(i) { path in
-            // Encrypted names are longer than the user's: a new name that would push the
-            // backing list past what listxattr(2) can return (64 KiB) is refused here (ENOSPC),
-            // so that listing never fails with E2BIG.
-            let listed = try Syscall.listxattr(path)
-            let present = listed.split(separator: 0).contains { $0.elementsEqual(bname.utf8) }
-            if !present && listed.count + bname.utf8.count + 1 > Self.listLimit { throw Errno.noSpace }
-            try Syscall.setxattr(path, bname, sealed, flags)
-        }
-        try touchChanged(i)  // an attribute change is a change (ctime)
+        let crypto = try worker().crypto
+        let sealed = try XattrCodec.sealValue(value, backingName: bname, with: crypto)
+        try changeXattrs(
+            i,
+            { path in
+                // Encrypted names are longer than the user's: a new name that would push the
+                // backing list past what listxattr(2) can return (64 KiB) is refused here
+                // (ENOSPC), so that listing never fails with E2BIG.
+                let listed = try Syscall.listxattr(path)
+                let present = listed.split(separator: 0).contains { $0.elementsEqual(bname.utf8) }
+                if !present && listed.count + bname.utf8.count + 1 > Self.listLimit { throw Errno.noSpace }
+                try Syscall.setxattr(path, bname, sealed, flags)
+            }, { try $0.set(bname, sealed: sealed, with: crypto) })
     }
 
     func getxattr(_ ino: UInt64, _ name: [UInt8]) throws -> [UInt8] {
         let i = try inode(ino)
         let bname = try backingXattrName(name)
-        let sealed = try withProcPath(i) { try Syscall.getxattr($0, bname) }
-        return try XattrCodec.openValue(sealed, backingName: bname, with: worker().crypto)
+        return try i.content.withReadLock {
+            guard let expected = try xattrSet(i).tags[bname] else { throw Errno.noData }
+            let sealed = try withProcPath(i) { try Syscall.getxattr($0, bname) }
+            guard sealed.count >= 16, XattrSet.tag(ofSealed: sealed) == expected else {
+                logger.error(
+                    "extended attribute is not the value the object's record names: refusing it",
+                    metadata: ["fuse.ino": "\(i.id)", "backing.ino": "\(i.key.ino)"])
+                throw FormatError.integrity("an extended attribute is not the value the object's record names")
+            }
+            return try XattrCodec.openValue(sealed, backingName: bname, with: worker().crypto)
+        }
     }
 
-    /// Decrypted `user.*` names, each NUL-terminated (the listxattr format).
+    /// Decrypted `user.*` names, each NUL-terminated (the listxattr format), from the checked set.
     func listxattr(_ ino: UInt64) throws -> [UInt8] {
         let i = try inode(ino)
-        let raw = try withProcPath(i) { try Syscall.listxattr($0) }
+        let names = try i.content.withReadLock { try xattrSet(i).tags.keys.sorted() }
         let crypto = try worker().crypto
         var out: [UInt8] = []
-        for part in raw.split(separator: 0) {
-            guard let name = XattrCodec.name(backingName: part, with: crypto) else { continue }
-            out += name + [0]
+        for name in names {
+            guard let plain = XattrCodec.name(backingName: ArraySlice(name.utf8), with: crypto) else { continue }
+            out += plain + [0]
         }
         return out
     }
@@ -61,7 +115,8 @@ extension ElasticFilesystem {
         let i = try inode(ino)
         if readOnly { throw Errno.readOnlyFileSystem }
         let bname = try backingXattrName(name)
-        try withProcPath(i) { try Syscall.removexattr($0, bname) }
-        try touchChanged(i)
+        let crypto = try worker().crypto
+        try changeXattrs(
+            i, { path in try Syscall.removexattr(path, bname) }, { try $0.remove(bname, with: crypto) })
     }
 }

@@ -43,6 +43,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// A digest of the sealed record this mount last wrote or read for every file (by file ID):
     /// a header read again after its inode was forgotten must still be that one.
     let knownRecords = Mutex<[ObjectID: Int]>([:])
+    /// The record this mount last wrote or read for every directory (by IV): a directory's
+    /// record read again after its inode was forgotten must still be that one.
+    let knownDirectoryRecords = Mutex<[ObjectID: ObjectRecord]>([:])
     /// Changes when a directory's `elastic.diriv` is put back (a failed removal): descriptors
     /// threads keep on those files (`dirivFile`) are then reopened.
     let dirivEpoch = Atomic<UInt64>(0)
@@ -453,6 +456,17 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 metadata: ["fuse.ino": "\(dir.id)", "backing.ino": "\(dir.key.ino)", "why": "\(e)"])
             throw e
         }
+        let stale = knownDirectoryRecords.withLock { known -> Bool in
+            if let last = known[ObjectID(info.iv)], last != info.record { return true }
+            known[ObjectID(info.iv)] = info.record
+            return false
+        }
+        if stale {
+            logger.error(
+                "directory record is an earlier version than this mount saw: refusing the directory",
+                metadata: ["fuse.ino": "\(dir.id)", "backing.ino": "\(dir.key.ino)"])
+            throw FormatError.integrity("an earlier version of the directory's record")
+        }
         dir.dirIV.withLock { $0 = info.iv }
         dir.directoryRecord.withLock { $0 = info.record }
         return info
@@ -460,13 +474,17 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
 
     /// Changes the record of directory `dir` and writes it back in place.
     func updateDirectoryRecord(_ dir: Inode, _ change: (inout ObjectRecord) -> Void) throws {
-        try dir.content.withWriteLock {
-            var (iv, record) = try directoryInfo(dir)
-            record.ctime = ObjectRecord.now()
-            change(&record)
-            try withHandle(dir) { d in try DirectoryIV.writeRecord(record, iv: iv, in: d, with: worker().crypto) }
-            dir.directoryRecord.withLock { $0 = record }
-        }
+        try dir.content.withWriteLock { try writeDirectoryRecord(dir, change) }
+    }
+
+    /// `updateDirectoryRecord` with `dir`'s content write lock held.
+    func writeDirectoryRecord(_ dir: Inode, _ change: (inout ObjectRecord) -> Void) throws {
+        var (iv, record) = try directoryInfo(dir)
+        record.ctime = ObjectRecord.now()
+        change(&record)
+        try withHandle(dir) { d in try DirectoryIV.writeRecord(record, iv: iv, in: d, with: worker().crypto) }
+        dir.directoryRecord.withLock { $0 = record }
+        knownDirectoryRecords.withLock { $0[ObjectID(iv)] = record }
     }
 
     /// The backing name of `name` in `parent` (and whether it is the long form).

@@ -120,6 +120,9 @@ final class Inode: @unchecked Sendable {
     /// (on first use while the file is open; dropped when the last handle closes). Used and
     /// changed under the content lock.
     let tags = Mutex<BlockTags?>(nil)
+    /// The object's `user.*` attributes as its record's attribute digest vouches for them,
+    /// from first use on (changed under the content lock).
+    let xattrs = Mutex<XattrSet?>(nil)
     /// The directory IV, loaded on first use (directories).
     let dirIV = Mutex<[UInt8]?>(nil)
     /// The directory's record, loaded with its IV (directories; see `header` for files).

@@ -11,6 +11,8 @@ public enum KeyLabels {
     public static let entries = "elastic/v2/entries/hmac-sha-256"
     /// Keys the pseudorandom function of files' content digests (`BlockTags`).
     public static let contentDigest = "elastic/v2/content-digest/aes-256"
+    /// Keys the hash of each extended attribute in an object's attribute digest (`XattrSet`).
+    public static let xattrs = "elastic/v2/xattrs/hmac-sha-256"
     /// Associated data of a directory's sealed entry-set state, before the directory's IV.
     public static let entrySet = "elastic/v2/entries"
     /// Seals `elastic.root` (`StoreRoot`).

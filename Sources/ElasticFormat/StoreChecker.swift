@@ -317,6 +317,8 @@ public final class StoreChecker {
         return .sound
     }
 
+    /// Every `user.*` attribute must open, and together they must be the set the object's
+    /// record names (its attribute digest; a record that does not open is reported elsewhere).
     func checkXattrs(_ dirfd: Int32, _ backing: String, _ path: String) {
         guard let fd = try? Syscall.openat(dirfd, backing, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC) else {
             return
@@ -324,10 +326,12 @@ public final class StoreChecker {
         defer { Syscall.close(fd) }
         let proc = "/proc/self/fd/\(fd)"
         guard let list = try? Syscall.listxattr(proc) else { return }
+        var sound = true
         for raw in list.split(separator: 0) where raw.starts(with: XattrCodec.userPrefix) {
             let backingName = String(decoding: raw, as: UTF8.self)
             guard let name = XattrCodec.name(backingName: raw, with: crypto) else {
                 problem(path, "extended attribute \(backingName) does not decrypt")
+                sound = false
                 continue
             }
             let shown = String(decoding: name, as: UTF8.self)
@@ -335,8 +339,16 @@ public final class StoreChecker {
                 (try? XattrCodec.openValue(sealed, backingName: backingName, with: crypto)) != nil
             else {
                 problem(path, "extended attribute \(shown): value does not open")
+                sound = false
                 continue
             }
+        }
+        if sound, let expected = (try? BackingRecord.read(fd, with: crypto))?.xattrs,
+            let set = try? XattrSet.read(path: proc, with: crypto), set.digest != expected
+        {
+            problem(
+                path,
+                "extended attributes are not the set its record names (one added, removed, copied in or put back)")
         }
     }
 

@@ -15,6 +15,8 @@ public final class StoreKeys: Sendable {
     public let entries: SecureBytes
     /// Keys the terms of files' content digests (`BlockTags`).
     public let contentDigest: SecureBytes
+    /// Keys the hashes of extended attributes (`XattrSet`).
+    public let xattrs: SecureBytes
 
     public init(master: SecureBytes) throws {
         content = try Self.derive(master, KeyLabels.content, 32)
@@ -25,6 +27,7 @@ public final class StoreKeys: Sendable {
         root = try Self.derive(master, KeyLabels.root, 32)
         entries = try Self.derive(master, KeyLabels.entries, 32)
         contentDigest = try Self.derive(master, KeyLabels.contentDigest, 32)
+        xattrs = try Self.derive(master, KeyLabels.xattrs, 32)
     }
 
     static func derive(_ master: SecureBytes, _ label: String, _ n: Int) throws -> SecureBytes {

@@ -499,9 +499,15 @@ public final class StoreRekeyer {
         try resealXattrs(from: sfd, to: dfd)
     }
 
-    /// Every `user.*` attribute of `src`, decrypted with the old keys, onto `dst` with the new.
+    /// Every `user.*` attribute of `src`, decrypted with the old keys, onto `dst` with the new;
+    /// `dst`'s record then names them. A v2 source's attributes must be the set its record names.
     func resealXattrs(from src: Int32, to dst: Int32) throws {
         let from = "/proc/self/fd/\(src)", to = "/proc/self/fd/\(dst)"
+        if sourceVersion > 1,
+            try XattrSet.read(path: from, with: oldCrypto).digest != BackingRecord.read(src, with: oldCrypto).xattrs
+        {
+            throw FormatError.integrity("extended attributes are not the set the object's record names")
+        }
         for raw in try Syscall.listxattr(from).split(separator: 0) where raw.starts(with: XattrCodec.userPrefix) {
             let oldName = String(decoding: raw, as: UTF8.self)
             guard let plainName = XattrCodec.name(backingName: raw, with: oldCrypto),
@@ -512,6 +518,8 @@ public final class StoreRekeyer {
             try Syscall.setxattr(
                 to, newXattr, try XattrCodec.sealValue(value, backingName: newXattr, with: newCrypto), 0)
         }
+        let digest = try XattrSet.read(path: to, with: newCrypto).digest
+        if digest != .zero { try BackingRecord.update(dst, with: newCrypto) { $0.xattrs = digest } }
     }
 
     /// Removes a directory tree under `parent` without following symlinks; throws the first

@@ -9,15 +9,16 @@ struct BlockVersionTests {
     /// The backing path of the one regular backing file of `plainSize` bytes of plaintext.
     func backing(_ s: MountedStore, plainSize: Int) throws -> String {
         let blocks = plainSize / 4096, rest = plainSize % 4096
-        let size = 124 + blocks * 4124 + (rest > 0 ? rest + 28 : 0)
-        let found = try sh("find '\(s.backing)' -type f -size \(size)c").stdout.split(separator: "\n")
+        let size = 140 + blocks * 4124 + (rest > 0 ? rest + 28 : 0)
+        let found = try sh("find '\(s.backing)' -type f ! -name 'elastic.*' -size \(size)c").stdout.split(
+            separator: "\n")
         guard found.count == 1 else { throw TestFailure("expected one backing file of \(size) bytes, found \(found)") }
         return String(found[0])
     }
 
     /// Copies cipher block `index` of `from` over the same block of `to` (a host's put-back).
     func putBack(block index: Int, from: String, to: String) -> String {
-        "dd if='\(from)' of='\(to)' bs=1 skip=\(124 + index * 4124) seek=\(124 + index * 4124) count=4124 conv=notrunc status=none"
+        "dd if='\(from)' of='\(to)' bs=1 skip=\(140 + index * 4124) seek=\(140 + index * 4124) count=4124 conv=notrunc status=none"
     }
 
     @Test func aBlockPutBackBetweenMountsIsRefused() throws {
@@ -77,7 +78,7 @@ struct BlockVersionTests {
             try expectOK(sh("echo 'fsynced data' > '\(s.path("f"))'"), "write")
             try s.unmount()
             let f = try backing(s, plainSize: 13)
-            try expectOK(sh("head -c 124 '\(f)' > '\(s.dir)/f-header'"), "save")
+            try expectOK(sh("head -c 140 '\(f)' > '\(s.dir)/f-header'"), "save")
             try s.mount()
             try expectOK(sh("echo appended >> '\(s.path("f"))'"), "append")
             try s.unmount()

@@ -41,7 +41,7 @@ public struct ObjectRecord: Equatable, Sendable {
     }
 
     /// Plaintext record length.
-    public static let plainSize = 72
+    public static let plainSize = 88
     /// Sealed length: nonce ‖ record ‖ tag.
     public static let sealedSize = 12 + plainSize + 16
     static let version: UInt8 = 2
@@ -67,6 +67,8 @@ public struct ObjectRecord: Equatable, Sendable {
     /// Regular files and symlinks: the content digest of their blocks (`BlockTags`), so the
     /// record names the exact version of every block; zero for an object without blocks.
     public var content: BlockTag = .zero
+    /// Every object: the digest of its `user.*` extended attributes (`XattrSet`); zero: none.
+    public var xattrs: BlockTag = .zero
 
     public init(
         kind: Kind, mode: mode_t, uid: uid_t, gid: gid_t, rdev: UInt64 = 0, size: Int64 = 0, times: timespec? = nil
@@ -91,6 +93,7 @@ public struct ObjectRecord: Equatable, Sendable {
     public static func == (a: ObjectRecord, b: ObjectRecord) -> Bool {
         a.kind == b.kind && a.mode == b.mode && a.uid == b.uid && a.gid == b.gid && a.rdev == b.rdev
             && a.size == b.size && a.sparse == b.sparse && a.storeRoot == b.storeRoot && a.content == b.content
+            && a.xattrs == b.xattrs
             && a.mtime.tv_sec == b.mtime.tv_sec
             && a.mtime.tv_nsec == b.mtime.tv_nsec && a.ctime.tv_sec == b.ctime.tv_sec
             && a.ctime.tv_nsec == b.ctime.tv_nsec
@@ -103,7 +106,7 @@ public struct ObjectRecord: Equatable, Sendable {
     static let storeRootFlag: UInt16 = 2
 
     /// version ‖ kind ‖ u16 flags (bit 0: sparse) ‖ mode ‖ uid ‖ gid ‖ rdev ‖ size ‖ mtime (i64
-    /// seconds ‖ u32 nanoseconds) ‖ ctime (the same) ‖ content digest (16).
+    /// seconds ‖ u32 nanoseconds) ‖ ctime (the same) ‖ content digest (16) ‖ attribute digest (16).
     var encoded: [UInt8] {
         var w = ByteWriter()
         w.u8(Self.version)
@@ -119,6 +122,7 @@ public struct ObjectRecord: Equatable, Sendable {
             w.u32(UInt32(truncatingIfNeeded: t.tv_nsec))
         }
         w.raw(withUnsafeBytes(of: content) { Array($0) })
+        w.raw(withUnsafeBytes(of: xattrs) { Array($0) })
         return w.bytes
     }
 
@@ -147,6 +151,7 @@ public struct ObjectRecord: Equatable, Sendable {
         }
         let digest = try r.raw(16)
         content = digest.withUnsafeBytes { $0.loadUnaligned(as: BlockTag.self) }
+        xattrs = try r.raw(16).withUnsafeBytes { $0.loadUnaligned(as: BlockTag.self) }
         guard size >= 0, size <= BlockLayout.maxPlaintextSize, r.remaining == 0,
             kind == .regular || (kind == .symlink && size > 0 && size < 4096) || (kind != .symlink && size == 0)
         else {
