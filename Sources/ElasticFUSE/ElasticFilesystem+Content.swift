@@ -103,6 +103,7 @@ extension ElasticFilesystem {
         remember(h.fileID, sealed: sealed)
         // The write's blocks and record are both in place: its journal record is done.
         let t = try worker()
+        t.kept = nil
         if t.undoArmed, let undo = t.undo {
             try? undo.journal.done(slot: undo.slot)
             t.undoArmed = false
@@ -209,25 +210,43 @@ extension ElasticFilesystem {
         if let undo = t.undo, let inode {
             // Whole old blocks: a truncate that shrinks the last block keeps all of it.
             let whole = (clen + Int(Self.cbs) - 1) / Int(Self.cbs) * Int(Self.cbs)
-            if try undo.journal.keep(
+            let kept = try undo.journal.keep(
                 slot: undo.slot, file: fd, fileID: fileID, path: { backingPath(inode) }, first: first, offset: offset,
                 length: whole,
                 scratch: undo.scratch)
-            {
+            if kept > 0 {
                 t.undoArmed = true
+                t.kept = (fd, offset, kept)
             }
         }
         // The slot stays armed until the file's record follows (`updateRecord`), or the next
         // keep replaces it: recovery compares with that record, so an armed slot is harmless,
         // and a write that fails half way keeps its old copy.
+        try Syscall.pwrite(fd, t.cipher, clen, offset)
+        try noteTags(t, first: first, count: count, tags: tags)
+    }
+
+    /// Runs `body`, a change of `i`'s blocks and record; if it fails before the record
+    /// follows, the bytes its overwrite replaced are put back and the tags are read again, so
+    /// the file stays what its record names (a failed write, an EFBIG truncate, ENOSPC half way).
+    func rollingBack<R>(_ i: Inode, _ t: ThreadState, _ body: () throws -> R) throws -> R {
         do {
-            try Syscall.pwrite(fd, t.cipher, clen, offset)
+            return try body()
         } catch {
-            // Some blocks may be new, some old: what is on disk is checked again on next use.
-            inode?.tags.withLock { $0 = nil }
+            i.tags.withLock { $0 = nil }
+            if let kept = t.kept, let undo = t.undo {
+                t.kept = nil
+                if (try? Syscall.pwrite(kept.fd, undo.scratch, kept.count, kept.offset)) != nil {
+                    try? undo.journal.done(slot: undo.slot)
+                    t.undoArmed = false
+                } else {
+                    logger.error(
+                        "a failed write could not be undone: the next mount puts the old blocks back",
+                        metadata: ["fuse.ino": "\(i.id)"])
+                }
+            }
             throw error
         }
-        try noteTags(t, first: first, count: count, tags: tags)
     }
 
     /// Records the tags of the blocks just sealed into `t.cipher` (`count` plaintext bytes
@@ -384,7 +403,9 @@ extension ElasticFilesystem {
             var done = 0
             while done < size {
                 let chunk = min(size - done, ThreadState.maxRequest)
-                try writeChunk(i, t, fd: fd, data: data + done, size: chunk, offset: offset + Int64(done))
+                try rollingBack(i, t) {
+                    try writeChunk(i, t, fd: fd, data: data + done, size: chunk, offset: offset + Int64(done))
+                }
                 done += chunk
             }
         }
@@ -480,43 +501,50 @@ extension ElasticFilesystem {
         guard newSize <= BlockLayout.maxPlaintextSize else { throw FormatError.fileTooLarge }
         let t = try worker()
         try i.content.withWriteLock {
-            let h = try header(i)
-            let oldSize = h.record.size, id = h.fileID
-            if newSize == oldSize { return }
-            let tags = try blockTags(i, fd: fd, t)
-            if newSize > oldSize {
-                // Drop ciphertext past the last block's place first (see writeChunk), then grow: holes.
-                let keep = BlockLayout.ciphertextSize(plain: (oldSize + Self.bs - 1) / Self.bs * Self.bs)
-                if try cipherSize(fd) > keep { try Syscall.ftruncate(fd, keep) }
-                let lastOld = oldSize / Self.bs
-                let grownLength = newSize / Self.bs > lastOld ? Self.bs : newSize % Self.bs
-                try growLastBlock(t, fd: fd, header: h, newLength: grownLength, of: i, tags: tags)
-                try Syscall.ftruncate(fd, BlockLayout.ciphertextSize(plain: newSize))
-                // Past the old last block, nothing is written: holes.
-                let makesHoles = newSize > (oldSize + Self.bs - 1) / Self.bs * Self.bs
-                try updateRecord(i, fd: fd) { r in
-                    r.size = newSize
-                    r.mtime = r.ctime
-                    if makesHoles { r.sparse = true }
-                }
-                return
-            }
-            if newSize % Self.bs != 0 {
-                let index = newSize / Self.bs
-                try loadBlock(
-                    t, fd: fd, fileID: id, index: index,
-                    length: BlockLayout.plaintextLength(block: index, fileSize: oldSize), into: t.plain, tags: tags)
-                try storeBlocks(
-                    t, fd: fd, fileID: id, first: index, count: Int(newSize % Self.bs), of: i, tags: tags)
-            }
-            try tags.drop(from: (newSize + Self.bs - 1) / Self.bs, crypto: t.crypto)
+            try rollingBack(i, t) { try truncateLocked(i, t, fd: fd, to: newSize) }
+        }
+    }
+
+    private func truncateLocked(_ i: Inode, _ t: ThreadState, fd: Int32, to newSize: Int64) throws {
+        let h = try header(i)
+        let oldSize = h.record.size, id = h.fileID
+        if newSize == oldSize { return }
+        // Emptied: no block is left whose tag would be needed (so a file whose blocks fail
+        // their check can still be overwritten with O_TRUNC).
+        if newSize == 0 { i.tags.withLock { $0 = BlockTags() } }
+        let tags = try blockTags(i, fd: fd, t)
+        if newSize > oldSize {
+            // Drop ciphertext past the last block's place first (see writeChunk), then grow: holes.
+            let keep = BlockLayout.ciphertextSize(plain: (oldSize + Self.bs - 1) / Self.bs * Self.bs)
+            if try cipherSize(fd) > keep { try Syscall.ftruncate(fd, keep) }
+            let lastOld = oldSize / Self.bs
+            let grownLength = newSize / Self.bs > lastOld ? Self.bs : newSize % Self.bs
+            try growLastBlock(t, fd: fd, header: h, newLength: grownLength, of: i, tags: tags)
+            try Syscall.ftruncate(fd, BlockLayout.ciphertextSize(plain: newSize))
+            // Past the old last block, nothing is written: holes.
+            let makesHoles = newSize > (oldSize + Self.bs - 1) / Self.bs * Self.bs
             try updateRecord(i, fd: fd) { r in
                 r.size = newSize
                 r.mtime = r.ctime
-                if newSize == 0 { r.sparse = false }  // nothing left that could be a hole
+                if makesHoles { r.sparse = true }
             }
-            try Syscall.ftruncate(fd, BlockLayout.ciphertextSize(plain: newSize))
+            return
         }
+        if newSize % Self.bs != 0 {
+            let index = newSize / Self.bs
+            try loadBlock(
+                t, fd: fd, fileID: id, index: index,
+                length: BlockLayout.plaintextLength(block: index, fileSize: oldSize), into: t.plain, tags: tags)
+            try storeBlocks(
+                t, fd: fd, fileID: id, first: index, count: Int(newSize % Self.bs), of: i, tags: tags)
+        }
+        try tags.drop(from: (newSize + Self.bs - 1) / Self.bs, crypto: t.crypto)
+        try updateRecord(i, fd: fd) { r in
+            r.size = newSize
+            r.mtime = r.ctime
+            if newSize == 0 { r.sparse = false }  // nothing left that could be a hole
+        }
+        try Syscall.ftruncate(fd, BlockLayout.ciphertextSize(plain: newSize))
     }
 
     /// `fallocate(2)`: mode 0 grows the file like truncate; KEEP_SIZE is accepted and does
@@ -536,7 +564,9 @@ extension ElasticFilesystem {
             let end = offset + length
             while at < end {
                 let n = Int(min(Int64(ThreadState.maxRequest), end - at))
-                try writeChunk(i, t, fd: fd, data: UnsafeRawPointer(Self.zeros), size: n, offset: at)
+                try rollingBack(i, t) {
+                    try writeChunk(i, t, fd: fd, data: UnsafeRawPointer(Self.zeros), size: n, offset: at)
+                }
                 at += Int64(n)
             }
         }

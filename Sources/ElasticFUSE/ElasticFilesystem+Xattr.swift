@@ -28,38 +28,74 @@ extension ElasticFilesystem {
         i.isDirectory ? try directoryInfo(i).record : try header(i).record
     }
 
-    /// The attributes of `i`, checked against its record on first use. Call with its content
-    /// lock held.
+    /// The attributes of `i`, checked against its record on first use (an interrupted change
+    /// is settled: the record then names what is there). Call with its content write lock held.
     func xattrSet(_ i: Inode) throws -> XattrSet {
         if let set = i.xattrs.withLock({ $0 }) { return set }
-        let set = try withProcPath(i) { try XattrSet.read(path: $0, with: worker().crypto) }
-        guard set.digest == (try record(of: i)).xattrs else {
+        let crypto = try worker().crypto
+        let record = try record(of: i)
+        let (set, named) = try withProcPath(i) { path in
+            let set = try XattrSet.read(path: path, with: crypto)
+            return (set, set.isNamed(by: record, path: path, with: crypto))
+        }
+        guard named else {
             logger.error(
                 "extended attributes are not the set the object's record names: refusing them",
                 metadata: ["fuse.ino": "\(i.id)", "backing.ino": "\(i.key.ino)"])
             throw FormatError.integrity("extended attributes are not the set the object's record names")
         }
+        if record.xattrsChanging && !readOnly {
+            try writeXattrRecord(i) {
+                $0.xattrs = set.digest
+                $0.xattrsChanging = false
+            }
+        }
         i.xattrs.withLock { $0 = set }
         return set
     }
 
+    /// The attributes of `i`, loaded (under its content write lock) if need be.
+    func loadedXattrSet(_ i: Inode) throws -> XattrSet {
+        if let set = i.xattrs.withLock({ $0 }) { return set }
+        return try i.content.withWriteLock { try xattrSet(i) }
+    }
+
+    /// Rewrites `i`'s record (a directory's or a file's). Call with its content write lock held.
+    func writeXattrRecord(_ i: Inode, _ change: (inout ObjectRecord) -> Void) throws {
+        if i.isDirectory {
+            try writeDirectoryRecord(i, change)
+        } else if i.hasHeader {
+            let fd = try openBacking(i, O_RDWR | O_CLOEXEC)
+            defer { Syscall.close(fd) }
+            try updateRecord(i, fd: fd, change)
+        }
+    }
+
     /// Runs `change` (the backing call) on `i`'s attributes and `update` on its set, then
     /// writes the record with the new digest (and ctime: an attribute change is a change).
-    func changeXattrs(_ i: Inode, _ change: (String) throws -> Void, _ update: (inout XattrSet) throws -> Void)
-        throws
-    {
+    func changeXattrs(
+        _ i: Inode, check: (XattrSet) throws -> Void, _ change: (String) throws -> Void,
+        _ update: (inout XattrSet) throws -> Void
+    ) throws {
         try i.content.withWriteLock {
             var set = try xattrSet(i)
-            try withProcPath(i, change)
-            try update(&set)
-            i.xattrs.withLock { $0 = set }
-            if i.isDirectory {
-                try writeDirectoryRecord(i) { $0.xattrs = set.digest }
-            } else if i.hasHeader {
-                let fd = try openBacking(i, O_RDWR | O_CLOEXEC)
-                defer { Syscall.close(fd) }
-                try updateRecord(i, fd: fd) { $0.xattrs = set.digest }
+            try check(set)
+            // Two-phase: the record says a change is under way, the backing call, the record
+            // names the new set (a crash in between leaves attributes that are accepted if
+            // each opens, and settled, at the next use).
+            try writeXattrRecord(i) { $0.xattrsChanging = true }
+            do {
+                try withProcPath(i, change)
+                try update(&set)
+            } catch {
+                try? writeXattrRecord(i) { $0.xattrsChanging = false }
+                throw error
             }
+            try writeXattrRecord(i) {
+                $0.xattrs = set.digest
+                $0.xattrsChanging = false
+            }
+            i.xattrs.withLock { $0 = set }
         }
     }
 
@@ -71,6 +107,12 @@ extension ElasticFilesystem {
         let sealed = try XattrCodec.sealValue(value, backingName: bname, with: crypto)
         try changeXattrs(
             i,
+            check: { set in
+                // XATTR_CREATE (1) and XATTR_REPLACE (2) against the set the record names.
+                let exists = set.tags[bname] != nil
+                if flags & 1 != 0 && exists { throw Errno.fileExists }
+                if flags & 2 != 0 && !exists { throw Errno.noData }
+            },
             { path in
                 // Encrypted names are longer than the user's: a new name that would push the
                 // backing list past what listxattr(2) can return (64 KiB) is refused here
@@ -85,6 +127,7 @@ extension ElasticFilesystem {
     func getxattr(_ ino: UInt64, _ name: [UInt8]) throws -> [UInt8] {
         let i = try inode(ino)
         let bname = try backingXattrName(name)
+        _ = try loadedXattrSet(i)
         return try i.content.withReadLock {
             guard let expected = try xattrSet(i).tags[bname] else { throw Errno.noData }
             let sealed = try withProcPath(i) { try Syscall.getxattr($0, bname) }
@@ -101,7 +144,7 @@ extension ElasticFilesystem {
     /// Decrypted `user.*` names, each NUL-terminated (the listxattr format), from the checked set.
     func listxattr(_ ino: UInt64) throws -> [UInt8] {
         let i = try inode(ino)
-        let names = try i.content.withReadLock { try xattrSet(i).tags.keys.sorted() }
+        let names = try loadedXattrSet(i).tags.keys.sorted()
         let crypto = try worker().crypto
         var out: [UInt8] = []
         for name in names {
@@ -117,6 +160,7 @@ extension ElasticFilesystem {
         let bname = try backingXattrName(name)
         let crypto = try worker().crypto
         try changeXattrs(
-            i, { path in try Syscall.removexattr(path, bname) }, { try $0.remove(bname, with: crypto) })
+            i, check: { if $0.tags[bname] == nil { throw Errno.noData } },
+            { path in try Syscall.removexattr(path, bname) }, { try $0.remove(bname, with: crypto) })
     }
 }

@@ -91,6 +91,11 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         if restored > 0 {
             logger.notice("put back blocks an interrupted write left half written", metadata: ["blocks": "\(restored)"])
         }
+        if readOnly && UndoJournal.hasRecords(rootfd: store.directory.fd) {
+            logger.warning(
+                "a write a crash interrupted is still in the undo journal: its file fails (EIO) until the store is mounted read-write once"
+            )
+        }
         undo =
             readOnly
             ? nil : try UndoJournal(rootfd: store.directory.fd, maxPayload: ThreadState.cipherCapacity)

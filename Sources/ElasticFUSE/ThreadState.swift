@@ -20,6 +20,10 @@ final class ThreadState {
     /// Whether this thread's journal slot holds a record its write has not yet closed with the
     /// file's record update (`updateRecord` clears it).
     var undoArmed = false
+    /// The bytes the last kept overwrite replaced (still in `undo.scratch`): where, in which
+    /// backing file, and how many. A write or truncate that fails before its record puts them
+    /// back (`rollBack`), so the file stays what its record names.
+    var kept: (fd: Int32, offset: Int64, count: Int)?
     /// This thread's slot of the undo journal, and a buffer for the old bytes it keeps.
     let undo: (journal: UndoJournal, slot: Int, scratch: UnsafeMutableRawPointer)?
 

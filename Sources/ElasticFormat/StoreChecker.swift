@@ -53,6 +53,9 @@ public final class StoreChecker {
     let crypto: CryptoWorker
     public private(set) var problems: [Problem] = []
     public private(set) var counts = Counts()
+    /// Blocks of interrupted writes put back from the undo journal before the check (what the
+    /// next read-write mount would have done).
+    public private(set) var restoredFromJournal = 0
     /// Called after every object, for a progress display.
     public var progress: ((Counts) -> Void)?
 
@@ -71,6 +74,8 @@ public final class StoreChecker {
         }
         let rootfd = try Syscall.openat(store.directory.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         defer { Syscall.close(rootfd) }
+        // A write a crash interrupted is not damage: it is undone first, as a mount would.
+        restoredFromJournal = try UndoJournal.recover(rootfd: rootfd, with: crypto)
         try checkDirectory(rootfd, path: "", isRoot: true)
     }
 
@@ -343,8 +348,8 @@ public final class StoreChecker {
                 continue
             }
         }
-        if sound, let expected = (try? BackingRecord.read(fd, with: crypto))?.xattrs,
-            let set = try? XattrSet.read(path: proc, with: crypto), set.digest != expected
+        if sound, let record = try? BackingRecord.read(fd, with: crypto),
+            let set = try? XattrSet.read(path: proc, with: crypto), !set.isNamed(by: record, path: proc, with: crypto)
         {
             problem(
                 path,

@@ -131,6 +131,9 @@ public final class StoreRekeyer {
         // Never rekey a rolled-back store: the root must agree with its witness.
         try source.upgradeToRoot()
         _ = try source.root.bindWitness(requested: nil, readOnly: false)
+        // Writes a crash interrupted are undone first, as a mount would, so they are copied
+        // as the files' records name them.
+        _ = try UndoJournal.recover(rootfd: source.directory.fd, with: oldCrypto)
         if let q = try? Syscall.openat(
             source.directory.fd, BackingNames.quarantine, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         {
@@ -383,6 +386,8 @@ public final class StoreRekeyer {
         var header = [UInt8](repeating: 0, count: Int(sourceHeaderSize))
         let oldID: [UInt8]
         var record: ObjectRecord
+        /// A v2 source's block tags, checked against its record: each block copied must carry its.
+        var sourceTags: BlockTags?
         if sourceVersion == 1 {
             guard let plain = BlockLayout.v1PlaintextSize(cipher: size) else { throw FormatError.corruptLength(size) }
             record = ObjectRecord(
@@ -409,9 +414,11 @@ public final class StoreRekeyer {
             }
             // Every block must be the version the record names: nothing the host put back is
             // sealed again under the new key.
-            guard try BlockTags.load(fd: input, size: h.record.size, crypto: oldCrypto).digest == h.record.content
-            else { throw FormatError.contentMismatch }
-            (oldID, record) = (h.fileID, h.record)
+            let tags = try BlockTags.load(fd: input, size: h.record.size, crypto: oldCrypto)
+            guard tags.digest == h.record.content else {
+                throw FormatError.integrity("\(name): its blocks are not the versions its record names (run fsck)")
+            }
+            (oldID, record, sourceTags) = (h.fileID, h.record, tags)
         }
         let plain = record.size
         var newHeader = try FileHeader.new(record)
@@ -452,6 +459,13 @@ public final class StoreRekeyer {
                     BlockLayout.cipherOffset(block: index, headerSize: sourceHeaderSize))
             }
             guard got == length + ov else { throw FormatError.corruptLength(Int64(got)) }
+            // The block read now must be the one checked (the host may swap it meanwhile).
+            if let sourceTags,
+                cipher.withUnsafeBytes({ BlockTags.tag(ofSealed: $0.baseAddress!, length: length + ov) })
+                    != sourceTags.tag(index)
+            {
+                throw FormatError.integrity("\(name): block \(index) changed while being copied")
+            }
             // An all-zero cipher block is a hole (written as zeros where the filesystem had to):
             // it stays one.
             if mayHaveHoles && cipher.withUnsafeBytes({ CryptoWorker.isAllZero($0.baseAddress!, length + ov) }) {
@@ -503,8 +517,10 @@ public final class StoreRekeyer {
     /// `dst`'s record then names them. A v2 source's attributes must be the set its record names.
     func resealXattrs(from src: Int32, to dst: Int32) throws {
         let from = "/proc/self/fd/\(src)", to = "/proc/self/fd/\(dst)"
+        // The values copied must be the ones checked: each read again must carry its tag.
+        let checked = try XattrSet.read(path: from, with: oldCrypto)
         if sourceVersion > 1,
-            try XattrSet.read(path: from, with: oldCrypto).digest != BackingRecord.read(src, with: oldCrypto).xattrs
+            !checked.isNamed(by: try BackingRecord.read(src, with: oldCrypto), path: from, with: oldCrypto)
         {
             throw FormatError.integrity("extended attributes are not the set the object's record names")
         }
@@ -513,13 +529,19 @@ public final class StoreRekeyer {
             guard let plainName = XattrCodec.name(backingName: raw, with: oldCrypto),
                 let newXattr = try XattrCodec.backingName(plainName, with: newCrypto)
             else { throw FormatError.corruptMetadata("extended attribute \(oldName)") }
-            let value = try XattrCodec.openValue(
-                try Syscall.getxattr(from, oldName), backingName: oldName, with: oldCrypto)
+            let sealed = try Syscall.getxattr(from, oldName)
+            guard sealed.count >= 16, XattrSet.tag(ofSealed: sealed) == checked.tags[oldName] else {
+                throw FormatError.integrity("an extended attribute changed while being copied")
+            }
+            let value = try XattrCodec.openValue(sealed, backingName: oldName, with: oldCrypto)
             try Syscall.setxattr(
                 to, newXattr, try XattrCodec.sealValue(value, backingName: newXattr, with: newCrypto), 0)
         }
         let digest = try XattrSet.read(path: to, with: newCrypto).digest
-        if digest != .zero { try BackingRecord.update(dst, with: newCrypto) { $0.xattrs = digest } }
+        try BackingRecord.update(dst, with: newCrypto) {
+            $0.xattrs = digest
+            $0.xattrsChanging = false
+        }
     }
 
     /// Removes a directory tree under `parent` without following symlinks; throws the first

@@ -57,14 +57,15 @@ public final class UndoJournal: Sendable {
     /// Keeps the bytes of `file` in `[offset, offset + length)` that exist (blocks from `first`)
     /// before they are overwritten; `scratch` holds at least `length` bytes; `path` (the file's
     /// backing path, asked only when there is something to keep; nil: none) names it. Returns
-    /// whether a record was written: then call `done` once the file's record follows.
+    /// how many bytes were kept (left in `scratch`; 0: no record was written): then call
+    /// `done` once the file's record follows.
     @discardableResult
     public func keep(
         slot: Int, file: Int32, fileID: [UInt8], path: () -> String?, first: Int64, offset: Int64, length: Int,
         scratch: UnsafeMutableRawPointer
-    ) throws -> Bool {
+    ) throws -> Int {
         let old = try Syscall.pread(file, scratch, length, offset)
-        guard old > 0, let path = path() else { return false }
+        guard old > 0, let path = path() else { return 0 }
         let base = Int64(slot) * slotSize
         try Syscall.pwrite(fd, scratch, old, base + Int64(Self.headerSize))
         let seq = state.withLock { s in
@@ -82,7 +83,7 @@ public final class UndoJournal: Sendable {
         w.u32(UInt32(old))
         w.raw(p)
         try Syscall.pwrite(fd, w.bytes, at: base)
-        return true
+        return old
     }
 
     /// The write the slot's record was kept for is complete, its blocks and the file's record
@@ -102,7 +103,7 @@ public final class UndoJournal: Sendable {
         }
         defer { Syscall.close(fd) }
         let size = Int64(try Syscall.fstat(fd).st_size)
-        var records: [(seq: UInt64, fileID: [UInt8], first: Int64, length: Int, path: String, at: Int64)] = []
+        var records: [Record] = []
         var header = [UInt8](repeating: 0, count: fixedHeader)
         var slot: Int64 = 0
         // Slots are found by their headers, at page boundaries (old cipher bytes never start
@@ -122,30 +123,52 @@ public final class UndoJournal: Sendable {
             }
             slot += 4096
         }
+        // Per file, its records newest first: a write that failed earlier may have left an
+        // older one armed; the copies are applied one after the other until the file matches.
+        var byFile: [[UInt8]: [Record]] = [:]
+        var order: [[UInt8]] = []
+        for r in records.sorted(by: { $0.seq > $1.seq }) {
+            if byFile[r.fileID] == nil { order.append(r.fileID) }
+            byFile[r.fileID, default: []].append(r)
+        }
         var restored = 0
-        var settled: Set<[UInt8]> = []
-        for r in records.sorted(by: { $0.seq > $1.seq }) where !settled.contains(r.fileID) {
-            guard let file = try? Syscall.openBeneath(rootfd, r.path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-            else {
-                continue  // gone or renamed since: nothing to put back there
-            }
-            defer { Syscall.close(file) }
-            // The file's record names every block (its content digest), and a write's record
-            // follows its blocks: blocks that do not match it belong to a write whose record
-            // never followed (torn or whole), and the kept copy is what the record names.
-            guard r.length <= slotLimit, r.first >= 0, r.first < BlockLayout.maxPlaintextSize / BlockLayout.blockSize,
-                let raw = try? Syscall.preadBytes(file, count: FileHeader.size, at: 0),
-                let header = try? FileHeader(decoding: raw, with: crypto), header.fileID == r.fileID
-            else { continue }
-            let slotBlocks = Int64((r.length + Int(BlockLayout.cipherBlockSize) - 1) / Int(BlockLayout.cipherBlockSize))
-            // The record's blocks, whole: the tags it names (a pwrite torn inside a block can
-            // leave the old tag behind new bytes), and those of the slot's range authenticate.
-            func matches() -> Bool {
-                guard let tags = try? BlockTags.load(fd: file, size: header.record.size, crypto: crypto),
-                    tags.digest == header.record.content
-                else { return false }
-                let end = min(
-                    r.first + slotBlocks, (header.record.size + BlockLayout.blockSize - 1) / BlockLayout.blockSize)
+        for id in order {
+            restored += try recover(byFile[id]!, journal: fd, rootfd: rootfd, with: crypto)
+        }
+        return restored
+    }
+
+    typealias Record = (seq: UInt64, fileID: [UInt8], first: Int64, length: Int, path: String, at: Int64)
+
+    /// Recovers one file from its `records` (newest first); returns how many blocks were put back.
+    static func recover(_ records: [Record], journal fd: Int32, rootfd: Int32, with crypto: CryptoWorker) throws
+        -> Int
+    {
+        let newest = records[0]
+        guard let file = try? Syscall.openBeneath(rootfd, newest.path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        else {
+            return 0  // gone or renamed since: nothing to put back there
+        }
+        defer { Syscall.close(file) }
+        // The file's record names every block (its content digest), and a write's record
+        // follows its blocks: blocks that do not match it belong to a write whose record never
+        // followed (torn or whole), and the kept copy is what the record names.
+        guard let raw = try? Syscall.preadBytes(file, count: FileHeader.size, at: 0),
+            let header = try? FileHeader(decoding: raw, with: crypto), header.fileID == newest.fileID
+        else { return 0 }
+        let usable = records.filter {
+            $0.length <= slotLimit && $0.first >= 0 && $0.first < BlockLayout.maxPlaintextSize / BlockLayout.blockSize
+        }
+        let cbs = Int(BlockLayout.cipherBlockSize)
+        let fileBlocks = (header.record.size + BlockLayout.blockSize - 1) / BlockLayout.blockSize
+        // The record's blocks, whole: the tags it names (a pwrite torn inside a block can leave
+        // the old tag behind new bytes), and every block of the records' ranges authenticates.
+        func matches() -> Bool {
+            guard let tags = try? BlockTags.load(fd: file, size: header.record.size, crypto: crypto),
+                tags.digest == header.record.content
+            else { return false }
+            return usable.allSatisfy { r in
+                let end = min(r.first + Int64((r.length + cbs - 1) / cbs), fileBlocks)
                 return (r.first..<max(r.first, end)).allSatisfy { index in
                     let length = Int(BlockLayout.plaintextLength(block: index, fileSize: header.record.size))
                     let block =
@@ -156,26 +179,39 @@ public final class UndoJournal: Sendable {
                         ? block.allSatisfy { $0 == 0 } : authenticates(block, crypto, r.fileID, index)
                 }
             }
-            if matches() {
-                settled.insert(r.fileID)
-                continue
-            }
+        }
+        if matches() { return 0 }
+        let backingSize = Int64(try Syscall.fstat(file).st_size)
+        var replaced: [(offset: Int64, bytes: [UInt8])] = []
+        var blocks = 0
+        for r in usable {
             let old = try Syscall.preadBytes(fd, count: r.length, at: r.at)
             let offset = BlockLayout.cipherOffset(block: r.first)
-            let backingSize = Int64(try Syscall.fstat(file).st_size)
-            let current = try Syscall.preadBytes(file, count: old.count, at: offset)
+            replaced.append((offset, try Syscall.preadBytes(file, count: old.count, at: offset)))
             try Syscall.pwrite(file, old, at: offset)
-            if matches() {
-                settled.insert(r.fileID)
-                restored += (old.count + Int(BlockLayout.cipherBlockSize) - 1) / Int(BlockLayout.cipherBlockSize)
-            } else {
-                // Not the copy that fits (an older slot's, or the file was damaged otherwise):
-                // leave the file as it was.
-                try Syscall.pwrite(file, current, at: offset)
-                if Int64(try Syscall.fstat(file).st_size) > backingSize { try Syscall.ftruncate(file, backingSize) }
-            }
+            blocks += (old.count + cbs - 1) / cbs
+            if matches() { return blocks }
         }
-        return restored
+        // No copy fits (the file was damaged otherwise): leave it as it was.
+        for r in replaced.reversed() { try Syscall.pwrite(file, r.bytes, at: r.offset) }
+        if Int64(try Syscall.fstat(file).st_size) > backingSize { try Syscall.ftruncate(file, backingSize) }
+        return 0
+    }
+
+    /// Whether the journal of the store whose root is `rootfd` holds a record a crash left
+    /// (for a read-only mount, which does not recover).
+    public static func hasRecords(rootfd: Int32) -> Bool {
+        guard let fd = try? Syscall.openat(rootfd, fileName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) else {
+            return false
+        }
+        defer { Syscall.close(fd) }
+        let size = Int64((try? Syscall.fstat(fd).st_size) ?? 0)
+        var slot: Int64 = 0
+        while slot < size {
+            if let head = try? Syscall.preadBytes(fd, count: 6, at: slot), head == magic + [0, 1] { return true }
+            slot += 4096
+        }
+        return false
     }
 
     /// The largest record `recover` reads (a slot's payload at most).

@@ -78,7 +78,7 @@ import Testing
         #expect(
             try journal.keep(
                 slot: slot, file: fd, fileID: header.fileID, path: { "f" }, first: 0, offset: offset,
-                length: 3 * cbs, scratch: scratch))
+                length: 3 * cbs, scratch: scratch) == 3 * cbs)
         let new = try sealed(header.fileID, 2)
         if complete {
             try Syscall.pwrite(fd, new, at: offset)

@@ -45,6 +45,10 @@ struct FsckCommand: ParsableCommand {
         }
         do { try checker.run() } catch { throw failure(error) }
         line.clear()
+        if checker.restoredFromJournal > 0 {
+            let note = "undo journal: put back \(checker.restoredFromJournal) blocks of a write a crash interrupted"
+            if json { FileHandle.standardError.write(Data((note + "\n").utf8)) } else { print(note) }
+        }
         if repair && !checker.problems.isEmpty {
             // Repair, say what was done, then check the result from scratch.
             do { try checker.repair() } catch { throw failure(error) }

@@ -69,6 +69,10 @@ public struct ObjectRecord: Equatable, Sendable {
     public var content: BlockTag = .zero
     /// Every object: the digest of its `user.*` extended attributes (`XattrSet`); zero: none.
     public var xattrs: BlockTag = .zero
+    /// An attribute change was under way (set before the backing call, cleared with the new
+    /// digest after it): after a crash the attributes found are accepted, if each value opens,
+    /// and the digest settled to them.
+    public var xattrsChanging = false
 
     public init(
         kind: Kind, mode: mode_t, uid: uid_t, gid: gid_t, rdev: UInt64 = 0, size: Int64 = 0, times: timespec? = nil
@@ -93,7 +97,7 @@ public struct ObjectRecord: Equatable, Sendable {
     public static func == (a: ObjectRecord, b: ObjectRecord) -> Bool {
         a.kind == b.kind && a.mode == b.mode && a.uid == b.uid && a.gid == b.gid && a.rdev == b.rdev
             && a.size == b.size && a.sparse == b.sparse && a.storeRoot == b.storeRoot && a.content == b.content
-            && a.xattrs == b.xattrs
+            && a.xattrs == b.xattrs && a.xattrsChanging == b.xattrsChanging
             && a.mtime.tv_sec == b.mtime.tv_sec
             && a.mtime.tv_nsec == b.mtime.tv_nsec && a.ctime.tv_sec == b.ctime.tv_sec
             && a.ctime.tv_nsec == b.ctime.tv_nsec
@@ -104,6 +108,7 @@ public struct ObjectRecord: Equatable, Sendable {
 
     static let sparseFlag: UInt16 = 1
     static let storeRootFlag: UInt16 = 2
+    static let xattrsChangingFlag: UInt16 = 4
 
     /// version ‖ kind ‖ u16 flags (bit 0: sparse) ‖ mode ‖ uid ‖ gid ‖ rdev ‖ size ‖ mtime (i64
     /// seconds ‖ u32 nanoseconds) ‖ ctime (the same) ‖ content digest (16) ‖ attribute digest (16).
@@ -111,7 +116,9 @@ public struct ObjectRecord: Equatable, Sendable {
         var w = ByteWriter()
         w.u8(Self.version)
         w.u8(kind.rawValue)
-        w.u16((sparse ? Self.sparseFlag : 0) | (storeRoot ? Self.storeRootFlag : 0))
+        w.u16(
+            (sparse ? Self.sparseFlag : 0) | (storeRoot ? Self.storeRootFlag : 0)
+                | (xattrsChanging ? Self.xattrsChangingFlag : 0))
         w.u32(UInt32(mode))
         w.u32(uid)
         w.u32(gid)
@@ -132,7 +139,7 @@ public struct ObjectRecord: Equatable, Sendable {
             throw FormatError.corruptMetadata("object record version or type")
         }
         let flags = try r.u16()
-        guard flags & ~(Self.sparseFlag | Self.storeRootFlag) == 0,
+        guard flags & ~(Self.sparseFlag | Self.storeRootFlag | Self.xattrsChangingFlag) == 0,
             kind == .regular || flags & Self.sparseFlag == 0, kind == .directory || flags & Self.storeRootFlag == 0
         else {
             throw FormatError.corruptMetadata("object record flags")
@@ -142,6 +149,7 @@ public struct ObjectRecord: Equatable, Sendable {
         self.init(kind: kind, mode: mode, uid: try r.u32(), gid: try r.u32(), rdev: try r.u64(), times: timespec())
         sparse = flags & Self.sparseFlag != 0
         storeRoot = flags & Self.storeRootFlag != 0
+        xattrsChanging = flags & Self.xattrsChangingFlag != 0
         size = Int64(bitPattern: try r.u64())
         for which in 0..<2 {
             let sec = Int(Int64(bitPattern: try r.u64())), nsec = try r.u32()

@@ -41,8 +41,20 @@ public struct XattrSet: Sendable {
         digest ^= try Self.term(name, old, crypto)
     }
 
+    /// Whether the set is the one `record` names; when the record says a change was under way
+    /// (a crash cut it off), whether every value opens under its name instead.
+    public func isNamed(by record: ObjectRecord, path: String, with crypto: CryptoWorker) -> Bool {
+        guard record.xattrsChanging else { return digest == record.xattrs }
+        return tags.keys.allSatisfy { name in
+            guard let sealed = try? Syscall.getxattr(path, name), Self.tag(ofSealed: sealed) == tags[name] else {
+                return false
+            }
+            return (try? XattrCodec.openValue(sealed, backingName: name, with: crypto)) != nil
+        }
+    }
+
     /// The `user.*` attributes of the backing object at `path` (a `/proc/self/fd` path), as
-    /// the host left them: check `digest` against the object's record before trusting them.
+    /// the host left them: check them with `isNamed(by:)` before trusting them.
     public static func read(path: String, with crypto: CryptoWorker) throws -> XattrSet {
         var set = XattrSet()
         for raw in try Syscall.listxattr(path).split(separator: 0) where raw.starts(with: XattrCodec.userPrefix) {
