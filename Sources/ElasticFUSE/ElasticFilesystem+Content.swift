@@ -127,7 +127,9 @@ extension ElasticFilesystem {
     func blockTags(_ i: Inode, fd: Int32, _ t: ThreadState) throws -> BlockTags {
         if let tags = i.tags.withLock({ $0 }) { return tags }
         let h = try header(i)
-        let loaded = try loadTags(fd: fd, size: h.record.size, t)
+        let loaded =
+            try TagSnapshot.read(fd: fd, fileID: h.fileID, size: h.record.size, digest: h.record.content, with: t.crypto)
+            ?? loadTags(fd: fd, size: h.record.size, t)
         // (Logged once, with the inode, where the error becomes EIO.)
         guard loaded.digest == h.record.content else { throw FormatError.contentMismatch }
         return i.tags.withLock { current in

@@ -775,9 +775,19 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         Syscall.close(fd)
         guard let i = try? inode(ino), i.openCount.subtract(1, ordering: .relaxed).newValue == 0 else { return }
         // Block tags are kept while the file is open (memory grows with open files, not with
-        // the store): the next open loads and checks them again.
+        // the store): the next open loads and checks them again, from a snapshot for a large file.
         i.content.withWriteLock {
-            if i.openCount.load(ordering: .relaxed) == 0 { i.tags.withLock { $0 = nil } }
+            guard i.openCount.load(ordering: .relaxed) == 0, let tags = i.tags.withLock({ $0 }) else { return }
+            i.tags.withLock { $0 = nil }
+            guard !readOnly, tags.changedSinceSnapshot, let h = try? header(i), TagSnapshot.applies(size: h.record.size)
+            else { return }
+            do {
+                let w = try openBacking(i, O_RDWR | O_CLOEXEC)
+                defer { Syscall.close(w) }
+                try TagSnapshot.write(tags, fd: w, fileID: h.fileID, size: h.record.size, with: worker().crypto)
+            } catch {
+                logger.warning("could not keep a snapshot of a file's block tags", metadata: ["why": "\(error)"])
+            }
         }
     }
 

@@ -19,8 +19,36 @@ public final class BlockTags: @unchecked Sendable {
     private var chunks: [Int64: [BlockTag]] = [:]
     /// The digest of the tags held.
     public private(set) var digest: BlockTag = .zero
+    /// Whether the tags changed since they were read from, or written to, a `TagSnapshot`.
+    public var changedSinceSnapshot = true
 
     public init() {}
+
+    /// The tags of blocks `0..<flat.count` (`.zero`: a hole), whose digest is known to be
+    /// `digest` (from a sealed `TagSnapshot`).
+    init(flat: UnsafeBufferPointer<BlockTag>, digest: BlockTag) {
+        var start = 0
+        while start < flat.count {
+            let end = min(flat.count, start + Int(Self.chunkBlocks))
+            var last = end
+            while last > start && flat[last - 1] == .zero { last -= 1 }
+            if last > start { chunks[Int64(start) / Self.chunkBlocks] = Array(flat[start..<last]) }
+            start = end
+        }
+        self.digest = digest
+        changedSinceSnapshot = false
+    }
+
+    /// Every tag of blocks `0..<blocks` in order, holes as zero.
+    func flat(blocks: Int64) -> [BlockTag] {
+        var out = [BlockTag](repeating: .zero, count: Int(blocks))
+        for (key, chunk) in chunks {
+            for (k, t) in chunk.enumerated() where key * Self.chunkBlocks + Int64(k) < blocks {
+                out[Int(key * Self.chunkBlocks) + k] = t
+            }
+        }
+        return out
+    }
 
     /// Tag of block `index`; `.zero` for a hole.
     public func tag(_ index: Int64) -> BlockTag {
@@ -43,6 +71,7 @@ public final class BlockTags: @unchecked Sendable {
             store(i, new)
         }
         digest ^= try crypto.digestTerms(terms)
+        if !terms.isEmpty { changedSinceSnapshot = true }
     }
 
     /// Drops every block from `first` on (a file cut to `first` blocks).
@@ -57,6 +86,7 @@ public final class BlockTags: @unchecked Sendable {
             if keep == 0 { chunks[key] = nil } else { chunks[key]!.removeSubrange(min(keep, c.count)...) }
         }
         digest ^= try crypto.digestTerms(terms)
+        if !terms.isEmpty { changedSinceSnapshot = true }
     }
 
     private func store(_ index: Int64, _ tag: BlockTag) {
