@@ -128,7 +128,8 @@ extension ElasticFilesystem {
         if let tags = i.tags.withLock({ $0 }) { return tags }
         let h = try header(i)
         let loaded =
-            try TagSnapshot.read(fd: fd, fileID: h.fileID, size: h.record.size, digest: h.record.content, with: t.crypto)
+            try TagSnapshot.read(
+                fd: fd, fileID: h.fileID, size: h.record.size, digest: h.record.content, with: t.crypto)
             ?? loadTags(fd: fd, size: h.record.size, t)
         // (Logged once, with the inode, where the error becomes EIO.)
         guard loaded.digest == h.record.content else { throw FormatError.contentMismatch }

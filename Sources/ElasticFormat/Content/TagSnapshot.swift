@@ -30,9 +30,10 @@ public enum TagSnapshot {
     }
 
     static func aad(fileID: [UInt8], size: Int64, digest: BlockTag) -> [UInt8] {
-        Array("elastic/v2/tag-snapshot".utf8) + fileID + withUnsafeBytes(of: UInt64(bitPattern: size).bigEndian) {
-            Array($0)
-        } + withUnsafeBytes(of: digest) { Array($0) }
+        Array("elastic/v2/tag-snapshot".utf8) + fileID
+            + withUnsafeBytes(of: UInt64(bitPattern: size).bigEndian) {
+                Array($0)
+            } + withUnsafeBytes(of: digest) { Array($0) }
     }
 
     /// Writes the snapshot of `tags` (the tags of the file `fileID` of `size` bytes) into its
