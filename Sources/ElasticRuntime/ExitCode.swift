@@ -26,6 +26,9 @@ public enum ElasticExitCode: Int32, Sendable {
     case notAvailable = 21
     /// A signature did not verify, or encrypted data was altered, reordered or cut off.
     case verificationFailed = 22
+    /// Attestation evidence failed a check (`elastic attest verify`: signature, chain, TCB,
+    /// chip or the policy).
+    case evidenceRefused = 23
     /// Mounting failed (mount point, FUSE, permissions).
     case mountFailed = 32
     /// The store is mounted already (one mount, or offline tool, per store at a time).

@@ -56,7 +56,8 @@ import Testing
         let ask = try X509Certificate(der: try #require(e.certificates.certificate("ask")))
         let verifier = SNPEvidenceVerifier(roots: [try X509Certificate(der: arkDER)])
         let v = try verifier.verify(report: e.report, endorsement: vcek, intermediate: ask)
-        #expect(v.endorsement == "VCEK" && v.root == "ARK-Genoa" && v.report.reportData == data)
+        #expect(
+            v.endorsement == "VCEK" && v.root == "ARK-Genoa ELASTIC SIMULATOR (not AMD)" && v.report.reportData == data)
         // AMD's roots do not vouch for the simulator.
         #expect(throws: SNPEvidenceVerifier.Failure.self) {
             try SNPEvidenceVerifier.amd().verify(report: e.report, endorsement: vcek, intermediate: ask)

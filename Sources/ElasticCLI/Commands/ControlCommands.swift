@@ -142,10 +142,18 @@ struct HashCommand: ParsableCommand {
     }
 }
 
-/// `elastic attest --report-data HEX [--out FILE]`: a report carrying 64 bytes of your data.
+/// `elastic attest [report] --report-data HEX [--out FILE]` and `elastic attest verify`.
 struct AttestCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "attest",
+        abstract: "Attestation reports: get one (the default) or verify one.",
+        subcommands: [AttestReport.self, AttestVerifyCommand.self], defaultSubcommand: AttestReport.self)
+}
+
+/// `elastic attest report --report-data HEX [--out FILE]`: a report carrying 64 bytes of your data.
+struct AttestReport: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
         abstract: "An attestation report (SEV-SNP, or the TDX TDREPORT) with your 64 bytes of report data.")
     @OptionGroup var mount: MountOption
     @Option(name: .customLong("report-data"), help: "Up to 64 bytes as hex (zero-padded).") var reportData: String = ""

@@ -46,59 +46,128 @@ public struct SNPEvidenceVerifier: Sendable {
         }
     }
 
+    /// One check of the evidence and its verdict (what `elastic attest verify` prints).
+    public struct Check: Sendable {
+        public let name: String
+        public let passed: Bool
+        public let detail: String
+        /// Why it failed, as `verify` throws it.
+        public let failure: Failure?
+
+        public init(name: String, passed: Bool, detail: String, failure: Failure? = nil) {
+            self.name = name
+            self.passed = passed
+            self.detail = detail
+            self.failure = failure
+        }
+
+        static func pass(_ name: String, _ detail: String) -> Check {
+            Check(name: name, passed: true, detail: detail, failure: nil)
+        }
+        static func fail(_ name: String, _ failure: Failure) -> Check {
+            Check(name: name, passed: false, detail: failure.description, failure: failure)
+        }
+    }
+
     /// Verifies `report` against its endorsement certificate and the intermediate that issued it
-    /// (both from the host's certificate table, or from AMD's KDS).
+    /// (both from the host's certificate table, or from AMD's KDS); throws the first failure.
     public func verify(report: SNPReport, endorsement: X509Certificate, intermediate: X509Certificate) throws
         -> Verified
     {
         try report.checkFormat()
-        let kind: String
+        let result = checks(report: report, endorsement: endorsement, intermediate: intermediate)
+        if let failed = result.checks.first(where: { !$0.passed }) { throw failed.failure ?? .unsigned }
+        return Verified(report: report, endorsement: result.endorsement ?? "", root: result.root ?? "")
+    }
+
+    /// Every check of the evidence, each with its verdict: signing key, chain, signature, the
+    /// certificate's TCB and (VCEK) chip ID against the report. A check whose premise failed
+    /// (no trusted chain: the key cannot be trusted) still runs and reports on its own terms.
+    public func checks(report: SNPReport, endorsement: X509Certificate, intermediate: X509Certificate) -> (
+        checks: [Check], endorsement: String?, root: String?
+    ) {
+        var out: [Check] = []
+        let kind: String?
         switch report.signingKey {
         case 0: kind = "VCEK"
         case 1: kind = "VLEK"
-        default: throw Failure.unsigned
+        default: kind = nil
         }
-        guard let root = roots.first(where: { intermediate.isSigned(by: $0) && $0.isSigned(by: $0) }) else {
-            throw Failure.untrustedChain(
-                "\(intermediate.subjectCommonName ?? "the intermediate") is not signed by a trusted root")
+        if let kind {
+            out.append(.pass("signing key", "the report is signed by the chip's \(kind)"))
+        } else {
+            out.append(.fail("signing key", .unsigned))
         }
-        let expectedIntermediate = kind == "VCEK" ? "SEV-" : "SEV-VLEK-"
-        guard let cn = intermediate.subjectCommonName, cn.hasPrefix(expectedIntermediate),
-            kind == "VLEK" || !cn.hasPrefix("SEV-VLEK-")
-        else {
-            throw Failure.untrustedChain(
-                "a \(kind)-signed report needs a \(expectedIntermediate)<product> intermediate")
+        // The chain: intermediate ← trusted root, endorsement ← intermediate.
+        let root = roots.first(where: { intermediate.isSigned(by: $0) && $0.isSigned(by: $0) })
+        let expectedIntermediate = kind == "VLEK" ? "SEV-VLEK-" : "SEV-"
+        let cn = intermediate.subjectCommonName ?? ""
+        if root == nil {
+            out.append(
+                .fail(
+                    "certificate chain",
+                    .untrustedChain("\(cn.isEmpty ? "the intermediate" : cn) is not signed by a trusted root")))
+        } else if !cn.hasPrefix(expectedIntermediate) || (kind != "VLEK" && cn.hasPrefix("SEV-VLEK-")) {
+            out.append(
+                .fail(
+                    "certificate chain",
+                    .untrustedChain(
+                        "a \(kind ?? "VCEK")-signed report needs a \(expectedIntermediate)<product> intermediate")))
+        } else if !endorsement.isSigned(by: intermediate) {
+            out.append(
+                .fail(
+                    "certificate chain",
+                    .untrustedChain("the \(kind ?? "endorsement") certificate is not signed by \(cn)")))
+        } else {
+            out.append(
+                .pass(
+                    "certificate chain",
+                    "\(kind ?? "endorsement") ← \(cn) ← \(root?.subjectCommonName ?? "root")"))
         }
-        guard endorsement.isSigned(by: intermediate) else {
-            throw Failure.untrustedChain("the \(kind) certificate is not signed by \(cn)")
+        // The signature, with the endorsement key.
+        if let key = try? ECDSAP384(publicKey: try endorsement.publicKey()),
+            key.verify(report.signedBytes, r: report.signature.r, s: report.signature.s)
+        {
+            out.append(.pass("signature", "ECDSA P-384 over the report verifies with the \(kind ?? "endorsement") key"))
+        } else {
+            out.append(.fail("signature", .badSignature))
         }
-        let key = try ECDSAP384(publicKey: try endorsement.publicKey())
-        let sig = report.signature
-        guard key.verify(report.signedBytes, r: sig.r, s: sig.s) else { throw Failure.badSignature }
         // The certificate is for the TCB the report was signed at, and (VCEK) for this chip.
         let tcb = report.reportedTCB
         let expected: [(String, String, UInt8)] = [
             ("boot loader", Self.blSPL, tcb.bootloader), ("TEE", Self.teeSPL, tcb.tee), ("SNP", Self.snpSPL, tcb.snp),
             ("microcode", Self.ucodeSPL, tcb.microcode),
         ]
-        for (name, oid, value) in expected {
+        var tcbFailure: Failure?
+        for (name, oid, value) in expected where tcbFailure == nil {
             guard let ext = endorsement.extensionValue(oid: oid), let spl = Self.derInteger(ext) else {
-                throw Failure.mismatch("no \(name) SPL extension")
+                tcbFailure = .mismatch("no \(name) SPL extension")
+                continue
             }
-            guard spl == Int(value) else {
-                throw Failure.mismatch("\(name) SPL \(spl), the report's reported TCB has \(value)")
+            if spl != Int(value) {
+                tcbFailure = .mismatch("\(name) SPL \(spl), the report's reported TCB has \(value)")
             }
+        }
+        if let tcbFailure {
+            out.append(.fail("certificate TCB", tcbFailure))
+        } else {
+            out.append(.pass("certificate TCB", "the certificate is for the reported TCB (\(tcb))"))
         }
         if kind == "VCEK" {
-            guard let ext = endorsement.extensionValue(oid: Self.hwID), let id = Self.derOctets(ext) else {
-                throw Failure.mismatch("no hardware ID extension")
-            }
             let chip = report.tcbLayout == .turin ? Array(report.chipID.prefix(8)) : report.chipID
-            if !report.chipID.allSatisfy({ $0 == 0 }) && id != chip {
-                throw Failure.mismatch("the certificate is for another chip")
+            if let ext = endorsement.extensionValue(oid: Self.hwID), let id = Self.derOctets(ext) {
+                if report.chipID.allSatisfy({ $0 == 0 }) {
+                    out.append(.pass("chip ID", "masked in the report (MASK_CHIP_ID): the VCEK still names one chip"))
+                } else if id == chip {
+                    out.append(.pass("chip ID", "the VCEK is this chip's"))
+                } else {
+                    out.append(.fail("chip ID", .mismatch("the certificate is for another chip")))
+                }
+            } else {
+                out.append(.fail("chip ID", .mismatch("no hardware ID extension")))
             }
         }
-        return Verified(report: report, endorsement: kind, root: root.subjectCommonName ?? "")
+        return (out, kind, root?.subjectCommonName)
     }
 
     /// A small DER INTEGER (the SPL extensions).

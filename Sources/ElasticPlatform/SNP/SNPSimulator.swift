@@ -167,11 +167,12 @@ public final class SNPSimulator: SEVGuestTransport {
         public mutating func installCertificateChain(product: String = "Genoa") throws -> [UInt8] {
             let arkKey = try AsymmetricKey.generate(.rsa(bits: 4096))
             let askKey = try AsymmetricKey.generate(.rsa(bits: 4096))
+            // The root says what it is wherever it appears: never AMD's, trusted only when given.
+            let rootName = "ARK-\(product) ELASTIC SIMULATOR (not AMD)"
             let ark = try X509Certificate.issue(
-                subject: "ARK-\(product)", publicKey: arkKey, issuer: "ARK-\(product)", signer: arkKey,
-                certificateAuthority: true)
+                subject: rootName, publicKey: arkKey, issuer: rootName, signer: arkKey, certificateAuthority: true)
             let ask = try X509Certificate.issue(
-                subject: "SEV-\(product)", publicKey: askKey, issuer: "ARK-\(product)", signer: arkKey, serial: 2,
+                subject: "SEV-\(product)", publicKey: askKey, issuer: rootName, signer: arkKey, serial: 2,
                 certificateAuthority: true)
             let layout: TCBVersion.Layout = cpuFamily >= 0x1A ? .turin : .milanGenoa
             let vcekCert = try X509Certificate.issue(
