@@ -67,6 +67,10 @@ extension ControlDispatcher {
                 d, r, _ throws(ControlError) in
                 try d.attest(&r)
             },
+            ControlCommand(CElasticControlABI_IOC_EVIDENCE, elastic_evidence.self, slow: { _, _, _ in true }) {
+                d, r, _ throws(ControlError) in
+                try d.evidence(&r)
+            },
             ControlCommand(
                 CElasticControlABI_IOC_KEY, elastic_key.self, secrets: true,
                 slow: { _, input, _ in isSlowKeyRequest(input) }

@@ -21,6 +21,8 @@ public enum ControlError: Error, Equatable {
     case notAvailable
     /// The platform's attestation failed (EIO); the daemon logs why.
     case platformFailure(String)
+    /// The answer does not fit the request's buffer (E2BIG: the host's certificate table).
+    case tooLarge
     /// No key of that name (ENOENT).
     case notFound
     /// The key name is taken (EEXIST).
@@ -294,6 +296,33 @@ public final class ControlDispatcher: Sendable {
         r.platform = result.platform
         r.report_length = UInt32(result.report.count)
         withUnsafeMutableBytes(of: &r.report) { $0.copyBytes(from: result.report) }
+    }
+
+    func evidence(_ r: inout elastic_evidence) throws(ControlError) {
+        let certsZero = withUnsafeBytes(of: &r) {
+            $0[Int(CElasticControlABI_EVIDENCE_CERTS_OFFSET)...].allSatisfy { $0 == 0 }
+        }
+        guard r.platform == 0, r.report_length == 0, r.certs_length == 0, Self.allZero(&r.report), certsZero
+        else {
+            throw .invalid("output fields set")
+        }
+        guard let attestation else { throw .notAvailable }
+        let data = withUnsafeBytes(of: &r.report_data) { Array($0) }
+        let result: (platform: UInt32, report: [UInt8], certificates: [UInt8])
+        do { result = try attestation.evidence(reportData: data) } catch { throw .platformFailure("\(error)") }
+        guard result.report.count <= Int(ELASTIC_EVIDENCE_REPORT_MAX) else {
+            throw .platformFailure("report too large")
+        }
+        guard result.certificates.count <= Int(ELASTIC_EVIDENCE_CERTS_MAX) else { throw .tooLarge }
+        r.platform = result.platform
+        r.report_length = UInt32(result.report.count)
+        r.certs_length = UInt32(result.certificates.count)
+        withUnsafeMutableBytes(of: &r.report) { $0.copyBytes(from: result.report) }
+        withUnsafeMutableBytes(of: &r) { raw in
+            let at = Int(CElasticControlABI_EVIDENCE_CERTS_OFFSET)
+            UnsafeMutableRawBufferPointer(rebasing: raw[at..<(at + result.certificates.count)]).copyBytes(
+                from: result.certificates)
+        }
     }
 
     func random(_ r: inout elastic_random) throws(ControlError) {

@@ -227,6 +227,19 @@ public final class ControlClient {
         return f.prefix(\.data, Int(f.length))
     }
 
+    /// The report for `reportData` (64 bytes) with the host's certificate table (SEV-SNP;
+    /// empty when the host supplies none).
+    public func evidence(reportData: [UInt8]) throws -> (platform: UInt32, report: [UInt8], certificates: [UInt8]) {
+        guard reportData.count == 64 else { throw Errno.invalidArgument }
+        let r = ControlRequest<elastic_evidence>()
+        try r.set(\.report_data, reportData)
+        try call(CElasticControlABI_IOC_EVIDENCE, r)
+        let n = min(Int(r.certs_length), Int(ELASTIC_EVIDENCE_CERTS_MAX))
+        let certs = Array(
+            UnsafeRawBufferPointer(start: r.raw.baseAddress! + Int(CElasticControlABI_EVIDENCE_CERTS_OFFSET), count: n))
+        return (r.platform, r.prefix(\.report, Int(r.report_length)), certs)
+    }
+
     /// An attestation report with `reportData` (64 bytes): the platform code and the report.
     public func attest(reportData: [UInt8]) throws -> (platform: UInt32, report: [UInt8]) {
         guard reportData.count == 64 else { throw Errno.invalidArgument }

@@ -52,6 +52,7 @@ enum ErrnoMapping {
         case .badHandle: return EBADF
         case .tooManyHandles: return EMFILE
         case .notAvailable: return EOPNOTSUPP
+        case .tooLarge: return E2BIG
         case .notFound: return ENOENT
         case .exists: return EEXIST
         case .accessDenied: return EACCES

@@ -142,4 +142,42 @@ import Testing
                 ),
             "\(r.stdout)")
     }
+
+    /// End to end through a mount on the simulator: the host serves its certificate table,
+    /// `elastic attest --evidence DIR` writes the report and the certificates, and `attest
+    /// verify` accepts them with the simulator's root given (and only then).
+    @Test(.enabled(if: Env.canMount, "needs root and /dev/fuse"))
+    func evidenceFromTheControlFileVerifies() throws {
+        try MountedStore.with { s in
+            let state = s.dir + "/sim.json", ark = s.dir + "/sim-ark.der", dir = s.dir + "/evidence"
+            expectOK(try run(Env.elastic, ["simulator", "init", "--state", state]), "simulator")
+            try s.remount(options: ["platform=snp-simulator", "simulator_state=\(state)"])
+            // No certificates from the host yet: said so, and no VCEK file.
+            let bare = try run(
+                Env.elastic, ["attest", "--report-data", "01", "--evidence", s.dir + "/bare", "--mount", s.mountpoint])
+            expectOK(bare, "attest --evidence")
+            #expect(
+                bare.stderr.contains("supplies no certificates") && bare.stderr.contains("SIMULATOR"), "\(bare.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: s.dir + "/bare/vcek.der"))
+            // The host installs its certificate table (the simulated platform is read at mount).
+            expectOK(
+                try run(Env.elastic, ["simulator", "set", "--state", state, "--install-certificates", ark]), "install")
+            try s.remount(options: ["platform=snp-simulator", "simulator_state=\(state)"])
+            let data = String(repeating: "ab", count: 64)
+            let e = try run(Env.elastic, ["attest", "--report-data", data, "--evidence", dir, "--mount", s.mountpoint])
+            expectOK(e, "attest --evidence")
+            for f in ["report.bin", "vcek.der", "ask.der", "ark.der"] {
+                #expect(FileManager.default.fileExists(atPath: "\(dir)/\(f)"), "\(f): \(e.stdout)")
+            }
+            try #"{"report_data": "\#(data)", "debug": false}"#.write(
+                toFile: s.dir + "/policy.json", atomically: true, encoding: .utf8)
+            let args = [
+                "attest", "verify", "--report", dir + "/report.bin", "--certs", dir, "--policy", s.dir + "/policy.json",
+            ]
+            let refused = try run(Env.elastic, args)
+            #expect(refused.status == 23 && refused.stdout.contains("FAIL  certificate chain"), "\(refused.stdout)")
+            let accepted = try run(Env.elastic, args + ["--root", ark])
+            #expect(accepted.status == 0 && accepted.stdout.contains("PASS  report data"), "\(accepted.stdout)")
+        }
+    }
 }

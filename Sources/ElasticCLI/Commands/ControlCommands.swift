@@ -1,6 +1,7 @@
 import ArgumentParser
 import ElasticControlClient
 import ElasticCrypto
+import ElasticPlatform
 import ElasticSystem
 import Foundation
 
@@ -158,6 +159,12 @@ struct AttestReport: ParsableCommand {
     @OptionGroup var mount: MountOption
     @Option(name: .customLong("report-data"), help: "Up to 64 bytes as hex (zero-padded).") var reportData: String = ""
     @Option(name: .customLong("out"), help: "Write the binary report here (default: hex on stdout).") var out: String?
+    @Option(
+        name: .customLong("evidence"),
+        help:
+            "Write report.bin and the host's certificates (vcek.der, ask.der, ark.der, ...) into this directory, for `elastic attest verify --report DIR/report.bin --certs DIR`."
+    )
+    var evidence: String?
     @Flag(name: .customLong("json"), help: "Print {platform, report (hex)}.") var json = false
     func run() throws {
         do {
@@ -166,6 +173,7 @@ struct AttestReport: ParsableCommand {
             }
             data += [UInt8](repeating: 0, count: 64 - data.count)
             let client = try mount.client()
+            if let evidence { return try writeEvidence(client, data, to: evidence) }
             let r: (platform: UInt32, report: [UInt8])
             do { r = try client.attest(reportData: data) } catch let e as Errno where e == .notSupported {
                 throw CLIError(
@@ -189,5 +197,34 @@ struct AttestReport: ParsableCommand {
                 print(Hex.encode(r.report))
             }
         } catch { throw controlFailure(error) }
+    }
+}
+
+extension AttestReport {
+    /// The report and the host's certificate table, as files a verifier takes.
+    func writeEvidence(_ client: ControlClient, _ data: [UInt8], to dir: String) throws {
+        let e: (platform: UInt32, report: [UInt8], certificates: [UInt8])
+        do { e = try client.evidence(reportData: data) } catch let err as Errno where err == .notSupported {
+            throw CLIError(
+                "attestation is not available here: this is not an SEV-SNP guest (see elastic doctor)", .notAvailable)
+        }
+        guard e.platform == 1 || e.platform == 2 else {
+            throw CLIError("evidence with certificates is SEV-SNP's; this platform gives a report only (--out)")
+        }
+        if e.platform == 2 { printError("WARNING: this report comes from the SEV-SNP SIMULATOR, not hardware") }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        func write(_ name: String, _ bytes: [UInt8]) throws {
+            let path = (dir as NSString).appendingPathComponent(name)
+            guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else {
+                throw CLIError("cannot write \(path)")
+            }
+            print(path)
+        }
+        try write("report.bin", e.report)
+        let table = try SNPCertificateTable(parsing: e.certificates)
+        for entry in table.entries { try write((entry.name ?? entry.guid) + ".der", entry.der) }
+        if table.entries.isEmpty {
+            printError("the host supplies no certificates: give the verifier the VCEK (from AMD's KDS) with --vcek")
+        }
     }
 }

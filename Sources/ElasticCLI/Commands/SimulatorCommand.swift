@@ -1,6 +1,7 @@
 import ArgumentParser
 import ElasticCrypto
 import ElasticPlatform
+import Foundation
 
 /// `elastic simulator init|set|relaunch --state F`: drive the SEV-SNP simulator (tests, demos).
 struct SimulatorCommand: ParsableCommand {
@@ -44,6 +45,12 @@ struct SimulatorCommand: ParsableCommand {
             String?
         @Option(name: .customLong("host-busy"), help: "true or false: the host answers BUSY to every request.")
         var hostBusy: Bool?
+        @Option(
+            name: .customLong("install-certificates"),
+            help:
+                "The host serves a simulated ARK -> ASK -> VCEK chain in its certificate table; the simulated root (DER, never AMD's) is written to this file, for `attest verify --root`."
+        )
+        var arkOut: String?
         func run() throws {
             let sim = try SNPSimulator.load(state)
             let m: [UInt8]? = try measurement.map { $0 == "random" ? try Random.bytes(48) : try Self.hex($0, 48) }
@@ -66,6 +73,13 @@ struct SimulatorCommand: ParsableCommand {
             if let reportVersion { next.reportVersion = reportVersion }
             if let family { next.cpuFamily = UInt8(family) }
             if let hostBusy { next.hostBusy = hostBusy }
+            if let arkOut {
+                let ark = try next.installCertificateChain()
+                guard FileManager.default.createFile(atPath: arkOut, contents: Data(ark)) else {
+                    throw CLIError("cannot write \(arkOut)")
+                }
+                printError("the simulated root is in \(arkOut): it is the SIMULATOR's, not AMD's")
+            }
             try sim.update { $0 = next }
         }
         static func u64(_ s: String) throws -> UInt64 {

@@ -155,6 +155,25 @@ struct elastic_attest {
     uint8_t report[ELASTIC_REPORT_MAX]; /* out: the first report_length bytes */
 };
 
+#define ELASTIC_EVIDENCE_REPORT_MAX 1184u
+#define ELASTIC_EVIDENCE_CERTS_MAX 14336u
+
+/* ELASTIC_IOC_EVIDENCE: the report of ELASTIC_IOC_ATTEST with what a remote verifier needs
+ * besides it. SEV-SNP: the ATTESTATION_REPORT and the host's certificate table (from
+ * SNP_GET_EXT_REPORT: 24-byte entries GUID, offset u32 LE, length u32 LE, ended by an all-zero
+ * entry, offsets from the start of the table; certs_length 0 when the host supplies none: give
+ * the verifier the VCEK yourself). E2BIG when the host's table is larger than
+ * ELASTIC_EVIDENCE_CERTS_MAX. EOPNOTSUPP where the platform has no attestation. 15600 bytes. */
+struct elastic_evidence {
+    uint32_t version;      /* in */
+    uint32_t platform;     /* out: enum elastic_attest_platform */
+    uint32_t report_length; /* out */
+    uint32_t certs_length; /* out */
+    uint8_t report_data[64];                      /* in */
+    uint8_t report[ELASTIC_EVIDENCE_REPORT_MAX]; /* out: the first report_length bytes */
+    uint8_t certs[ELASTIC_EVIDENCE_CERTS_MAX];   /* out: the first certs_length bytes */
+};
+
 /* ---- Key store -------------------------------------------------------------------------- */
 /* Named keys kept inside the store (encrypted under the store's master key, in no file of the
  * mounted tree). Every uid has its own name space: a name is 1..63 bytes of [A-Za-z0-9._-] and
@@ -276,5 +295,6 @@ struct elastic_keyop {
 #define ELASTIC_IOC_ATTEST _IOWR(ELASTIC_IOC_MAGIC, 6, struct elastic_attest)
 #define ELASTIC_IOC_KEY    _IOWR(ELASTIC_IOC_MAGIC, 7, struct elastic_key)
 #define ELASTIC_IOC_KEYOP  _IOWR(ELASTIC_IOC_MAGIC, 8, struct elastic_keyop)
+#define ELASTIC_IOC_EVIDENCE _IOWR(ELASTIC_IOC_MAGIC, 9, struct elastic_evidence)
 
 #endif /* ELASTIC_IOCTL_H */
