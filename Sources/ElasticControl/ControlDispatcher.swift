@@ -299,29 +299,23 @@ public final class ControlDispatcher: Sendable {
     }
 
     func evidence(_ r: inout elastic_evidence) throws(ControlError) {
-        let certsZero = withUnsafeBytes(of: &r) {
-            $0[Int(CElasticControlABI_EVIDENCE_CERTS_OFFSET)...].allSatisfy { $0 == 0 }
-        }
-        guard r.platform == 0, r.report_length == 0, r.certs_length == 0, Self.allZero(&r.report), certsZero
-        else {
+        let at = Int(CElasticControlABI_EVIDENCE_DATA_OFFSET)
+        let outputZero = withUnsafeBytes(of: &r) { $0[at...].allSatisfy { $0 == 0 } }
+        guard r.platform == 0, r.report_length == 0, r.certs_length == 0, outputZero else {
             throw .invalid("output fields set")
         }
         guard let attestation else { throw .notAvailable }
         let data = withUnsafeBytes(of: &r.report_data) { Array($0) }
         let result: (platform: UInt32, report: [UInt8], certificates: [UInt8])
         do { result = try attestation.evidence(reportData: data) } catch { throw .platformFailure("\(error)") }
-        guard result.report.count <= Int(ELASTIC_EVIDENCE_REPORT_MAX) else {
-            throw .platformFailure("report too large")
-        }
-        guard result.certificates.count <= Int(ELASTIC_EVIDENCE_CERTS_MAX) else { throw .tooLarge }
+        let total = result.report.count + result.certificates.count
+        guard total <= Int(ELASTIC_EVIDENCE_MAX) else { throw .tooLarge }
         r.platform = result.platform
         r.report_length = UInt32(result.report.count)
         r.certs_length = UInt32(result.certificates.count)
-        withUnsafeMutableBytes(of: &r.report) { $0.copyBytes(from: result.report) }
         withUnsafeMutableBytes(of: &r) { raw in
-            let at = Int(CElasticControlABI_EVIDENCE_CERTS_OFFSET)
-            UnsafeMutableRawBufferPointer(rebasing: raw[at..<(at + result.certificates.count)]).copyBytes(
-                from: result.certificates)
+            UnsafeMutableRawBufferPointer(rebasing: raw[at..<(at + total)]).copyBytes(
+                from: result.report + result.certificates)
         }
     }
 

@@ -234,10 +234,14 @@ public final class ControlClient {
         let r = ControlRequest<elastic_evidence>()
         try r.set(\.report_data, reportData)
         try call(CElasticControlABI_IOC_EVIDENCE, r)
-        let n = min(Int(r.certs_length), Int(ELASTIC_EVIDENCE_CERTS_MAX))
-        let certs = Array(
-            UnsafeRawBufferPointer(start: r.raw.baseAddress! + Int(CElasticControlABI_EVIDENCE_CERTS_OFFSET), count: n))
-        return (r.platform, r.prefix(\.report, Int(r.report_length)), certs)
+        let max = Int(ELASTIC_EVIDENCE_MAX)
+        let reportLength = min(Int(r.report_length), max)
+        let certsLength = min(Int(r.certs_length), max - reportLength)
+        let data = UnsafeRawBufferPointer(
+            start: r.raw.baseAddress! + Int(CElasticControlABI_EVIDENCE_DATA_OFFSET), count: max)
+        return (
+            r.platform, Array(data[0..<reportLength]), Array(data[reportLength..<(reportLength + certsLength)])
+        )
     }
 
     /// An attestation report with `reportData` (64 bytes): the platform code and the report.

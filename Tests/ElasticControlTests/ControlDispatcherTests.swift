@@ -49,7 +49,7 @@ import Testing
         #expect(CElasticControlABI_IOC_STOPWATCH == 0xC030_4504)
         #expect(CElasticControlABI_IOC_HASH == 0xD020_4505)
         #expect(MemoryLayout<elastic_attest>.size == 4080)
-        #expect(MemoryLayout<elastic_evidence>.size == 15600 && CElasticControlABI_EVIDENCE_CERTS_OFFSET == 1264)
+        #expect(MemoryLayout<elastic_evidence>.size == 15376 && CElasticControlABI_EVIDENCE_DATA_OFFSET == 80)
         #expect(CElasticControlABI_IOC_ATTEST == 0xCFF0_4506)
         #expect(MemoryLayout<elastic_key>.size == 4208)
         #expect(MemoryLayout<elastic_keyop>.size == 4208)

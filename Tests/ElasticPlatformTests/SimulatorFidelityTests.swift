@@ -322,3 +322,37 @@ import Testing
         #expect(throws: TDXError.badReportData) { try quoting.evidence(reportData: [1]) }
     }
 }
+
+/// SEV-SNP evidence when the kernel refuses SNP_GET_EXT_REPORT: configfs-tsm's `sev_guest`
+/// provider gives the report (`outblob`) and the host's certificate table (`auxblob`).
+@Suite struct SNPEvidenceFallbackTests {
+    /// The simulator behind a kernel that does not know SNP_GET_EXT_REPORT (ENOTTY).
+    final class NoExtendedReport: SEVGuestTransport {
+        let inner: SNPSimulator
+        init(_ inner: SNPSimulator) { self.inner = inner }
+        func request(_ cmd: UInt, _ ioctl: inout snp_guest_request_ioctl) -> Int32 {
+            cmd == SNPIoctl.getExtReport ? ENOTTY : inner.request(cmd, &ioctl)
+        }
+    }
+
+    @Test func configfsTSMTakesOverWhenTheIoctlIsRefused() throws {
+        var s = try SNPSimulator.State.fresh()
+        _ = try s.installCertificateChain()
+        let sim = SNPSimulator(state: s)
+        let data = [UInt8](repeating: 0x33, count: 64)
+        let without = SNPAttestationProvider(
+            guest: SNPGuest(transport: NoExtendedReport(sim)), vmpl: 0, simulated: true)
+        #expect(throws: SEVError.refusedIoctl) { try without.evidence(reportData: data) }
+        let with = SNPAttestationProvider(
+            guest: SNPGuest(transport: NoExtendedReport(sim)), vmpl: 0, simulated: true,
+            tsm: SimulatedTSM(simulator: sim))
+        let e = try with.evidence(reportData: data)
+        #expect(SNPReport(bytes: e.report).reportData == data)
+        let table = try SNPCertificateTable(parsing: e.certificates)
+        #expect(table.certificate("vcek") != nil && table.certificate("ask") != nil && table.certificate("ark") != nil)
+        // The ioctl, where the kernel has it, gives the same certificates.
+        let direct = try SNPAttestationProvider(guest: SNPGuest(transport: sim), vmpl: 0, simulated: true).evidence(
+            reportData: data)
+        #expect(direct.certificates == e.certificates)
+    }
+}

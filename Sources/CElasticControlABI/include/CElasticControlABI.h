@@ -9,7 +9,7 @@ extern const unsigned int CElasticControlABI_IOC_STOPWATCH;
 extern const unsigned int CElasticControlABI_IOC_HASH;
 extern const unsigned int CElasticControlABI_IOC_ATTEST;
 extern const unsigned int CElasticControlABI_IOC_EVIDENCE;
-extern const unsigned int CElasticControlABI_EVIDENCE_CERTS_OFFSET;
+extern const unsigned int CElasticControlABI_EVIDENCE_DATA_OFFSET;
 extern const unsigned int CElasticControlABI_IOC_KEY;
 extern const unsigned int CElasticControlABI_IOC_KEYOP;
 

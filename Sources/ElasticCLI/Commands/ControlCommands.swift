@@ -208,11 +208,18 @@ extension AttestReport {
             throw CLIError(
                 "attestation is not available here: this is not an SEV-SNP guest (see elastic doctor)", .notAvailable)
         }
-        guard e.platform == 1 || e.platform == 2 else {
-            throw CLIError("evidence with certificates is SEV-SNP's; this platform gives a report only (--out)")
+        guard [1, 2, 4].contains(e.platform) else {
+            throw CLIError(
+                "this platform gives a TDREPORT only (no configfs-tsm Quote), which no remote verifier can check",
+                .notAvailable)
         }
         if e.platform == 2 { printError("WARNING: this report comes from the SEV-SNP SIMULATOR, not hardware") }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        if e.platform == 4 {
+            try write("quote.bin", e.report)
+            printError("a TDX Quote (from configfs-tsm): verify it with Intel's DCAP quote verification")
+            return
+        }
         func write(_ name: String, _ bytes: [UInt8]) throws {
             let path = (dir as NSString).appendingPathComponent(name)
             guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else {

@@ -86,6 +86,8 @@ public final class SNPPlatform: SealingPlatform {
 
     /// Reports for the control file from this guest.
     public func attestation() -> SNPAttestationProvider {
-        SNPAttestationProvider(guest: guest, vmpl: vmpl, simulated: simulator != nil)
+        SNPAttestationProvider(
+            guest: guest, vmpl: vmpl, simulated: simulator != nil,
+            tsm: simulator == nil ? try? ConfigfsTSMDirectory() : nil)
     }
 }

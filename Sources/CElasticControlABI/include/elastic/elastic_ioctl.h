@@ -155,23 +155,23 @@ struct elastic_attest {
     uint8_t report[ELASTIC_REPORT_MAX]; /* out: the first report_length bytes */
 };
 
-#define ELASTIC_EVIDENCE_REPORT_MAX 1184u
-#define ELASTIC_EVIDENCE_CERTS_MAX 14336u
+#define ELASTIC_EVIDENCE_MAX 15296u
 
-/* ELASTIC_IOC_EVIDENCE: the report of ELASTIC_IOC_ATTEST with what a remote verifier needs
- * besides it. SEV-SNP: the ATTESTATION_REPORT and the host's certificate table (from
- * SNP_GET_EXT_REPORT: 24-byte entries GUID, offset u32 LE, length u32 LE, ended by an all-zero
- * entry, offsets from the start of the table; certs_length 0 when the host supplies none: give
- * the verifier the VCEK yourself). E2BIG when the host's table is larger than
- * ELASTIC_EVIDENCE_CERTS_MAX. EOPNOTSUPP where the platform has no attestation. 15600 bytes. */
+/* ELASTIC_IOC_EVIDENCE: what a remote verifier needs, for the caller's 64 bytes of report data.
+ * SEV-SNP (platform 1, simulator 2): the ATTESTATION_REPORT and the host's certificate table
+ * (from SNP_GET_EXT_REPORT, or configfs-tsm's auxblob: 24-byte entries GUID, offset u32 LE,
+ * length u32 LE, ended by an all-zero entry, offsets from the start of the table;
+ * certs_length 0 when the host supplies none: give the verifier the VCEK yourself). TDX: a
+ * Quote from configfs-tsm (platform 4), or the TDREPORT (3) where the kernel has none. `data`
+ * holds the report (report_length bytes) then the table (certs_length bytes). E2BIG when they
+ * do not fit; EOPNOTSUPP where the platform has no attestation. 15376 bytes. */
 struct elastic_evidence {
-    uint32_t version;      /* in */
-    uint32_t platform;     /* out: enum elastic_attest_platform */
+    uint32_t version;       /* in */
+    uint32_t platform;      /* out: enum elastic_attest_platform, or 4 for a TDX Quote */
     uint32_t report_length; /* out */
-    uint32_t certs_length; /* out */
-    uint8_t report_data[64];                      /* in */
-    uint8_t report[ELASTIC_EVIDENCE_REPORT_MAX]; /* out: the first report_length bytes */
-    uint8_t certs[ELASTIC_EVIDENCE_CERTS_MAX];   /* out: the first certs_length bytes */
+    uint32_t certs_length;  /* out */
+    uint8_t report_data[64];            /* in */
+    uint8_t data[ELASTIC_EVIDENCE_MAX]; /* out: report, then certificate table */
 };
 
 /* ---- Key store -------------------------------------------------------------------------- */
