@@ -34,11 +34,8 @@ extension ElasticFilesystem {
         if let set = i.xattrs.withLock({ $0 }) { return set }
         let crypto = try worker().crypto
         let record = try record(of: i)
-        let (set, named) = try withProcPath(i) { path in
-            let set = try XattrSet.read(path: path, with: crypto)
-            return (set, set.isNamed(by: record, path: path, with: crypto))
-        }
-        guard named else {
+        let set = try withProcPath(i) { try XattrSet.read(path: $0, with: crypto) }
+        guard set.isNamed(by: record) else {
             logger.error(
                 "extended attributes are not the set the object's record names: refusing them",
                 metadata: ["fuse.ino": "\(i.id)", "backing.ino": "\(i.key.ino)"])
@@ -48,6 +45,7 @@ extension ElasticFilesystem {
             try writeXattrRecord(i) {
                 $0.xattrs = set.digest
                 $0.xattrsChanging = false
+                $0.xattrsPending = .zero
             }
         }
         i.xattrs.withLock { $0 = set }
@@ -78,24 +76,32 @@ extension ElasticFilesystem {
         _ update: (inout XattrSet) throws -> Void
     ) throws {
         try i.content.withWriteLock {
-            var set = try xattrSet(i)
+            let set = try xattrSet(i)
             try check(set)
-            // Two-phase: the record says a change is under way, the backing call, the record
-            // names the new set (a crash in between leaves attributes that are accepted if
-            // each opens, and settled, at the next use).
-            try writeXattrRecord(i) { $0.xattrsChanging = true }
+            // Two-phase: the record names the digest to come as pending, the backing call, then
+            // the record names it (a crash in between leaves the old set or the new one, and
+            // the record accepts exactly those two).
+            var next = set
+            try update(&next)
+            try writeXattrRecord(i) {
+                $0.xattrsChanging = true
+                $0.xattrsPending = next.digest
+            }
             do {
                 try withProcPath(i, change)
-                try update(&set)
             } catch {
-                try? writeXattrRecord(i) { $0.xattrsChanging = false }
+                try? writeXattrRecord(i) {
+                    $0.xattrsChanging = false
+                    $0.xattrsPending = .zero
+                }
                 throw error
             }
             try writeXattrRecord(i) {
-                $0.xattrs = set.digest
+                $0.xattrs = next.digest
                 $0.xattrsChanging = false
+                $0.xattrsPending = .zero
             }
-            i.xattrs.withLock { $0 = set }
+            i.xattrs.withLock { $0 = next }
         }
     }
 

@@ -779,7 +779,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         i.content.withWriteLock {
             guard i.openCount.load(ordering: .relaxed) == 0, let tags = i.tags.withLock({ $0 }) else { return }
             i.tags.withLock { $0 = nil }
-            guard !readOnly, tags.changedSinceSnapshot, let h = try? header(i), TagSnapshot.applies(size: h.record.size)
+            // (Not for a file with holes: the sealed array would fill them with bytes.)
+            guard !readOnly, tags.changedSinceSnapshot, let h = try? header(i), !h.record.sparse,
+                TagSnapshot.applies(size: h.record.size)
             else { return }
             do {
                 let w = try openBacking(i, O_RDWR | O_CLOEXEC)

@@ -349,7 +349,7 @@ public final class StoreChecker {
             }
         }
         if sound, let record = try? BackingRecord.read(fd, with: crypto),
-            let set = try? XattrSet.read(path: proc, with: crypto), !set.isNamed(by: record, path: proc, with: crypto)
+            let set = try? XattrSet.read(path: proc, with: crypto), !set.isNamed(by: record)
         {
             problem(
                 path,

@@ -520,7 +520,7 @@ public final class StoreRekeyer {
         // The values copied must be the ones checked: each read again must carry its tag.
         let checked = try XattrSet.read(path: from, with: oldCrypto)
         if sourceVersion > 1,
-            !checked.isNamed(by: try BackingRecord.read(src, with: oldCrypto), path: from, with: oldCrypto)
+            !checked.isNamed(by: try BackingRecord.read(src, with: oldCrypto))
         {
             throw FormatError.integrity("extended attributes are not the set the object's record names")
         }
@@ -541,6 +541,7 @@ public final class StoreRekeyer {
         try BackingRecord.update(dst, with: newCrypto) {
             $0.xattrs = digest
             $0.xattrsChanging = false
+            $0.xattrsPending = .zero
         }
     }
 

@@ -23,8 +23,8 @@ import Testing
     }
 
     @Test func sizesArePinned() {
-        #expect(ObjectRecord.plainSize == 88 && ObjectRecord.sealedSize == 116)
-        #expect(FileHeader.size == 140 && MemoryLayout<BlockTag>.size == 16)
+        #expect(ObjectRecord.plainSize == 104 && ObjectRecord.sealedSize == 132)
+        #expect(FileHeader.size == 156 && MemoryLayout<BlockTag>.size == 16)
     }
 
     @Test func incrementalEqualsFromScratchAndEveryChangeShows() throws {

@@ -10,7 +10,7 @@ import Testing
         let record = ObjectRecord(kind: .regular, mode: 0o4755, uid: 1000, gid: 100, size: 12345)
         let h = FileHeader(fileID: Array(1...16), record: record)
         let bytes = try h.encode(with: w)
-        #expect(bytes.count == 140 && FileHeader.size == 140)
+        #expect(bytes.count == 156 && FileHeader.size == 156)
         #expect(Array(bytes[0..<24]) == Array("ELFB".utf8) + [0, 2, 0, 0] + Array(1...16))
         #expect(try FileHeader(decoding: bytes, with: w) == h)
         for i in [0, 5, 6, 10, 24, 40, 115] {  // magic, version, reserved, file ID, nonce, record, tag
@@ -142,5 +142,26 @@ import Testing
         }
         #expect(try openZeros(true) == 4096 && out.allSatisfy { $0 == 0 })
         #expect(throws: FormatError.authenticationFailed(block: 0)) { try openZeros(false) }
+    }
+
+    /// An attribute change under way: the record accepts the digest before it and the one it
+    /// will give, and no other; the pending digest is sealed with the record.
+    @Test func anAttributeChangeUnderWayAcceptsExactlyTwoSets() throws {
+        let w = try CryptoWorker(keys: StoreKeys(master: SecureBytes.random(count: 32)))
+        var before = XattrSet()
+        try before.set("user.a", sealed: [UInt8](repeating: 1, count: 40), with: w)
+        var after = before
+        try after.set("user.a", sealed: [UInt8](repeating: 2, count: 40), with: w)
+        var other = before
+        try other.set("user.b", sealed: [UInt8](repeating: 3, count: 40), with: w)
+        var r = ObjectRecord(kind: .regular, mode: 0o600, uid: 0, gid: 0)
+        r.xattrs = before.digest
+        #expect(before.isNamed(by: r) && !after.isNamed(by: r))
+        r.xattrsChanging = true
+        r.xattrsPending = after.digest
+        let id = [UInt8](repeating: 5, count: 16)
+        let reopened = try ObjectRecord.open(r.seal(objectID: id, with: w), objectID: id, with: w)
+        #expect(reopened == r)
+        #expect(before.isNamed(by: reopened) && after.isNamed(by: reopened) && !other.isNamed(by: reopened))
     }
 }

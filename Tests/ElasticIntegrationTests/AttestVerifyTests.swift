@@ -87,6 +87,15 @@ import Testing
         defer { _ = try? sh("rm -rf '\(debugDir)'") }
         let debug = try verify(debugDir, ["--root", debugDir + "/certs/ark.der"], policy: #"{"debug": false}"#)
         #expect(debug.status == 23 && debug.stdout.contains("FAIL  policy: debug: "), "\(debug.stdout)")
+        // A requirement written as null or left empty is refused too, not dropped.
+        for policy in [#"{"debug": null}"#, #"{"minimum_tcb": {}}"#, #"{"report_version": {"minimum": null}}"#] {
+            let r = try verify(dir, root, policy: policy)
+            #expect(
+                r.status == 1 && (r.stderr.contains("null") || r.stderr.contains("empty")), "\(policy): \(r.stderr)")
+        }
+        // Without a policy it says what it did not check.
+        let bare = try verify(dir, root)
+        #expect(bare.status == 0 && bare.stdout.contains("note: no --policy"), "\(bare.stdout)")
         // A misspelt requirement is refused, not ignored.
         let typo = try verify(dir, root, policy: #"{"measurment": []}"#)
         #expect(typo.status == 1 && typo.stderr.contains("unknown policy key \"measurment\""), "\(typo.stderr)")
@@ -108,6 +117,12 @@ import Testing
         try Data(bytes).write(to: URL(fileURLWithPath: dir + "/report.bin"))
         let r = try verify(dir, root)
         #expect(r.status == 23 && r.stdout.contains("FAIL  signature: "), "\(r.stdout)")
+        // The high, unused bytes of R (a 72-byte field holding a 48-byte scalar) must be zero.
+        bytes = report.bytes
+        bytes[0x2A0 + 60] = 1
+        try Data(bytes).write(to: URL(fileURLWithPath: dir + "/report.bin"))
+        let padded = try verify(dir, root)
+        #expect(padded.status == 23 && padded.stdout.contains("FAIL  signature: "), "\(padded.stdout)")
         // Another chip's VCEK (the same VM moved to another host): chain fine, signature and chip fail.
         try Data(report.bytes).write(to: URL(fileURLWithPath: dir + "/report.bin"))
         let (other, _) = try evidence()

@@ -9,7 +9,7 @@ struct BlockVersionTests {
     /// The backing path of the one regular backing file of `plainSize` bytes of plaintext.
     func backing(_ s: MountedStore, plainSize: Int) throws -> String {
         let blocks = plainSize / 4096, rest = plainSize % 4096
-        let size = 140 + blocks * 4124 + (rest > 0 ? rest + 28 : 0)
+        let size = 156 + blocks * 4124 + (rest > 0 ? rest + 28 : 0)
         let found = try sh("find '\(s.backing)' -type f ! -name 'elastic.*' -size \(size)c").stdout.split(
             separator: "\n")
         guard found.count == 1 else { throw TestFailure("expected one backing file of \(size) bytes, found \(found)") }
@@ -18,7 +18,7 @@ struct BlockVersionTests {
 
     /// Copies cipher block `index` of `from` over the same block of `to` (a host's put-back).
     func putBack(block index: Int, from: String, to: String) -> String {
-        "dd if='\(from)' of='\(to)' bs=1 skip=\(140 + index * 4124) seek=\(140 + index * 4124) count=4124 conv=notrunc status=none"
+        "dd if='\(from)' of='\(to)' bs=1 skip=\(156 + index * 4124) seek=\(156 + index * 4124) count=4124 conv=notrunc status=none"
     }
 
     @Test func aBlockPutBackBetweenMountsIsRefused() throws {
@@ -78,7 +78,7 @@ struct BlockVersionTests {
             try expectOK(sh("echo 'fsynced data' > '\(s.path("f"))'"), "write")
             try s.unmount()
             let f = try backing(s, plainSize: 13)
-            try expectOK(sh("head -c 140 '\(f)' > '\(s.dir)/f-header'"), "save")
+            try expectOK(sh("head -c 156 '\(f)' > '\(s.dir)/f-header'"), "save")
             try s.mount()
             try expectOK(sh("echo appended >> '\(s.path("f"))'"), "append")
             try s.unmount()
@@ -132,7 +132,7 @@ struct BlockVersionTests {
             let head = try sh("head -c 16384 '\(s.path("big"))' | md5sum").stdout
             try s.unmount()
             let blocks = size / 4096
-            let cipher = 140 + blocks * 4124
+            let cipher = 156 + blocks * 4124
             let withSnapshot = (cipher + 4095) / 4096 * 4096 + 13 + 12 + blocks * 16 + 16
             let b = try sh("find '\(s.backing)' -type f ! -name 'elastic.*' -size +1M").stdout.trimmingCharacters(
                 in: .whitespacesAndNewlines)

@@ -8,7 +8,7 @@ import Testing
 @Suite(.enabled(if: Env.canMount, "needs root and /dev/fuse"))
 struct EntrySetTests {
     /// d holds a (3 bytes), bb (4 bytes) and ccc (5 bytes); e holds one file (6 bytes); "other"
-    /// (7 bytes) is at the top. Backing sizes: 140 + length + 28.
+    /// (7 bytes) is at the top. Backing sizes: 156 + length + 28.
     func populate(_ s: MountedStore) throws {
         try expectOK(
             sh(
@@ -20,7 +20,7 @@ struct EntrySetTests {
 
     /// The backing path of the one file of `length` plaintext bytes.
     func backing(_ s: MountedStore, length: Int) throws -> String {
-        let found = try sh("find '\(s.backing)' -type f ! -name 'elastic.*' -size \(140 + length + 28)c").stdout.split(
+        let found = try sh("find '\(s.backing)' -type f ! -name 'elastic.*' -size \(156 + length + 28)c").stdout.split(
             separator: "\n")
         guard found.count == 1 else {
             throw TestFailure("expected one backing file of \(length) bytes, found \(found)")
@@ -86,7 +86,7 @@ struct EntrySetTests {
     }
 
     @Test func headerOfAnotherFileCopiedIn() throws {
-        try between("head -c 140 \"$B\" | dd of=\"$A\" conv=notrunc status=none", fsckNames: ["/d/", "/d: entries"])
+        try between("head -c 156 \"$B\" | dd of=\"$A\" conv=notrunc status=none", fsckNames: ["/d/", "/d: entries"])
     }
 
     /// While mounted, after the kernel's caches expire: every change is refused when used.

@@ -21,7 +21,7 @@ struct XattrVersionTests {
     /// The backing path of the object whose plaintext is `content` bytes long (a file) or of
     /// the one top-level directory.
     func backingFile(_ s: MountedStore, length: Int) throws -> String {
-        let found = try sh("find '\(s.backing)' -type f ! -name 'elastic.*' -size \(140 + length + 28)c").stdout
+        let found = try sh("find '\(s.backing)' -type f ! -name 'elastic.*' -size \(156 + length + 28)c").stdout
             .split(separator: "\n")
         guard found.count == 1 else { throw TestFailure("expected one backing file, found \(found)") }
         return String(found[0])

@@ -27,7 +27,8 @@ struct AttestVerifyCommand: ParsableCommand {
     func run() throws {
         let reportBytes = try readReport(report)
         let parsed = SNPReport(bytes: reportBytes)
-        let (endorsement, intermediate) = try evidenceCertificates()
+        let vlek = reportBytes.count == SNPReport.size && parsed.signingKey == 1
+        let (endorsement, intermediate) = try evidenceCertificates(vlek: vlek)
         let given = try roots.flatMap { try certificates(at: $0) }
         let amd = try AMDCertificateAuthorities.all.flatMap { try X509Certificate.pem(Array($0.arkPEM.utf8)) }
         let rules = try policy.map { path -> SNPPolicy in
@@ -69,11 +70,17 @@ struct AttestVerifyCommand: ParsableCommand {
                 ]
             }
             if let root { obj["root"] = ["name": root, "source": rootIsGiven ? "--root" : "AMD"] }
+            obj["policy"] = policy ?? NSNull()
             print(try jsonLine(obj))
         } else {
             for c in checks { print("\(c.passed ? "PASS" : "FAIL")  \(c.name): \(c.detail)") }
             if let root, rootIsGiven {
                 print("note: the chain ends at \(root), a root given with --root, not one of AMD's")
+            }
+            if rules == nil {
+                print(
+                    "note: no --policy: the measurement, guest policy bits, TCB minimum, VMPL and report data were not checked"
+                )
             }
             print(passed ? "verdict: all \(checks.count) checks pass" : "verdict: REFUSED")
         }
@@ -102,7 +109,7 @@ struct AttestVerifyCommand: ParsableCommand {
 
     /// The endorsement certificate and its intermediate: from the options, a certificate
     /// directory, or AMD's intermediates (matched by issuer).
-    func evidenceCertificates() throws -> (X509Certificate, X509Certificate) {
+    func evidenceCertificates(vlek: Bool) throws -> (X509Certificate, X509Certificate) {
         func inDirectory(_ names: [String]) throws -> X509Certificate? {
             guard let certs else { return nil }
             for n in names {
@@ -115,12 +122,18 @@ struct AttestVerifyCommand: ParsableCommand {
         if let vcek {
             guard let c = try certificates(at: vcek).first else { throw CLIError("\(vcek): no certificate") }
             endorsement = c
-        } else if let c = try inDirectory(["vcek.pem", "vcek.der", "vlek.pem", "vlek.der"]) {
+        } else if let c = try inDirectory(
+            vlek ? ["vlek.der", "vlek.pem", "vcek.der", "vcek.pem"] : ["vcek.der", "vcek.pem", "vlek.der", "vlek.pem"])
+        {
             endorsement = c
         } else {
             throw CLIError("no endorsement certificate: give --vcek FILE or --certs DIR (with vcek.pem or vcek.der)")
         }
-        if let c = try inDirectory(["ask.pem", "ask.der", "asvk.pem", "asvk.der", "cert_chain.pem"]) {
+        if let c = try inDirectory(
+            vlek
+                ? ["asvk.der", "asvk.pem", "cert_chain.pem", "ask.der", "ask.pem"]
+                : ["ask.der", "ask.pem", "cert_chain.pem", "asvk.der", "asvk.pem"])
+        {
             return (endorsement, c)
         }
         let known = try AMDIntermediates.allPEM.flatMap { try X509Certificate.pem(Array($0.utf8)) }

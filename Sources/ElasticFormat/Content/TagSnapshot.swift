@@ -17,8 +17,9 @@ public enum TagSnapshot {
     static let headerSize = 13
     /// Files of fewer blocks read their tags from the blocks (cheap enough).
     public static let minimumBlocks: Int64 = 8192
-    /// Files of more blocks (above 16 GiB) have no snapshot (it would be held in memory whole).
-    public static let maximumBlocks: Int64 = 4 << 20
+    /// Files of more blocks (above 4 GiB) have no snapshot (it is handled whole in memory:
+    /// 16 MiB at most, a few copies of it while it is sealed or opened).
+    public static let maximumBlocks: Int64 = 1 << 20
 
     /// Where the snapshot of a file of `size` plaintext bytes starts: the first page after its
     /// last block.

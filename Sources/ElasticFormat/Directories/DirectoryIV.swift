@@ -34,7 +34,7 @@ public enum DirectoryIV {
     static func contents(of dirfd: Int32, expecting length: Int) throws -> [UInt8] {
         let bytes: [UInt8]
         // Any failure (missing, not a file, unreadable) is damage, never "no such entry".
-        do { bytes = try Syscall.readFile(dirfd, fileName, limit: 256) } catch {
+        do { bytes = try Syscall.readFile(dirfd, fileName, limit: Self.fileSize) } catch {
             throw FormatError.corruptMetadata("directory IV: \(error)")
         }
         guard bytes.count == length else { throw FormatError.corruptMetadata("directory IV of \(bytes.count) bytes") }
@@ -182,7 +182,7 @@ public enum DirectoryIV {
         // A sidecar whose entry is gone, or what a crash left: nothing of the user's.
         for name in junk { removeJunk(dirfd, name) }
         guard hasIV else { return nil }
-        let iv = try Syscall.readFile(dirfd, fileName, limit: 256)
+        let iv = try Syscall.readFile(dirfd, fileName, limit: Self.fileSize)
         try Syscall.unlinkat(dirfd, fileName, 0)
         return iv
     }

@@ -41,7 +41,7 @@ public struct ObjectRecord: Equatable, Sendable {
     }
 
     /// Plaintext record length.
-    public static let plainSize = 88
+    public static let plainSize = 104
     /// Sealed length: nonce ‖ record ‖ tag.
     public static let sealedSize = 12 + plainSize + 16
     static let version: UInt8 = 2
@@ -69,10 +69,11 @@ public struct ObjectRecord: Equatable, Sendable {
     public var content: BlockTag = .zero
     /// Every object: the digest of its `user.*` extended attributes (`XattrSet`); zero: none.
     public var xattrs: BlockTag = .zero
-    /// An attribute change was under way (set before the backing call, cleared with the new
-    /// digest after it): after a crash the attributes found are accepted, if each value opens,
-    /// and the digest settled to them.
+    /// An attribute change was under way: `xattrsPending` is the digest it will give (set
+    /// before the backing call, cleared with the new digest after it), so after a crash the
+    /// attributes found must give either digest, and are settled to it.
     public var xattrsChanging = false
+    public var xattrsPending: BlockTag = .zero
 
     public init(
         kind: Kind, mode: mode_t, uid: uid_t, gid: gid_t, rdev: UInt64 = 0, size: Int64 = 0, times: timespec? = nil
@@ -98,6 +99,7 @@ public struct ObjectRecord: Equatable, Sendable {
         a.kind == b.kind && a.mode == b.mode && a.uid == b.uid && a.gid == b.gid && a.rdev == b.rdev
             && a.size == b.size && a.sparse == b.sparse && a.storeRoot == b.storeRoot && a.content == b.content
             && a.xattrs == b.xattrs && a.xattrsChanging == b.xattrsChanging
+            && a.xattrsPending == b.xattrsPending
             && a.mtime.tv_sec == b.mtime.tv_sec
             && a.mtime.tv_nsec == b.mtime.tv_nsec && a.ctime.tv_sec == b.ctime.tv_sec
             && a.ctime.tv_nsec == b.ctime.tv_nsec
@@ -111,7 +113,8 @@ public struct ObjectRecord: Equatable, Sendable {
     static let xattrsChangingFlag: UInt16 = 4
 
     /// version ‖ kind ‖ u16 flags (bit 0: sparse) ‖ mode ‖ uid ‖ gid ‖ rdev ‖ size ‖ mtime (i64
-    /// seconds ‖ u32 nanoseconds) ‖ ctime (the same) ‖ content digest (16) ‖ attribute digest (16).
+    /// seconds ‖ u32 nanoseconds) ‖ ctime (the same) ‖ content digest (16) ‖ attribute digest (16) ‖ pending attribute
+    /// digest (16; zero unless a change is under way).
     var encoded: [UInt8] {
         var w = ByteWriter()
         w.u8(Self.version)
@@ -130,6 +133,7 @@ public struct ObjectRecord: Equatable, Sendable {
         }
         w.raw(withUnsafeBytes(of: content) { Array($0) })
         w.raw(withUnsafeBytes(of: xattrs) { Array($0) })
+        w.raw(withUnsafeBytes(of: xattrsChanging ? xattrsPending : .zero) { Array($0) })
         return w.bytes
     }
 
@@ -160,6 +164,10 @@ public struct ObjectRecord: Equatable, Sendable {
         let digest = try r.raw(16)
         content = digest.withUnsafeBytes { $0.loadUnaligned(as: BlockTag.self) }
         xattrs = try r.raw(16).withUnsafeBytes { $0.loadUnaligned(as: BlockTag.self) }
+        xattrsPending = try r.raw(16).withUnsafeBytes { $0.loadUnaligned(as: BlockTag.self) }
+        guard xattrsChanging || xattrsPending == .zero else {
+            throw FormatError.corruptMetadata("object record pending attribute digest")
+        }
         guard size >= 0, size <= BlockLayout.maxPlaintextSize, r.remaining == 0,
             kind == .regular || (kind == .symlink && size > 0 && size < 4096) || (kind != .symlink && size == 0)
         else {

@@ -41,16 +41,10 @@ public struct XattrSet: Sendable {
         digest ^= try Self.term(name, old, crypto)
     }
 
-    /// Whether the set is the one `record` names; when the record says a change was under way
-    /// (a crash cut it off), whether every value opens under its name instead.
-    public func isNamed(by record: ObjectRecord, path: String, with crypto: CryptoWorker) -> Bool {
-        guard record.xattrsChanging else { return digest == record.xattrs }
-        return tags.keys.allSatisfy { name in
-            guard let sealed = try? Syscall.getxattr(path, name), Self.tag(ofSealed: sealed) == tags[name] else {
-                return false
-            }
-            return (try? XattrCodec.openValue(sealed, backingName: name, with: crypto)) != nil
-        }
+    /// Whether the set is the one `record` names: its digest, or, while a change was under way
+    /// (a crash cut it off), the digest the change was to give.
+    public func isNamed(by record: ObjectRecord) -> Bool {
+        digest == record.xattrs || (record.xattrsChanging && digest == record.xattrsPending)
     }
 
     /// The `user.*` attributes of the backing object at `path` (a `/proc/self/fd` path), as

@@ -124,8 +124,11 @@ public struct SNPEvidenceVerifier: Sendable {
                     "certificate chain",
                     "\(kind ?? "endorsement") ← \(cn) ← \(root?.subjectCommonName ?? "root")"))
         }
-        // The signature, with the endorsement key.
-        if let key = try? ECDSAP384(publicKey: try endorsement.publicKey()),
+        // The signature, with the endorsement key. R and S are 72-byte little-endian fields of
+        // which a P-384 scalar takes the low 48 bytes: the rest must be zero (one report, one
+        // encoding).
+        let padding = report.bytes[(0x2A0 + 48)..<(0x2A0 + 72)] + report.bytes[(0x2A0 + 72 + 48)..<(0x2A0 + 144)]
+        if padding.allSatisfy({ $0 == 0 }), let key = try? ECDSAP384(publicKey: try endorsement.publicKey()),
             key.verify(report.signedBytes, r: report.signature.r, s: report.signature.s)
         {
             out.append(.pass("signature", "ECDSA P-384 over the report verifies with the \(kind ?? "endorsement") key"))

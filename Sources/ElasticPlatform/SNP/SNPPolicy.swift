@@ -70,6 +70,14 @@ public struct SNPPolicy: Sendable {
         if let unknown = top.keys.sorted().first(where: { !Self.keys.contains($0) }) {
             throw Invalid(description: "unknown policy key \"\(unknown)\"")
         }
+        // A key given must say something: null, an empty list or object would drop it unseen.
+        for (key, value) in top {
+            if value is NSNull { throw Invalid(description: "\(key): null (leave the key out to allow anything)") }
+            if let d = value as? [String: Any], d.isEmpty { throw Invalid(description: "\(key): empty") }
+            if let d = value as? [String: Any], let k = d.first(where: { $0.value is NSNull })?.key {
+                throw Invalid(description: "\(key).\(k): null")
+            }
+        }
         if let v = top["report_version"] as? [String: Any],
             let unknown = v.keys.sorted().first(where: { $0 != "minimum" && $0 != "maximum" })
         {
