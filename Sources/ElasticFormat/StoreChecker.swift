@@ -30,6 +30,9 @@ public final class StoreChecker {
         let path: String?
     }
     var damaged: [Damaged] = []
+    /// Objects whose attributes all open but are not the set their record names: `repair`
+    /// makes the record name them (problem index, backing directory, backing name).
+    var attributeSets: [(problem: Int, directory: String, backing: String)] = []
     /// Directories (backing paths from the root) whose entries do not match their sealed set,
     /// with the problem that says so: `repair` re-seals them to what they hold.
     var unsealed: [(directory: String, problem: Int)] = []
@@ -354,6 +357,7 @@ public final class StoreChecker {
             problem(
                 path,
                 "extended attributes are not the set its record names (one added, removed, copied in or put back)")
+            attributeSets.append((problems.count - 1, currentDirectory, backing))
         }
     }
 
@@ -381,9 +385,30 @@ public final class StoreChecker {
     /// to `elastic.quarantine` in BACKING, out of the mounted tree. Nothing is deleted. Run
     /// after `run()`; marks each problem with what was done.
     public func repair() throws {
-        guard !damaged.isEmpty || !unsealed.isEmpty else { return }
+        guard !damaged.isEmpty || !unsealed.isEmpty || !attributeSets.isEmpty else { return }
         let root = try Syscall.openat(store.directory.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         defer { Syscall.close(root) }
+        // Attributes the user keeps as they are (each opened under its name): the record names them.
+        for a in attributeSets {
+            do {
+                let dirfd =
+                    a.directory.isEmpty
+                    ? try Syscall.openat(root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                    : try Syscall.openBeneath(root, a.directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                defer { Syscall.close(dirfd) }
+                let fd = try Syscall.openat(dirfd, a.backing, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC)
+                defer { Syscall.close(fd) }
+                let digest = try XattrSet.read(path: "/proc/self/fd/\(fd)", with: crypto).digest
+                try BackingRecord.update(fd, with: crypto) {
+                    $0.xattrs = digest
+                    $0.xattrsChanging = false
+                    $0.xattrsPending = .zero
+                }
+                problems[a.problem].repaired = "the record now names the attributes as they are"
+            } catch {
+                problems[a.problem].repaired = "not repaired: \(error)"
+            }
+        }
         defer { resealEntrySets(root) }
         var lostAndFound: (fd: Int32, iv: [UInt8])? = nil
         var quarantine: Int32? = nil

@@ -77,6 +77,17 @@ struct XattrVersionTests {
                 .stdout
             #expect(r.contains("Input/output error"), "\(r)")
             #expect(try getfattr(s.path("g")) == "g-secret\n", "other objects are served")
+            // The user decides to keep what is there: fsck --repair makes the record name it.
+            try s.unmount()
+            let repair = try run(Env.elastic, ["fsck", s.backing, "--unlock-keyfile", s.keyFile, "--repair"])
+            #expect(
+                repair.status == 0 && repair.stdout.contains("the record now names the attributes as they are"),
+                "\(repair.stdout)")
+            try s.mount()
+            r = try sh("python3 -c 'import os,sys; print(os.listxattr(sys.argv[1]))' '\(s.path("f"))' 2>&1").stdout
+            #expect(r == "[]\n", "\(r)")
+            try setfattr(s.path("f"), "v3")
+            #expect(try getfattr(s.path("f")) == "v3\n")
         }
     }
 
