@@ -130,7 +130,7 @@ extension ElasticFilesystem {
         let loaded =
             try TagSnapshot.read(
                 fd: fd, fileID: h.fileID, size: h.record.size, digest: h.record.content, with: t.crypto)
-            ?? loadTags(fd: fd, size: h.record.size, t)
+            ?? loadTags(fd: fd, size: h.record.size, sparse: h.record.sparse, t)
         // (Logged once, with the inode, where the error becomes EIO.)
         guard loaded.digest == h.record.content else { throw FormatError.contentMismatch }
         return i.tags.withLock { current in
@@ -142,7 +142,7 @@ extension ElasticFilesystem {
 
     /// `BlockTags.load`, the second half of a large file (32 MiB and more) on the crypto helper:
     /// reading the tags touches every page of the backing file, two cores do it in half the time.
-    func loadTags(fd: Int32, size: Int64, _ t: ThreadState) throws -> BlockTags {
+    func loadTags(fd: Int32, size: Int64, sparse: Bool, _ t: ThreadState) throws -> BlockTags {
         let blocks = (size + Self.bs - 1) / Self.bs
         let split = BlockTags.splitPoint(blocks: blocks)
         if blocks >= 8192, let helper {
@@ -151,11 +151,15 @@ extension ElasticFilesystem {
             let ran = helper.run(
                 background: {
                     tail = Result {
-                        try BlockTags.load(fd: fd, size: size, range: split..<blocks, crypto: self.worker().crypto)
+                        try BlockTags.load(
+                            fd: fd, size: size, range: split..<blocks, mayHaveHoles: sparse,
+                            crypto: self.worker().crypto)
                     }
                 },
                 foreground: {
-                    head = Result { try BlockTags.load(fd: fd, size: size, range: 0..<split, crypto: t.crypto) }
+                    head = Result {
+                        try BlockTags.load(fd: fd, size: size, range: 0..<split, mayHaveHoles: sparse, crypto: t.crypto)
+                    }
                 })
             if ran {
                 let tags = try head.get()
@@ -163,7 +167,7 @@ extension ElasticFilesystem {
                 return tags
             }
         }
-        return try BlockTags.load(fd: fd, size: size, crypto: t.crypto)
+        return try BlockTags.load(fd: fd, size: size, mayHaveHoles: sparse, crypto: t.crypto)
     }
 
     /// Opens block `index` (`clen` cipher bytes at `cipher`) into `dst`: it must be the version

@@ -122,14 +122,16 @@ public final class BlockTags: @unchecked Sendable {
     /// Reads the tags of a file of `size` plaintext bytes from its backing file `fd` (holes
     /// skipped with SEEK_DATA, only the 16 tag bytes of each block copied out) and computes
     /// their digest; `range` limits it to some blocks (see `splitPoint` and `merge`). A block
-    /// the backing file is too short to hold counts as absent.
-    public static func load(fd: Int32, size: Int64, range: Range<Int64>? = nil, crypto: CryptoWorker) throws
-        -> BlockTags
-    {
+    /// the backing file is too short to hold counts as absent. `mayHaveHoles` false (a record
+    /// without the sparse flag) skips the search for holes (one `lseek` per batch).
+    public static func load(
+        fd: Int32, size: Int64, range: Range<Int64>? = nil, mayHaveHoles: Bool = true, crypto: CryptoWorker
+    ) throws -> BlockTags {
         let t = BlockTags()
         let all = (size + BlockLayout.blockSize - 1) / BlockLayout.blockSize
         let blocks = min(all, range?.upperBound ?? all)
-        let batch = 512  // two iovecs per block: IOV_MAX is 1024
+        // Two iovecs per block: IOV_MAX is 1024 (a small file allocates for its own blocks).
+        let batch = Int(max(1, min(512, blocks - (range?.lowerBound ?? 0))))
         let junk = UnsafeMutableRawPointer.allocate(byteCount: Int(BlockLayout.blockSize) + 12, alignment: 64)
         let tags = UnsafeMutablePointer<BlockTag>.allocate(capacity: batch)
         let iov = UnsafeMutablePointer<iovec>.allocate(capacity: 2 * batch)
@@ -140,7 +142,8 @@ public final class BlockTags: @unchecked Sendable {
         }
         var index: Int64 = range?.lowerBound ?? 0
         while index < blocks {
-            guard let next = try BlockLayout.nextDataBlock(fd, from: index), next < blocks else { break }
+            guard let next = mayHaveHoles ? try BlockLayout.nextDataBlock(fd, from: index) : index, next < blocks
+            else { break }
             index = next
             let n = Int(min(Int64(batch), blocks - index))
             var wanted = 0
