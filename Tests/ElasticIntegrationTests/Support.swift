@@ -98,7 +98,10 @@ final class MountedStore {
             close()
             throw TestFailure("elastic init failed: \(r.stderr)")
         }
-        try mount(options: options)
+        do { try mount(options: options) } catch {
+            close()  // nothing of a store that never mounted is left behind
+            throw error
+        }
     }
 
     func mount(options: [String] = []) throws {
