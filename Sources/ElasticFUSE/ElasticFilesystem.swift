@@ -773,7 +773,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// The kernel closed a file handle of `ino`.
     func release(_ ino: UInt64, fd: Int32) {
         Syscall.close(fd)
-        guard let i = try? inode(ino), i.openCount.subtract(1, ordering: .relaxed).newValue == 0 else { return }
+        guard let i = try? inode(ino), i.openCount.subtract(1, ordering: .relaxed).newValue == 0,
+            i.tags.withLock({ $0 }) != nil  // (a file never read or written holds none: no lock to take)
+        else { return }
         // Block tags are kept while the file is open (memory grows with open files, not with
         // the store): the next open loads and checks them again, from a snapshot for a large file.
         i.content.withWriteLock {

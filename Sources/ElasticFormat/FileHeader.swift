@@ -1,8 +1,8 @@
 import ElasticCrypto
 
 /// The header at the start of every backing file of a regular file or a special file (v2,
-/// 92 bytes): magic "ELFB" (4) ‖ version u16 BE = 2 (2) ‖ reserved u16 = 0 (2) ‖ file ID (16
-/// random bytes) ‖ the object's sealed `ObjectRecord` (68), bound to the file ID. The blocks
+/// `size` bytes): magic "ELFB" (4) ‖ version u16 BE = 2 (2) ‖ reserved u16 = 0 (2) ‖ file ID
+/// (16 random bytes) ‖ the object's sealed `ObjectRecord`, bound to the file ID. The blocks
 /// that follow are bound to the same ID. Every such backing file has one, even when empty.
 public struct FileHeader: Equatable, Sendable {
     public static let size = 24 + ObjectRecord.sealedSize

@@ -391,10 +391,7 @@ public final class StoreChecker {
         // Attributes the user keeps as they are (each opened under its name): the record names them.
         for a in attributeSets {
             do {
-                let dirfd =
-                    a.directory.isEmpty
-                    ? try Syscall.openat(root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                    : try Syscall.openBeneath(root, a.directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                let dirfd = try openDirectory(a.directory, beneath: root)
                 defer { Syscall.close(dirfd) }
                 let fd = try Syscall.openat(dirfd, a.backing, LinuxConstants.oPath | O_NOFOLLOW | O_CLOEXEC)
                 defer { Syscall.close(fd) }
@@ -418,11 +415,7 @@ public final class StoreChecker {
         }
         for d in damaged {
             do {
-                // The directory again, beneath the root and without following symlinks.
-                let dirfd =
-                    d.directory.isEmpty
-                    ? try Syscall.openat(root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                    : try Syscall.openBeneath(root, d.directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                let dirfd = try openDirectory(d.directory, beneath: root)
                 defer { Syscall.close(dirfd) }
                 if let path = d.path {
                     if lostAndFound == nil { lostAndFound = try openLostAndFound(root) }
@@ -448,6 +441,14 @@ public final class StoreChecker {
         }
     }
 
+    /// The backing directory at `path` (backing names from the store's root, "" = the root),
+    /// again, beneath `root` and without following symlinks.
+    func openDirectory(_ path: String, beneath root: Int32) throws -> Int32 {
+        path.isEmpty
+            ? try Syscall.openat(root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            : try Syscall.openBeneath(root, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    }
+
     /// After the moves: every directory that lost or gained entries, or whose entries did not
     /// match, gets a sealed set of what it now holds.
     func resealEntrySets(_ root: Int32) {
@@ -460,10 +461,7 @@ public final class StoreChecker {
         for (directory, index) in directories where !done.contains(directory) || index >= 0 {
             done.insert(directory)
             do {
-                let fd =
-                    directory.isEmpty
-                    ? try Syscall.openat(root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                    : try Syscall.openBeneath(root, directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                let fd = try openDirectory(directory, beneath: root)
                 defer { Syscall.close(fd) }
                 try EntryScan.reseal(fd, iv: try DirectoryIV.read(from: fd), with: crypto)
                 if index >= 0 { problems[index].repaired = "the directory's entry set re-sealed to what it holds" }

@@ -9,16 +9,16 @@ import Synchronization
 /// a writer copies the old bytes into its own slot of `elastic.undo` in BACKING (payload first,
 /// then the slot's header, all in the page cache, so the copy is complete before the overwrite
 /// starts), and clears the slot's magic once the file's record follows. At the next mount,
-/// `recover` puts back, for the overwrites that were under way, every block that fails and
-/// whose old copy authenticates: a file being written reads back as its old or new contents
-/// for each write.
+/// `recover` puts the kept bytes back into every file whose blocks are not the ones its record
+/// (content digest) names, and keeps them only if the file then is: a file being written reads
+/// back as its old or new contents for each write.
 /// Appends (nothing old to keep) cost nothing.
 ///
 /// Slot layout (at `slot × slotSize`): a 4,096-byte header, magic "ELUN" ‖ version u16 = 1 ‖
 /// path length u16 ‖ sequence u64 ‖ file ID (16) ‖ first block u64 ‖ payload length u32 ‖ the
 /// backing path (relative to BACKING), then the old cipher bytes from the first block's offset.
-/// The journal holds only ciphertext that was in BACKING before, and every block it puts back
-/// must authenticate for its file and index: the host gains nothing by editing it.
+/// The journal holds only ciphertext that was in BACKING before, and what it puts back must
+/// leave the file as its sealed record names it: the host gains nothing by editing it.
 public final class UndoJournal: Sendable {
     public static let fileName = BackingNames.undo
     static let magic: [UInt8] = Array("ELUN".utf8)
@@ -92,37 +92,13 @@ public final class UndoJournal: Sendable {
         try Syscall.pwrite(fd, [0, 0, 0, 0], at: Int64(slot) * slotSize)
     }
 
-    /// Puts back, in the store whose root is `rootfd`, every block a killed overwrite left
-    /// failing whose old copy in the journal authenticates; returns how many.
+    /// Puts back, in the store whose root is `rootfd`, what writes a kill interrupted changed
+    /// in files whose records never followed (each file left as its record names it); returns
+    /// how many blocks.
     public static func recover(rootfd: Int32, with crypto: CryptoWorker) throws -> Int {
-        let fd: Int32
-        do { fd = try Syscall.openat(rootfd, fileName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) } catch let e
-            as Errno where e == .noSuchFileOrDirectory
-        {
-            return 0
-        }
+        guard let fd = try openJournal(rootfd) else { return 0 }
         defer { Syscall.close(fd) }
-        let size = Int64(try Syscall.fstat(fd).st_size)
-        var records: [Record] = []
-        var header = [UInt8](repeating: 0, count: fixedHeader)
-        var slot: Int64 = 0
-        // Slots are found by their headers, at page boundaries (old cipher bytes never start
-        // with the magic and version: a nonce is random, and a false match must still authenticate).
-        while slot < size {
-            let n = try header.withUnsafeMutableBytes { try Syscall.pread(fd, $0.baseAddress!, fixedHeader, slot) }
-            if n == fixedHeader, Array(header[0..<4]) == magic, header[4] == 0, header[5] == 1 {
-                var r = ByteReader(Array(header[6...]))
-                let pathLength = Int(try r.u16()), seq = try r.u64(), fileID = try r.raw(16)
-                let first = Int64(try r.u64()), length = Int(try r.u32())
-                let path = try Syscall.preadBytes(fd, count: pathLength, at: slot + Int64(fixedHeader))
-                records.append(
-                    (
-                        seq, fileID, first, length, String(decoding: path, as: UTF8.self),
-                        slot + Int64(headerSize)
-                    ))
-            }
-            slot += 4096
-        }
+        let records = try self.records(in: fd)
         // Per file, its records newest first: a write that failed earlier may have left an
         // older one armed; the copies are applied one after the other until the file matches.
         var byFile: [[UInt8]: [Record]] = [:]
@@ -201,17 +177,41 @@ public final class UndoJournal: Sendable {
     /// Whether the journal of the store whose root is `rootfd` holds a record a crash left
     /// (for a read-only mount, which does not recover).
     public static func hasRecords(rootfd: Int32) -> Bool {
-        guard let fd = try? Syscall.openat(rootfd, fileName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) else {
-            return false
-        }
+        guard let fd = try? openJournal(rootfd) else { return false }
         defer { Syscall.close(fd) }
-        let size = Int64((try? Syscall.fstat(fd).st_size) ?? 0)
+        return !((try? records(in: fd)) ?? []).isEmpty
+    }
+
+    /// The journal of the store whose root is `rootfd`, read-only; nil when there is none.
+    static func openJournal(_ rootfd: Int32) throws -> Int32? {
+        do { return try Syscall.openat(rootfd, fileName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) } catch let e
+            as Errno where e == .noSuchFileOrDirectory
+        {
+            return nil
+        }
+    }
+
+    /// The armed records of the journal `fd`. Slots are found by their headers, at page
+    /// boundaries (old cipher bytes never start with the magic and version: a nonce is random,
+    /// and a false match must still leave the file as its record names it).
+    static func records(in fd: Int32) throws -> [Record] {
+        let size = Int64(try Syscall.fstat(fd).st_size)
+        var records: [Record] = []
+        var header = [UInt8](repeating: 0, count: fixedHeader)
         var slot: Int64 = 0
         while slot < size {
-            if let head = try? Syscall.preadBytes(fd, count: 6, at: slot), head == magic + [0, 1] { return true }
+            let n = try header.withUnsafeMutableBytes { try Syscall.pread(fd, $0.baseAddress!, fixedHeader, slot) }
+            if n == fixedHeader, Array(header[0..<4]) == magic, header[4] == 0, header[5] == 1 {
+                var r = ByteReader(Array(header[6...]))
+                let pathLength = Int(try r.u16()), seq = try r.u64(), fileID = try r.raw(16)
+                let first = Int64(try r.u64()), length = Int(try r.u32())
+                let path = try Syscall.preadBytes(fd, count: pathLength, at: slot + Int64(fixedHeader))
+                records.append(
+                    (seq, fileID, first, length, String(decoding: path, as: UTF8.self), slot + Int64(headerSize)))
+            }
             slot += 4096
         }
-        return false
+        return records
     }
 
     /// The largest record `recover` reads (a slot's payload at most).

@@ -6,16 +6,6 @@ import Testing
 /// the same index, is refused — between mounts and while mounted — and fsck names the file.
 @Suite(.enabled(if: Env.canMount, "needs root and /dev/fuse"))
 struct BlockVersionTests {
-    /// The backing path of the one regular backing file of `plainSize` bytes of plaintext.
-    func backing(_ s: MountedStore, plainSize: Int) throws -> String {
-        let blocks = plainSize / 4096, rest = plainSize % 4096
-        let size = 156 + blocks * 4124 + (rest > 0 ? rest + 28 : 0)
-        let found = try sh("find '\(s.backing)' -type f ! -name 'elastic.*' -size \(size)c").stdout.split(
-            separator: "\n")
-        guard found.count == 1 else { throw TestFailure("expected one backing file of \(size) bytes, found \(found)") }
-        return String(found[0])
-    }
-
     /// Copies cipher block `index` of `from` over the same block of `to` (a host's put-back).
     func putBack(block index: Int, from: String, to: String) -> String {
         "dd if='\(from)' of='\(to)' bs=1 skip=\(156 + index * 4124) seek=\(156 + index * 4124) count=4124 conv=notrunc status=none"
@@ -26,7 +16,7 @@ struct BlockVersionTests {
             try expectOK(
                 sh("head -c 12288 /dev/urandom > '\(s.path("db"))' && echo other > '\(s.path("other"))'"), "write")
             try s.unmount()
-            let b = try backing(s, plainSize: 12288)
+            let b = try s.backingFile(plainSize: 12288)
             try expectOK(sh("cp '\(b)' '\(s.dir)/old'"), "save")
             try s.mount()
             // One block changes (its tag with it); the others stay as they were.
@@ -58,7 +48,7 @@ struct BlockVersionTests {
     @Test func aBlockPutBackWhileMountedIsRefused() throws {
         try MountedStore.with { s in
             try expectOK(sh("head -c 12288 /dev/urandom > '\(s.path("f"))'"), "write")
-            let b = try backing(s, plainSize: 12288)
+            let b = try s.backingFile(plainSize: 12288)
             try expectOK(
                 sh(
                     "cp '\(b)' '\(s.dir)/old' && head -c 4096 /dev/zero | dd of='\(s.path("f"))' bs=4096 seek=2 conv=notrunc status=none && sync"
@@ -77,7 +67,7 @@ struct BlockVersionTests {
         try MountedStore.with { s in
             try expectOK(sh("echo 'fsynced data' > '\(s.path("f"))'"), "write")
             try s.unmount()
-            let f = try backing(s, plainSize: 13)
+            let f = try s.backingFile(plainSize: 13)
             try expectOK(sh("head -c 156 '\(f)' > '\(s.dir)/f-header'"), "save")
             try s.mount()
             try expectOK(sh("echo appended >> '\(s.path("f"))'"), "append")

@@ -18,16 +18,6 @@ struct EntrySetTests {
                 """), "populate")
     }
 
-    /// The backing path of the one file of `length` plaintext bytes.
-    func backing(_ s: MountedStore, length: Int) throws -> String {
-        let found = try sh("find '\(s.backing)' -type f ! -name 'elastic.*' -size \(156 + length + 28)c").stdout.split(
-            separator: "\n")
-        guard found.count == 1 else {
-            throw TestFailure("expected one backing file of \(length) bytes, found \(found)")
-        }
-        return String(found[0])
-    }
-
     func dirname(_ path: String) -> String { (path as NSString).deletingLastPathComponent }
 
     /// What a process sees of d and of the rest.
@@ -45,8 +35,9 @@ struct EntrySetTests {
         try MountedStore.with { s in
             try populate(s)
             try s.unmount()
-            let a = try backing(s, length: 2), b = try backing(s, length: 3), c = try backing(s, length: 4)
-            let e = try backing(s, length: 6)
+            let a = try s.backingFile(plainSize: 2), b = try s.backingFile(plainSize: 3),
+                c = try s.backingFile(plainSize: 4)
+            let e = try s.backingFile(plainSize: 6)
             try expectOK(
                 sh(tamper, env: ["A": a, "B": b, "C": c, "D": dirname(a), "E": dirname(e)]), "tamper")
             try s.mount()
@@ -94,7 +85,7 @@ struct EntrySetTests {
         try MountedStore.with { s in
             try populate(s)
             #expect(try sh("ls '\(s.path("d"))' | tr '\\n' ' '").stdout == "a bb ccc ")
-            let a = try backing(s, length: 2), b = try backing(s, length: 3)
+            let a = try s.backingFile(plainSize: 2), b = try s.backingFile(plainSize: 3)
             // Swap a and bb.
             try expectOK(sh("mv '\(a)' '\(a).t' && mv '\(b)' '\(a)' && mv '\(a).t' '\(b)' && sleep 1.5"), "swap")
             let swapped = try sh("cat '\(s.path("d/a"))' 2>&1; true").stdout
@@ -118,7 +109,7 @@ struct EntrySetTests {
     @Test func directoryPutBackWhileMounted() throws {
         try MountedStore.with { s in
             try populate(s)
-            let d = dirname(try backing(s, length: 2))
+            let d = dirname(try s.backingFile(plainSize: 2))
             try expectOK(sh("cp -a '\(d)' '\(s.dir)/old' && printf 'new\\n' > '\(s.path("d/new"))'"), "snapshot")
             // Drop the kernel's dentries and inodes, so the daemon forgets d and reads it again.
             try expectOK(
@@ -136,7 +127,7 @@ struct EntrySetTests {
     @Test func filePutBackWhileMountedIsRefused() throws {
         try MountedStore.with { s in
             try expectOK(sh("echo version-one > '\(s.path("f"))' && echo other > '\(s.path("g"))'"), "v1")
-            let f = try backing(s, length: 12)
+            let f = try s.backingFile(plainSize: 12)
             try expectOK(
                 sh(
                     "cp '\(f)' '\(s.dir)/old' && echo version-two-longer > '\(s.path("f"))' && sleep 1.2 && cp '\(s.dir)/old' '\(f)' && echo 2 > /proc/sys/vm/drop_caches && sleep 1.2"
@@ -153,7 +144,7 @@ struct EntrySetTests {
         try MountedStore.with { s in
             try populate(s)
             try s.unmount()
-            let d = dirname(try backing(s, length: 2))
+            let d = dirname(try s.backingFile(plainSize: 2))
             try expectOK(sh("cp '\(d)/elastic.diriv' '\(s.backing)/elastic.diriv'"), "tamper")
             let r = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "keyfile=" + s.keyFile])
             #expect(r.status == 14 && r.stderr.contains("not the store's root"), "\(r.status) \(r.stderr)")
@@ -167,7 +158,7 @@ struct EntrySetTests {
         try MountedStore.with { s in
             try populate(s)
             try s.unmount()
-            let d = dirname(try backing(s, length: 2))
+            let d = dirname(try s.backingFile(plainSize: 2))
             let hash = String(repeating: "A", count: 43)
             try expectOK(
                 sh(

@@ -5,16 +5,6 @@ import Testing
 /// in the VM still sees what ELASTIC recorded, or gets EIO, never the host's version.
 @Suite(.enabled(if: Env.canMount, "needs root and /dev/fuse"))
 struct RecordTamperTests {
-    /// The backing path of the one regular backing file of `plainSize` bytes of plaintext.
-    func backing(_ s: MountedStore, plainSize: Int) throws -> String {
-        let blocks = plainSize / 4096, rest = plainSize % 4096
-        let size = 156 + blocks * 4124 + (rest > 0 ? rest + 28 : 0)
-        let found = try sh("find '\(s.backing)' -type f ! -name 'elastic.*' -size \(size)c").stdout.split(
-            separator: "\n")
-        guard found.count == 1 else { throw TestFailure("expected one backing file of \(size) bytes, found \(found)") }
-        return String(found[0])
-    }
-
     /// The backing directory of the one directory at the top of the store.
     func onlyDirectory(_ s: MountedStore) throws -> String {
         let found = try sh("find '\(s.backing)' -mindepth 1 -maxdepth 1 -type d ! -name 'elastic.*'").stdout
@@ -36,7 +26,7 @@ struct RecordTamperTests {
             try expectOK(
                 sh("head -c 5000 /dev/urandom > '\(s.path("secret"))' && chmod 0600 '\(s.path("secret"))'"), "write")
             try s.unmount()
-            let b = try backing(s, plainSize: 5000)
+            let b = try s.backingFile(plainSize: 5000)
             // The host makes the backing file world-writable, setuid, and another user's.
             try expectOK(sh("chmod 6777 '\(b)' && chown 1000:1000 '\(b)'"), "tamper")
             try s.mount()
@@ -84,7 +74,7 @@ struct RecordTamperTests {
                 ),
                 "write")
             try s.unmount()
-            let b = try backing(s, plainSize: 5)
+            let b = try s.backingFile(plainSize: 5)
             // The host swaps the file for a device node of the VM's memory, mode 0666. (Its
             // directory's entry set no longer verifies: the directory is refused as a whole.)
             try expectOK(sh("rm '\(b)' && mknod -m 0666 '\(b)' c 1 1"), "tamper")
@@ -106,7 +96,7 @@ struct RecordTamperTests {
                 ), "populate")
             #expect(try sh("find '\(s.backing)' -type l | wc -l").stdout == "0\n")
             try s.unmount()
-            let log = try backing(s, plainSize: 5)
+            let log = try s.backingFile(plainSize: 5)
             try expectOK(sh("rm '\(log)' && ln -s /etc/passwd '\(log)'"), "tamper")
             try s.mount()
             let r = try sh(
@@ -143,7 +133,7 @@ struct RecordTamperTests {
                 "write")
             let grownSum = try sh("md5sum < '\(s.path("grown"))'").stdout
             try s.unmount()
-            let cut = try backing(s, plainSize: 12288), grown = try backing(s, plainSize: 8200)
+            let cut = try s.backingFile(plainSize: 12288), grown = try s.backingFile(plainSize: 8200)
             // Cut at a block boundary (v1 read this as a shorter, valid file); zeros appended.
             try expectOK(
                 sh("truncate -s \(156 + 2 * 4124) '\(cut)' && head -c 9000 /dev/zero >> '\(grown)'"), "tamper")
@@ -168,7 +158,7 @@ struct RecordTamperTests {
                     "head -c 12288 /dev/urandom > '\(s.path("dense"))' && truncate -s 1G '\(s.path("sparse"))' && printf end >> '\(s.path("sparse"))'"
                 ), "write")
             try s.unmount()
-            let dense = try backing(s, plainSize: 12288)
+            let dense = try s.backingFile(plainSize: 12288)
             try zeroBlock(1, of: dense)
             try s.mount()
             let r = try sh(
@@ -210,7 +200,7 @@ struct RecordTamperTests {
             let before = try sh("stat -c '%Y %Z' '\(s.path("built.o"))'").stdout
             #expect(before.hasPrefix("1893456000 "), "\(before)")
             try s.unmount()
-            let b = try backing(s, plainSize: 3)
+            let b = try s.backingFile(plainSize: 3)
             try expectOK(sh("touch -d '2001-01-01 00:00:00' '\(b)'"), "tamper")
             try s.mount()
             #expect(try sh("stat -c '%Y %Z' '\(s.path("built.o"))'").stdout == before)
@@ -229,7 +219,7 @@ struct RecordTamperTests {
         try MountedStore.with { s in
             try expectOK(sh("mkdir '\(s.path("e"))' && echo victim > '\(s.path("e/victim"))'"), "write")
             try s.unmount()
-            let victim = try backing(s, plainSize: 7)
+            let victim = try s.backingFile(plainSize: 7)
             try expectOK(
                 sh(
                     "(printf 'ELFB\\000\\002\\000\\000'; cat '\(s.backing)/elastic.diriv') > '\(s.dir)/h' && cat '\(s.dir)/h' > '\(victim)'"
@@ -253,7 +243,7 @@ struct RecordTamperTests {
                 sh("fallocate -l 12288 '\(s.path("p"))' && mkdir '\(s.path("d"))' && chmod 0755 '\(s.mountpoint)'"),
                 "allocate")
             try s.unmount()
-            let p = try backing(s, plainSize: 12288)
+            let p = try s.backingFile(plainSize: 12288)
             try zeroBlock(1, of: p)
             let dir = try onlyDirectory(s)
             try s.mount()
@@ -270,7 +260,7 @@ struct RecordTamperTests {
         try MountedStore.with { s in
             try expectOK(sh("mkdir '\(s.path("d"))' && head -c 777 /dev/urandom > '\(s.path("d/f"))'"), "write")
             try s.unmount()
-            let b = try backing(s, plainSize: 777)
+            let b = try s.backingFile(plainSize: 777)
             try flipByte(b, at: 50)  // inside the sealed record
             let r = try run(Env.elastic, ["fsck", s.backing, "--unlock-keyfile", s.keyFile])
             #expect(r.status == 40, "\(r.stdout)")

@@ -1,3 +1,4 @@
+import ElasticFormat
 import Foundation
 import Testing
 
@@ -192,6 +193,17 @@ final class MountedStore {
             if mounted { _ = try? run("/bin/fusermount3", ["-uz", mountpoint]) }
         }
         _ = try? run("/bin/rm", ["-rf", dir])
+    }
+
+    /// The backing path of the one file (not ELASTIC's own) whose plaintext is `plainSize`
+    /// bytes: its backing length is what the block layout gives.
+    func backingFile(plainSize: Int) throws -> String {
+        let size = BlockLayout.ciphertextSize(plain: Int64(plainSize))
+        let found = try sh("find '\(backing)' -type f ! -name 'elastic.*' -size \(size)c").stdout.split(separator: "\n")
+        guard found.count == 1 else {
+            throw TestFailure("expected one backing file of \(plainSize) plaintext bytes, found \(found)")
+        }
+        return String(found[0])
     }
 
     /// Runs `body` on a fresh mounted store and always cleans up.

@@ -18,15 +18,6 @@ struct XattrVersionTests {
         try expectOK(run("/usr/bin/env", ["python3", "-c", script, x, y]), "host: \(code)")
     }
 
-    /// The backing path of the object whose plaintext is `content` bytes long (a file) or of
-    /// the one top-level directory.
-    func backingFile(_ s: MountedStore, length: Int) throws -> String {
-        let found = try sh("find '\(s.backing)' -type f ! -name 'elastic.*' -size \(156 + length + 28)c").stdout
-            .split(separator: "\n")
-        guard found.count == 1 else { throw TestFailure("expected one backing file, found \(found)") }
-        return String(found[0])
-    }
-
     func getfattr(_ path: String, _ name: String = "user.tag") throws -> String {
         try sh(
             "python3 -c 'import os,sys; print(os.getxattr(sys.argv[1], sys.argv[2]).decode())' '\(path)' '\(name)' 2>&1; true"
@@ -47,7 +38,7 @@ struct XattrVersionTests {
             try setfattr(s.path("f"), "v1")
             try setfattr(s.path("g"), "g-secret")
             try s.unmount()
-            let f = try backingFile(s, length: 4), g = try backingFile(s, length: 6)
+            let f = try s.backingFile(plainSize: 4), g = try s.backingFile(plainSize: 6)
             try host(s, "open('\(s.dir)/old', 'wb').write(repr(attrs(X)).encode())", f)
             try s.mount()
             try setfattr(s.path("f"), "v2")
@@ -98,7 +89,7 @@ struct XattrVersionTests {
             try expectOK(sh("echo one > '\(s.path("f"))' && mkdir '\(s.path("d"))'"), "write")
             try setfattr(s.path("f"), "v1")
             try setfattr(s.path("d"), "d1")
-            let f = try backingFile(s, length: 4)
+            let f = try s.backingFile(plainSize: 4)
             let d = try sh("find '\(s.backing)' -mindepth 1 -maxdepth 1 -type d").stdout.trimmingCharacters(
                 in: .whitespacesAndNewlines)
             try host(s, "open('\(s.dir)/old', 'wb').write(repr((attrs(X), attrs(Y))).encode())", f, d)
