@@ -28,36 +28,23 @@ extension ElasticFilesystem {
         // With no inode for it, nothing of this daemon is changing the file: the header (the
         // bytes just authenticated) must be the last this mount saw or wrote. Compared and
         // noted under the table lock, where a new inode (and so any write) would have to be.
-        let sealed = Array(raw[Int(FileHeader.recordOffset)...])
-        let stale = inodes.withLock { t -> Bool in
-            guard t.byKey[expected] == nil else { return false }
-            return knownRecords.withLock { known in
-                let digest = Self.digest(sealed)
-                if let last = known[ObjectID(h.fileID)], last != digest { return true }
-                known[ObjectID(h.fileID)] = digest
-                return false
-            }
+        let accepted = inodes.withLock { t -> Bool in
+            guard t.byKey[expected] == nil else { return true }
+            return versions.accepts(VersionKey(ObjectID(h.fileID), .record), h.record.version)
         }
-        if stale {
+        if !accepted {
             logger.error(
-                "file header is an earlier version than this mount saw: refusing the file",
+                "file header is an earlier version than the store recorded: refusing the file",
                 metadata: ["backing.ino": "\(st.st_ino)"])
             throw FormatError.corruptHeader(
-                "an earlier version of the file (its record changed since this mount saw it)")
+                "an earlier version of the file (its record is not the one the store recorded)")
         }
         return h
     }
 
-    /// A short keyed digest of a sealed record (Swift's per-process random `Hasher` seed).
-    static func digest(_ sealed: [UInt8]) -> Int {
-        var hasher = Hasher()
-        hasher.combine(bytes: UnsafeRawBufferPointer(start: sealed, count: sealed.count))
-        return hasher.finalize()
-    }
-
-    /// Notes the sealed record this mount last wrote or read for the file `fileID`.
-    func remember(_ fileID: [UInt8], sealed: [UInt8]) {
-        knownRecords.withLock { $0[ObjectID(fileID)] = Self.digest(sealed) }
+    /// Notes `record`, just sealed by `crypto` for the file `fileID`, as its current version.
+    func remember(_ fileID: [UInt8], _ record: ObjectRecord, sealedBy crypto: CryptoWorker) {
+        versions.note(VersionKey(ObjectID(fileID), .record), record.sealedBy(crypto).version)
     }
 
     func readHeader(fd: Int32, backingIno: ino_t) throws -> FileHeader {
@@ -97,10 +84,11 @@ extension ElasticFilesystem {
         change(&h.record)
         // The record names the blocks as they now are (the tags follow every block written).
         if let tags = i.tags.withLock({ $0 }) { h.record.content = tags.digest }
-        let sealed = try h.sealedRecord(with: worker().crypto)
+        let crypto = try worker().crypto
+        let sealed = try h.sealedRecord(with: crypto)
         try sealed.withUnsafeBytes { try Syscall.pwrite(fd, $0.baseAddress!, $0.count, FileHeader.recordOffset) }
         i.header.withLock { $0 = h }
-        remember(h.fileID, sealed: sealed)
+        remember(h.fileID, h.record, sealedBy: crypto)
         // The write's blocks and record are both in place: its journal record is done.
         let t = try worker()
         t.kept = nil
@@ -113,9 +101,9 @@ extension ElasticFilesystem {
     /// Creates the header of a new backing file (open for writing as `fd`).
     func writeNewHeader(fd: Int32, _ record: ObjectRecord) throws -> FileHeader {
         let h = try FileHeader.new(record)
-        let bytes = try h.encode(with: worker().crypto)
-        try Syscall.pwrite(fd, bytes, at: 0)
-        remember(h.fileID, sealed: Array(bytes[Int(FileHeader.recordOffset)...]))
+        let crypto = try worker().crypto
+        try Syscall.pwrite(fd, try h.encode(with: crypto), at: 0)
+        remember(h.fileID, h.record, sealedBy: crypto)
         return h
     }
 

@@ -80,7 +80,7 @@ extension ElasticFilesystem {
             dir.entries = DirectoryEntries(ids: [:], committed: .empty, iv: iv)
             dir.entriesLoaded.store(true, ordering: .releasing)
         }
-        knownEntrySets.withLock { $0[ObjectID(iv)] = .empty }
+        versions.note(VersionKey(ObjectID(iv), .entries), EntrySetState.version(of: .empty, session: session))
     }
 
     private func loadEntries(_ dir: Inode) throws {
@@ -127,15 +127,15 @@ extension ElasticFilesystem {
                     "\(found.ids.count) entries in BACKING, \(info.entries.committed.count) in the sealed set, or other ones"
                 )
             }
-            let id = ObjectID(iv)
-            if let known = knownEntrySets.withLock({ $0[id] }), known != digest {
+            let key = VersionKey(ObjectID(iv), .entries)
+            guard versions.accepts(key, EntrySetState.version(of: digest, session: info.entries.session)) else {
                 throw FormatError.corruptMetadata(
-                    "an earlier version of the directory (its entries changed since this mount saw them)")
+                    "an earlier version of the directory (its entries are not the ones the store recorded)")
             }
             if info.entries != EntrySetState(committed: digest), !readOnly {
                 try DirectoryIV.writeEntrySet(EntrySetState(committed: digest), iv: iv, in: d, with: crypto)
+                versions.note(key, EntrySetState.version(of: digest, session: session))
             }
-            knownEntrySets.withLock { $0[id] = digest }
             return DirectoryEntries(ids: found.ids, committed: digest, iv: iv)
         }
     }
@@ -227,7 +227,8 @@ extension ElasticFilesystem {
             for r in p.change.remove { p.entries.ids[r.name] = nil }
             for a in p.change.add { p.entries.ids[a.name] = a.id }
             p.entries.committed = p.next
-            knownEntrySets.withLock { $0[ObjectID(p.entries.iv)] = p.next }
+            versions.note(
+                VersionKey(ObjectID(p.entries.iv), .entries), EntrySetState.version(of: p.next, session: session))
             // Committed with the directory's new mtime and ctime, in one write.
             let dir = p.change.directory
             do {
@@ -238,7 +239,7 @@ extension ElasticFilesystem {
                     try DirectoryIV.writeRecordAndEntrySet(
                         record, EntrySetState(committed: p.next), iv: p.entries.iv, fd: p.fd, with: crypto)
                     dir.directoryRecord.withLock { $0 = record }
-                    knownDirectoryRecords.withLock { $0[ObjectID(p.entries.iv)] = record }
+                    versions.note(VersionKey(ObjectID(p.entries.iv), .record), record.sealedBy(crypto).version)
                 }
             } catch {
                 // The pending set is the one BACKING has: the next load settles it.

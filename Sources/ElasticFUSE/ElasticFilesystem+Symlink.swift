@@ -42,7 +42,7 @@ extension ElasticFilesystem {
                 sealed.record.content = tags.digest
                 let bytes = try sealed.sealedRecord(with: t.crypto)
                 try Syscall.pwrite(fd, bytes, at: FileHeader.recordOffset)
-                remember(sealed.fileID, sealed: bytes)
+                remember(sealed.fileID, sealed.record, sealedBy: t.crypto)
                 return sealed
             }
             defer { Syscall.close(fd) }

@@ -37,15 +37,12 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// Descriptors of directories (bounded) and of pinned objects.
     let handles = HandleCache(capacity: HandleCache.defaultCapacity())
     let names = NameCache()
-    /// The last entry-set digest this mount saw or wrote for every directory (by IV): a
-    /// directory read again after its inode was forgotten must still match it.
-    let knownEntrySets = Mutex<[ObjectID: EntryDigest]>([:])
-    /// A digest of the sealed record this mount last wrote or read for every file (by file ID):
-    /// a header read again after its inode was forgotten must still be that one.
-    let knownRecords = Mutex<[ObjectID: Int]>([:])
-    /// The record this mount last wrote or read for every directory (by IV): a directory's
-    /// record read again after its inode was forgotten must still be that one.
-    let knownDirectoryRecords = Mutex<[ObjectID: ObjectRecord]>([:])
+    /// The version of every object's record and every directory's entries the store recorded,
+    /// and what this mount wrote or accepted since: whatever is read again from BACKING (a
+    /// header after its inode was forgotten, a directory's record or entries) must be that one.
+    let versions: VersionMap
+    /// The session this mount seals records in (0 on a read-only mount).
+    let session: UInt64
     /// Changes when a directory's `elastic.diriv` is put back (a failed removal): descriptors
     /// threads keep on those files (`dirivFile`) are then reopened.
     let dirivEpoch = Atomic<UInt64>(0)
@@ -70,9 +67,12 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// A filesystem over `store`, whose control file `control` serves.
     public init(
         store: UnlockedStore, control: ControlDispatcher, logger: Logger, debug: Bool = false, readOnly: Bool = false,
-        cacheTimeout: Double = 1.0, parallelCrypto: Bool = true, controlGroup: gid_t? = nil
+        cacheTimeout: Double = 1.0, parallelCrypto: Bool = true, controlGroup: gid_t? = nil,
+        versions: VersionMap, session: UInt64
     ) throws {
         self.store = store
+        self.versions = versions
+        self.session = session
         controlOwner = (getuid(), controlGroup ?? getgid(), controlGroup == nil ? 0o600 : 0o660)
         self.control = control
         self.cacheTimeout = cacheTimeout
@@ -96,10 +96,22 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 "a write a crash interrupted is still in the undo journal: its file fails (EIO) until the store is mounted read-write once"
             )
         }
+        // After a crash (or on a new store), every object's version is read now, so the map
+        // names each one again and only those are accepted from here on.
+        if !readOnly, let from = versions.reconcileFrom {
+            var walk = VersionWalk(map: versions, crypto: try CryptoWorker(keys: store.keys, session: session))
+            walk.run(rootfd: store.directory.fd)
+            logger.notice(
+                "read the version of every object (the store's versions map lacked the changes of session \(from) on)",
+                metadata: ["objects": "\(walk.objects)", "refused": "\(walk.refused.count)"])
+            for r in walk.refused {
+                logger.error("object refused: \(r.what)", metadata: ["path": "\(r.path)"])
+            }
+        }
         undo =
             readOnly
             ? nil : try UndoJournal(rootfd: store.directory.fd, maxPayload: ThreadState.cipherCapacity)
-        threads = ThreadStateKey(keys: store.keys, undo: undo)
+        threads = ThreadStateKey(keys: store.keys, session: session, undo: undo)
         inodes.withLock {
             $0.byID[Self.rootID] = root
             $0.byKey[root.key] = root
@@ -461,14 +473,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 metadata: ["fuse.ino": "\(dir.id)", "backing.ino": "\(dir.key.ino)", "why": "\(e)"])
             throw e
         }
-        let stale = knownDirectoryRecords.withLock { known -> Bool in
-            if let last = known[ObjectID(info.iv)], last != info.record { return true }
-            known[ObjectID(info.iv)] = info.record
-            return false
-        }
-        if stale {
+        if !versions.accepts(VersionKey(ObjectID(info.iv), .record), info.record.version) {
             logger.error(
-                "directory record is an earlier version than this mount saw: refusing the directory",
+                "directory record is an earlier version than the store recorded: refusing the directory",
                 metadata: ["fuse.ino": "\(dir.id)", "backing.ino": "\(dir.key.ino)"])
             throw FormatError.integrity("an earlier version of the directory's record")
         }
@@ -487,9 +494,10 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         var (iv, record) = try directoryInfo(dir)
         record.ctime = ObjectRecord.now()
         change(&record)
-        try withHandle(dir) { d in try DirectoryIV.writeRecord(record, iv: iv, in: d, with: worker().crypto) }
+        let crypto = try worker().crypto
+        try withHandle(dir) { d in try DirectoryIV.writeRecord(record, iv: iv, in: d, with: crypto) }
         dir.directoryRecord.withLock { $0 = record }
-        knownDirectoryRecords.withLock { $0[ObjectID(iv)] = record }
+        versions.note(VersionKey(ObjectID(iv), .record), record.sealedBy(crypto).version)
     }
 
     /// The backing name of `name` in `parent` (and whether it is the long form).
@@ -628,7 +636,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 defer { Syscall.close(dfd) }
                 var m = mode & 0o7777
                 if n.owner.setgidParent { m |= S_ISGID }
-                iv = try DirectoryIV.create(in: dfd, record: newRecord(.directory, m, n), with: worker().crypto)
+                let record = newRecord(.directory, m, n), crypto = try worker().crypto
+                iv = try DirectoryIV.create(in: dfd, record: record, with: crypto)
+                versions.note(VersionKey(ObjectID(iv), .record), record.sealedBy(crypto).version)
                 // The backing directory mirrors owner and mode (what is served is the record's).
                 try chownNew(n.dirfd, temporary, n.owner)
                 try Syscall.chmod(fd: dfd, m)
@@ -812,6 +822,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 let survivor = openIfOtherNamesRemain(victim, dirfd, b.name)
                 defer { if let survivor { Syscall.close(survivor) } }
                 let pinned = pinIfStillReachable(victim, losing: key)
+                let lastName = (try? Syscall.lstatat(dirfd, b.name))?.st_nlink == 1
                 do {
                     try changingEntries([EntryChange(directory: parent, remove: [(b.name, id)])]) {
                         try Syscall.unlinkat(dirfd, b.name, 0)
@@ -820,6 +831,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                     if pinned, let victim { handles.unpin(victim) }
                     throw error
                 }
+                if lastName { versions.remove(id) }
                 nameRemoved(key)
                 removeSidecar(dirfd, b)
                 if let survivor, let victim { try? touchChanged(victim, fd: survivor) }
@@ -861,6 +873,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                     if pinned, let victim { handles.unpin(victim) }
                     throw error
                 }
+                versions.remove(id)
                 nameRemoved(key)
                 removeSidecar(dirfd, b)
             }
@@ -885,11 +898,14 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     func checkEmptyAsSealed(_ parent: Inode, _ name: String, _ dfd: Int32) throws {
         let info = try DirectoryIV.readInfo(from: dfd, with: worker().crypto)
         let state = info.entries
-        // What this mount last saw of it counts too: an emptier IV file put back is not believed.
-        let known = knownEntrySets.withLock { $0[ObjectID(info.iv)] }
-        if let known, known.count != 0, state.committed.count == 0 || state.pending?.count == 0 {
+        // The recorded version counts too: an emptier IV file put back is not believed.
+        let key = VersionKey(ObjectID(info.iv), .entries)
+        let candidates = [state.committed] + (state.pending.map { [$0] } ?? [])
+        guard
+            candidates.contains(where: { versions.accepts(key, EntrySetState.version(of: $0, session: state.session)) })
+        else {
             throw refusedEntry(
-                parent, name, "an earlier version of the directory (its entries changed since this mount saw them)")
+                parent, name, "an earlier version of the directory (its entries are not the ones the store recorded)")
         }
         guard state.committed.count != 0 && state.pending?.count != 0 else { return }
         let found = try EntryScan.scan(dfd)
@@ -958,6 +974,8 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         var replacedDirectory: Int32? = nil
         defer { if let fd = replacedDirectory { Syscall.close(fd) } }
         var victim: Inode? = nil
+        // The object the rename removes (its last name replaced): its version goes with it.
+        var replacedID: ObjectID? = nil
         if !exchange, flags & LinuxConstants.renameNoReplace == 0, let dst = try? Syscall.lstatat(tofd, to.name) {
             let src = try Syscall.lstatat(fromfd, from.name)
             if DevIno(src) == DevIno(dst) { return }  // same object: rename(2) does nothing
@@ -969,6 +987,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 try checkEmptyAsSealed(newParent, to.name, dfd)
             }
             victim = inodes.read { $0.byName[toKey] }
+            if dst.st_nlink == 1 || dst.st_mode & S_IFMT == S_IFDIR { replacedID = newParent.entries?.ids[to.name] }
         }
         let pinned = pinIfStillReachable(victim, losing: toKey)
         // Renamed files get a new ctime (as on ext4): opened now, through their old names.
@@ -988,6 +1007,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             if pinned, let victim { handles.unpin(victim) }
             throw error
         }
+        if let replacedID { versions.remove(replacedID) }
         if victim != nil { nameRemoved(toKey) }
         // The moved objects keep their inodes under their new names.
         let (moved, other) = inodes.withLock { t -> (Inode?, Inode?) in

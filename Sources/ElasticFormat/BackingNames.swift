@@ -13,6 +13,8 @@ public enum BackingNames {
     public static let root = "elastic.root"
     /// Held (flock) by the one daemon that has the store mounted (`StoreLock`).
     public static let lock = "elastic.lock"
+    /// The versions map (`SortedVersions`), named by the root.
+    public static let versions = "elastic.versions"
     /// Old cipher bytes kept before each overwrite (`UndoJournal`), at the root of BACKING.
     public static let undo = "elastic.undo"
     /// Where `elastic fsck --repair` puts entries whose names cannot be read (never shown).

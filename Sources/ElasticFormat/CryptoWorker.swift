@@ -15,8 +15,13 @@ public final class CryptoWorker {
     /// Scratch for the nonces of one request (one RAND_bytes call per request).
     private var nonces: [UInt8] = []
 
-    public init(keys: StoreKeys, format: BlockFormat = .current) throws {
+    /// The session this worker's records and entry sets are sealed in (`StoreRoot.Sessions`;
+    /// 0 for a worker that only reads).
+    public let session: UInt64
+
+    public init(keys: StoreKeys, format: BlockFormat = .current, session: UInt64 = 0) throws {
         self.keys = keys
+        self.session = session
         self.format = format
         content = try format.contentCipher(keys)
         names = try AESSIV(key: keys.names)

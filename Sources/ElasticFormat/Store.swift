@@ -166,7 +166,8 @@ public enum Store {
         let top = try Syscall.fstat(directory.fd)
         var record = ObjectRecord(kind: .directory, mode: top.st_mode, uid: top.st_uid, gid: top.st_gid)
         record.storeRoot = true
-        try DirectoryIV.create(in: directory.fd, record: record, with: try CryptoWorker(keys: store.keys))
+        // Sealed in session 1, the first of every store (`StoreRoot.Sessions`).
+        try DirectoryIV.create(in: directory.fd, record: record, with: try CryptoWorker(keys: store.keys, session: 1))
         let bytes = try config.encode(keys: store.keys)
         try store.root.create(configBytes: bytes, keyStoreBytes: nil)
         try Syscall.writeFileAtomically(directory.fd, BackingNames.config, bytes, mode: 0o400)

@@ -53,7 +53,12 @@ public final class StoreChecker {
     }
 
     let store: UnlockedStore
-    let crypto: CryptoWorker
+    /// Reads with session 0; `repair` writes in a session of its own.
+    var crypto: CryptoWorker
+    /// The versions the store recorded (nil: its versions map does not open, reported).
+    var versions: VersionMap?
+    /// Problems that are versions the map does not name: `repair` accepts them as they are.
+    var staleVersions: [Int] = []
     public private(set) var problems: [Problem] = []
     public private(set) var counts = Counts()
     /// Blocks of interrupted writes put back from the undo journal before the check (what the
@@ -75,6 +80,10 @@ public final class StoreChecker {
         do { _ = try store.keyStoreFile().load() } catch {
             problems.append(Problem(path: BackingNames.keyStore, what: "key store does not open: \(error)"))
         }
+        do { versions = try store.root.readVersions() } catch {
+            problems.append(Problem(path: BackingNames.versions, what: "\(error)"))
+            staleVersions.append(problems.count - 1)
+        }
         let rootfd = try Syscall.openat(store.directory.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         defer { Syscall.close(rootfd) }
         // A write a crash interrupted is not damage: it is undone first, as a mount would.
@@ -84,6 +93,13 @@ public final class StoreChecker {
 
     func problem(_ path: String, _ what: String) {
         problems.append(Problem(path: path.isEmpty ? "/" : path, what: what))
+    }
+
+    /// Checks `version` of `key` against the versions the store recorded.
+    func checkVersion(_ key: VersionKey, _ version: ObjectVersion, _ path: String, _ what: String) {
+        guard let versions, !versions.accepts(key, version) else { return }
+        problem(path, "an earlier version of the \(what) than the store recorded (an older copy put back)")
+        staleVersions.append(problems.count - 1)
     }
 
     /// A problem whose entry `repair` can move aside.
@@ -99,7 +115,7 @@ public final class StoreChecker {
     static let rootInternal: Set<String> = [
         BackingNames.config, BackingNames.keyStore, BackingNames.root, BackingNames.lock, BackingNames.longLinks,
         BackingNames.dirIV, BackingNames.undo,
-        BackingNames.quarantine,
+        BackingNames.quarantine, BackingNames.versions,
     ]
 
     func checkDirectory(_ dirfd: Int32, path: String, isRoot: Bool) throws {
@@ -111,6 +127,7 @@ public final class StoreChecker {
             problem(path, "directory IV and record: \(error); no name in this directory can be read")
             return
         }
+        checkVersion(VersionKey(ObjectID(iv), .record), record.version, path, "directory's record")
         if record.storeRoot != isRoot {
             problem(
                 path,
@@ -182,6 +199,12 @@ public final class StoreChecker {
             let digest = try EntryDigest.of(found.ids, dirIV: iv, with: crypto)
             if !found.interrupted.isEmpty && sealed.pending == digest { return Set(found.interrupted) }
             if !found.interrupted.isEmpty { unsealed.append((currentDirectory, -1)) }
+            if sealed.accepts(digest) {
+                checkVersion(
+                    VersionKey(ObjectID(iv), .entries), EntrySetState.version(of: digest, session: sealed.session),
+                    path,
+                    "directory's entries")
+            }
             guard !sealed.accepts(digest) || !found.interrupted.isEmpty else { return [] }
             problem(
                 path,
@@ -264,6 +287,7 @@ public final class StoreChecker {
         } catch {
             return .damaged("file header: \(error)")
         }
+        checkVersion(VersionKey(ObjectID(h.fileID), .record), h.record.version, path, "file")
         let plain = h.record.size
         guard size >= BlockLayout.ciphertextSize(plain: plain) else {
             return .damaged(
@@ -385,7 +409,13 @@ public final class StoreChecker {
     /// to `elastic.quarantine` in BACKING, out of the mounted tree. Nothing is deleted. Run
     /// after `run()`; marks each problem with what was done.
     public func repair() throws {
-        guard !damaged.isEmpty || !unsealed.isEmpty || !attributeSets.isEmpty else { return }
+        guard !damaged.isEmpty || !unsealed.isEmpty || !attributeSets.isEmpty || !staleVersions.isEmpty else { return }
+        // What the repair writes is sealed in a session of its own, and the store's recorded
+        // versions are forgotten: the next mount records every object as it is then.
+        crypto = try CryptoWorker(keys: store.keys, session: try store.root.resetVersions())
+        for i in staleVersions {
+            problems[i].repaired = "accepted as the current version (the store's versions map was reset)"
+        }
         let root = try Syscall.openat(store.directory.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         defer { Syscall.close(root) }
         // Attributes the user keeps as they are (each opened under its name): the record names them.

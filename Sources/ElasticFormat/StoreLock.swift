@@ -7,6 +7,8 @@ import Glibc
 /// second mount gets (digits only are shown); it is never trusted for anything else.
 public final class StoreLock {
     public static let fileName = BackingNames.lock
+    /// How long a second holder waits (20 ms each) before it is refused: 2 s.
+    static let graceTries = 100
     let fd: Int32
 
     /// Why the lock could not be taken.
@@ -43,7 +45,17 @@ public final class StoreLock {
             Syscall.close(fd)
             throw FormatError.corruptMetadata("\(Self.fileName) is not a regular file")
         }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        // A daemon just unmounted may still be writing its versions map: it gets a moment.
+        var locked = false
+        for attempt in 0...Self.graceTries {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+                locked = true
+                break
+            }
+            if errno != EWOULDBLOCK || attempt == Self.graceTries { break }
+            usleep(20_000)
+        }
+        guard locked else {
             let e = errno
             var buf = [UInt8](repeating: 0, count: 64)
             let n = pread(fd, &buf, buf.count, 0)

@@ -53,7 +53,7 @@ public final class StoreRekeyer {
         oldCrypto = try CryptoWorker(keys: source.keys)
         newMaster = try SecureBytes.random(count: 32)
         newKeys = try StoreKeys(master: newMaster)
-        newCrypto = try CryptoWorker(keys: newKeys)
+        newCrypto = try CryptoWorker(keys: newKeys, session: Self.copySession(source))
         self.slot = slot
         sourceVersion = source.config.version
     }
@@ -70,13 +70,17 @@ public final class StoreRekeyer {
         oldCrypto = try CryptoWorker(keys: source.keys)
         newMaster = master
         newKeys = source.keys
-        newCrypto = try CryptoWorker(keys: newKeys)
+        newCrypto = try CryptoWorker(keys: newKeys, session: Self.copySession(source))
         slot = nil
         sourceVersion = source.config.version
     }
 
-    /// The source must not be mounted (hold its `StoreLock`). `backing` is the path the store
-    /// was opened by.
+    /// The session the copy is written in: the one after the source's last (1 for a store
+    /// without a root, made before sessions).
+    static func copySession(_ source: UnlockedStore) -> UInt64 {
+        ((try? source.root.read())??.sessions.last ?? 0) + 1
+    }
+
     /// Why a rekey will not start (nothing was changed).
     public enum Refusal: Error, CustomStringConvertible {
         case notTheStore(String)
@@ -181,7 +185,8 @@ public final class StoreRekeyer {
                 config.slots = [try config.makeSlot(kind: slot.kind, secret: slot.secret, master: newMaster)]
             }
             let configBytes = try config.encode(keys: newKeys)
-            successor = try source.root.successor(configBytes: configBytes, keyStoreBytes: keyStoreBytes)
+            successor = try source.root.successor(
+                configBytes: configBytes, keyStoreBytes: keyStoreBytes, session: newCrypto.session)
             try StoreRootKeeper(directory: dest, storeID: config.storeID, keys: newKeys).write(successor: successor!)
             try Syscall.writeFileAtomically(dest.fd, BackingNames.config, configBytes, mode: 0o400)
             try Syscall.syncfs(dest.fd)

@@ -193,13 +193,24 @@ public enum Syscall {
     {
         let fd = try openat(dirfd, name, O_RDONLY | O_CLOEXEC | (requireRegular ? O_NOFOLLOW | O_NONBLOCK : 0))
         defer { close(fd) }
+        // Room for the size fstat reports (plus one byte to see growth), grown up to `limit`.
+        var capacity = min(limit, 4096) + 1
         if requireRegular {
             let st = try fstat(fd)
             guard st.st_mode & S_IFMT == S_IFREG else { throw SystemError.notRegularFile(name) }
             guard Int(st.st_size) <= limit else { throw SystemError.fileTooLarge(name, limit: limit) }
+            capacity = Int(st.st_size) + 1
         }
-        var out = [UInt8](repeating: 0, count: limit + 1)
-        let n = try out.withUnsafeMutableBytes { (p) throws -> Int in try pread(fd, p.baseAddress!, limit + 1, 0) }
+        var out = [UInt8](repeating: 0, count: capacity)
+        var n = 0
+        while true {
+            let got = try out.withUnsafeMutableBytes { (p) throws -> Int in
+                try pread(fd, p.baseAddress! + n, p.count - n, Int64(n))
+            }
+            n += got
+            if got == 0 || n > limit { break }
+            if n == out.count { out += [UInt8](repeating: 0, count: min(out.count, limit + 1 - out.count)) }
+        }
         guard n <= limit else { throw SystemError.fileTooLarge(name, limit: limit) }
         out.removeSubrange(n...)
         return out

@@ -166,16 +166,32 @@ struct MountElastic: ParsableCommand {
         do {
             let control = try StoreOpener.controlDispatcher(
                 for: store, readOnly: opts.readOnly, platform: opts.platformChoice)
+            // A read-write mount is a session: its records are stamped with its number, and its
+            // end writes the versions map (`VersionMap`) that the next mount checks against.
+            let session = opts.readOnly ? nil : try store.root.beginSession()
+            if let crashed = session?.crashed {
+                logger.notice(
+                    "the last read-write mount did not end cleanly: every object's version is read now",
+                    metadata: ["session": "\(crashed)"])
+            }
             let fs = try ElasticFilesystem(
                 store: store, control: control, logger: logger, debug: debugging, readOnly: opts.readOnly,
                 cacheTimeout: opts.cacheTimeout, parallelCrypto: opts.parallelCrypto,
-                controlGroup: opts.controlGroup)
+                controlGroup: opts.controlGroup, versions: try session?.versions ?? store.root.readVersions(),
+                session: session?.number ?? 0)
             store.forgetMaster()  // everything the daemon needs is derived now
             try FUSESession.run(
                 fs, mountpoint: mountpoint, options: opts.fuse, debug: debugging && debug, maxThreads: opts.threads
             ) {
                 if let fd = notifyFD { Daemon.detach(notifyFD: fd) }
                 logger.info("mounted", metadata: ["backing": "\(backing)", "mountpoint": "\(mountpoint)"])
+            }
+            if let session {
+                do { try store.root.endSession(session) } catch {
+                    logger.error(
+                        "could not record this session's versions: the next mount reads every object's version",
+                        metadata: ["why": "\(error)"])
+                }
             }
             logger.info("unmounted", metadata: ["mountpoint": "\(mountpoint)"])
             return .success

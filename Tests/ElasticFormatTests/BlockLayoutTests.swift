@@ -4,7 +4,7 @@ import Testing
 @Suite struct BlockLayoutTests {
     @Test func sizesAtEveryBoundary() {
         let bs = BlockLayout.blockSize, cbs = BlockLayout.cipherBlockSize, h = BlockLayout.headerSize
-        #expect(h == 156 && bs == 4096 && cbs == 4124)
+        #expect(h == 164 && bs == 4096 && cbs == 4124)
         let cases: [(Int64, Int64)] = [
             (0, h), (1, h + 29), (4095, h + 4095 + 28), (4096, h + cbs), (4097, h + cbs + 29),
             (8192, h + 2 * cbs), (8191, h + cbs + 4095 + 28), (1 << 20, h + 256 * cbs),
@@ -34,8 +34,8 @@ import Testing
         #expect(BlockLayout.blocks(offset: 4095, length: 2) == 0...1)
         #expect(BlockLayout.blocks(offset: 4096, length: 4096) == 1...1)
         #expect(BlockLayout.blocks(offset: 4096, length: 4097) == 1...2)
-        #expect(BlockLayout.cipherOffset(block: 0) == 156)
-        #expect(BlockLayout.cipherOffset(block: 3) == 156 + 3 * 4124)
+        #expect(BlockLayout.cipherOffset(block: 0) == 164)
+        #expect(BlockLayout.cipherOffset(block: 3) == 164 + 3 * 4124)
         #expect(BlockLayout.plaintextLength(block: 2, fileSize: 10000) == 10000 - 8192)
         #expect(BlockLayout.plaintextLength(block: 3, fileSize: 10000) == 0)
         #expect(BlockLayout.plaintextLength(block: 1, fileSize: 10000) == 4096)

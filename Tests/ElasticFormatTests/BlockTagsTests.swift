@@ -23,8 +23,8 @@ import Testing
     }
 
     @Test func sizesArePinned() {
-        #expect(ObjectRecord.plainSize == 104 && ObjectRecord.sealedSize == 132)
-        #expect(FileHeader.size == 156 && MemoryLayout<BlockTag>.size == 16)
+        #expect(ObjectRecord.plainSize == 112 && ObjectRecord.sealedSize == 140)
+        #expect(FileHeader.size == 164 && MemoryLayout<BlockTag>.size == 16)
     }
 
     @Test func incrementalEqualsFromScratchAndEveryChangeShows() throws {

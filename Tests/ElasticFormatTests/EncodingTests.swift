@@ -10,7 +10,7 @@ import Testing
         let record = ObjectRecord(kind: .regular, mode: 0o4755, uid: 1000, gid: 100, size: 12345)
         let h = FileHeader(fileID: Array(1...16), record: record)
         let bytes = try h.encode(with: w)
-        #expect(bytes.count == 156 && FileHeader.size == 156)
+        #expect(bytes.count == 164 && FileHeader.size == 164)
         #expect(Array(bytes[0..<24]) == Array("ELFB".utf8) + [0, 2, 0, 0] + Array(1...16))
         #expect(try FileHeader(decoding: bytes, with: w) == h)
         for i in [0, 5, 6, 10, 24, 40, 115] {  // magic, version, reserved, file ID, nonce, record, tag

@@ -16,7 +16,7 @@ import Testing
     @Test func sizesArePinned() {
         #expect(EntrySetState.plainSize == 88)
         #expect(EntrySetState.sealedSize == 116)
-        #expect(DirectoryIV.fileSize == 264)
+        #expect(DirectoryIV.fileSize == 272)
         #expect(ObjectID([UInt8](0..<16)).bytes == [UInt8](0..<16))
     }
 

@@ -8,7 +8,7 @@ import Testing
 struct BlockVersionTests {
     /// Copies cipher block `index` of `from` over the same block of `to` (a host's put-back).
     func putBack(block index: Int, from: String, to: String) -> String {
-        "dd if='\(from)' of='\(to)' bs=1 skip=\(156 + index * 4124) seek=\(156 + index * 4124) count=4124 conv=notrunc status=none"
+        "dd if='\(from)' of='\(to)' bs=1 skip=\(164 + index * 4124) seek=\(164 + index * 4124) count=4124 conv=notrunc status=none"
     }
 
     @Test func aBlockPutBackBetweenMountsIsRefused() throws {
@@ -68,7 +68,7 @@ struct BlockVersionTests {
             try expectOK(sh("echo 'fsynced data' > '\(s.path("f"))'"), "write")
             try s.unmount()
             let f = try s.backingFile(plainSize: 13)
-            try expectOK(sh("head -c 156 '\(f)' > '\(s.dir)/f-header'"), "save")
+            try expectOK(sh("head -c 164 '\(f)' > '\(s.dir)/f-header'"), "save")
             try s.mount()
             try expectOK(sh("echo appended >> '\(s.path("f"))'"), "append")
             try s.unmount()
@@ -122,7 +122,7 @@ struct BlockVersionTests {
             let head = try sh("head -c 16384 '\(s.path("big"))' | md5sum").stdout
             try s.unmount()
             let blocks = size / 4096
-            let cipher = 156 + blocks * 4124
+            let cipher = 164 + blocks * 4124
             let withSnapshot = (cipher + 4095) / 4096 * 4096 + 13 + 12 + blocks * 16 + 16
             let b = try sh("find '\(s.backing)' -type f ! -name 'elastic.*' -size +1M").stdout.trimmingCharacters(
                 in: .whitespacesAndNewlines)

@@ -8,7 +8,7 @@ import Testing
 @Suite(.enabled(if: Env.canMount, "needs root and /dev/fuse"))
 struct EntrySetTests {
     /// d holds a (3 bytes), bb (4 bytes) and ccc (5 bytes); e holds one file (6 bytes); "other"
-    /// (7 bytes) is at the top. Backing sizes: 156 + length + 28.
+    /// (7 bytes) is at the top. Backing sizes: 164 + length + 28.
     func populate(_ s: MountedStore) throws {
         try expectOK(
             sh(
@@ -77,7 +77,7 @@ struct EntrySetTests {
     }
 
     @Test func headerOfAnotherFileCopiedIn() throws {
-        try between("head -c 156 \"$B\" | dd of=\"$A\" conv=notrunc status=none", fsckNames: ["/d/", "/d: entries"])
+        try between("head -c 164 \"$B\" | dd of=\"$A\" conv=notrunc status=none", fsckNames: ["/d/", "/d: entries"])
     }
 
     /// While mounted, after the kernel's caches expire: every change is refused when used.

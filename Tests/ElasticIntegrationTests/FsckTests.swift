@@ -40,9 +40,9 @@ struct FsckTests {
                     .trimmingCharacters(
                         in: .whitespacesAndNewlines)
             }
-            let report = try backingOf(156 + 4 * 4124 + (20000 - 4 * 4096) + 28)
-            try flipByte(report, at: 156 + 4124 + 100)
-            let note = try backingOf(156 + 6 + 28)
+            let report = try backingOf(164 + 4 * 4124 + (20000 - 4 * 4096) + 28)
+            try flipByte(report, at: 164 + 4124 + 100)
+            let note = try backingOf(164 + 6 + 28)
             try expectOK(
                 sh(
                     "python3 -c 'import os,sys; p=sys.argv[1]; n=[a for a in os.listxattr(p) if a.startswith(\"user.\")][0]; v=bytearray(os.getxattr(p,n)); v[-1]^=1; os.setxattr(p,n,bytes(v))' '\(note)'"
@@ -50,7 +50,7 @@ struct FsckTests {
                 "xattr")
             try expectOK(sh("find '\(s.backing)' -name 'elastic.ln.*.name' -delete"), "sidecar")
             // docs/link's target (18 bytes) is the one block of its backing file.
-            try flipByte(try backingOf(156 + 18 + 28), at: 156 + 20)
+            try flipByte(try backingOf(164 + 18 + 28), at: 164 + 20)
 
             let found = try fsck([])
             #expect(found.status == 40, "\(found.status) \(found.stderr)")
@@ -81,12 +81,12 @@ struct FsckTests {
                     echo fine > '\(s.mountpoint)/a/fine.txt'
                     """), "populate")
             try s.unmount()
-            let backingSize: Int = 156 + 2 * 4124 + 808 + 28  // header, two full blocks, the 808-byte tail
+            let backingSize: Int = 164 + 2 * 4124 + 808 + 28  // header, two full blocks, the 808-byte tail
             let broken = try sh("find '\(s.backing)' -type f ! -name 'elastic.*' -size \(backingSize)c").stdout
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             // (An empty path would send the edits below to the working directory.)
             try #require(broken.hasPrefix(s.backing + "/"), "no backing file of \(backingSize) bytes")
-            try flipByte(broken, at: 156 + 100)  // in block 0
+            try flipByte(broken, at: 164 + 100)  // in block 0
             // A backing file whose name is not one of ours.
             try expectOK(sh("echo junk > \"$(dirname '\(broken)')/not-ours\""), "inject")
             let fsck = { (args: [String]) throws -> CommandResult in

@@ -17,7 +17,7 @@ struct RecordTamperTests {
     func zeroBlock(_ index: Int, of path: String) throws {
         try expectOK(
             sh(
-                "python3 -c 'import sys; f = open(sys.argv[1], \"r+b\"); f.seek(156 + \(index) * 4124); f.write(bytes(4124))' '\(path)'"
+                "python3 -c 'import sys; f = open(sys.argv[1], \"r+b\"); f.seek(164 + \(index) * 4124); f.write(bytes(4124))' '\(path)'"
             ), "zero block \(index) of \(path)")
     }
 
@@ -119,7 +119,7 @@ struct RecordTamperTests {
                 try sh("stat -c '%F %a %u %g %t %T' '\(s.path("null"))'").stdout
                     == "character special file 640 7 8 1 3\n")
             // In BACKING both are plain 0600 files: type, mode and device number are sealed.
-            #expect(try sh("find '\(s.backing)' -type f -perm 0600 -size 156c | wc -l").stdout == "2\n")
+            #expect(try sh("find '\(s.backing)' -type f -perm 0600 -size 164c | wc -l").stdout == "2\n")
             #expect(try sh("find '\(s.backing)' ! -type f ! -type d | wc -l").stdout == "0\n")
         }
     }
@@ -136,7 +136,7 @@ struct RecordTamperTests {
             let cut = try s.backingFile(plainSize: 12288), grown = try s.backingFile(plainSize: 8200)
             // Cut at a block boundary (v1 read this as a shorter, valid file); zeros appended.
             try expectOK(
-                sh("truncate -s \(156 + 2 * 4124) '\(cut)' && head -c 9000 /dev/zero >> '\(grown)'"), "tamper")
+                sh("truncate -s \(164 + 2 * 4124) '\(cut)' && head -c 9000 /dev/zero >> '\(grown)'"), "tamper")
             try s.mount()
             #expect(try sh("stat -c %s '\(s.path("cut"))'").stdout == "12288\n")
             let r = try sh("cat '\(s.path("cut"))' > /dev/null 2>'\(s.dir)/err' && echo READ_OK || cat '\(s.dir)/err'")

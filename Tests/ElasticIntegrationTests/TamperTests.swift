@@ -20,14 +20,14 @@ struct TamperTests {
                     echo innocent > '\(s.path("innocent"))'
                     """), "populate")
             try s.unmount()
-            // Backing sizes: 156 + 5 * 4124 = 20776 and 156 + 3 * 4124 + 128 = 12656.
+            // Backing sizes: 164 + 5 * 4124 = 20784 and 164 + 3 * 4124 + 128 = 12664.
             let script = """
                 import os, glob
-                V = [f for f in glob.glob('\(s.backing)/*') if os.path.getsize(f) == 20776][0]
-                D = [f for f in glob.glob('\(s.backing)/*') if os.path.getsize(f) == 12656][0]
-                def block(path, i): return open(path, 'rb').read()[156 + i * 4124:156 + (i + 1) * 4124]
+                V = [f for f in glob.glob('\(s.backing)/*') if os.path.getsize(f) == 20784][0]
+                D = [f for f in glob.glob('\(s.backing)/*') if os.path.getsize(f) == 12664][0]
+                def block(path, i): return open(path, 'rb').read()[164 + i * 4124:164 + (i + 1) * 4124]
                 def put(path, i, data):
-                    with open(path, 'r+b') as f: f.seek(156 + i * 4124); f.write(data)
+                    with open(path, 'r+b') as f: f.seek(164 + i * 4124); f.write(data)
                 \(tamper)
                 """
             try expectOK(run("/usr/bin/env", ["python3", "-c", script]), "tamper")
@@ -55,11 +55,11 @@ struct TamperTests {
     }
 
     @Test func ciphertextTruncatedMidBlock() throws {
-        try tampered("os.truncate(V, 156 + 4 * 4124 + 2000)", firstBlockReads: false)
+        try tampered("os.truncate(V, 164 + 4 * 4124 + 2000)", firstBlockReads: false)
     }
 
     @Test func ciphertextTruncatedInsideTheTagArea() throws {
-        try tampered("os.truncate(V, 156 + 4 * 4124 + 10)", firstBlockReads: false)
+        try tampered("os.truncate(V, 164 + 4 * 4124 + 10)", firstBlockReads: false)
     }
 
     /// The header (file ID and record) of one file copied onto another: the directory's entry
@@ -74,7 +74,7 @@ struct TamperTests {
             try s.unmount()
             try expectOK(
                 sh(
-                    "set -- $(find '\(s.backing)' -mindepth 2 -type f -size 191c); test $# = 2 && head -c 156 \"$2\" | dd of=\"$1\" conv=notrunc status=none"
+                    "set -- $(find '\(s.backing)' -mindepth 2 -type f -size 199c); test $# = 2 && head -c 164 \"$2\" | dd of=\"$1\" conv=notrunc status=none"
                 ), "tamper")
             try s.mount()
             let r = try sh("cat '\(s.path("d/victim"))' 2>&1; ls '\(s.path("d"))' 2>&1; true")
@@ -89,11 +89,11 @@ struct TamperTests {
         try MountedStore.with { s in
             try expectOK(sh("ln -s target '\(s.path("link"))' && echo innocent > '\(s.path("innocent"))'"), "populate")
             try s.unmount()
-            // The 6-byte target is the one block of its backing file (156 + 6 + 28 bytes).
-            let backingLink = try sh("find '\(s.backing)' -maxdepth 1 -type f -size 190c").stdout.trimmingCharacters(
+            // The 6-byte target is the one block of its backing file (164 + 6 + 28 bytes).
+            let backingLink = try sh("find '\(s.backing)' -maxdepth 1 -type f -size 198c").stdout.trimmingCharacters(
                 in: .whitespacesAndNewlines)
             #expect(!backingLink.isEmpty)
-            try flipByte(backingLink, at: 156 + 14)
+            try flipByte(backingLink, at: 164 + 14)
             try s.mount()
             #expect(try sh("ls '\(s.mountpoint)'").stdout.contains("link"))
             let read = try sh("python3 -c 'import os, sys; os.readlink(sys.argv[1])' '\(s.path("link"))' 2>&1 || true")

@@ -15,6 +15,10 @@ public enum EntryScan {
     public struct Result: Sendable {
         /// Backing name → object ID.
         public var ids: [String: ObjectID] = [:]
+        /// Backing name → the whole header of each regular backing file (`scan(withHeaders:)`).
+        public var headers: [String: [UInt8]] = [:]
+        /// Backing names of the subdirectories.
+        public var directories: [String] = []
         /// Entries whose object ID cannot be read (no header, a node ELASTIC never makes), with why.
         public var unreadable: [(name: String, why: String)] = []
         /// Objects an interrupted create left under their temporary name.
@@ -26,8 +30,8 @@ public enum EntryScan {
 
     struct RemovalCutOff: Error {}
 
-    /// Scans the backing directory `dirfd`.
-    public static func scan(_ dirfd: Int32) throws -> Result {
+    /// Scans the backing directory `dirfd`; `withHeaders`: keeps each file's whole header.
+    public static func scan(_ dirfd: Int32, withHeaders: Bool = false) throws -> Result {
         var result = Result()
         var names: [(String, UInt8)] = []
         try Syscall.forEachEntry(dirfd) { name, _, type in
@@ -42,7 +46,10 @@ public enum EntryScan {
         }
         for (name, type) in names {
             do {
-                result.ids[name] = try objectID(dirfd, name, type: type)
+                let entry = try object(dirfd, name, type: type, withHeader: withHeaders)
+                result.ids[name] = entry.id
+                if let header = entry.header { result.headers[name] = header }
+                if entry.isDirectory { result.directories.append(name) }
             } catch is RemovalCutOff {
                 result.interrupted.append(name)
             } catch {
@@ -54,6 +61,13 @@ public enum EntryScan {
 
     /// The object ID of the entry `name` in `dirfd`.
     public static func objectID(_ dirfd: Int32, _ name: String, type: UInt8 = UInt8(DT_UNKNOWN)) throws -> ObjectID {
+        try object(dirfd, name, type: type, withHeader: false).id
+    }
+
+    /// `objectID`, with a file's whole header (`withHeader`) and whether it is a directory.
+    static func object(_ dirfd: Int32, _ name: String, type: UInt8, withHeader: Bool) throws -> (
+        id: ObjectID, header: [UInt8]?, isDirectory: Bool
+    ) {
         var type = type
         if type == UInt8(DT_UNKNOWN) {
             let mode = try Syscall.lstatat(dirfd, name).st_mode & S_IFMT
@@ -64,19 +78,20 @@ public enum EntryScan {
         case UInt8(DT_REG):
             let fd = try Syscall.openat(dirfd, name, flags)
             defer { Syscall.close(fd) }
-            var b = [UInt8](repeating: 0, count: 24)
-            let n = try b.withUnsafeMutableBytes { try Syscall.pread(fd, $0.baseAddress!, 24, 0) }
-            guard n == 24, Array(b[0..<4]) == FileHeader.magic else {
+            let want = withHeader ? FileHeader.size : 24
+            var b = [UInt8](repeating: 0, count: want)
+            let n = try b.withUnsafeMutableBytes { try Syscall.pread(fd, $0.baseAddress!, want, 0) }
+            guard n >= 24, Array(b[0..<4]) == FileHeader.magic else {
                 throw FormatError.corruptHeader("no file header")
             }
-            return ObjectID(Array(b[8..<24]))
+            return (ObjectID(Array(b[8..<24])), withHeader ? Array(b[0..<n]) : nil, false)
         case UInt8(DT_DIR):
             let fd = try Syscall.openat(dirfd, name, flags | O_DIRECTORY)
             defer { Syscall.close(fd) }
             if (try? Syscall.lstatat(fd, DirectoryIV.fileName)) == nil, try DirectoryIV.holdsNothing(fd) {
                 throw RemovalCutOff()
             }
-            return ObjectID(try DirectoryIV.read(from: fd))
+            return (ObjectID(try DirectoryIV.read(from: fd)), nil, true)
         default:
             throw FormatError.corruptMetadata("a backing object of a type ELASTIC never makes")
         }

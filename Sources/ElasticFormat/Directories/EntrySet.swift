@@ -7,6 +7,8 @@ public struct ObjectID: Hashable, Sendable {
     let high: UInt64
     let low: UInt64
 
+    init(high: UInt64, low: UInt64) { (self.high, self.low) = (high, low) }
+
     public init(_ bytes: [UInt8]) {
         precondition(bytes.count == 16)
         var h: UInt64 = 0
@@ -73,6 +75,12 @@ public struct EntryDigest: Equatable, Sendable {
 public struct EntrySetState: Equatable, Sendable {
     public var committed: EntryDigest
     public var pending: EntryDigest?
+    /// The session that sealed this state (set by `seal`; 48 bits on disk). Not part of `==`.
+    public internal(set) var session: UInt64 = 0
+
+    public static func == (a: EntrySetState, b: EntrySetState) -> Bool {
+        a.committed == b.committed && a.pending == b.pending
+    }
 
     public init(committed: EntryDigest, pending: EntryDigest? = nil) {
         self.committed = committed
@@ -80,7 +88,8 @@ public struct EntrySetState: Equatable, Sendable {
     }
 
     static let version: UInt8 = 1
-    /// version ‖ flags (bit 0: pending) ‖ u16 0 ‖ u32 0 ‖ committed (be64 count ‖ 32) ‖ pending (the same, zero when none).
+    /// version ‖ flags (bit 0: pending) ‖ session (be48) ‖ committed (be64 count ‖ 32) ‖
+    /// pending (the same, zero when none).
     public static let plainSize = 8 + 2 * 40
     public static let sealedSize = 12 + plainSize + 16
 
@@ -88,8 +97,8 @@ public struct EntrySetState: Equatable, Sendable {
         var w = ByteWriter()
         w.u8(Self.version)
         w.u8(pending == nil ? 0 : 1)
-        w.u16(0)
-        w.u32(0)
+        w.u16(UInt16(truncatingIfNeeded: session >> 32))
+        w.u32(UInt32(truncatingIfNeeded: session))
         for d in [committed, pending ?? .empty] {
             w.u64(d.count)
             w.raw(d.value)
@@ -101,20 +110,23 @@ public struct EntrySetState: Equatable, Sendable {
         var r = ByteReader(b)
         guard try r.u8() == Self.version else { throw FormatError.corruptMetadata("entry set version") }
         let flags = try r.u8()
-        guard flags & ~1 == 0, try r.u16() == 0, try r.u32() == 0 else {
-            throw FormatError.corruptMetadata("entry set flags")
-        }
+        guard flags & ~1 == 0 else { throw FormatError.corruptMetadata("entry set flags") }
+        let session = UInt64(try r.u16()) << 32 | UInt64(try r.u32())
         var digests: [EntryDigest] = []
         for _ in 0..<2 { digests.append(EntryDigest(count: try r.u64(), value: try r.raw(32))) }
         guard r.remaining == 0 else { throw FormatError.corruptMetadata("entry set length") }
         self.init(committed: digests[0], pending: flags & 1 != 0 ? digests[1] : nil)
+        self.session = session
     }
 
     /// Associated data: "elastic/v2/entries" ‖ the directory's IV.
     static func aad(dirIV: [UInt8]) -> [UInt8] { Array(KeyLabels.entrySet.utf8) + dirIV }
 
+    /// The sealed state, stamped with the session of `crypto`.
     public func seal(dirIV: [UInt8], with crypto: CryptoWorker) throws -> [UInt8] {
-        try crypto.sealMetadata(encoded, context: Self.aad(dirIV: dirIV))
+        var s = self
+        s.session = crypto.session
+        return try crypto.sealMetadata(s.encoded, context: Self.aad(dirIV: dirIV))
     }
 
     public static func open(_ sealed: [UInt8], dirIV: [UInt8], with crypto: CryptoWorker) throws -> EntrySetState {
@@ -124,6 +136,14 @@ public struct EntrySetState: Equatable, Sendable {
         } catch {
             throw FormatError.corruptMetadata("entry set failed authentication (edited, or another directory's)")
         }
+    }
+
+    /// The version of a directory's entries whose digest is `entries`, sealed in `session`.
+    public static func version(of entries: EntryDigest, session: UInt64) -> ObjectVersion {
+        var w = ByteWriter()
+        w.u64(entries.count)
+        w.raw(entries.value)
+        return ObjectVersion(digestOf: w.bytes, session: session)
     }
 
     /// Whether `actual` is the committed set or the one a change under way leads to.

@@ -41,7 +41,7 @@ public struct ObjectRecord: Equatable, Sendable {
     }
 
     /// Plaintext record length.
-    public static let plainSize = 104
+    public static let plainSize = 112
     /// Sealed length: nonce ‖ record ‖ tag.
     public static let sealedSize = 12 + plainSize + 16
     static let version: UInt8 = 2
@@ -74,6 +74,11 @@ public struct ObjectRecord: Equatable, Sendable {
     /// attributes found must give either digest, and are settled to it.
     public var xattrsChanging = false
     public var xattrsPending: BlockTag = .zero
+    /// The session (read-write mount, or offline tool) that sealed this record: `seal` writes
+    /// its worker's session here. After a crash, a record that differs from the version the
+    /// store last recorded is accepted only if that session is one the versions map may lack
+    /// (`VersionMap`). Not part of `==`: it says when, not what.
+    public internal(set) var session: UInt64 = 0
 
     public init(
         kind: Kind, mode: mode_t, uid: uid_t, gid: gid_t, rdev: UInt64 = 0, size: Int64 = 0, times: timespec? = nil
@@ -114,7 +119,7 @@ public struct ObjectRecord: Equatable, Sendable {
 
     /// version ‖ kind ‖ u16 flags (bit 0: sparse) ‖ mode ‖ uid ‖ gid ‖ rdev ‖ size ‖ mtime (i64
     /// seconds ‖ u32 nanoseconds) ‖ ctime (the same) ‖ content digest (16) ‖ attribute digest (16) ‖ pending attribute
-    /// digest (16; zero unless a change is under way).
+    /// digest (16; zero unless a change is under way) ‖ session (u64).
     var encoded: [UInt8] {
         var w = ByteWriter()
         w.u8(Self.version)
@@ -134,6 +139,7 @@ public struct ObjectRecord: Equatable, Sendable {
         w.raw(withUnsafeBytes(of: content) { Array($0) })
         w.raw(withUnsafeBytes(of: xattrs) { Array($0) })
         w.raw(withUnsafeBytes(of: xattrsChanging ? xattrsPending : .zero) { Array($0) })
+        w.u64(session)
         return w.bytes
     }
 
@@ -168,6 +174,7 @@ public struct ObjectRecord: Equatable, Sendable {
         guard xattrsChanging || xattrsPending == .zero else {
             throw FormatError.corruptMetadata("object record pending attribute digest")
         }
+        session = try r.u64()
         guard size >= 0, size <= BlockLayout.maxPlaintextSize, r.remaining == 0,
             kind == .regular || (kind == .symlink && size > 0 && size < 4096) || (kind != .symlink && size == 0)
         else {
@@ -178,10 +185,21 @@ public struct ObjectRecord: Equatable, Sendable {
     /// Associated data: "elastic/v2/record" ‖ the object's ID.
     static func aad(objectID: [UInt8]) -> [UInt8] { Array(KeyLabels.objectRecord.utf8) + objectID }
 
-    /// The sealed record (`sealedSize` bytes) for the object `objectID`.
+    /// The sealed record (`sealedSize` bytes) for the object `objectID`, stamped with the
+    /// session of `crypto`.
     public func seal(objectID: [UInt8], with crypto: CryptoWorker) throws -> [UInt8] {
-        try crypto.sealMetadata(encoded, context: Self.aad(objectID: objectID))
+        try crypto.sealMetadata(sealedBy(crypto).encoded, context: Self.aad(objectID: objectID))
     }
+
+    /// This record as `seal` writes it with `crypto` (stamped with its session).
+    public func sealedBy(_ crypto: CryptoWorker) -> ObjectRecord {
+        var r = self
+        r.session = crypto.session
+        return r
+    }
+
+    /// The version of this record as sealed (its session included), for `VersionMap`.
+    public var version: ObjectVersion { ObjectVersion(digestOf: encoded, session: session) }
 
     /// Opens a sealed record of `objectID`; a record of another object, or an edited one, throws.
     public static func open(_ sealed: [UInt8], objectID: [UInt8], with crypto: CryptoWorker) throws -> ObjectRecord {

@@ -25,6 +25,25 @@ public struct StoreRoot: Equatable, Sendable {
     public var previousKeyStoreDigest: [UInt8]?
     /// The witness this store is bound to, and the value it holds once this root is complete.
     public var witness: WitnessBinding?
+    /// The sessions that wrote objects, and the versions map that records them.
+    public var sessions = Sessions()
+
+    /// Read-write sessions (mounts, and offline tools that write objects): every record and
+    /// entry set is stamped with the session that sealed it (`VersionMap`).
+    public struct Sessions: Equatable, Sendable {
+        /// The newest session started.
+        public var last: UInt64 = 1
+        /// That session has not ended cleanly (it is mounted, or it crashed).
+        public var open = false
+        /// The oldest session whose changes `elastic.versions` may lack (0: it has them all).
+        /// A new store starts at 1: its first mount records every object.
+        public var reconcileFrom: UInt64 = 1
+        /// SHA-256 of `elastic.versions` (`absent`: there is none).
+        public var mapDigest = StoreRoot.absent
+        /// The session that wrote `elastic.versions` (its seal is bound to it).
+        public var mapSession: UInt64 = 0
+        public init() {}
+    }
 
     /// A witness named by `spec` ("file:PATH", "tpm:0x01500016") and the value the root expects.
     public struct WitnessBinding: Equatable, Sendable {
@@ -70,6 +89,7 @@ public struct StoreRoot: Equatable, Sendable {
         if previousConfigDigest != nil { flags |= 1 }
         if previousKeyStoreDigest != nil { flags |= 2 }
         if witness != nil { flags |= 4 }
+        flags |= 8
         w.u8(flags)
         if let p = previousConfigDigest { w.raw(p) }
         if let p = previousKeyStoreDigest { w.raw(p) }
@@ -79,6 +99,11 @@ public struct StoreRoot: Equatable, Sendable {
             w.raw(spec)
             w.u64(wb.value)
         }
+        w.u64(sessions.last)
+        w.u8(sessions.open ? 1 : 0)
+        w.u64(sessions.reconcileFrom)
+        w.raw(sessions.mapDigest)
+        w.u64(sessions.mapSession)
         let aad = Self.aad(storeID: storeID)
         return Self.magic + [Self.version] + (try AESGCM(key: key).seal(w.bytes, aad: aad))
     }
@@ -100,12 +125,22 @@ public struct StoreRoot: Equatable, Sendable {
             var r = ByteReader(body)
             self.init(counter: try r.u64(), configDigest: try r.raw(32), keyStoreDigest: try r.raw(32))
             let flags = try r.u8()
-            guard flags & ~7 == 0 else { throw FormatError.corruptConfig("flags") }
+            guard flags & ~15 == 0 else { throw FormatError.corruptConfig("flags") }
             if flags & 1 != 0 { previousConfigDigest = try r.raw(32) }
             if flags & 2 != 0 { previousKeyStoreDigest = try r.raw(32) }
             if flags & 4 != 0 {
                 let spec = String(decoding: try r.raw(Int(try r.u16())), as: UTF8.self)
                 witness = WitnessBinding(spec: spec, value: try r.u64())
+            }
+            // (A root without sessions is from before them: its first mount records every object.)
+            if flags & 8 != 0 {
+                sessions.last = try r.u64()
+                let open = try r.u8()
+                guard open <= 1 else { throw FormatError.corruptConfig("session state") }
+                sessions.open = open == 1
+                sessions.reconcileFrom = try r.u64()
+                sessions.mapDigest = try r.raw(32)
+                sessions.mapSession = try r.u64()
             }
             guard r.remaining == 0 else { throw FormatError.corruptConfig("trailing bytes") }
         } catch {

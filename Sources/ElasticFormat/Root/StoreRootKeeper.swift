@@ -195,11 +195,14 @@ public final class StoreRootKeeper: @unchecked Sendable {  // `serial` is a pthr
     /// The first root of a copy of this store under new keys (`StoreRekeyer`): it continues
     /// this root's counter and witness binding, and expects the witness one ahead, so that the
     /// copy becomes current when the witness moves (`advanceWitness`) and this store is stale.
-    public func successor(configBytes: [UInt8], keyStoreBytes: [UInt8]?) throws -> StoreRoot {
+    /// Every object of the copy was written in `session`: its first mount records them all.
+    public func successor(configBytes: [UInt8], keyStoreBytes: [UInt8]?, session: UInt64) throws -> StoreRoot {
         let current = try settled()
         var next = StoreRoot(
             counter: current.counter + 1, configDigest: StoreRoot.digest(configBytes),
             keyStoreDigest: StoreRoot.digest(keyStoreBytes))
+        next.sessions.last = max(current.sessions.last + 1, session)
+        next.sessions.reconcileFrom = 1
         if let binding = current.witness {
             let value = try state.withLock { s in try witnessValue(binding, &s) }
             next.witness = .init(spec: binding.spec, value: value + 1)

@@ -20,7 +20,7 @@ import mmap, os, random, sys, threading, time
 mnt, backing, mode, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 seed = int(sys.argv[5]) if len(sys.argv) > 5 else 1
 rng = random.Random(seed)
-BS, CBS, HEADER = 4096, 4096 + 28, 156
+BS, CBS, HEADER = 4096, 4096 + 28, 164
 O_DIRECT = getattr(os, "O_DIRECT", 0o40000)
 
 secret_path = os.path.join(mnt, "secret")
