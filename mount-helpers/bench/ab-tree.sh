@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# A/B of two builds on the metadata workloads, alternating: untar of a source tree (TAR, an
+# uncompressed tar file), then rm -rf of it, each timed, in a fresh store per run. Prints one
+# line per build and run; compare medians.
+# Usage: ab-tree.sh OLD_BIN_DIR NEW_BIN_DIR TAR [RUNS]   (stores in /dev/shm; run as root)
+set -euo pipefail
+one() {
+    local bin=$1 label=$2 w ut rt
+    w=$(mktemp -d /dev/shm/elastic-ab.XXXXXX)
+    trap 'fusermount3 -u "$w/m" 2>/dev/null || true; rm -rf "$w"' RETURN
+    mkdir "$w/m"
+    "$bin/elastic" init --keyfile "$w/k" "$w/b" >/dev/null 2>&1
+    "$bin/mount.elastic" "$w/b" "$w/m" -o "keyfile=$w/k" 2>/dev/null
+    ut=$({ /usr/bin/time -f %e tar -xf "$3" -C "$w/m"; } 2>&1)
+    rt=$({ /usr/bin/time -f %e rm -rf "$w/m"/*; } 2>&1)
+    echo "$label untar_s=$ut rm_s=$rt"
+}
+for _ in $(seq "${4:-5}"); do
+    one "$1" old "$3"
+    one "$2" new "$3"
+done
