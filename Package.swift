@@ -32,6 +32,8 @@ let package = Package(
             ]),
         // The control-file ABI: include/elastic/elastic_ioctl.h, for the daemon, the CLI and C clients.
         .target(name: "CElasticControlABI"),
+        // An OpenSSL 3 provider for keys whose signatures the control file makes.
+        .target(name: "CElasticRemoteKey", linkerSettings: [.linkedLibrary("crypto")]),
 
         // Syscall and crypto wrappers.
         .target(
@@ -69,6 +71,15 @@ let package = Package(
             dependencies: ["CElasticControlABI", "ElasticCrypto", "ElasticSystem"],
             swiftSettings: swiftSettings),
 
+        // TLS: attested certificates (evidence that binds a key of the key store), their
+        // verification, and TLS connections whose handshake signatures the control file makes.
+        .target(
+            name: "ElasticTLS",
+            dependencies: [
+                "COpenSSL", "CElasticRemoteKey", "ElasticCrypto", "ElasticControlClient", "ElasticPlatform",
+            ],
+            swiftSettings: swiftSettings),
+
         // FUSE frontend: the only layer that speaks errno to the kernel.
         .target(
             name: "ElasticFUSE",
@@ -99,7 +110,7 @@ let package = Package(
             name: "ElasticCLI",
             dependencies: [
                 "ElasticRuntime", "ElasticFormat", "ElasticCrypto", "ElasticSystem", "ElasticPlatform",
-                "ElasticControlClient",
+                "ElasticControlClient", "ElasticTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
@@ -111,6 +122,7 @@ let package = Package(
                 "CElasticControlABI",
             ], swiftSettings: swiftSettings),
         .testTarget(name: "ElasticCryptoTests", dependencies: ["ElasticCrypto"], swiftSettings: swiftSettings),
+        .testTarget(name: "ElasticTLSTests", dependencies: ["ElasticTLS"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ElasticPlatformTests",
             dependencies: ["ElasticPlatform", "ElasticCrypto", "CElasticSEV", "CElasticTDX"],

@@ -15,7 +15,7 @@ struct Elastic: ParsableCommand {
             InitCommand.self, SlotCommand.self, TimeCommand.self, RandomCommand.self, HashCommand.self, KeyCommand.self,
             EncryptCommand.self, DecryptCommand.self, SignCommand.self, VerifyCommand.self, HMACCommand.self,
             AttestCommand.self, DoctorCommand.self, FsckCommand.self, RekeyCommand.self, MigrateCommand.self,
-            SimulatorCommand.self,
+            SimulatorCommand.self, TLSCommand.self,
         ])
 
     /// Master keys, passphrases and exported keys pass through this process: no core dump, no

@@ -23,7 +23,8 @@ public final class AsymmetricKey: @unchecked Sendable {  // the EVP_PKEY is neve
         }
     }
 
-    let pkey: OpaquePointer
+    /// The OpenSSL key; valid while this object lives.
+    public let pkey: OpaquePointer
     public let kind: Kind
 
     init(pkey: OpaquePointer) throws {
@@ -86,6 +87,32 @@ public final class AsymmetricKey: @unchecked Sendable {  // the EVP_PKEY is neve
             throw CryptoError.unsupportedKey("not an unencrypted private key in PEM or DER")
         }
         try self.init(pkey: key)
+    }
+
+    /// A public key from PEM (SubjectPublicKeyInfo, `-----BEGIN PUBLIC KEY-----`).
+    public convenience init(publicKeyPEM pem: [UInt8]) throws {
+        let key: OpaquePointer? = pem.withUnsafeBytes { b in
+            guard let bio = BIO_new_mem_buf(b.baseAddress, Int32(b.count)) else { return nil }
+            defer { BIO_free(bio) }
+            return PEM_read_bio_PUBKEY(bio, nil, nil, nil)
+        }
+        guard let key else {
+            ERR_clear_error()
+            throw CryptoError.unsupportedKey("not a PEM public key")
+        }
+        try self.init(pkey: key)
+    }
+
+    /// The public key as DER (SubjectPublicKeyInfo).
+    public func publicKeyDER() throws -> [UInt8] {
+        let n = i2d_PUBKEY(pkey, nil)
+        guard n > 0 else { throw CryptoError.drain("i2d_PUBKEY") }
+        var out = [UInt8](repeating: 0, count: Int(n))
+        out.withUnsafeMutableBufferPointer { b in
+            var p: UnsafeMutablePointer<UInt8>? = b.baseAddress
+            _ = i2d_PUBKEY(pkey, &p)
+        }
+        return out
     }
 
     static func kind(of pkey: OpaquePointer) throws -> Kind {

@@ -24,7 +24,7 @@ public enum CryptoError: Error, Equatable, CustomStringConvertible {
     }
 
     /// Drains OpenSSL's thread-local error queue into an `.openSSL` error.
-    static func drain(_ what: String) -> CryptoError {
+    public static func drain(_ what: String) -> CryptoError {
         var parts: [String] = []
         while true {
             let code = ERR_get_error()

@@ -1,12 +1,15 @@
 import COpenSSL
+import Glibc
 
 /// An X.509 certificate held in an OpenSSL `X509`: parsed from DER or PEM, its signature checked
 /// against an issuer, its extensions read by OID; and, for simulators and tests, issued.
 /// Immutable once made.
 public final class X509Certificate: @unchecked Sendable {  // the X509 is never mutated after init
-    let x509: OpaquePointer
+    /// The OpenSSL certificate; valid while this object lives.
+    public let x509: OpaquePointer
 
-    init(taking x509: OpaquePointer) { self.x509 = x509 }
+    /// Takes ownership of `x509`.
+    public init(taking x509: OpaquePointer) { self.x509 = x509 }
     deinit { X509_free(x509) }
 
     /// A certificate from its DER encoding (the whole input, nothing after it).
@@ -67,6 +70,17 @@ public final class X509Certificate: @unchecked Sendable {  // the X509 is never 
         guard n >= 0, let utf8 else { return nil }
         defer { CRYPTO_free(utf8, #fileID, #line) }
         return String(decoding: UnsafeBufferPointer(start: utf8, count: Int(n)), as: UTF8.self)
+    }
+
+    /// The validity period, in seconds since the epoch.
+    public var notBefore: Int64? { Self.seconds(X509_get0_notBefore(x509)) }
+    public var notAfter: Int64? { Self.seconds(X509_get0_notAfter(x509)) }
+
+    static func seconds(_ t: UnsafePointer<ASN1_TIME>?) -> Int64? {
+        guard let t else { return nil }
+        var tm = tm()
+        guard ASN1_TIME_to_tm(t, &tm) == 1 else { return nil }
+        return Int64(timegm(&tm))
     }
 
     /// The subject's public key.

@@ -21,7 +21,7 @@ enum Directory {
         while index < entries.count {
             let e = entries[index]
             let isDot = e.name == [0x2e] || e.name == [0x2e, 0x2e]
-            let added: Int = try (e.name + [0]).withUnsafeBufferPointer { np -> Int in
+            let added: Int = (e.name + [0]).withUnsafeBufferPointer { np -> Int in
                 let cname = UnsafeRawPointer(np.baseAddress!).assumingMemoryBound(to: CChar.self)
                 if plus && !isDot {
                     let child: Entry

@@ -24,10 +24,10 @@ extension ElasticFilesystem {
         defer { Syscall.close(fd) }
         let st = try Syscall.fstat(fd)
         guard st.st_mode & S_IFMT == S_IFREG, DevIno(st) == expected else { throw Errno.staleNFSFileHandle }
-        let (h, raw) = try readHeaderBytes(fd: fd, backingIno: st.st_ino)
-        // With no inode for it, nothing of this daemon is changing the file: the header (the
-        // bytes just authenticated) must be the last this mount saw or wrote. Compared and
-        // noted under the table lock, where a new inode (and so any write) would have to be.
+        let h = try readHeader(fd: fd, backingIno: st.st_ino)
+        // With no inode for it, nothing of this daemon is changing the file: its record must be
+        // the version the store recorded or this mount last wrote. Compared under the table
+        // lock, where a new inode (and so any write) would have to be.
         let accepted = inodes.withLock { t -> Bool in
             guard t.byKey[expected] == nil else { return true }
             return versions.accepts(VersionKey(ObjectID(h.fileID), .record), h.record.version)
@@ -48,16 +48,11 @@ extension ElasticFilesystem {
     }
 
     func readHeader(fd: Int32, backingIno: ino_t) throws -> FileHeader {
-        try readHeaderBytes(fd: fd, backingIno: backingIno).header
-    }
-
-    /// The header of `fd` and the bytes it was decoded from.
-    func readHeaderBytes(fd: Int32, backingIno: ino_t) throws -> (header: FileHeader, raw: [UInt8]) {
         var raw = [UInt8](repeating: 0, count: FileHeader.size)
         do {
             let n = try raw.withUnsafeMutableBytes { try Syscall.pread(fd, $0.baseAddress!, $0.count, 0) }
             guard n == FileHeader.size else { throw FormatError.corruptHeader("header cut short (\(n) bytes)") }
-            return (try FileHeader(decoding: raw, with: worker().crypto), raw)
+            return try FileHeader(decoding: raw, with: worker().crypto)
         } catch let e as FormatError {
             logger.error(
                 "file header failed its checks: refusing the file",

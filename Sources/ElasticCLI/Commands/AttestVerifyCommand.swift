@@ -31,10 +31,7 @@ struct AttestVerifyCommand: ParsableCommand {
         let (endorsement, intermediate) = try evidenceCertificates(vlek: vlek)
         let given = try roots.flatMap { try certificates(at: $0) }
         let amd = try AMDCertificateAuthorities.all.flatMap { try X509Certificate.pem(Array($0.arkPEM.utf8)) }
-        let rules = try policy.map { path -> SNPPolicy in
-            guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
-            do { return try SNPPolicy(json: data) } catch { throw CLIError("\(path): \(error)") }
-        }
+        let rules = try policy.map(readPolicy)
         var checks: [SNPEvidenceVerifier.Check] = []
         var root: String?
         do {
@@ -54,36 +51,9 @@ struct AttestVerifyCommand: ParsableCommand {
         }
         let rootIsGiven = root != nil && !amd.contains { $0.subjectCommonName == root && intermediate.isSigned(by: $0) }
         let passed = checks.allSatisfy(\.passed)
-        if json {
-            var obj: [String: Any] = [
-                "verdict": passed ? "pass" : "fail",
-                "checks": checks.map {
-                    ["check": $0.name, "result": $0.passed ? "pass" : "fail", "detail": $0.detail]
-                },
-            ]
-            if reportBytes.count == SNPReport.size {
-                obj["report"] = [
-                    "version": Int(parsed.version), "measurement": Hex.encode(parsed.measurement),
-                    "policy": String(format: "0x%llx", parsed.policy), "vmpl": Int(parsed.vmpl),
-                    "reported_tcb": "\(parsed.reportedTCB)", "chip_id": Hex.encode(parsed.chipID),
-                    "report_data": Hex.encode(parsed.reportData),
-                ]
-            }
-            if let root { obj["root"] = ["name": root, "source": rootIsGiven ? "--root" : "AMD"] }
-            obj["policy"] = policy ?? NSNull()
-            print(try jsonLine(obj))
-        } else {
-            for c in checks { print("\(c.passed ? "PASS" : "FAIL")  \(c.name): \(c.detail)") }
-            if let root, rootIsGiven {
-                print("note: the chain ends at \(root), a root given with --root, not one of AMD's")
-            }
-            if rules == nil {
-                print(
-                    "note: no --policy: the measurement, guest policy bits, TCB minimum, VMPL and report data were not checked"
-                )
-            }
-            print(passed ? "verdict: all \(checks.count) checks pass" : "verdict: REFUSED")
-        }
+        try printChecks(
+            checks, json: json, report: reportBytes.count == SNPReport.size ? parsed : nil, root: root,
+            rootIsGiven: rootIsGiven, policy: policy)
         if !passed { throw ExitCode(ElasticExitCode.evidenceRefused.rawValue) }
     }
 
@@ -96,15 +66,6 @@ struct AttestVerifyCommand: ParsableCommand {
             throw CLIError("\(path): not an SEV-SNP report (\(SNPReport.size) bytes, or their hex)")
         }
         return bytes
-    }
-
-    /// Every certificate in a PEM or DER file.
-    func certificates(at path: String) throws -> [X509Certificate] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
-        do {
-            if data.starts(with: Array("-----BEGIN".utf8)) { return try X509Certificate.pem(Array(data)) }
-            return [try X509Certificate(der: Array(data))]
-        } catch { throw CLIError("\(path): not a certificate (\(error))") }
     }
 
     /// The endorsement certificate and its intermediate: from the options, a certificate

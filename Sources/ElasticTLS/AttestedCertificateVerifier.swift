@@ -1,0 +1,140 @@
+import COpenSSL
+import ElasticCrypto
+import ElasticPlatform
+import Foundation
+
+/// Checks an attested certificate from anyone, the way a TLS peer does: the certificate is
+/// within its validity; its evidence extension parses; the evidence binds exactly this
+/// certificate's key and validity (REPORT_DATA); a self-issued certificate is signed by its own
+/// key; the SEV-SNP report verifies up to a trusted root (AMD's, or one given explicitly); and
+/// the report satisfies the policy. Every check is reported with its verdict.
+public struct AttestedCertificateVerifier: Sendable {
+    public typealias Check = SNPEvidenceVerifier.Check
+
+    /// Trusted roots: AMD's ARKs plus the ones given (a simulator's root only this way).
+    public var roots: [X509Certificate]
+    /// The endorsement (VCEK or VLEK) and intermediate certificates to use instead of the ones
+    /// the evidence carries (or AMD's intermediates, matched by issuer).
+    public var endorsement: X509Certificate?
+    public var intermediate: X509Certificate?
+    public var policy: SNPPolicy?
+    /// The time the certificate must be valid at.
+    public var now = Date()
+
+    public init(givenRoots: [X509Certificate] = [], policy: SNPPolicy? = nil) throws {
+        roots =
+            try AMDCertificateAuthorities.all.flatMap { try X509Certificate.pem(Array($0.arkPEM.utf8)) } + givenRoots
+        self.policy = policy
+    }
+
+    /// What `verify` found.
+    public struct Result: Sendable {
+        public var checks: [Check] = []
+        public var report: SNPReport?
+        public var evidence: CertificateEvidence?
+        /// The trusted root the chain ended at.
+        public var root: String?
+        public var passed: Bool { !checks.isEmpty && checks.allSatisfy(\.passed) }
+    }
+
+    public func verify(_ cert: X509Certificate) -> Result {
+        var r = Result()
+        func pass(_ name: String, _ detail: String) { r.checks.append(Check(name: name, passed: true, detail: detail)) }
+        func fail(_ name: String, _ detail: String) {
+            r.checks.append(Check(name: name, passed: false, detail: detail))
+        }
+        let subject = cert.subjectCommonName ?? "(no common name)"
+        let t = Int64(now.timeIntervalSince1970)
+        if let nb = cert.notBefore, let na = cert.notAfter, nb <= t, t <= na {
+            pass("validity", "\(subject): valid until \(Self.date(na))")
+        } else if let na = cert.notAfter, t > na {
+            fail("validity", "\(subject): expired at \(Self.date(na))")
+        } else {
+            fail("validity", "\(subject): not valid yet (or no validity)")
+        }
+        guard let value = cert.extensionValue(oid: CertificateEvidence.extensionOID) else {
+            fail("evidence", "no attestation evidence (extension \(CertificateEvidence.extensionOID))")
+            return r
+        }
+        let evidence: CertificateEvidence
+        do { evidence = try CertificateEvidence(decoding: value) } catch {
+            fail("evidence", "\(error)")
+            return r
+        }
+        r.evidence = evidence
+        pass("evidence", "\(evidence.platform) report, \(evidence.certificates.isEmpty ? "no" : "with") certificates")
+        // The binding: this certificate's key and validity are the ones the report names.
+        let spki = (try? cert.publicKey().publicKeyDER()) ?? []
+        if let hash = try? CertificateEvidence.hash(spki: spki), hash == evidence.publicKeyHash {
+            pass("key binding", "the evidence names this certificate's public key")
+        } else {
+            fail("key binding", "the evidence names another public key (a certificate re-used with a different key)")
+        }
+        if let nb = cert.notBefore, let na = cert.notAfter, nb >= Int64(evidence.notBefore),
+            na <= Int64(evidence.notAfter)
+        {
+            pass("validity binding", "the certificate's validity lies within the one the evidence names")
+        } else {
+            fail("validity binding", "the certificate is valid outside the period the evidence names")
+        }
+        let report = SNPReport(bytes: evidence.report)
+        r.report = report
+        if evidence.report.count == SNPReport.size, let expected = try? evidence.expectedReportData(),
+            report.reportData == expected
+        {
+            pass(
+                "report data",
+                "REPORT_DATA is SHA-512 of the claims (key, validity\(evidence.nonce == nil ? "" : ", nonce"))")
+        } else {
+            fail(
+                "report data", "the report's REPORT_DATA does not bind these claims (tampered, or another key's report)"
+            )
+        }
+        if cert.issuerCommonName == cert.subjectCommonName {
+            if cert.isSigned(by: cert) {
+                pass("certificate signature", "self-signed by the attested key")
+            } else {
+                fail("certificate signature", "the self-signed certificate does not verify with its own key")
+            }
+        }
+        do {
+            try report.checkFormat()
+            let (endorsement, intermediate) = try chain(for: evidence, report: report)
+            let e = SNPEvidenceVerifier(roots: roots).checks(
+                report: report, endorsement: endorsement, intermediate: intermediate)
+            r.checks += e.checks
+            r.root = e.root
+        } catch {
+            fail("report", "\(error)")
+        }
+        r.checks += policy?.checks(report) ?? []
+        return r
+    }
+
+    /// The endorsement and intermediate certificates: given, from the evidence's certificate
+    /// table, or AMD's intermediate matched by issuer.
+    func chain(for evidence: CertificateEvidence, report: SNPReport) throws -> (X509Certificate, X509Certificate) {
+        let table = evidence.certificates.isEmpty ? nil : try SNPCertificateTable(parsing: evidence.certificates)
+        let vlek = report.signingKey == 1
+        let endorsement =
+            try endorsement
+            ?? table?.certificate(vlek ? "vlek" : "vcek").map { try X509Certificate(der: $0) }
+        guard let endorsement else {
+            throw AttestedCertificate.Failure(
+                "the evidence carries no \(vlek ? "VLEK" : "VCEK") certificate: give one (--vcek FILE)")
+        }
+        if let intermediate { return (endorsement, intermediate) }
+        if let der = table?.certificate("ask") { return (endorsement, try X509Certificate(der: der)) }
+        let known = try AMDIntermediates.allPEM.flatMap { try X509Certificate.pem(Array($0.utf8)) }
+        guard let issuer = endorsement.issuerCommonName, let c = known.first(where: { $0.subjectCommonName == issuer })
+        else {
+            throw AttestedCertificate.Failure("no intermediate certificate for \(endorsement.issuerCommonName ?? "?")")
+        }
+        return (endorsement, c)
+    }
+
+    static func date(_ seconds: Int64) -> String {
+        let f = ISO8601DateFormatter()
+        return f.string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
+    }
+}
