@@ -17,7 +17,14 @@
 #include <openssl/bio.h>
 #include <openssl/x509v3.h>
 #include <openssl/objects.h>
+#include <openssl/ssl.h>
 
 /// OPENSSL_cleanse through a plain function (keeps call sites uniform).
 static inline void COpenSSL_cleanse(void *p, size_t n) { OPENSSL_cleanse(p, n); }
+/// SSL_CTX_set_min_proto_version and friends are macros over SSL_CTX_ctrl.
+static inline int COpenSSL_ctx_tls13_only(SSL_CTX *ctx) {
+    return SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) == 1;
+}
+static inline long COpenSSL_ctx_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
+static inline int COpenSSL_set_host_name(SSL *ssl, const char *name) { return SSL_set_tlsext_host_name(ssl, name) == 1; }
 #endif

@@ -3,8 +3,9 @@ import ElasticSystem
 import Glibc
 
 /// A client of a mounted store's control file: finds the mount, sends the ioctls of
-/// elastic_ioctl.h and decodes the answers.
-public final class ControlClient {
+/// elastic_ioctl.h and decodes the answers. Threads may share one: each call has its own
+/// request buffer, and the daemon serializes the steps of each handle.
+public final class ControlClient: @unchecked Sendable {  // `fd` and `mountpoint` never change
     public let mountpoint: String
     let fd: Int32
 

@@ -1,5 +1,6 @@
 import CElasticRemoteKey
 import COpenSSL
+import Dispatch
 import ElasticControlClient
 import ElasticCrypto
 
@@ -18,6 +19,9 @@ public final class RemoteKey: @unchecked Sendable {  // the EVP_PKEY is never mu
         let client: ControlClient
         let name: String
         let kind: AsymmetricKey.Kind
+        /// Signatures in flight at once: each holds a control-file handle, and a process has
+        /// ELASTIC_HANDLES_PER_PROCESS (64) of them.
+        let inFlight = DispatchSemaphore(value: 16)
         init(client: ControlClient, name: String, kind: AsymmetricKey.Kind) {
             (self.client, self.name, self.kind) = (client, name, kind)
         }
@@ -37,6 +41,8 @@ public final class RemoteKey: @unchecked Sendable {  // the EVP_PKEY is never mu
             case .ed25519: scheme = .ed25519
             default: scheme = .ecdsa
             }
+            inFlight.wait()
+            defer { inFlight.signal() }
             var sent = false
             return try client.sign(key: name, scheme: scheme, hash: hash) { _ in
                 defer { sent = true }

@@ -10,7 +10,10 @@ import Foundation
 struct TLSCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tls", abstract: "Attested TLS certificates (docs/tls.md).",
-        subcommands: [TLSCertCommand.self, TLSCSRCommand.self, TLSVerifyCertCommand.self])
+        subcommands: [
+            TLSCertCommand.self, TLSCSRCommand.self, TLSVerifyCertCommand.self, TLSServeCommand.self,
+            TLSConnectCommand.self,
+        ])
 }
 
 /// What a certificate or request names besides its key.
@@ -196,4 +199,260 @@ func printChecks(
             "note: no --policy: the measurement, guest policy bits, TCB minimum, VMPL and report data were not checked")
     }
     print(passed ? "verdict: all \(checks.count) checks pass" : "verdict: REFUSED")
+}
+
+/// Prints a line with the time on stderr (the proxy's log).
+@Sendable func logLine(_ message: String) {
+    let stamp = ISO8601DateFormatter().string(from: Date())
+    printError("\(stamp) \(message)")
+}
+
+/// Which attested certificates a peer must present.
+struct PeerOptions: ParsableArguments {
+    @Option(name: .customLong("root"), help: "Trust this root too (repeatable; a simulator's root only this way).")
+    var roots: [String] = []
+    @Option(name: .customLong("vcek"), help: "The peer's VCEK or VLEK certificate, when its evidence carries none.")
+    var vcek: String?
+
+    func verifier(policy: String?) throws -> AttestedCertificateVerifier {
+        var v = try AttestedCertificateVerifier(
+            givenRoots: try roots.flatMap { try certificates(at: $0) }, policy: try policy.map(readPolicy))
+        if let vcek { v.endorsement = try certificates(at: vcek)[0] }
+        return v
+    }
+}
+
+/// `elastic tls serve --listen ADDR:PORT --to ADDR:PORT --key NAME [--client-policy FILE]`
+struct TLSServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "A TLS 1.3 proxy that presents an attested certificate and forwards plaintext to a local service.",
+        discussion: """
+            The certificate is issued at start (or read from --cert) for a key of the key store; every handshake \
+            signature is made through the control file. SIGHUP issues (or re-reads) the certificate again; a \
+            certificate issued here is renewed when two thirds of its validity have passed. Connections in progress \
+            keep theirs. With --client-policy, clients must present an attested certificate that satisfies it.
+            """)
+    @OptionGroup var mount: MountOption
+    @Option(name: .customLong("listen"), help: "Where to accept TLS (HOST:PORT).") var listen: String
+    @Option(name: .customLong("to"), help: "The plaintext service to forward to (HOST:PORT).") var backend: String
+    @Option(name: .customLong("key"), help: "A key of your key store.") var key: String
+    @Option(name: .customLong("cert"), help: "Present this certificate (PEM, for --key) instead of issuing one.")
+    var cert: String?
+    @Option(name: .customLong("san"), help: "A DNS name or IP address for the issued certificate (repeatable).")
+    var sans: [String] = []
+    @Option(name: .customLong("days"), help: "Validity of the issued certificate, in days.") var days: Int = 7
+    @Option(name: .customLong("client-policy"), help: "Require attested clients that satisfy this policy.")
+    var clientPolicy: String?
+    @OptionGroup(title: "Client attestation") var peer: PeerOptions
+
+    func run() throws {
+        do {
+            blockControlSignals()
+            let client = try mount.client()
+            let remote = try RemoteKey(client: client, name: key)
+            let verifier = try clientPolicy.map { try peer.verifier(policy: $0) }
+            let (context, validUntil) = try makeContext(remote, client: client)
+            let server = try TLSServer(
+                listen: try Endpoint(listen), backend: try Endpoint(backend), context: context,
+                clientVerifier: verifier, log: logLine)
+            logLine(
+                "serving TLS on \(server.listen) for \(backend) with \(context.certificate?.subjectCommonName ?? "?") "
+                    + "(key \(key), valid until \(validUntil)\(verifier == nil ? "" : "; clients must be attested"))")
+            let reload: @Sendable (String) -> Void = { why in
+                do {
+                    let (next, until) = try makeContext(remote, client: client)
+                    server.replace(next)
+                    logLine("certificate \(why): valid until \(until)")
+                } catch { logLine("certificate not \(why): \(error); the previous one stays") }
+            }
+            startSignalThread(onReload: { reload("reloaded") }, onStop: { server.stop() })
+            if cert == nil {
+                Thread.detachNewThread {
+                    // Renewed when two thirds of the validity have passed.
+                    while true {
+                        Thread.sleep(forTimeInterval: Double(days) * 86400 * 2 / 3)
+                        reload("renewed")
+                    }
+                }
+            }
+            server.run()
+            logLine("stopped accepting; \(server.active.load(ordering: .relaxed)) connections still open")
+        } catch let e as CLIError { throw failure(e) } catch { throw controlFailure(error) }
+    }
+
+    /// A context with a fresh certificate (or the one of --cert), and until when it is valid.
+    func makeContext(_ remote: RemoteKey, client: ControlClient) throws -> (TLSContext, String) {
+        let certificate: X509Certificate
+        if let cert {
+            certificate = try certificates(at: cert)[0]
+            guard try certificate.publicKey().publicKeyDER() == remote.publicKey.publicKeyDER() else {
+                throw CLIError("\(cert) is not a certificate for the key \(key)")
+            }
+        } else {
+            var subject = AttestedCertificate.Subject(commonName: sans.first ?? key)
+            for san in sans {
+                if san.contains(where: { $0.isLetter }) && !san.contains(":") {
+                    subject.dnsNames.append(san)
+                } else {
+                    subject.ipAddresses.append(san)
+                }
+            }
+            subject.days = days
+            certificate = try AttestedCertificate.issue(key: remote, subject: subject, client: client).certificate
+        }
+        let context = try TLSContext.server(
+            certificate: certificate, key: remote, requireClientCertificate: clientPolicy != nil)
+        let until = certificate.notAfter.map {
+            ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval($0)))
+        }
+        return (context, until ?? "?")
+    }
+}
+
+/// `elastic tls connect HOST:PORT [--policy FILE] [--key NAME] [--listen ADDR:PORT]`
+struct TLSConnectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "connect",
+        abstract: "Connect to an attested TLS server, verify it before sending a byte, then pipe stdin/stdout.",
+        discussion: """
+            Prints the connection (protocol, cipher, the peer's measurement, TCB and chip, each check) on stderr, \
+            or as one JSON object with --json. With --listen, forwards each local connection (curl, a database \
+            client) over its own verified TLS connection instead. A refused server exits 23 and names the check.
+            """)
+    @OptionGroup var mount: MountOption
+    @Argument(help: "The server (HOST:PORT).") var target: String
+    @Option(name: .customLong("policy"), help: "The policy the server's evidence must satisfy.") var policy: String?
+    @Option(name: .customLong("servername"), help: "The name the certificate must carry (default: HOST).")
+    var serverName: String?
+    @Option(name: .customLong("key"), help: "Present an attested certificate for this key (mutual attestation).")
+    var key: String?
+    @Option(name: .customLong("listen"), help: "Forward local connections from here (HOST:PORT).") var listen: String?
+    @Flag(name: .customLong("json")) var json = false
+    @OptionGroup(title: "Server attestation") var peer: PeerOptions
+
+    func run() throws {
+        let endpoint: Endpoint
+        let verifier: AttestedCertificateVerifier
+        let context: TLSContext
+        do {
+            endpoint = try Endpoint(target)
+            verifier = try peer.verifier(policy: policy)
+            if let key {
+                let client = try mount.client()
+                let remote = try RemoteKey(client: client, name: key)
+                let cert = try AttestedCertificate.issue(
+                    key: remote, subject: AttestedCertificate.Subject(commonName: key), client: client
+                ).certificate
+                context = try TLSContext.client(certificate: cert, key: remote)
+            } else {
+                context = try TLSContext.client()
+            }
+        } catch let e as CLIError { throw failure(e) } catch { throw controlFailure(error) }
+        let name = serverName ?? endpoint.host
+        if let listen {
+            let local: Endpoint
+            let fd: Int32
+            do {
+                local = try Endpoint(listen)
+                fd = try local.listen()
+            } catch { throw failure(CLIError("\(error)")) }
+            blockControlSignals()
+            startSignalThread(onReload: {}, onStop: { shutdown(fd, Int32(SHUT_RDWR)) })
+            logLine(
+                "forwarding \(local) to \(endpoint) (each connection verified\(policy == nil ? ", no --policy" : ""))")
+            while let c = acceptLocal(fd) {
+                Thread.detachNewThread {
+                    defer { close(c) }
+                    do {
+                        let conn = try TLSClient.connect(
+                            to: endpoint, serverName: name, context: context, verifier: verifier)
+                        conn.relay(input: c, output: c)
+                    } catch { logLine("\(error)") }
+                }
+            }
+            return
+        }
+        let conn: TLSClient.Connection
+        do {
+            conn = try TLSClient.connect(to: endpoint, serverName: name, context: context, verifier: verifier)
+        } catch let e as TLSClient.Refused {
+            report(e.result, info: nil, refused: true)
+            throw ExitCode(ElasticExitCode.evidenceRefused.rawValue)
+        } catch { throw failure(CLIError("\(error)")) }
+        report(conn.verification, info: conn.info, refused: false)
+        signal(SIGPIPE, SIG_IGN)
+        conn.relay(input: 0, output: 1)
+    }
+
+    /// The connection and every check, on stderr.
+    func report(_ r: AttestedCertificateVerifier.Result, info: ConnectionInfo?, refused: Bool) {
+        let report = r.report.flatMap { $0.bytes.count == SNPReport.size ? $0 : nil }
+        if json {
+            var obj: [String: Any] = [
+                "verdict": refused ? "refused" : "pass", "server": target,
+                "checks": r.checks.map {
+                    ["check": $0.name, "result": $0.passed ? "pass" : "fail", "detail": $0.detail]
+                },
+            ]
+            if let info {
+                obj["protocol"] = info.version
+                obj["cipher"] = info.cipher
+            }
+            if let report {
+                obj["measurement"] = Hex.encode(report.measurement)
+                obj["reported_tcb"] = "\(report.reportedTCB)"
+                obj["chip_id"] = Hex.encode(report.chipID)
+            }
+            if let root = r.root { obj["root"] = root }
+            printError((try? jsonLine(obj)) ?? "{}")
+            return
+        }
+        if let info { printError("connected to \(target): \(info.version), \(info.cipher)") }
+        if let report {
+            printError(
+                "peer: measurement \(Hex.encode(report.measurement)), reported TCB \(report.reportedTCB), chip \(Hex.encode(report.chipID).prefix(16))…"
+            )
+        }
+        for c in r.checks { printError("\(c.passed ? "PASS" : "FAIL")  \(c.name): \(c.detail)") }
+        printError(refused ? "verdict: REFUSED (nothing was sent)" : "verdict: all \(r.checks.count) checks pass")
+    }
+}
+
+/// Accepts a local connection (nil when the listening socket was shut down).
+func acceptLocal(_ fd: Int32) -> Int32? {
+    while true {
+        let c = accept(fd, nil, nil)
+        if c >= 0 { return c }
+        if errno != EINTR && errno != ECONNABORTED { return nil }
+    }
+}
+
+/// SIGHUP, SIGINT and SIGTERM go to the signal thread only (threads made later inherit the
+/// mask); SIGPIPE is ignored (a peer that goes away mid-write is an error on that connection).
+func blockControlSignals() {
+    signal(SIGPIPE, SIG_IGN)
+    var set = sigset_t()
+    sigemptyset(&set)
+    for s in [SIGHUP, SIGINT, SIGTERM] { sigaddset(&set, s) }
+    pthread_sigmask(SIG_BLOCK, &set, nil)
+}
+
+/// A thread that waits for SIGHUP (`onReload`) and SIGINT or SIGTERM (`onStop`, once).
+func startSignalThread(onReload: @escaping @Sendable () -> Void, onStop: @escaping @Sendable () -> Void) {
+    Thread.detachNewThread {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in [SIGHUP, SIGINT, SIGTERM] { sigaddset(&set, s) }
+        while true {
+            var sig: Int32 = 0
+            guard sigwait(&set, &sig) == 0 else { return }
+            if sig == SIGHUP {
+                onReload()
+            } else {
+                onStop()
+                return
+            }
+        }
+    }
 }

@@ -1,0 +1,135 @@
+import COpenSSL
+import Glibc
+
+/// Copies bytes both ways between an established TLS connection and plain descriptors (a
+/// socket, or standard input and output) on one thread, non-blocking, until both directions
+/// have ended: the end of the plain input sends close_notify; the peer's close_notify (or its
+/// connection closing) ends the plain output. Any error ends both.
+struct TLSRelay {
+    let ssl: OpaquePointer
+    let tlsFD: Int32
+    let plainIn: Int32
+    let plainOut: Int32
+
+    /// Bytes carried each way.
+    struct Totals {
+        var fromPeer = 0
+        var toPeer = 0
+    }
+
+    static func setNonBlocking(_ fd: Int32) {
+        let flags = fcntl(fd, F_GETFL)
+        if flags >= 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+    }
+
+    func run() -> Totals {
+        // Standard input and output may be shared with a shell: their flags are put back.
+        let saved = Set([plainIn, plainOut]).map { ($0, fcntl($0, F_GETFL)) }
+        defer { for (fd, flags) in saved where flags >= 0 { _ = fcntl(fd, F_SETFL, flags) } }
+        return pump()
+    }
+
+    func pump() -> Totals {
+        var totals = Totals()
+        for fd in Set([tlsFD, plainIn, plainOut]) { Self.setNonBlocking(fd) }
+        let capacity = 64 * 1024
+        var fromPeer = [UInt8](repeating: 0, count: capacity), fromPeerStart = 0, fromPeerEnd = 0
+        var toPeer = [UInt8](repeating: 0, count: capacity), toPeerStart = 0, toPeerEnd = 0
+        var peerEnded = false, plainEnded = false, closeNotifySent = false, plainOutClosed = false
+        var readWants: Int16 = 0, writeWants: Int16 = 0  // what SSL_read / SSL_write wait for
+        while true {
+            var progress = false
+            // The peer's bytes, while there is room for them.
+            if fromPeerEnd == fromPeerStart && !peerEnded {
+                fromPeerStart = 0
+                fromPeerEnd = 0
+                let n = fromPeer.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32(capacity)) }
+                readWants = 0
+                if n > 0 {
+                    fromPeerEnd = Int(n)
+                    totals.fromPeer += Int(n)
+                    progress = true
+                } else {
+                    switch SSL_get_error(ssl, n) {
+                    case SSL_ERROR_WANT_READ: readWants = Int16(POLLIN)
+                    case SSL_ERROR_WANT_WRITE: readWants = Int16(POLLOUT)
+                    case SSL_ERROR_ZERO_RETURN:
+                        peerEnded = true
+                        progress = true
+                    default:
+                        ERR_clear_error()
+                        return totals  // reset, or a TLS error: the connection is over
+                    }
+                }
+            }
+            if fromPeerEnd > fromPeerStart {
+                let n = fromPeer[fromPeerStart..<fromPeerEnd].withUnsafeBytes {
+                    write(plainOut, $0.baseAddress, $0.count)
+                }
+                if n > 0 {
+                    fromPeerStart += n
+                    progress = true
+                } else if n < 0 && errno != EAGAIN && errno != EINTR {
+                    return totals
+                }
+            }
+            if peerEnded && fromPeerEnd == fromPeerStart && !plainOutClosed {
+                plainOutClosed = true
+                if plainOut == plainIn { shutdown(plainOut, Int32(SHUT_WR)) } else { close(plainOut) }
+            }
+            // The plain side's bytes, while the last ones are sent.
+            if toPeerEnd == toPeerStart && !plainEnded {
+                toPeerStart = 0
+                toPeerEnd = 0
+                let n = toPeer.withUnsafeMutableBytes { read(plainIn, $0.baseAddress, capacity) }
+                if n > 0 {
+                    toPeerEnd = n
+                    progress = true
+                } else if n == 0 {
+                    plainEnded = true
+                    progress = true
+                } else if errno != EAGAIN && errno != EINTR {
+                    plainEnded = true
+                }
+            }
+            if toPeerEnd > toPeerStart {
+                let n = toPeer[toPeerStart..<toPeerEnd].withUnsafeBytes {
+                    SSL_write(ssl, $0.baseAddress, Int32($0.count))
+                }
+                writeWants = 0
+                if n > 0 {
+                    toPeerStart += Int(n)
+                    totals.toPeer += Int(n)
+                    progress = true
+                } else {
+                    switch SSL_get_error(ssl, n) {
+                    case SSL_ERROR_WANT_READ: writeWants = Int16(POLLIN)
+                    case SSL_ERROR_WANT_WRITE: writeWants = Int16(POLLOUT)
+                    default:
+                        ERR_clear_error()
+                        return totals
+                    }
+                }
+            }
+            if plainEnded && toPeerEnd == toPeerStart && !closeNotifySent {
+                closeNotifySent = true
+                _ = SSL_shutdown(ssl)
+                ERR_clear_error()
+                progress = true
+            }
+            if peerEnded && plainOutClosed && closeNotifySent { return totals }
+            if progress { continue }
+            // Nothing moved: wait for what each side needs.
+            var fds: [pollfd] = []
+            var tlsEvents = writeWants
+            if fromPeerEnd == fromPeerStart && !peerEnded { tlsEvents |= readWants == 0 ? Int16(POLLIN) : readWants }
+            // (-1: poll ignores the entry; the peer's end is not waited for again.)
+            fds.append(pollfd(fd: tlsEvents == 0 ? -1 : tlsFD, events: tlsEvents, revents: 0))
+            if fromPeerEnd > fromPeerStart { fds.append(pollfd(fd: plainOut, events: Int16(POLLOUT), revents: 0)) }
+            if toPeerEnd == toPeerStart && !plainEnded {
+                fds.append(pollfd(fd: plainIn, events: Int16(POLLIN), revents: 0))
+            }
+            if poll(&fds, nfds_t(fds.count), -1) < 0 && errno != EINTR { return totals }
+        }
+    }
+}
