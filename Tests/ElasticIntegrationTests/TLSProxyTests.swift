@@ -220,6 +220,15 @@ struct TLSProxyTests {
                     "touch '\(go)'; for i in $(seq 100); do kill -0 \(hold) 2>/dev/null || exit 0; sleep 0.1; done; exit 1"
                 ), "held connection ends")
             #expect(try sh("cat '\(rig.s.dir)/hold.out'").stdout.contains("hello-attested"))
+            // Renewal: a proxy that renews every second presents a new certificate soon after.
+            let (renewing, renewLog) = try rig.serve(["--key", "web", "--renew-after", "1"], log: "renew")
+            let first = try sh("\(py) fingerprint 127.0.0.1 \(renewing)").stdout
+            expectOK(
+                try sh(
+                    "for i in $(seq 100); do grep -q 'certificate renewed' '\(renewLog)' && exit 0; sleep 0.1; done; exit 1"
+                ),
+                "renewed")
+            #expect(try sh("\(py) fingerprint 127.0.0.1 \(renewing)").stdout != first)
             // A dead backend: the client's connection closes and the server says why.
             _ = try sh("pkill -9 -f 'http.server \(rig.backendPort)'; sleep 0.3")
             let dead = try connect(port, ["--root", rig.ark])

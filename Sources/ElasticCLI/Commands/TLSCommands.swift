@@ -242,6 +242,10 @@ struct TLSServeCommand: ParsableCommand {
     @Option(name: .customLong("san"), help: "A DNS name or IP address for the issued certificate (repeatable).")
     var sans: [String] = []
     @Option(name: .customLong("days"), help: "Validity of the issued certificate, in days.") var days: Int = 7
+    @Option(
+        name: .customLong("renew-after"),
+        help: "Issue a new certificate every this many seconds (default: two thirds of --days).")
+    var renewAfter: Double?
     @Option(name: .customLong("client-policy"), help: "Require attested clients that satisfy this policy.")
     var clientPolicy: String?
     @OptionGroup(title: "Client attestation") var peer: PeerOptions
@@ -271,7 +275,7 @@ struct TLSServeCommand: ParsableCommand {
                 Thread.detachNewThread {
                     // Renewed when two thirds of the validity have passed.
                     while true {
-                        Thread.sleep(forTimeInterval: Double(days) * 86400 * 2 / 3)
+                        Thread.sleep(forTimeInterval: renewAfter ?? Double(days) * 86400 * 2 / 3)
                         reload("renewed")
                     }
                 }
