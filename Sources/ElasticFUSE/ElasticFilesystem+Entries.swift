@@ -80,7 +80,7 @@ extension ElasticFilesystem {
             dir.entries = DirectoryEntries(ids: [:], committed: .empty, iv: iv)
             dir.entriesLoaded.store(true, ordering: .releasing)
         }
-        versions.note(VersionKey(ObjectID(iv), .entries), EntrySetState.version(of: .empty, session: session))
+        versions.note(VersionKey(ObjectID(iv), .entries), EntrySetState.version(of: .empty, session: clock.current))
     }
 
     private func loadEntries(_ dir: Inode) throws {
@@ -134,7 +134,7 @@ extension ElasticFilesystem {
             }
             if info.entries != EntrySetState(committed: digest), !readOnly {
                 try DirectoryIV.writeEntrySet(EntrySetState(committed: digest), iv: iv, in: d, with: crypto)
-                versions.note(key, EntrySetState.version(of: digest, session: session))
+                versions.note(key, EntrySetState.version(of: digest, session: clock.current))
             }
             return DirectoryEntries(ids: found.ids, committed: digest, iv: iv)
         }
@@ -228,7 +228,7 @@ extension ElasticFilesystem {
             for a in p.change.add { p.entries.ids[a.name] = a.id }
             p.entries.committed = p.next
             versions.note(
-                VersionKey(ObjectID(p.entries.iv), .entries), EntrySetState.version(of: p.next, session: session))
+                VersionKey(ObjectID(p.entries.iv), .entries), EntrySetState.version(of: p.next, session: clock.current))
             // Committed with the directory's new mtime and ctime, in one write.
             let dir = p.change.directory
             do {

@@ -41,8 +41,11 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// and what this mount wrote or accepted since: whatever is read again from BACKING (a
     /// header after its inode was forgotten, a directory's record or entries) must be that one.
     let versions: VersionMap
-    /// The session this mount seals records in (0 on a read-only mount).
-    let session: UInt64
+    /// The session this mount seals records in (0 on a read-only mount); it moves at every
+    /// checkpoint.
+    let clock: SessionClock
+    /// Serializes checkpoints and the end of the session; true once the session ended.
+    let sessionEnded = Mutex(false)
     /// Changes when a directory's `elastic.diriv` is put back (a failed removal): descriptors
     /// threads keep on those files (`dirivFile`) are then reopened.
     let dirivEpoch = Atomic<UInt64>(0)
@@ -70,9 +73,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         cacheTimeout: Double = 1.0, parallelCrypto: Bool = true, controlGroup: gid_t? = nil,
         versions: VersionMap, session: UInt64
     ) throws {
+        clock = SessionClock(session)
         self.store = store
         self.versions = versions
-        self.session = session
         controlOwner = (getuid(), controlGroup ?? getgid(), controlGroup == nil ? 0o600 : 0o660)
         self.control = control
         self.cacheTimeout = cacheTimeout
@@ -99,7 +102,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         // After a crash (or on a new store), every object's version is read now, so the map
         // names each one again and only those are accepted from here on.
         if !readOnly, let from = versions.reconcileFrom {
-            var walk = VersionWalk(map: versions, crypto: try CryptoWorker(keys: store.keys, session: session))
+            var walk = VersionWalk(map: versions, crypto: try CryptoWorker(keys: store.keys, clock: clock))
             walk.run(rootfd: store.directory.fd)
             logger.notice(
                 "read the version of every object (the store's versions map lacked the changes of session \(from) on)",
@@ -111,7 +114,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         undo =
             readOnly
             ? nil : try UndoJournal(rootfd: store.directory.fd, maxPayload: ThreadState.cipherCapacity)
-        threads = ThreadStateKey(keys: store.keys, session: session, undo: undo)
+        threads = ThreadStateKey(keys: store.keys, clock: clock, undo: undo)
         inodes.withLock {
             $0.byID[Self.rootID] = root
             $0.byKey[root.key] = root
@@ -120,6 +123,29 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         // (exit 14, store integrity).
         do { _ = try directoryInfo(root) } catch let e as FormatError {
             throw FormatError.integrity("the top directory of BACKING: \(e)")
+        }
+    }
+
+    // MARK: Sessions
+
+    /// Records the versions of everything changed since the last checkpoint (`elastic.versions`
+    /// and the root, which moves the witness), so that after a crash nothing older than this
+    /// moment can be put back. Nothing to do on a read-only mount or when nothing changed.
+    public func checkpoint() throws {
+        try sessionEnded.withLock { ended in
+            guard !ended, !readOnly, versions.hasChanges else { return }
+            let current = clock.current
+            try store.root.checkpoint(versions, current: current)
+            clock.advance(to: current + 1)
+        }
+    }
+
+    /// Ends the session cleanly (at unmount): the versions map and the root, marked closed.
+    public func endSession() throws {
+        try sessionEnded.withLock { ended in
+            guard !ended, !readOnly else { return }
+            ended = true
+            try store.root.endSession(versions, current: clock.current)
         }
     }
 

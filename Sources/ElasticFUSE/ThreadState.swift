@@ -27,8 +27,8 @@ final class ThreadState {
     /// This thread's slot of the undo journal, and a buffer for the old bytes it keeps.
     let undo: (journal: UndoJournal, slot: Int, scratch: UnsafeMutableRawPointer)?
 
-    init(keys: StoreKeys, session: UInt64, undo journal: UndoJournal?) throws {
-        crypto = try CryptoWorker(keys: keys, session: session)
+    init(keys: StoreKeys, clock: SessionClock, undo journal: UndoJournal?) throws {
+        crypto = try CryptoWorker(keys: keys, clock: clock)
         plain = UnsafeMutableRawPointer.allocate(byteCount: Self.plainCapacity, alignment: 4096)
         cipher = UnsafeMutableRawPointer.allocate(byteCount: Self.cipherCapacity, alignment: 4096)
         undo = journal.map {
@@ -53,12 +53,12 @@ final class ThreadState {
 final class ThreadStateKey: @unchecked Sendable {  // `key` is set once in init; pthread keys are thread-safe
     private var key = pthread_key_t()
     private let keys: StoreKeys
-    private let session: UInt64
+    private let clock: SessionClock
     private let undo: UndoJournal?
 
-    init(keys: StoreKeys, session: UInt64, undo: UndoJournal?) {
+    init(keys: StoreKeys, clock: SessionClock, undo: UndoJournal?) {
         self.keys = keys
-        self.session = session
+        self.clock = clock
         self.undo = undo
         pthread_key_create(&key) { p in
             guard let p else { return }
@@ -68,7 +68,7 @@ final class ThreadStateKey: @unchecked Sendable {  // `key` is set once in init;
 
     func current() throws -> ThreadState {
         if let p = pthread_getspecific(key) { return Unmanaged<ThreadState>.fromOpaque(p).takeUnretainedValue() }
-        let s = try ThreadState(keys: keys, session: session, undo: undo)
+        let s = try ThreadState(keys: keys, clock: clock, undo: undo)
         pthread_setspecific(key, Unmanaged.passRetained(s).toOpaque())
         return s
     }

@@ -1,4 +1,14 @@
 import ElasticCrypto
+import Synchronization
+
+/// The session number records are sealed with, shared by every worker of a mount.
+public final class SessionClock: Sendable {
+    let value: Atomic<UInt64>
+    public init(_ session: UInt64) { value = Atomic(session) }
+    public var current: UInt64 { value.load(ordering: .acquiring) }
+    /// Moves to `next` (a checkpoint ended the sub-session before it).
+    public func advance(to next: UInt64) { value.store(next, ordering: .releasing) }
+}
 
 /// Per-thread crypto state for one store: keyed OpenSSL contexts for content (the AEAD of the
 /// block format, `BlockFormat`), names and metadata. Not thread-safe: the FUSE layer keeps one
@@ -15,13 +25,19 @@ public final class CryptoWorker {
     /// Scratch for the nonces of one request (one RAND_bytes call per request).
     private var nonces: [UInt8] = []
 
-    /// The session this worker's records and entry sets are sealed in (`StoreRoot.Sessions`;
-    /// 0 for a worker that only reads).
-    public let session: UInt64
+    /// Where the session this worker's records and entry sets are sealed in comes from
+    /// (`StoreRoot.Sessions`; it moves at every checkpoint of a mount).
+    public let clock: SessionClock
+    /// The session sealed into records now (0 for a worker that only reads).
+    public var session: UInt64 { clock.current }
 
-    public init(keys: StoreKeys, format: BlockFormat = .current, session: UInt64 = 0) throws {
+    public convenience init(keys: StoreKeys, format: BlockFormat = .current, session: UInt64 = 0) throws {
+        try self.init(keys: keys, format: format, clock: SessionClock(session))
+    }
+
+    public init(keys: StoreKeys, format: BlockFormat = .current, clock: SessionClock) throws {
         self.keys = keys
-        self.session = session
+        self.clock = clock
         self.format = format
         content = try format.contentCipher(keys)
         names = try AESSIV(key: keys.names)

@@ -5,6 +5,7 @@ import ElasticFUSE
 import ElasticFormat
 import ElasticRuntime
 import ElasticSystem
+import Foundation
 import Glibc
 import Logging
 
@@ -27,7 +28,10 @@ struct MountElastic: ParsableCommand {
             simulator_state=FILE (the SNP simulator, for tests and demos only); \
             witness=file:PATH or witness=tpm:NV-INDEX (storage the host cannot roll back that holds the \
             store's freshness counter: a rollback of the whole store is refused with exit code 14), \
-            tpm_tcti=CONF (how to reach that TPM, default $ELASTIC_TPM_TCTI or device:/dev/tpmrm0); ctl_group=GROUP (that \
+            tpm_tcti=CONF (how to reach that TPM, default $ELASTIC_TPM_TCTI or device:/dev/tpmrm0); \
+            checkpoint=SECONDS (how often the version of every changed object is recorded while mounted, \
+            default 30; 0: only at unmount; after a crash nothing older than the last checkpoint is \
+            accepted); ctl_group=GROUP (that \
             group may use the control file .elastic too); cache_timeout=SECONDS (how long the kernel \
             may cache names and attributes, default 1); threads=N (FUSE worker threads, 1 to 64, \
             default 8); single_crypto_thread; debug. \
@@ -180,14 +184,25 @@ struct MountElastic: ParsableCommand {
                 controlGroup: opts.controlGroup, versions: try session?.versions ?? store.root.readVersions(),
                 session: session?.number ?? 0)
             store.forgetMaster()  // everything the daemon needs is derived now
+            if session != nil, opts.checkpointInterval > 0 {
+                // Checkpoints bound what a crash (or a host that kills the VM) lets come back.
+                Thread.detachNewThread {
+                    while true {
+                        Thread.sleep(forTimeInterval: opts.checkpointInterval)
+                        do { try fs.checkpoint() } catch {
+                            logger.error("checkpoint of the versions map failed", metadata: ["why": "\(error)"])
+                        }
+                    }
+                }
+            }
             try FUSESession.run(
                 fs, mountpoint: mountpoint, options: opts.fuse, debug: debugging && debug, maxThreads: opts.threads
             ) {
                 if let fd = notifyFD { Daemon.detach(notifyFD: fd) }
                 logger.info("mounted", metadata: ["backing": "\(backing)", "mountpoint": "\(mountpoint)"])
             }
-            if let session {
-                do { try store.root.endSession(session) } catch {
+            if session != nil {
+                do { try fs.endSession() } catch {
                     logger.error(
                         "could not record this session's versions: the next mount reads every object's version",
                         metadata: ["why": "\(error)"])

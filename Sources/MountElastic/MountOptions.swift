@@ -19,6 +19,8 @@ struct MountOptions {
     var controlGroup: gid_t?
     /// `witness=file:PATH` or `witness=tpm:NV-INDEX`: where the store's freshness counter lives.
     var witness: String?
+    /// Seconds between checkpoints of the versions map (0: only at unmount).
+    var checkpointInterval: Double = 30
     /// `tpm_tcti=CONF`: how to reach the TPM of a `tpm:` witness (default: $ELASTIC_TPM_TCTI, or
     /// the kernel's /dev/tpmrm0).
     var tpmTCTI: String?
@@ -61,6 +63,11 @@ struct MountOptions {
                     }
                     witness = w
                 case "tpm_tcti": tpmTCTI = try Self.need(value, key)
+                case "checkpoint":
+                    guard let v = Double(try Self.need(value, key)), v >= 0, v <= 86400 else {
+                        throw MountError.usage("checkpoint= takes seconds, 0 to 86400")
+                    }
+                    checkpointInterval = v
                 case "single_crypto_thread":
                     parallelCrypto = false
                 case "ro":

@@ -198,8 +198,13 @@ public struct ObjectRecord: Equatable, Sendable {
         return r
     }
 
-    /// The version of this record as sealed (its session included), for `VersionMap`.
-    public var version: ObjectVersion { ObjectVersion(digestOf: encoded, session: session) }
+    /// The version of this record for `VersionMap`: a digest of what it says (not of when: the
+    /// session is carried beside it), and the session that sealed it.
+    public var version: ObjectVersion {
+        var content = self
+        content.session = 0
+        return ObjectVersion(digestOf: content.encoded, session: session)
+    }
 
     /// Opens a sealed record of `objectID`; a record of another object, or an edited one, throws.
     public static func open(_ sealed: [UInt8], objectID: [UInt8], with crypto: CryptoWorker) throws -> ObjectRecord {

@@ -22,8 +22,13 @@ extension StoreRootKeeper {
     func loadVersions(_ root: StoreRoot) throws -> (map: SortedVersions, reconcileFrom: UInt64?) {
         let s = root.sessions
         var reconcileFrom = s.reconcileFrom == 0 ? nil : s.reconcileFrom
-        // A crashed session's changes may be missing from the map.
-        if s.open { reconcileFrom = min(reconcileFrom ?? s.last, s.last) }
+        // A crashed session's changes since its last checkpoint may be missing from the map:
+        // versions sealed since the session that wrote the map are accepted (a race with the
+        // checkpoint can seal one in that very session).
+        if s.open {
+            let since = s.mapDigest == StoreRoot.absent ? s.last : s.mapSession
+            reconcileFrom = min(reconcileFrom ?? since, since)
+        }
         let bytes: [UInt8]?
         do { bytes = try Syscall.readFile(directory.fd, BackingNames.versions, limit: 1 << 34) } catch let e as Errno
             where e == .noSuchFileOrDirectory
@@ -73,22 +78,38 @@ extension StoreRootKeeper {
         return VersionMap(base: map, reconcileFrom: reconcileFrom)
     }
 
-    /// Ends `session` cleanly: writes what `versions` holds now, then the root that names it.
-    public func endSession(_ session: Session) throws {
-        let map = session.versions.merged()
-        let bytes = try map.encode(key: key, storeID: storeID, session: session.number)
+    /// Records `versions` as of sub-session `current` of a session that goes on (a
+    /// checkpoint): the map, then the root naming it, with `current + 1` as the session now
+    /// open. The caller moves its clock to `current + 1` after. Returns what was recorded.
+    @discardableResult
+    public func checkpoint(_ versions: VersionMap, current: UInt64) throws -> SortedVersions {
+        try record(versions, current: current, ending: false)
+    }
+
+    /// Ends the session whose sub-session is `current` cleanly: writes what `versions` holds
+    /// now, then the root that names it.
+    public func endSession(_ versions: VersionMap, current: UInt64) throws {
+        try record(versions, current: current, ending: true)
+    }
+
+    func record(_ versions: VersionMap, current: UInt64, ending: Bool) throws -> SortedVersions {
+        let map = versions.merged()
+        let bytes = try map.encode(key: key, storeID: storeID, session: current)
         try exclusive {
             var root = try settled()
-            guard root.sessions.last == session.number, root.sessions.open else {
-                throw FormatError.integrity("\(BackingNames.root) no longer shows session \(session.number) open")
+            guard root.sessions.last == current, root.sessions.open else {
+                throw FormatError.integrity("\(BackingNames.root) no longer shows session \(current) open")
             }
             try Syscall.writeFileAtomically(directory.fd, BackingNames.versions, bytes, mode: 0o600)
-            root.sessions.open = false
-            root.sessions.reconcileFrom = session.versions.reconcileFrom ?? 0
+            root.sessions.open = !ending
+            if !ending { root.sessions.last = current + 1 }
+            root.sessions.reconcileFrom = versions.reconcileFrom ?? 0
             root.sessions.mapDigest = StoreRoot.digest(bytes)
-            root.sessions.mapSession = session.number
+            root.sessions.mapSession = current
             try commit(&root)
         }
+        if !ending { versions.recorded(map) }
+        return map
     }
 
     /// Forgets every recorded version (`elastic fsck --repair`, `elastic rekey`): the next

@@ -93,7 +93,7 @@ public final class VersionMap: Sendable {
             let recorded = index.map { s.base.version(at: $0) }
             if let index { s.seen[index / 64] |= 1 << UInt64(index % 64) }
             if recorded == found { return .current }
-            if let from = s.reconcileFrom, found.session >= from, found.session > (recorded?.session ?? 0) {
+            if let from = s.reconcileFrom, found.session >= from, found.session >= (recorded?.session ?? 0) {
                 s.overlay[key] = found
                 return .fromUnrecordedSession
             }
@@ -155,6 +155,22 @@ public final class VersionMap: Sendable {
             return out
         }
     }
+
+    /// `snapshot` (from `merged`) was recorded: it becomes the base, and the changes it holds
+    /// leave the overlay (those made since stay).
+    public func recorded(_ snapshot: SortedVersions) {
+        state.withLock { s in
+            s.overlay = s.overlay.filter { key, version in
+                guard let version else { return snapshot.index(of: key) != nil }
+                return snapshot.version(of: key).map { $0 != version || $0.session != version.session } ?? true
+            }
+            s.base = snapshot
+            s.seen = [UInt64](repeating: ~0, count: (snapshot.count + 63) / 64)
+        }
+    }
+
+    /// Whether anything changed since the base was recorded.
+    public var hasChanges: Bool { state.withLock { !$0.overlay.isEmpty } }
 
     /// Entries in the base and this session's changes (removals included).
     public var counts: (base: Int, changes: Int) { state.withLock { ($0.base.count, $0.overlay.count) } }

@@ -13,6 +13,7 @@ Then it starts writers (random pwrites of 4 KiB to 4 MiB and truncates into shar
 and fsyncs one more file, and SIGKILLs the daemon after 0.3-1.0 s.
 
     crash_cycles.py BIN_DIR WORKDIR CYCLES SEED
+    (CRASH_MOUNT_OPTIONS=checkpoint=0.2 adds mount options: checkpoints racing the writers)
 
 Prints one summary line; exit 1 with the reasons when a check fails."""
 import hashlib, os, random, signal, subprocess, sys, time
@@ -30,7 +31,8 @@ def mounted():
 
 def mount():
     logf = open(log, "a")
-    p = subprocess.Popen([bin_dir + "/mount.elastic", store, mnt, "-o", "keyfile=" + key, "-f"],
+    options = ",".join(["keyfile=" + key] + [o for o in [os.environ.get("CRASH_MOUNT_OPTIONS", "")] if o])
+    p = subprocess.Popen([bin_dir + "/mount.elastic", store, mnt, "-o", options, "-f"],
                          stdout=logf, stderr=logf)
     for _ in range(200):
         if mounted():
