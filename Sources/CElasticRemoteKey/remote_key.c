@@ -20,6 +20,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define PROVIDER_NAME "elastic-remote"
@@ -28,8 +29,11 @@
 
 enum key_kind { KIND_EC = 1, KIND_RSA = 2, KIND_ED25519 = 3 };
 
-/* What CElasticRemoteKey_new hands to the import function (by address). */
+/* What CElasticRemoteKey_new hands to the import function (by address), marked so that no
+ * other parameter of that name is taken for one. */
+#define REMOTE_MAGIC 0x454c4b52u /* "ELKR" */
 struct remote_source {
+    unsigned magic;
     EVP_PKEY *pub;
     elastic_remote_sign_fn sign;
     elastic_remote_release_fn release;
@@ -94,7 +98,9 @@ static int key_import(void *keydata, int selection, const OSSL_PARAM params[]) {
         struct remote_source *src = NULL;
         if (p->data_type != OSSL_PARAM_OCTET_STRING || p->data_size != sizeof(src)) return 0;
         memcpy(&src, p->data, sizeof(src));
-        if (src == NULL || src->pub == NULL || kind_of(src->pub) != k->kind || !EVP_PKEY_up_ref(src->pub)) return 0;
+        if (src == NULL || src->magic != REMOTE_MAGIC || src->pub == NULL || kind_of(src->pub) != k->kind
+            || !EVP_PKEY_up_ref(src->pub))
+            return 0;
         k->pub = src->pub;
         k->sign = src->sign;
         k->release = src->release;
@@ -135,7 +141,17 @@ static int key_export(void *keydata, int selection, OSSL_CALLBACK *cb, void *cba
     return EVP_PKEY_export(k->pub, selection & ~OSSL_KEYMGMT_SELECT_PRIVATE_KEY, cb, cbarg);
 }
 
-static const OSSL_PARAM *key_export_types(int selection) { return key_import_types(selection); }
+static const OSSL_PARAM *key_export_types(int selection) {
+    (void)selection;
+    static const OSSL_PARAM types[] = {
+        OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, NULL, 0),
+        OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
+        OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_N, NULL, 0),
+        OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, NULL, 0),
+        OSSL_PARAM_END,
+    };
+    return types;
+}
 
 static int key_get_params(void *keydata, OSSL_PARAM params[]) {
     const struct key *k = keydata;
@@ -281,7 +297,12 @@ static int sig_set_ctx_params(void *ctx, const OSSL_PARAM params[]) {
         int len = 0;
         const char *text = NULL;
         if (p->data_type == OSSL_PARAM_UTF8_STRING && OSSL_PARAM_get_utf8_string_ptr(p, &text)) {
-            if (strcmp(text, OSSL_PKEY_RSA_PSS_SALT_LEN_DIGEST) != 0) return 0;
+            /* "digest", or the digest's length in decimal (how OpenSSL 3.0 passes a number). */
+            char *end = NULL;
+            long n = strtol(text, &end, 10);
+            if (strcmp(text, OSSL_PKEY_RSA_PSS_SALT_LEN_DIGEST) != 0
+                && (end == text || *end != '\0' || (n != RSA_PSS_SALTLEN_DIGEST && (size_t)n != digest_size(s))))
+                return 0;
         } else if (!OSSL_PARAM_get_int(p, &len) || (len != RSA_PSS_SALTLEN_DIGEST && (size_t)len != digest_size(s))) {
             return 0;
         }
@@ -375,6 +396,7 @@ static int sig_digest_sign_init(void *ctx, const char *mdname, void *provkey, co
 static int sig_digest_sign_update(void *ctx, const unsigned char *data, size_t len) {
     struct sig *s = ctx;
     if (len == 0) return 1;
+    if (len > ((size_t)1 << 30) - s->len) return 0; /* a signed message is far smaller */
     if (s->len + len > s->cap) {
         size_t cap = s->cap * 2 > s->len + len ? s->cap * 2 : s->len + len;
         unsigned char *b = OPENSSL_clear_realloc(s->buf, s->cap, cap);
@@ -481,14 +503,18 @@ struct ossl_lib_ctx_st *CElasticRemoteKey_libctx(void) {
 
 struct evp_pkey_st *CElasticRemoteKey_new(const unsigned char *spki, size_t spki_len, elastic_remote_sign_fn sign,
                                           elastic_remote_release_fn release, void *context) {
-    if (CElasticRemoteKey_libctx() == NULL || sign == NULL) return NULL;
+    if (CElasticRemoteKey_libctx() == NULL || sign == NULL) {
+        if (release != NULL) release(context);
+        return NULL;
+    }
     const unsigned char *p = spki;
     EVP_PKEY *pub = d2i_PUBKEY_ex(NULL, &p, (long)spki_len, libctx, "provider=default");
     if (pub == NULL || p != spki + spki_len || kind_of(pub) == 0) {
         EVP_PKEY_free(pub);
+        if (release != NULL) release(context);
         return NULL;
     }
-    struct remote_source src = {pub, sign, release, context, 0};
+    struct remote_source src = {REMOTE_MAGIC, pub, sign, release, context, 0};
     struct remote_source *ref = &src;
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_octet_string(PARAM_REMOTE, &ref, sizeof(ref)),
@@ -500,7 +526,7 @@ struct evp_pkey_st *CElasticRemoteKey_new(const unsigned char *spki, size_t spki
         key = NULL;
     EVP_PKEY_CTX_free(ctx);
     EVP_PKEY_free(pub);
-    /* On failure the key store context is released here, unless a key took it (and freed it). */
+    /* On failure the context is released here, unless a key took it (and freeing it released it). */
     if (key == NULL && !src.imported && release != NULL) release(context);
     return key;
 }

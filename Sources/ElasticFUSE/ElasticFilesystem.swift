@@ -110,6 +110,11 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             for r in walk.refused {
                 logger.error("object refused: \(r.what)", metadata: ["path": "\(r.path)"])
             }
+            if walk.incomplete > 0 {
+                logger.error(
+                    "not every object's version could be read: versions sealed since session \(from) stay acceptable until the store is repaired (elastic fsck --repair)",
+                    metadata: ["unreadable": "\(walk.incomplete)"])
+            }
         }
         undo =
             readOnly

@@ -20,6 +20,13 @@ public struct AttestedCertificateVerifier: Sendable {
     public var policy: SNPPolicy?
     /// The time the certificate must be valid at.
     public var now = Date()
+    /// A nonce the evidence must carry (a verifier's challenge, for freshness).
+    public var expectedNonce: [UInt8]?
+    /// The certification authority of a certificate that is not self-issued (offline checks).
+    public var authority: X509Certificate?
+    /// Whether the peer proved it holds the certificate's key (a TLS handshake): then the
+    /// signature on the certificate adds nothing, and one a CA issued needs no `authority`.
+    public var keyProvenByHandshake = false
 
     public init(givenRoots: [X509Certificate] = [], policy: SNPPolicy? = nil) throws {
         roots =
@@ -70,8 +77,8 @@ public struct AttestedCertificateVerifier: Sendable {
         } else {
             fail("key binding", "the evidence names another public key (a certificate re-used with a different key)")
         }
-        if let nb = cert.notBefore, let na = cert.notAfter, nb >= Int64(evidence.notBefore),
-            na <= Int64(evidence.notAfter)
+        if let nb = cert.notBefore, let na = cert.notAfter, let enb = Int64(exactly: evidence.notBefore),
+            let ena = Int64(exactly: evidence.notAfter), nb >= enb, na <= ena
         {
             pass("validity binding", "the certificate's validity lies within the one the evidence names")
         } else {
@@ -90,12 +97,33 @@ public struct AttestedCertificateVerifier: Sendable {
                 "report data", "the report's REPORT_DATA does not bind these claims (tampered, or another key's report)"
             )
         }
-        if cert.issuerCommonName == cert.subjectCommonName {
+        if let expectedNonce {
+            if evidence.nonce == expectedNonce {
+                pass("nonce", "the evidence carries the expected nonce")
+            } else {
+                fail("nonce", "the evidence does not carry the expected nonce (not fresh, or another verifier's)")
+            }
+        }
+        // Self-issued: the whole issuer name is the subject's (an attested certificate has no
+        // keyCertSign usage, so X509_check_issued would not say so).
+        if X509_NAME_cmp(X509_get_issuer_name(cert.x509), X509_get_subject_name(cert.x509)) == 0 {
             if cert.isSigned(by: cert) {
                 pass("certificate signature", "self-signed by the attested key")
             } else {
                 fail("certificate signature", "the self-signed certificate does not verify with its own key")
             }
+        } else if let authority {
+            if cert.isSigned(by: authority) {
+                pass("certificate signature", "issued by \(authority.subjectCommonName ?? "the given CA")")
+            } else {
+                fail("certificate signature", "not signed by the given CA")
+            }
+        } else if keyProvenByHandshake {
+            pass("certificate signature", "issued by \(cert.issuerCommonName ?? "a CA"); the handshake proved the key")
+        } else {
+            fail(
+                "certificate signature",
+                "issued by \(cert.issuerCommonName ?? "a CA"), not self-signed: give that CA (--ca) to check it")
         }
         do {
             try report.checkFormat()
@@ -107,7 +135,13 @@ public struct AttestedCertificateVerifier: Sendable {
         } catch {
             fail("report", "\(error)")
         }
-        r.checks += policy?.checks(report) ?? []
+        if let policy {
+            if report.bytes.count == SNPReport.size {
+                r.checks += policy.checks(report)
+            } else {
+                fail("policy", "no report of the right size to check")
+            }
+        }
         return r
     }
 

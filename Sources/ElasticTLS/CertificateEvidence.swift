@@ -111,6 +111,9 @@ public struct CertificateEvidence: Sendable, Equatable {
             case .array(let validity)? = body["validity"], validity.count == 2,
             let notBefore = validity[0].unsignedValue, let notAfter = validity[1].unsignedValue
         else { throw FormatError(description: "a claim is missing or of the wrong type") }
+        guard notBefore <= notAfter, notAfter <= UInt64(Int64.max) else {
+            throw FormatError(description: "validity is not a period of seconds since the epoch")
+        }
         guard case .array(let entry) = try CBOR(decoding: hashEntry), entry.count == 2,
             entry[0].unsignedValue == Self.sha512ID, let hash = entry[1].bytesValue, hash.count == 64
         else { throw FormatError(description: "pubkey-hash is not [8, SHA-512 digest]") }

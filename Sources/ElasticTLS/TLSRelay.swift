@@ -36,6 +36,7 @@ struct TLSRelay {
         var fromPeer = [UInt8](repeating: 0, count: capacity), fromPeerStart = 0, fromPeerEnd = 0
         var toPeer = [UInt8](repeating: 0, count: capacity), toPeerStart = 0, toPeerEnd = 0
         var peerEnded = false, plainEnded = false, closeNotifySent = false, plainOutClosed = false
+        var shutdownWants: Int16 = 0  // an SSL_shutdown that could not send close_notify yet
         var readWants: Int16 = 0, writeWants: Int16 = 0  // what SSL_read / SSL_write wait for
         while true {
             var progress = false
@@ -89,7 +90,8 @@ struct TLSRelay {
                     plainEnded = true
                     progress = true
                 } else if errno != EAGAIN && errno != EINTR {
-                    plainEnded = true
+                    // A reset is not an end: no close_notify, so the peer sees the stream cut.
+                    return totals
                 }
             }
             if toPeerEnd > toPeerStart {
@@ -112,16 +114,28 @@ struct TLSRelay {
                 }
             }
             if plainEnded && toPeerEnd == toPeerStart && !closeNotifySent {
-                closeNotifySent = true
-                _ = SSL_shutdown(ssl)
+                // Sent once SSL_shutdown returns 0 or 1; on a full socket it asks to be called again.
+                let rc = SSL_shutdown(ssl)
+                shutdownWants = 0
+                if rc >= 0 {
+                    closeNotifySent = true
+                    progress = true
+                } else {
+                    switch SSL_get_error(ssl, rc) {
+                    case SSL_ERROR_WANT_WRITE: shutdownWants = Int16(POLLOUT)
+                    case SSL_ERROR_WANT_READ: shutdownWants = Int16(POLLIN)
+                    default:
+                        ERR_clear_error()
+                        return totals
+                    }
+                }
                 ERR_clear_error()
-                progress = true
             }
             if peerEnded && plainOutClosed && closeNotifySent { return totals }
             if progress { continue }
             // Nothing moved: wait for what each side needs.
             var fds: [pollfd] = []
-            var tlsEvents = writeWants
+            var tlsEvents = writeWants | shutdownWants
             if fromPeerEnd == fromPeerStart && !peerEnded { tlsEvents |= readWants == 0 ? Int16(POLLIN) : readWants }
             // (-1: poll ignores the entry; the peer's end is not waited for again.)
             fds.append(pollfd(fd: tlsEvents == 0 ? -1 : tlsFD, events: tlsEvents, revents: 0))

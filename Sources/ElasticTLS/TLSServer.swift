@@ -16,14 +16,17 @@ public final class TLSServer: Sendable {
     let context: Mutex<TLSContext>
     let clientVerifier: AttestedCertificateVerifier?
     let log: @Sendable (String) -> Void
+    /// Connections served at once; more are closed at once (each holds a thread).
+    let maxConnections: Int
     let stopping = Atomic<Bool>(false)
     /// Connections being served now.
     public let active = Atomic<Int>(0)
 
     public init(
         listen: Endpoint, backend: Endpoint, context: TLSContext, clientVerifier: AttestedCertificateVerifier?,
-        log: @escaping @Sendable (String) -> Void
+        maxConnections: Int = 1024, log: @escaping @Sendable (String) -> Void
     ) throws {
+        self.maxConnections = maxConnections
         listenFD = try listen.listen()
         self.listen = listen
         self.backend = backend
@@ -40,6 +43,11 @@ public final class TLSServer: Sendable {
     /// Accepts connections until `stop`.
     public func run() {
         while !stopping.load(ordering: .acquiring), let fd = acceptConnection(listenFD) {
+            guard active.load(ordering: .relaxed) < maxConnections else {
+                log("connection refused: \(maxConnections) connections are open already")
+                close(fd)
+                continue
+            }
             let ctx = context.withLock { $0 }
             active.add(1, ordering: .relaxed)
             let thread = Thread { [self] in
@@ -57,11 +65,29 @@ public final class TLSServer: Sendable {
         shutdown(listenFD, Int32(SHUT_RDWR))
     }
 
-    /// A limit on how long a peer may take to send each part of the handshake.
-    static func setTimeout(_ fd: Int32, seconds: Int) {
-        var t = timeval(tv_sec: seconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &t, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &t, socklen_t(MemoryLayout<timeval>.size))
+    /// How long a whole handshake may take.
+    static let handshakeSeconds = 15.0
+
+    /// Runs `step` (SSL_accept or SSL_connect) on the non-blocking `fd` until the handshake
+    /// is done, fails, or `handshakeSeconds` have passed (a peer that trickles bytes cannot
+    /// hold a thread). Returns nil when done, else why not.
+    static func handshake(_ ssl: OpaquePointer, _ fd: Int32, _ step: (OpaquePointer) -> Int32) -> String? {
+        TLSRelay.setNonBlocking(fd)
+        var start = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &start)
+        while true {
+            let rc = step(ssl)
+            if rc == 1 { return nil }
+            let e = SSL_get_error(ssl, rc)
+            guard e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE else { return handshakeError(ssl, rc) }
+            var now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            let left =
+                handshakeSeconds - (Double(now.tv_sec - start.tv_sec) + Double(now.tv_nsec - start.tv_nsec) / 1e9)
+            guard left > 0 else { return "the peer did not finish the handshake within \(Int(handshakeSeconds)) s" }
+            var p = pollfd(fd: fd, events: Int16(e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), revents: 0)
+            _ = poll(&p, 1, Int32(left * 1000) + 1)
+        }
     }
 
     func serve(_ fd: Int32, _ context: TLSContext) {
@@ -69,19 +95,18 @@ public final class TLSServer: Sendable {
         guard let ssl = SSL_new(context.ctx) else { return }
         defer { SSL_free(ssl) }
         SSL_set_fd(ssl, fd)
-        Self.setTimeout(fd, seconds: 15)
-        let rc = SSL_accept(ssl)
-        guard rc == 1 else {
-            log("handshake failed: \(handshakeError(ssl, rc))")
+        if let why = Self.handshake(ssl, fd, { SSL_accept($0) }) {
+            log("handshake failed: \(why)")
             return
         }
-        Self.setTimeout(fd, seconds: 0)
         if let clientVerifier {
             guard let cert = peerCertificate(ssl) else {
                 log("client refused: no certificate")
                 return
             }
-            let result = clientVerifier.verify(cert)
+            var proven = clientVerifier
+            proven.keyProvenByHandshake = true
+            let result = proven.verify(cert)
             guard result.passed else {
                 let failed = result.checks.filter { !$0.passed }.map { "\($0.name): \($0.detail)" }
                 log("client refused: \(failed.joined(separator: "; "))")
@@ -155,15 +180,19 @@ public enum TLSClient {
             }
         }
         SSL_set_fd(ssl, fd)
-        if serverName.contains(where: { $0.isLetter }) { _ = COpenSSL_set_host_name(ssl, serverName) }
-        TLSServer.setTimeout(fd, seconds: 15)
-        let rc = SSL_connect(ssl)
-        guard rc == 1 else { throw TLSContext.Failure(description: "\(endpoint): \(handshakeError(ssl, rc))") }
-        TLSServer.setTimeout(fd, seconds: 0)
+        var v4 = in_addr(), v6 = in6_addr()
+        if inet_pton(AF_INET, serverName, &v4) != 1 && inet_pton(AF_INET6, serverName, &v6) != 1 {
+            _ = COpenSSL_set_host_name(ssl, serverName)  // SNI carries names, never addresses
+        }
+        if let why = TLSServer.handshake(ssl, fd, { SSL_connect($0) }) {
+            throw TLSContext.Failure(description: "\(endpoint): \(why)")
+        }
         guard let cert = peerCertificate(ssl) else {
             throw TLSContext.Failure(description: "\(endpoint): the server presented no certificate")
         }
-        var result = verifier.verify(cert)
+        var proven = verifier
+        proven.keyProvenByHandshake = true
+        var result = proven.verify(cert)
         result.checks.insert(nameCheck(cert, serverName), at: min(1, result.checks.count))
         guard result.passed else { throw Refused(result: result) }
         handedOver = true

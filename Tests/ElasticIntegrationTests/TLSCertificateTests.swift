@@ -122,9 +122,25 @@ struct TLSCertificateTests {
                       -subj /CN=Test-CA -days 2 -out ca.pem 2>&1 && \
                     openssl x509 -req -in req.pem -CA ca.pem -CAkey ca.key -days 1 -copy_extensions copy -out issued.pem 2>&1
                     """), "a CA issues it")
-            let issued = try verify(s.dir + "/issued.pem", ["--root", ark])
-            #expect(issued.status == 0, "\(issued.stdout)")
-            #expect(!issued.stdout.contains("certificate signature"), "a CA's signature is the TLS peer's to check")
+            let issued = try verify(s.dir + "/issued.pem", ["--root", ark, "--ca", s.dir + "/ca.pem"])
+            #expect(
+                issued.status == 0 && issued.stdout.contains("PASS  certificate signature: issued by Test-CA"),
+                "\(issued.stdout)")
+            // Without its CA, a certificate that is not self-issued is not taken on trust.
+            let noCA = try verify(s.dir + "/issued.pem", ["--root", ark])
+            #expect(
+                noCA.status == 23 && noCA.stdout.contains("FAIL  certificate signature: issued by Test-CA"),
+                "\(noCA.stdout)")
+            // A nonce bound at issue time, and checked.
+            let n = s.dir + "/nonce.pem"
+            expectOK(
+                try run(
+                    Env.elastic,
+                    ["tls", "cert", "--mount", s.mountpoint, "--key", "k-ec-p384", "--nonce", "c0ffee", "--out", n]),
+                "nonce")
+            #expect(try verify(n, ["--root", ark, "--nonce", "c0ffee"]).stdout.contains("PASS  nonce"))
+            let stale = try verify(n, ["--root", ark, "--nonce", "beef"])
+            #expect(stale.status == 23 && stale.stdout.contains("FAIL  nonce"), "\(stale.stdout)")
         }
     }
 

@@ -29,7 +29,8 @@ typedef void (*elastic_remote_release_fn)(void *context);
 struct ossl_lib_ctx_st *CElasticRemoteKey_libctx(void);
 
 /* A key in that context whose public half is the DER SubjectPublicKeyInfo `spki` (EC, RSA or
- * Ed25519) and whose signatures `sign` makes. NULL on failure (then `release` was not called). */
+ * Ed25519) and whose signatures `sign` makes. The key owns `context` from here on: `release`
+ * is called once, when the key goes, or before returning NULL on failure. */
 struct evp_pkey_st *CElasticRemoteKey_new(const unsigned char *spki, size_t spki_len, elastic_remote_sign_fn sign,
                                           elastic_remote_release_fn release, void *context);
 

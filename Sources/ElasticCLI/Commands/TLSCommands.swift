@@ -128,6 +128,9 @@ struct TLSVerifyCertCommand: ParsableCommand {
     var vcek: String?
     @Option(name: .customLong("at"), help: "Check the validity at this time (seconds since the epoch; default: now).")
     var at: Int64?
+    @Option(name: .customLong("nonce"), help: "The nonce the evidence must carry (hex).") var nonce: String?
+    @Option(name: .customLong("ca"), help: "The CA that issued the certificate, when it is not self-signed.")
+    var ca: String?
     @Flag(name: .customLong("json")) var json = false
 
     func run() throws {
@@ -141,6 +144,11 @@ struct TLSVerifyCertCommand: ParsableCommand {
             verifier = try AttestedCertificateVerifier(givenRoots: roots, policy: try policy.map(readPolicy))
             if let vcek { verifier.endorsement = try certificates(at: vcek)[0] }
             if let at { verifier.now = Date(timeIntervalSince1970: TimeInterval(at)) }
+            if let ca { verifier.authority = try certificates(at: ca)[0] }
+            if let nonce {
+                guard let bytes = Hex.decode(nonce), !bytes.isEmpty else { throw CLIError("--nonce is hex", .usage) }
+                verifier.expectedNonce = bytes
+            }
         } catch { throw failure(error) }
         let result = verifier.verify(cert)
         try printChecks(
@@ -248,6 +256,8 @@ struct TLSServeCommand: ParsableCommand {
     var renewAfter: Double?
     @Option(name: .customLong("client-policy"), help: "Require attested clients that satisfy this policy.")
     var clientPolicy: String?
+    @Option(name: .customLong("max-connections"), help: "Connections served at once (more are closed).")
+    var maxConnections: Int = 1024
     @OptionGroup(title: "Client attestation") var peer: PeerOptions
 
     func run() throws {
@@ -259,7 +269,7 @@ struct TLSServeCommand: ParsableCommand {
             let (context, validUntil) = try makeContext(remote, client: client)
             let server = try TLSServer(
                 listen: try Endpoint(listen), backend: try Endpoint(backend), context: context,
-                clientVerifier: verifier, log: logLine)
+                clientVerifier: verifier, maxConnections: maxConnections, log: logLine)
             logLine(
                 "serving TLS on \(server.listen) for \(backend) with \(context.certificate?.subjectCommonName ?? "?") "
                     + "(key \(key), valid until \(validUntil)\(verifier == nil ? "" : "; clients must be attested"))")

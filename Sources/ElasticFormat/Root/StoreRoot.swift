@@ -42,6 +42,10 @@ public struct StoreRoot: Equatable, Sendable {
         public var mapDigest = StoreRoot.absent
         /// The session that wrote `elastic.versions` (its seal is bound to it).
         public var mapSession: UInt64 = 0
+        /// `elastic.versions` was written when its session ended cleanly (nothing was being
+        /// written then: it names every version up to `mapSession` exactly); false for a
+        /// checkpoint's, which writes racing it may have sealed in `mapSession` too.
+        public var mapComplete = false
         public init() {}
     }
 
@@ -100,7 +104,7 @@ public struct StoreRoot: Equatable, Sendable {
             w.u64(wb.value)
         }
         w.u64(sessions.last)
-        w.u8(sessions.open ? 1 : 0)
+        w.u8((sessions.open ? 1 : 0) | (sessions.mapComplete ? 2 : 0))
         w.u64(sessions.reconcileFrom)
         w.raw(sessions.mapDigest)
         w.u64(sessions.mapSession)
@@ -135,9 +139,10 @@ public struct StoreRoot: Equatable, Sendable {
             // (A root without sessions is from before them: its first mount records every object.)
             if flags & 8 != 0 {
                 sessions.last = try r.u64()
-                let open = try r.u8()
-                guard open <= 1 else { throw FormatError.corruptConfig("session state") }
-                sessions.open = open == 1
+                let state = try r.u8()
+                guard state <= 3 else { throw FormatError.corruptConfig("session state") }
+                sessions.open = state & 1 != 0
+                sessions.mapComplete = state & 2 != 0
                 sessions.reconcileFrom = try r.u64()
                 sessions.mapDigest = try r.raw(32)
                 sessions.mapSession = try r.u64()

@@ -26,7 +26,8 @@ extension StoreRootKeeper {
         // versions sealed since the session that wrote the map are accepted (a race with the
         // checkpoint can seal one in that very session).
         if s.open {
-            let since = s.mapDigest == StoreRoot.absent ? s.last : s.mapSession
+            // (A map written at a clean end names its session's versions exactly.)
+            let since = s.mapDigest == StoreRoot.absent ? s.last : s.mapComplete ? s.mapSession + 1 : s.mapSession
             reconcileFrom = min(reconcileFrom ?? since, since)
         }
         let bytes: [UInt8]?
@@ -106,6 +107,7 @@ extension StoreRootKeeper {
             root.sessions.reconcileFrom = versions.reconcileFrom ?? 0
             root.sessions.mapDigest = StoreRoot.digest(bytes)
             root.sessions.mapSession = current
+            root.sessions.mapComplete = ending
             try commit(&root)
         }
         if !ending { versions.recorded(map) }
@@ -122,6 +124,7 @@ extension StoreRootKeeper {
             root.sessions.open = false
             root.sessions.reconcileFrom = 1
             root.sessions.mapDigest = StoreRoot.absent
+            root.sessions.mapComplete = false
             try commit(&root)
             _ = try? Syscall.unlinkat(directory.fd, BackingNames.versions, 0)
             return root.sessions.last

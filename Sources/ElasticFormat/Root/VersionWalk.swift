@@ -96,6 +96,8 @@ public struct VersionWalk {
                         "an earlier version of the file than the store recorded")
                 }
             } catch {
+                // Its recorded version must stay: the walk is not complete without it.
+                incomplete += 1
                 refuse(plainPath(dirfd, path, name, iv: info.iv), "file header: \(error)")
             }
         }
