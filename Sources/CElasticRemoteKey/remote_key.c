@@ -121,17 +121,20 @@ static int key_import(void *keydata, int selection, const OSSL_PARAM params[]) {
     return 1;
 }
 
+/* What import takes: the remote key's source, then a public key's parameters (what export
+ * gives, without the first). */
+static const OSSL_PARAM key_types[] = {
+    OSSL_PARAM_octet_string(PARAM_REMOTE, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, NULL, 0),
+    OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
+    OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_N, NULL, 0),
+    OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, NULL, 0),
+    OSSL_PARAM_END,
+};
+
 static const OSSL_PARAM *key_import_types(int selection) {
     (void)selection;
-    static const OSSL_PARAM types[] = {
-        OSSL_PARAM_octet_string(PARAM_REMOTE, NULL, 0),
-        OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, NULL, 0),
-        OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
-        OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_N, NULL, 0),
-        OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, NULL, 0),
-        OSSL_PARAM_END,
-    };
-    return types;
+    return key_types;
 }
 
 /* A remote key never leaves this provider: OpenSSL would sign with the copy and fail. */
@@ -143,14 +146,7 @@ static int key_export(void *keydata, int selection, OSSL_CALLBACK *cb, void *cba
 
 static const OSSL_PARAM *key_export_types(int selection) {
     (void)selection;
-    static const OSSL_PARAM types[] = {
-        OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, NULL, 0),
-        OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
-        OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_N, NULL, 0),
-        OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, NULL, 0),
-        OSSL_PARAM_END,
-    };
-    return types;
+    return key_types + 1;
 }
 
 static int key_get_params(void *keydata, OSSL_PARAM params[]) {

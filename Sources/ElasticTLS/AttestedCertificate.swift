@@ -18,12 +18,15 @@ public enum AttestedCertificate {
         public var nonce: [UInt8]? = nil
 
         public init(commonName: String) { self.commonName = commonName }
-    }
 
-    /// Why a certificate was not made.
-    public struct Failure: Error, CustomStringConvertible {
-        public let description: String
-        init(_ d: String) { description = d }
+        /// A subject named by `sans` (DNS names and IP addresses; the first is the common name
+        /// unless one is given).
+        public init(commonName: String?, sans: [String], fallbackName: String) {
+            self.commonName = commonName ?? sans.first ?? fallbackName
+            for san in sans {
+                if isIPAddress(san) { ipAddresses.append(san) } else { dnsNames.append(san) }
+            }
+        }
     }
 
     /// Names of the platforms whose reports the evidence carries, by `elastic_platform` code.
@@ -32,7 +35,7 @@ public enum AttestedCertificate {
         case 1: return "sev-snp"
         case 2: return "sev-snp-simulator"
         default:
-            throw Failure(
+            throw TLSFailure(
                 "attested certificates carry SEV-SNP reports; this mount's platform has none (code \(code))")
         }
     }
@@ -41,7 +44,7 @@ public enum AttestedCertificate {
     public static func evidence(for key: RemoteKey, subject: Subject, notBefore: UInt64, client: ControlClient)
         throws -> CertificateEvidence
     {
-        guard (1...3650).contains(subject.days) else { throw Failure("--days is 1 to 3650") }
+        guard (1...3650).contains(subject.days) else { throw TLSFailure("--days is 1 to 3650") }
         let notAfter = notBefore + UInt64(subject.days) * 86400
         let hash = try CertificateEvidence.hash(spki: try key.publicKey.publicKeyDER())
         let data = try CertificateEvidence.reportData(
@@ -140,7 +143,7 @@ public enum AttestedCertificate {
     }
 
     static func withName(_ cn: String, _ set: (OpaquePointer) -> Bool) throws -> Bool {
-        guard !cn.isEmpty, cn.utf8.count <= 64 else { throw Failure("the common name is 1 to 64 bytes") }
+        guard !cn.isEmpty, cn.utf8.count <= 64 else { throw TLSFailure("the common name is 1 to 64 bytes") }
         guard let name = X509_NAME_new() else { throw CryptoError.drain("X509_NAME_new") }
         defer { X509_NAME_free(name) }
         guard X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, cn, -1, -1, 0) == 1 else {
@@ -158,13 +161,10 @@ public enum AttestedCertificate {
                     $0 == 0x2E || $0 == 0x2D || $0 == 0x2A || (0x30...0x39).contains($0)
                         || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0)
                 })
-            else { throw Failure("\(name) is not a DNS name") }
+            else { throw TLSFailure("\(name) is not a DNS name") }
         }
         for ip in s.ipAddresses {
-            var v4 = in_addr(), v6 = in6_addr()
-            guard inet_pton(AF_INET, ip, &v4) == 1 || inet_pton(AF_INET6, ip, &v6) == 1 else {
-                throw Failure("\(ip) is not an IP address")
-            }
+            guard isIPAddress(ip) else { throw TLSFailure("\(ip) is not an IP address") }
         }
         var specs: [(Int32, String)] = [
             (NID_basic_constraints, "critical,CA:FALSE"), (NID_key_usage, "critical,digitalSignature"),

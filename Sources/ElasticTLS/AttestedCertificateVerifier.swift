@@ -154,7 +154,7 @@ public struct AttestedCertificateVerifier: Sendable {
             try endorsement
             ?? table?.certificate(vlek ? "vlek" : "vcek").map { try X509Certificate(der: $0) }
         guard let endorsement else {
-            throw AttestedCertificate.Failure(
+            throw TLSFailure(
                 "the evidence carries no \(vlek ? "VLEK" : "VCEK") certificate: give one (--vcek FILE)")
         }
         if let intermediate { return (endorsement, intermediate) }
@@ -162,7 +162,7 @@ public struct AttestedCertificateVerifier: Sendable {
         let known = try AMDIntermediates.allPEM.flatMap { try X509Certificate.pem(Array($0.utf8)) }
         guard let issuer = endorsement.issuerCommonName, let c = known.first(where: { $0.subjectCommonName == issuer })
         else {
-            throw AttestedCertificate.Failure("no intermediate certificate for \(endorsement.issuerCommonName ?? "?")")
+            throw TLSFailure("no intermediate certificate for \(endorsement.issuerCommonName ?? "?")")
         }
         return (endorsement, c)
     }

@@ -1,25 +1,30 @@
 import Glibc
 
+/// Why a certificate, an endpoint, a context or a connection could not be made.
+public struct TLSFailure: Error, CustomStringConvertible {
+    public let description: String
+    init(_ d: String) { description = d }
+}
+
+/// Whether `text` is an IPv4 or IPv6 address (rather than a DNS name).
+public func isIPAddress(_ text: String) -> Bool {
+    var v4 = in_addr(), v6 = in6_addr()
+    return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
+}
+
 /// TCP endpoints as "HOST:PORT" ("[v6]:PORT" for IPv6 literals): resolving, listening and
 /// connecting, with errors that say which address and why.
 public struct Endpoint: Sendable, CustomStringConvertible {
     public let host: String
     public let port: UInt16
 
-    /// Why an endpoint could not be used.
-    public struct Failure: Error, CustomStringConvertible {
-        public let description: String
-        /// The errno, when a system call failed.
-        public let code: Int32?
-    }
-
     public init(_ text: String) throws {
         guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port > 0 else {
-            throw Failure(description: "\(text): not HOST:PORT", code: nil)
+            throw TLSFailure("\(text): not HOST:PORT")
         }
         var host = String(text[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty else { throw Failure(description: "\(text): no host", code: nil) }
+        guard !host.isEmpty else { throw TLSFailure("\(text): no host") }
         self.host = host
         self.port = port
     }
@@ -34,8 +39,7 @@ public struct Endpoint: Sendable, CustomStringConvertible {
         var list: UnsafeMutablePointer<addrinfo>? = nil
         let rc = getaddrinfo(host, String(port), &hints, &list)
         guard rc == 0, let list else {
-            throw Failure(
-                description: "\(self): cannot resolve \(host): \(String(cString: gai_strerror(rc)))", code: nil)
+            throw TLSFailure("\(self): cannot resolve \(host): \(String(cString: gai_strerror(rc)))")
         }
         defer { freeaddrinfo(list) }
         var out: [(Int32, [UInt8])] = []
@@ -48,13 +52,13 @@ public struct Endpoint: Sendable, CustomStringConvertible {
         return out
     }
 
-    static func failure(_ what: String, _ e: Int32) -> Failure {
-        Failure(description: "\(what): \(String(cString: strerror(e)))", code: e)
+    static func failure(_ what: String, _ e: Int32) -> TLSFailure {
+        TLSFailure("\(what): \(String(cString: strerror(e)))")
     }
 
     /// A listening socket (SO_REUSEADDR, backlog 1024).
     public func listen() throws -> Int32 {
-        var last: Failure? = nil
+        var last: TLSFailure? = nil
         for (family, address) in try resolve(passive: true) {
             let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard fd >= 0 else { continue }
@@ -68,15 +72,15 @@ public struct Endpoint: Sendable, CustomStringConvertible {
             close(fd)
             last =
                 e == EADDRINUSE
-                ? Failure(description: "cannot listen on \(self): the port is in use", code: e)
+                ? TLSFailure("cannot listen on \(self): the port is in use")
                 : Self.failure("cannot listen on \(self)", e)
         }
-        throw last ?? Failure(description: "cannot listen on \(self)", code: nil)
+        throw last ?? TLSFailure("cannot listen on \(self)")
     }
 
     /// A connected socket.
     public func connect() throws -> Int32 {
-        var last: Failure? = nil
+        var last: TLSFailure? = nil
         for (family, address) in try resolve(passive: false) {
             let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard fd >= 0 else { continue }
@@ -92,15 +96,15 @@ public struct Endpoint: Sendable, CustomStringConvertible {
             close(fd)
             last =
                 e == ECONNREFUSED
-                ? Failure(description: "cannot connect to \(self): nothing listens there (connection refused)", code: e)
+                ? TLSFailure("cannot connect to \(self): nothing listens there (connection refused)")
                 : Self.failure("cannot connect to \(self)", e)
         }
-        throw last ?? Failure(description: "cannot connect to \(self)", code: nil)
+        throw last ?? TLSFailure("cannot connect to \(self)")
     }
 }
 
 /// Accepts one connection on `fd` (retrying on EINTR); nil when the socket was shut down.
-func acceptConnection(_ fd: Int32) -> Int32? {
+public func acceptConnection(_ fd: Int32) -> Int32? {
     while true {
         let c = accept(fd, nil, nil)
         if c >= 0 {

@@ -13,11 +13,6 @@ public final class TLSContext: @unchecked Sendable {  // the SSL_CTX is not chan
     public let certificate: X509Certificate?
     let key: RemoteKey?
 
-    /// Why a context or connection could not be made.
-    public struct Failure: Error, CustomStringConvertible {
-        public let description: String
-    }
-
     init(server: Bool, certificate: X509Certificate?, key: RemoteKey?, askForPeerCertificate: Bool) throws {
         guard let libctx = CElasticRemoteKey_libctx(),
             let ctx = SSL_CTX_new_ex(libctx, nil, server ? TLS_server_method() : TLS_client_method())

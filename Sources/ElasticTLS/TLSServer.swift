@@ -180,15 +180,14 @@ public enum TLSClient {
             }
         }
         SSL_set_fd(ssl, fd)
-        var v4 = in_addr(), v6 = in6_addr()
-        if inet_pton(AF_INET, serverName, &v4) != 1 && inet_pton(AF_INET6, serverName, &v6) != 1 {
+        if !isIPAddress(serverName) {
             _ = COpenSSL_set_host_name(ssl, serverName)  // SNI carries names, never addresses
         }
         if let why = TLSServer.handshake(ssl, fd, { SSL_connect($0) }) {
-            throw TLSContext.Failure(description: "\(endpoint): \(why)")
+            throw TLSFailure("\(endpoint): \(why)")
         }
         guard let cert = peerCertificate(ssl) else {
-            throw TLSContext.Failure(description: "\(endpoint): the server presented no certificate")
+            throw TLSFailure("\(endpoint): the server presented no certificate")
         }
         var proven = verifier
         proven.keyProvenByHandshake = true
@@ -201,10 +200,8 @@ public enum TLSClient {
 
     /// Whether the certificate names `name` (a DNS name or an IP address).
     static func nameCheck(_ cert: X509Certificate, _ name: String) -> AttestedCertificateVerifier.Check {
-        var v4 = in_addr(), v6 = in6_addr()
-        let isIP = inet_pton(AF_INET, name, &v4) == 1 || inet_pton(AF_INET6, name, &v6) == 1
         let ok =
-            isIP
+            isIPAddress(name)
             ? X509_check_ip_asc(cert.x509, name, 0) == 1
             : X509_check_host(cert.x509, name, name.utf8.count, 0, nil) == 1
         return AttestedCertificateVerifier.Check(

@@ -30,8 +30,8 @@ struct MountElastic: ParsableCommand {
             store's freshness counter: a rollback of the whole store is refused with exit code 14), \
             tpm_tcti=CONF (how to reach that TPM, default $ELASTIC_TPM_TCTI or device:/dev/tpmrm0); \
             checkpoint=SECONDS (how often the version of every changed object is recorded while mounted, \
-            default 30; 0: only at unmount; after a crash nothing older than the last checkpoint is \
-            accepted); ctl_group=GROUP (that \
+            default 30; 0: only at unmount; after a crash nothing older than the checkpoint before last \
+            is accepted); ctl_group=GROUP (that \
             group may use the control file .elastic too); cache_timeout=SECONDS (how long the kernel \
             may cache names and attributes, default 1); threads=N (FUSE worker threads, 1 to 64, \
             default 8); single_crypto_thread; debug. \

@@ -198,7 +198,9 @@ struct TLSProxyTests {
             let py = "python3 '\(Env.scripts)/tls_clients.py'"
             // A client that resets mid-download: the next ones are served.
             #expect(try sh("\(py) vanish 127.0.0.1 \(port) /big").stdout == "vanished\n")
-            #expect(try sh("\(py) concurrent 127.0.0.1 \(port) 200 / hello-attested").stdout == "ok=200\n")
+            let many = try sh("\(py) concurrent 127.0.0.1 \(port) 200 / hello-attested 2>&1")
+            let serveLog = try sh("tail -5 '\(log)'").stdout
+            #expect(many.stdout.hasSuffix("ok=200\n"), "\(many.stdout.suffix(2000)) \(serveLog)")
             // SIGHUP: new connections get a new certificate; one open before keeps working.
             let go = rig.s.dir + "/go"
             let hold = try sh(

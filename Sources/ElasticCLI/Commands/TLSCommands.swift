@@ -32,15 +32,7 @@ struct CertificateSubjectOptions: ParsableArguments {
     var out: String?
 
     func subject() throws -> AttestedCertificate.Subject {
-        var s = AttestedCertificate.Subject(commonName: commonName ?? sans.first ?? key)
-        for san in sans {
-            var v4 = in_addr(), v6 = in6_addr()
-            if inet_pton(AF_INET, san, &v4) == 1 || inet_pton(AF_INET6, san, &v6) == 1 {
-                s.ipAddresses.append(san)
-            } else {
-                s.dnsNames.append(san)
-            }
-        }
+        var s = AttestedCertificate.Subject(commonName: commonName, sans: sans, fallbackName: key)
         s.days = days
         if let nonce {
             guard let bytes = Hex.decode(nonce), !bytes.isEmpty, bytes.count <= 64 else {
@@ -49,6 +41,20 @@ struct CertificateSubjectOptions: ParsableArguments {
             s.nonce = bytes
         }
         return s
+    }
+
+    /// Makes a certificate or request (`make`) for the key with fresh evidence, writes its PEM
+    /// and says what the evidence is (`what`).
+    func issue(
+        _ mount: MountOption, _ what: String,
+        _ make: (RemoteKey, AttestedCertificate.Subject, ControlClient) throws -> ([UInt8], CertificateEvidence)
+    ) throws {
+        do {
+            let client = try mount.client()
+            let (pem, evidence) = try make(try RemoteKey(client: client, name: key), try subject(), client)
+            try write(pem)
+            describe(evidence, what)
+        } catch let e as CLIError { throw failure(e) } catch { throw controlFailure(error) }
     }
 
     func write(_ pem: [UInt8]) throws {
@@ -83,14 +89,10 @@ struct TLSCertCommand: ParsableCommand {
     @OptionGroup var options: CertificateSubjectOptions
 
     func run() throws {
-        do {
-            let client = try mount.client()
-            let key = try RemoteKey(client: client, name: options.key)
-            let (cert, evidence) = try AttestedCertificate.issue(
-                key: key, subject: try options.subject(), client: client)
-            try options.write(try AttestedCertificate.pem(cert))
-            describe(evidence, "certificate")
-        } catch let e as CLIError { throw failure(e) } catch { throw controlFailure(error) }
+        try options.issue(mount, "certificate") { key, subject, client in
+            let (cert, evidence) = try AttestedCertificate.issue(key: key, subject: subject, client: client)
+            return (try AttestedCertificate.pem(cert), evidence)
+        }
     }
 }
 
@@ -103,14 +105,9 @@ struct TLSCSRCommand: ParsableCommand {
     @OptionGroup var options: CertificateSubjectOptions
 
     func run() throws {
-        do {
-            let client = try mount.client()
-            let key = try RemoteKey(client: client, name: options.key)
-            let (pem, evidence) = try AttestedCertificate.request(
-                key: key, subject: try options.subject(), client: client)
-            try options.write(pem)
-            describe(evidence, "request")
-        } catch let e as CLIError { throw failure(e) } catch { throw controlFailure(error) }
+        try options.issue(mount, "request") { key, subject, client in
+            try AttestedCertificate.request(key: key, subject: subject, client: client)
+        }
     }
 }
 
@@ -304,14 +301,7 @@ struct TLSServeCommand: ParsableCommand {
                 throw CLIError("\(cert) is not a certificate for the key \(key)")
             }
         } else {
-            var subject = AttestedCertificate.Subject(commonName: sans.first ?? key)
-            for san in sans {
-                if san.contains(where: { $0.isLetter }) && !san.contains(":") {
-                    subject.dnsNames.append(san)
-                } else {
-                    subject.ipAddresses.append(san)
-                }
-            }
+            var subject = AttestedCertificate.Subject(commonName: nil, sans: sans, fallbackName: key)
             subject.days = days
             certificate = try AttestedCertificate.issue(key: remote, subject: subject, client: client).certificate
         }
@@ -375,7 +365,7 @@ struct TLSConnectCommand: ParsableCommand {
             startSignalThread(onReload: {}, onStop: { shutdown(fd, Int32(SHUT_RDWR)) })
             logLine(
                 "forwarding \(local) to \(endpoint) (each connection verified\(policy == nil ? ", no --policy" : ""))")
-            while let c = acceptLocal(fd) {
+            while let c = acceptConnection(fd) {
                 Thread.detachNewThread {
                     defer { close(c) }
                     do {
@@ -430,15 +420,6 @@ struct TLSConnectCommand: ParsableCommand {
         }
         for c in r.checks { printError("\(c.passed ? "PASS" : "FAIL")  \(c.name): \(c.detail)") }
         printError(refused ? "verdict: REFUSED (nothing was sent)" : "verdict: all \(r.checks.count) checks pass")
-    }
-}
-
-/// Accepts a local connection (nil when the listening socket was shut down).
-func acceptLocal(_ fd: Int32) -> Int32? {
-    while true {
-        let c = accept(fd, nil, nil)
-        if c >= 0 { return c }
-        if errno != EINTR && errno != ECONNABORTED { return nil }
     }
 }
 

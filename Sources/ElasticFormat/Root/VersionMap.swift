@@ -171,9 +171,6 @@ public final class VersionMap: Sendable {
 
     /// Whether anything changed since the base was recorded.
     public var hasChanges: Bool { state.withLock { !$0.overlay.isEmpty } }
-
-    /// Entries in the base and this session's changes (removals included).
-    public var counts: (base: Int, changes: Int) { state.withLock { ($0.base.count, $0.overlay.count) } }
 }
 
 /// Versions sorted by key in one flat buffer, 41 bytes each: object ID (16) ‖ part (1) ‖
