@@ -18,8 +18,9 @@ public struct AttestedCertificateVerifier: Sendable {
     public var endorsement: X509Certificate?
     public var intermediate: X509Certificate?
     public var policy: SNPPolicy?
-    /// The time the certificate must be valid at.
-    public var now = Date()
+    /// The time the certificate must be valid at (nil: the moment each is verified; a server
+    /// verifies clients long after it made its verifier).
+    public var now: Date? = nil
     /// A nonce the evidence must carry (a verifier's challenge, for freshness).
     public var expectedNonce: [UInt8]?
     /// The certification authority of a certificate that is not self-issued (offline checks).
@@ -51,7 +52,7 @@ public struct AttestedCertificateVerifier: Sendable {
             r.checks.append(Check(name: name, passed: false, detail: detail))
         }
         let subject = cert.subjectCommonName ?? "(no common name)"
-        let t = Int64(now.timeIntervalSince1970)
+        let t = Int64((now ?? Date()).timeIntervalSince1970)
         if let nb = cert.notBefore, let na = cert.notAfter, nb <= t, t <= na {
             pass("validity", "\(subject): valid until \(Self.date(na))")
         } else if let na = cert.notAfter, t > na {
