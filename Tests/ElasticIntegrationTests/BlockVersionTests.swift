@@ -75,7 +75,7 @@ struct BlockVersionTests {
             try expectOK(sh("dd if='\(s.dir)/f-header' of='\(f)' conv=notrunc status=none"), "put back the header")
             try s.mount()
             let r = try sh("cat '\(s.path("f"))' 2>&1; true").stdout
-            #expect(r.contains("Input/output error") && !r.contains("fsynced"), "\(r)")
+            expectRefused(r, hiding: "fsynced", in: s)
             try s.unmount()
             let fsck = try run(Env.elastic, ["fsck", s.backing, "--unlock-keyfile", s.keyFile])
             #expect(

@@ -229,6 +229,17 @@ func expectOK(_ r: CommandResult, _ what: String, sourceLocation: SourceLocation
         sourceLocation: sourceLocation)
 }
 
+/// Expects `output` to be a refusal (EIO) that shows nothing of `hidden`. The store's
+/// temporary path is taken out first: error messages name it, and a random name can hold a
+/// short value such as "v1" by chance.
+func expectRefused(
+    _ output: String, hiding hidden: String, in s: MountedStore, sourceLocation: SourceLocation = #_sourceLocation
+) {
+    let shown = output.replacingOccurrences(of: s.dir, with: "<store>")
+    #expect(
+        shown.contains("Input/output error") && !shown.contains(hidden), "\(output)", sourceLocation: sourceLocation)
+}
+
 /// Changes the byte at `offset` of `path` (XOR 0xFF: always a change, unlike writing a fixed
 /// byte, which random data already holds once in 256 times).
 func flipByte(_ path: String, at offset: Int) throws {
