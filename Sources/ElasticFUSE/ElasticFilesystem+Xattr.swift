@@ -63,9 +63,7 @@ extension ElasticFilesystem {
         if i.isDirectory {
             try writeDirectoryRecord(i, change)
         } else if i.hasHeader {
-            let fd = try openBacking(i, O_RDWR | O_CLOEXEC)
-            defer { Syscall.close(fd) }
-            try updateRecord(i, fd: fd, change)
+            try withWritableBacking(i) { fd in try updateRecord(i, fd: fd, change) }
         }
     }
 

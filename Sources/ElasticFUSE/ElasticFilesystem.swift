@@ -417,6 +417,24 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         return fd
     }
 
+    /// Runs `body` with a descriptor open read-write on the backing file of `i` (a file with a
+    /// header): the cached one, or one opened now and cached. Owner, mode and times come in
+    /// threes, by path, from tar, cp -a and rsync: the file is opened once for all of them.
+    func withWritableBacking<R>(_ i: Inode, _ body: (Int32) throws -> R) throws -> R {
+        if let h = handles.lookup(i), h.writable { return try withExtendedLifetime(h) { try body(h.fd) } }
+        let opened = BackingHandle(try openBacking(i, O_RDWR | O_CLOEXEC), writable: true)
+        let cached = keepWritable(i, opened)
+        return try withExtendedLifetime(cached) { try body(cached.fd) }
+    }
+
+    /// Caches `h` (read-write on the backing file of `i`) unless `i` holds a handle already;
+    /// returns the writable handle to use.
+    @discardableResult
+    func keepWritable(_ i: Inode, _ h: BackingHandle) -> BackingHandle {
+        let cached = handles.insert(i, h)
+        return cached.writable ? cached : h
+    }
+
     /// Keeps a descriptor on `victim`, about to lose the name `key`, if the kernel may still
     /// reach it afterwards (an open file, a directory, or a handle already cached). Returns
     /// whether it did (undo with `handles.unpin` if the removal fails).
@@ -813,8 +831,18 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
 
     /// The kernel closed a file handle of `ino`.
     func release(_ ino: UInt64, fd: Int32) {
-        Syscall.close(fd)
-        guard let i = try? inode(ino), i.openCount.subtract(1, ordering: .relaxed).newValue == 0,
+        // A plain read-write descriptor stays cached for the metadata changes that follow a
+        // close (tar sets owner, mode and times next); any other is closed.
+        let i = try? inode(ino)
+        let special = O_SYNC | O_DSYNC | O_APPEND | 0o40000 /* O_DIRECT */ | LinuxConstants.oPath
+        if let i, !readOnly, i.hasHeader, let flags = try? Syscall.fileStatusFlags(fd), flags & special == 0,
+            flags & O_ACCMODE == O_RDWR
+        {
+            keepWritable(i, BackingHandle(fd, writable: true))
+        } else {
+            Syscall.close(fd)
+        }
+        guard let i, i.openCount.subtract(1, ordering: .relaxed).newValue == 0,
             i.tags.withLock({ $0 }) != nil  // (a file never read or written holds none: no lock to take)
         else { return }
         // Block tags are kept while the file is open (memory grows with open files, not with
@@ -827,9 +855,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 TagSnapshot.applies(size: h.record.size)
             else { return }
             do {
-                let w = try openBacking(i, O_RDWR | O_CLOEXEC)
-                defer { Syscall.close(w) }
-                try TagSnapshot.write(tags, fd: w, fileID: h.fileID, size: h.record.size, with: worker().crypto)
+                try withWritableBacking(i) { w in
+                    try TagSnapshot.write(tags, fd: w, fileID: h.fileID, size: h.record.size, with: worker().crypto)
+                }
             } catch {
                 logger.warning("could not keep a snapshot of a file's block tags", metadata: ["why": "\(error)"])
             }
@@ -1119,9 +1147,8 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     func touchChanged(_ i: Inode, fd given: Int32? = nil) throws {
         if i.isDirectory { return try updateDirectoryRecord(i) { _ in } }
         guard i.hasHeader else { return }
-        let fd = try given ?? openBacking(i, O_RDWR | O_CLOEXEC)
-        defer { if given == nil { Syscall.close(fd) } }
-        try i.content.withWriteLock { try updateRecord(i, fd: fd) { _ in } }
+        if let given { return try i.content.withWriteLock { try updateRecord(i, fd: given) { _ in } } }
+        try withWritableBacking(i) { fd in try i.content.withWriteLock { try updateRecord(i, fd: fd) { _ in } } }
     }
 
     // MARK: Attributes (set)
@@ -1133,12 +1160,13 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             guard i.isRegular else { throw i.isDirectory ? Errno.isDirectory : Errno.invalidArgument }
             let size = Int64(attr.st_size)
             guard size >= 0 else { throw Errno.invalidArgument }
-            let fd = try fh ?? openBacking(i, O_RDWR | O_CLOEXEC)
-            defer { if fh == nil { Syscall.close(fd) } }
-            if toSet & FUSE_SET_ATTR_MODE == 0 {
-                try i.content.withWriteLock { try dropPrivilegeBits(i, fd: fd, caller: caller) }
+            func resize(_ fd: Int32) throws {
+                if toSet & FUSE_SET_ATTR_MODE == 0 {
+                    try i.content.withWriteLock { try dropPrivilegeBits(i, fd: fd, caller: caller) }
+                }
+                try truncate(i, fd: fd, to: size)
             }
-            try truncate(i, fd: fd, to: size)
+            if let fh { try resize(fh) } else { try withWritableBacking(i, resize) }
         }
         let owner = toSet & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID) != 0
         let mode = toSet & FUSE_SET_ATTR_MODE != 0
@@ -1152,7 +1180,11 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 if mode { r.mode = attr.st_mode & 0o7777 }
             }
         }
-        return try withHandle(i) { fd in
+        // A file with a header: through its read-write descriptor, which rewriting the record needs too.
+        func through(_ body: (Int32) throws -> stat) throws -> stat {
+            i.hasHeader ? try withWritableBacking(i, body) : try withHandle(i, body)
+        }
+        return try through { fd in
             if owner && !i.hasHeader {
                 let uid = toSet & FUSE_SET_ATTR_UID != 0 ? attr.st_uid : uid_t.max
                 let gid = toSet & FUSE_SET_ATTR_GID != 0 ? attr.st_gid : gid_t.max
@@ -1180,14 +1212,14 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                     }
                 } else if i.hasHeader {
                     // The served mtime and ctime are the record's (atime stays the backing file's).
-                    let w = try openBacking(i, O_RDWR | O_CLOEXEC)
-                    defer { Syscall.close(w) }
-                    try i.content.withWriteLock {
-                        try updateRecord(i, fd: w) { r in
-                            if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 {
-                                r.mtime = r.ctime
-                            } else if toSet & FUSE_SET_ATTR_MTIME != 0 {
-                                r.mtime = attr.st_mtim
+                    try withWritableBacking(i) { w in
+                        try i.content.withWriteLock {
+                            try updateRecord(i, fd: w) { r in
+                                if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 {
+                                    r.mtime = r.ctime
+                                } else if toSet & FUSE_SET_ATTR_MTIME != 0 {
+                                    r.mtime = attr.st_mtim
+                                }
                             }
                         }
                     }
@@ -1201,16 +1233,16 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     /// owner or group clears setuid, and setgid if group-executable (as Linux does, for root
     /// too); a mode given in the same request wins.
     func changeRecord(_ i: Inode, owner: stat?, toSet: Int32, mode: mode_t?) throws {
-        let fd = try openBacking(i, O_RDWR | O_CLOEXEC)
-        defer { Syscall.close(fd) }
-        try i.content.withWriteLock {
-            try updateRecord(i, fd: fd) { r in
-                if let owner {
-                    if toSet & FUSE_SET_ATTR_UID != 0 { r.uid = owner.st_uid }
-                    if toSet & FUSE_SET_ATTR_GID != 0 { r.gid = owner.st_gid }
-                    r.mode = Self.withoutPrivilegeBits(r.mode)
+        try withWritableBacking(i) { fd in
+            try i.content.withWriteLock {
+                try updateRecord(i, fd: fd) { r in
+                    if let owner {
+                        if toSet & FUSE_SET_ATTR_UID != 0 { r.uid = owner.st_uid }
+                        if toSet & FUSE_SET_ATTR_GID != 0 { r.gid = owner.st_gid }
+                        r.mode = Self.withoutPrivilegeBits(r.mode)
+                    }
+                    if let mode { r.mode = mode & 0o7777 }
                 }
-                if let mode { r.mode = mode & 0o7777 }
             }
         }
     }

@@ -2,16 +2,22 @@ import ElasticSystem
 import Glibc
 import Synchronization
 
-/// An `O_PATH` descriptor on a backing object, closed when the last user lets go: the cache
-/// can evict a handle while a request still works with it.
+/// A descriptor on a backing object, closed when the last user lets go: the cache can evict a
+/// handle while a request still works with it. `O_PATH`, or open read-write (`writable`) on a
+/// file with a header, whose record can then be rewritten through it.
 final class BackingHandle: Sendable {
     let fd: Int32
-    init(_ fd: Int32) { self.fd = fd }
+    let writable: Bool
+    init(_ fd: Int32, writable: Bool = false) {
+        self.fd = fd
+        self.writable = writable
+    }
     deinit { Syscall.close(fd) }
 }
 
-/// A bounded cache of directory handles (the CLOCK algorithm over `capacity` slots), so the
-/// daemon's descriptors stay bounded however many inodes the kernel holds. Pinned handles (the
+/// A bounded cache of handles on directories and on recently changed files (the CLOCK
+/// algorithm over `capacity` slots), so the daemon's descriptors stay bounded however many
+/// inodes the kernel holds. Pinned handles (the
 /// root, and objects whose last name was removed while still in use) stay outside the slots.
 /// Evicted handles are released after the lock is dropped (closing can be slow).
 final class HandleCache: @unchecked Sendable {  // `slots` and the inodes' cache fields only under `lock`
@@ -44,8 +50,8 @@ final class HandleCache: @unchecked Sendable {  // `slots` and the inodes' cache
         }
     }
 
-    /// Caches `handle` for `inode` (a directory) and returns the handle to use: an earlier one
-    /// if another thread cached it first.
+    /// Caches `handle` for `inode` and returns the handle to use: an earlier one if another
+    /// thread cached it first.
     func insert(_ inode: Inode, _ handle: BackingHandle) -> BackingHandle {
         var evicted: BackingHandle? = nil
         let h = lock.withLock { _ -> BackingHandle in

@@ -34,6 +34,11 @@ public enum Syscall {
     /// The corresponding C call is `close(2)`; errors are ignored (the fd is gone either way).
     public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
 
+    /// The access mode and status flags of `fd`. The corresponding C call is `fcntl(F_GETFL)`.
+    public static func fileStatusFlags(_ fd: Int32) throws -> Int32 {
+        try retrying { Glibc.fcntl(fd, F_GETFL) }
+    }
+
     /// The corresponding C call is `fstatat(2)` (`AT_SYMLINK_NOFOLLOW`).
     public static func lstatat(_ dirfd: Int32, _ name: String) throws -> stat {
         var st = stat()

@@ -55,6 +55,35 @@ struct UserSessionTests {
         }
     }
 
+    /// Owner, mode and times set by path after the file is closed (as tar, cp -a and rsync do)
+    /// land in the file's record: they survive a rename, a second name, a remount, and the
+    /// removal of the other name; a file emptied by path keeps them too.
+    @Test func metadataSetByPathAfterCloseSticks() throws {
+        try MountedStore.with { s in
+            let m = s.mountpoint
+            let show = "stat -c '%n %u:%g %a %s %Y' f g h 2>&1 | sort"
+            try expectOK(
+                sh(
+                    """
+                    cd '\(m)'
+                    printf 'data' > f && chown 12:34 f && chmod 0640 f && touch -m -d @1000000000 f
+                    printf 'more' > g && touch -m -d @1100000000 g && chmod 0604 g && chown 56:78 g
+                    mv g h && chmod 0600 h && ln f g && chown 90:91 g
+                    """), "set by path")
+            let before = try sh("cd '\(m)' && \(show)").stdout
+            #expect(
+                before == "f 90:91 640 4 1000000000\ng 90:91 640 4 1000000000\nh 56:78 600 4 1100000000\n", "\(before)")
+            try s.remount()
+            #expect(try sh("cd '\(m)' && \(show)").stdout == before, "the same after a remount")
+            try expectOK(
+                sh("cd '\(m)' && rm f && truncate -s 0 h && chmod 0444 g && touch -m -d @1200000000 h"), "change again")
+            try s.remount()
+            let after = try sh("cd '\(m)' && stat -c '%n %u:%g %a %s %Y' g h").stdout
+            #expect(after == "g 90:91 444 4 1000000000\nh 56:78 600 0 1200000000\n", "\(after)")
+            #expect(try sh("cat '\(m)/g'").stdout == "data")
+        }
+    }
+
     @Test func backingHoldsNoPlaintext() throws {
         try MountedStore.with { s in
             let marker = "ELASTIC-MARKER-7f3a9c"
