@@ -118,7 +118,9 @@ struct TLSProxyTests {
         }
     }
 
-    /// Each refusal names the check that failed, and nothing is sent.
+    /// Each refusal names the check that failed (a wrong measurement, a TCB below the minimum, a
+    /// debug policy, an untrusted root, another name, an expired certificate, evidence re-used
+    /// for another key), and nothing is sent.
     @Test func aServerThatFailsACheckIsRefusedBeforeAByteIsSent() throws {
         try withRig(launchPolicy: "b0000") { rig in
             let (port, _) = try rig.serve(["--key", "web", "--san", "127.0.0.1"])
@@ -134,6 +136,8 @@ struct TLSProxyTests {
                 (root + ["--policy", rig.s.dir + "/tcb.json"], "FAIL  minimum TCB"),
                 (root + ["--policy", rig.s.dir + "/debug.json"], "FAIL  policy: debug"),
                 (root + ["--servername", "other.example"], "FAIL  name"),
+                // The proxy's certificate (7 days) as it will verify in 8 days: expired.
+                (root + ["--at", "\(Int(Date().timeIntervalSince1970) + 8 * 86400)"], "FAIL  validity"),
             ]
             for (args, line) in cases {
                 let r = try connect(port, args)

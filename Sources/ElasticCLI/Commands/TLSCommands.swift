@@ -218,11 +218,18 @@ struct PeerOptions: ParsableArguments {
     var roots: [String] = []
     @Option(name: .customLong("vcek"), help: "The peer's VCEK or VLEK certificate, when its evidence carries none.")
     var vcek: String?
+    @Option(
+        name: .customLong("at"),
+        help:
+            "Check the peer's validity at this time (seconds since the epoch; default: now), e.g. to see that a peer will still pass tomorrow."
+    )
+    var at: Int64?
 
     func verifier(policy: String?) throws -> AttestedCertificateVerifier {
         var v = try AttestedCertificateVerifier(
             givenRoots: try roots.flatMap { try certificates(at: $0) }, policy: try policy.map(readPolicy))
         if let vcek { v.endorsement = try certificates(at: vcek)[0] }
+        if let at { v.now = Date(timeIntervalSince1970: TimeInterval(at)) }
         return v
     }
 }
