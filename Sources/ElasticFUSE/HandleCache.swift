@@ -51,13 +51,15 @@ final class HandleCache: @unchecked Sendable {  // `slots` and the inodes' cache
     }
 
     /// Caches `handle` for `inode` and returns the handle to use: an earlier one if another
-    /// thread cached it first.
+    /// thread cached it first. A file's handle comes in on probation (the first the hand may
+    /// evict, until it is used again), so a stream of files passing through (an untar) does
+    /// not push out the directories in use.
     func insert(_ inode: Inode, _ handle: BackingHandle) -> BackingHandle {
         var evicted: BackingHandle? = nil
         let h = lock.withLock { _ -> BackingHandle in
             if let existing = inode.handle { return existing }
             inode.handle = handle
-            inode.referenced = true
+            inode.referenced = inode.isDirectory
             if !inode.pinned { evicted = place(inode) }
             return handle
         }
