@@ -137,7 +137,10 @@ struct BlockVersionTests {
             try s.mount()
             let r = try sh("cat '\(s.path("big"))' 2>&1 >/dev/null; true").stdout
             #expect(r.contains("Input/output error"), "\(r)")
-            #expect(try sh("head -c 16384 '\(s.path("big"))' | md5sum").stdout == head)
+            // Blocks 0-3, one block per request: readahead (and a large page-cache folio) would
+            // take block 5 into the same request, which then fails as a whole.
+            let around = try sh("dd if='\(s.path("big"))' bs=4096 count=4 iflag=direct status=none | md5sum")
+            #expect(around.stdout == head, "\(around.stdout) \(around.stderr)")
         }
     }
 }
