@@ -4,17 +4,21 @@ import Glibc
 /// Copies bytes both ways between an established TLS connection and plain descriptors (a
 /// socket, or standard input and output) on one thread, non-blocking, until both directions
 /// have ended: the end of the plain input sends close_notify; the peer's close_notify (or its
-/// connection closing) ends the plain output. Any error ends both.
+/// connection closing) ends the plain output. Any error ends both, and so does `idleTimeout`
+/// (milliseconds, -1: none) without a byte either way.
 struct TLSRelay {
     let ssl: OpaquePointer
     let tlsFD: Int32
     let plainIn: Int32
     let plainOut: Int32
+    var idleTimeout: Int32 = -1
 
     /// Bytes carried each way.
     struct Totals {
         var fromPeer = 0
         var toPeer = 0
+        /// Ended by `idleTimeout`.
+        var idle = false
     }
 
     static func setNonBlocking(_ fd: Int32) {
@@ -31,6 +35,7 @@ struct TLSRelay {
 
     func pump() -> Totals {
         var totals = Totals()
+        var lastActivity = Self.now()
         for fd in Set([tlsFD, plainIn, plainOut]) { Self.setNonBlocking(fd) }
         let capacity = 64 * 1024
         var fromPeer = [UInt8](repeating: 0, count: capacity), fromPeerStart = 0, fromPeerEnd = 0
@@ -132,7 +137,10 @@ struct TLSRelay {
                 ERR_clear_error()
             }
             if peerEnded && plainOutClosed && closeNotifySent { return totals }
-            if progress { continue }
+            if progress {
+                lastActivity = Self.now()
+                continue
+            }
             // Nothing moved: wait for what each side needs.
             var fds: [pollfd] = []
             var tlsEvents = writeWants | shutdownWants
@@ -143,7 +151,23 @@ struct TLSRelay {
             if toPeerEnd == toPeerStart && !plainEnded {
                 fds.append(pollfd(fd: plainIn, events: Int16(POLLIN), revents: 0))
             }
-            if poll(&fds, nfds_t(fds.count), -1) < 0 && errno != EINTR { return totals }
+            var wait: Int32 = -1
+            if idleTimeout >= 0 {
+                let left = Int64(idleTimeout) - (Self.now() - lastActivity)
+                if left <= 0 {
+                    totals.idle = true
+                    return totals
+                }
+                wait = Int32(left)
+            }
+            if poll(&fds, nfds_t(fds.count), wait) < 0 && errno != EINTR { return totals }
         }
+    }
+
+    /// Milliseconds on the monotonic clock.
+    static func now() -> Int64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Int64(t.tv_sec) * 1000 + Int64(t.tv_nsec) / 1_000_000
     }
 }

@@ -18,15 +18,18 @@ public final class TLSServer: Sendable {
     let log: @Sendable (String) -> Void
     /// Connections served at once; more are closed at once (each holds a thread).
     let maxConnections: Int
+    /// A connection with no byte either way for this many seconds is closed (nil: never).
+    let idleTimeout: Double?
     let stopping = Atomic<Bool>(false)
     /// Connections being served now.
     public let active = Atomic<Int>(0)
 
     public init(
         listen: Endpoint, backend: Endpoint, context: TLSContext, clientVerifier: AttestedCertificateVerifier?,
-        maxConnections: Int = 1024, log: @escaping @Sendable (String) -> Void
+        maxConnections: Int = 1024, idleTimeout: Double? = nil, log: @escaping @Sendable (String) -> Void
     ) throws {
         self.maxConnections = maxConnections
+        self.idleTimeout = idleTimeout
         listenFD = try listen.listen()
         self.listen = listen
         self.backend = backend
@@ -121,7 +124,12 @@ public final class TLSServer: Sendable {
             return
         }
         defer { close(upstream) }
-        _ = TLSRelay(ssl: ssl, tlsFD: fd, plainIn: upstream, plainOut: upstream).run()
+        var relay = TLSRelay(ssl: ssl, tlsFD: fd, plainIn: upstream, plainOut: upstream)
+        if let idleTimeout { relay.idleTimeout = Int32(min(idleTimeout * 1000, Double(Int32.max))) }
+        if relay.run().idle {
+            _ = SSL_shutdown(ssl)  // (best effort: the peer learns the end was ours)
+            log("connection closed: idle for \(idleTimeout ?? 0) s")
+        }
     }
 }
 

@@ -205,6 +205,30 @@ struct TLSProxyTests {
         }
     }
 
+    /// A connection with no byte either way for --idle-timeout seconds is closed (the server
+    /// logs it); one that keeps talking is not.
+    @Test func anIdleConnectionIsClosed() throws {
+        try withRig { rig in
+            let (port, log) = try rig.serve(["--key", "web", "--san", "127.0.0.1", "--idle-timeout", "1"])
+            // Standard input stays open without a byte (a FIFO this shell holds): the proxy ends
+            // the connection after 1 s and says so.
+            expectOK(
+                try sh(
+                    """
+                    mkfifo '\(rig.s.dir)/idle-in' && exec 3<>'\(rig.s.dir)/idle-in'
+                    '\(Env.elastic)' tls connect 127.0.0.1:\(port) --root '\(rig.ark)' <'\(rig.s.dir)/idle-in' >/dev/null 2>&1 &
+                    client=$!
+                    for i in $(seq 150); do grep -q 'connection closed: idle' '\(log)' && break; sleep 0.1; done
+                    kill -9 $client 2>/dev/null || true
+                    exec 3>&-
+                    grep 'connection closed: idle' '\(log)' || { cat '\(log)'; exit 1; }
+                    """), "the proxy closes the idle connection")
+            // A connection that talks within the timeout is served.
+            let c = try connect(port, ["--root", rig.ark])
+            #expect(c.status == 0 && c.stdout.contains("hello-attested"), "\(c.stdout) \(c.stderr)")
+        }
+    }
+
     @Test func theProxySurvivesVanishingClientsReloadsAndManyConnections() throws {
         try withRig { rig in
             let (port, log) = try rig.serve(["--key", "web", "--san", "127.0.0.1"])

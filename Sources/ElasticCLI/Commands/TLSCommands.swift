@@ -262,7 +262,18 @@ struct TLSServeCommand: ParsableCommand {
     var clientPolicy: String?
     @Option(name: .customLong("max-connections"), help: "Connections served at once (more are closed).")
     var maxConnections: Int = 1024
+    @Option(
+        name: .customLong("idle-timeout"),
+        help: "Close a connection with no byte either way for this many seconds (default: 43200, as stunnel; 0: never)."
+    )
+    var idleTimeout: Double = 43200
     @OptionGroup(title: "Client attestation") var peer: PeerOptions
+
+    func validate() throws {
+        guard idleTimeout >= 0, idleTimeout.isFinite else {
+            throw ValidationError("--idle-timeout takes seconds (0: never)")
+        }
+    }
 
     func run() throws {
         do {
@@ -273,7 +284,8 @@ struct TLSServeCommand: ParsableCommand {
             let (context, validUntil) = try makeContext(remote, client: client)
             let server = try TLSServer(
                 listen: try Endpoint(listen), backend: try Endpoint(backend), context: context,
-                clientVerifier: verifier, maxConnections: maxConnections, log: logLine)
+                clientVerifier: verifier, maxConnections: maxConnections,
+                idleTimeout: idleTimeout > 0 ? idleTimeout : nil, log: logLine)
             logLine(
                 "serving TLS on \(server.listen) for \(backend) with \(context.certificate?.subjectCommonName ?? "?") "
                     + "(key \(key), valid until \(validUntil)\(verifier == nil ? "" : "; clients must be attested"))")
