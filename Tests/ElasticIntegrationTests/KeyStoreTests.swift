@@ -74,7 +74,7 @@ struct KeyStoreTests {
     @Test func theCLIRetriesSlowRequestsTheQueueTurnsAway() throws {
         try MountedStore.with { s in
             let creates = (1...8).map {
-                "'\(Env.elastic)' key create r\($0) --type rsa --bits 3072 --mount '\(s.mountpoint)' || echo FAILED r\($0) &"
+                "'\(Env.elastic)' key create r\($0) --type rsa --bits 2048 --mount '\(s.mountpoint)' || echo FAILED r\($0) &"
             }.joined(separator: "\n")
             let r = try sh(creates + "\nwait")
             #expect(!r.stdout.contains("FAILED"), "\(r.stdout) \(r.stderr)")

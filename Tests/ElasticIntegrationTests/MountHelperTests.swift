@@ -26,14 +26,14 @@ struct MountHelperTests {
                 #expect(try sh("cat '\(s.path("f"))'").stdout == "persisted\n")
                 #expect(try sh("grep ' \(s.mountpoint) ' /proc/mounts").stdout.contains("fuse.elastic"))
                 expectOK(try run("/bin/umount", [s.mountpoint]), "umount")
-                usleep(300_000)
+                try waitForDaemonExit(backing: s.backing)
 
                 try "\(s.backing) \(s.mountpoint) elastic keyfile=\(s.keyFile),nofail,_netdev 0 0\n".write(
                     toFile: s.dir + "/fstab", atomically: true, encoding: .utf8)
                 expectOK(try run("/bin/mount", ["-T", s.dir + "/fstab", s.mountpoint]), "mount from an fstab line")
                 #expect(try sh("cat '\(s.path("f"))'").stdout == "persisted\n")
                 expectOK(try run("/bin/umount", [s.mountpoint]), "umount")
-                usleep(300_000)
+                try waitForDaemonExit(backing: s.backing)
                 try s.mount()
             }
         }

@@ -128,7 +128,13 @@ struct ObjectVersionTests {
                 sh("echo v1 > '\(s.path("f"))' && echo keep > '\(s.path("g"))' && sync && sleep 2.5"), "v1, checkpoint")
             let f = try s.backingFile(plainSize: 3)
             try expectOK(sh("cp '\(f)' '\(s.dir)/f-v1'"), "save v1")
-            try expectOK(sh("echo v2 > '\(s.path("f"))' && sync && sleep 2.5"), "v2, checkpoint")
+            // A checkpoint that surely holds v2: after the first one that ends after v2 was
+            // written (it may have begun before), another write, and the checkpoint after it.
+            let root = "sha256sum '\(s.backing)/elastic.root'"
+            let nextCheckpoint =
+                "r=$(\(root)); for i in $(seq 600); do [ \"$(\(root))\" != \"$r\" ] && exit 0; sleep 0.1; done; exit 1"
+            try expectOK(sh("echo v2 > '\(s.path("f"))' && sync && \(nextCheckpoint)"), "v2, a checkpoint ends")
+            try expectOK(sh("echo h > '\(s.path("h"))' && sync && \(nextCheckpoint)"), "another write, a checkpoint")
             try crash(s)
             try expectOK(sh("cp '\(s.dir)/f-v1' '\(f)'"), "put back v1")
             try s.mount(options: ["checkpoint=1"])

@@ -102,7 +102,7 @@ struct RekeyTests {
                 """
                 '\(Env.elastic)' rekey '\(s.backing)' --unlock-keyfile '\(s.keyFile)' >/dev/null 2>&1 &
                 pid=$!
-                for i in $(seq 1 100); do ls -d '\(s.backing)'.rekey-* >/dev/null 2>&1 && break; sleep 0.01; done
+                for i in $(seq 1 3000); do ls -d '\(s.backing)'.rekey-* >/dev/null 2>&1 && break; sleep 0.01; done
                 sleep 0.1
                 kill -9 $pid 2>/dev/null || true
                 wait $pid 2>/dev/null || true

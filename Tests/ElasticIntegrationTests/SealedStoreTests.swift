@@ -27,7 +27,7 @@ struct SealedStoreTests {
         }
         func unmount() throws {
             expectOK(try run("/bin/fusermount3", ["-u", mnt]), "unmount")
-            usleep(300_000)
+            try waitForDaemonExit(backing: backing)
         }
         func elastic(_ args: [String]) throws -> CommandResult {
             let r = try run(Env.elastic, args)
@@ -55,8 +55,10 @@ struct SealedStoreTests {
             return
         }
         let key = try SNPSealing.derive(guest: SNPGuest(transport: sim), try SNPSealParameters(encoded: encoded))
-        let daemon = try sh("pgrep -f -- '\(backing) \(mnt)' | head -1").stdout.trimmingCharacters(
-            in: .whitespacesAndNewlines)
+        // (Anchored: the shell running pgrep holds the pattern in its command line too.)
+        let daemon = try sh("pgrep -f -- '^[^ ]*mount[.]elastic \(backing) \(mnt)' | head -1").stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(Int(daemon) != nil, "the daemon's process: \(daemon)")
         let search = """
             import glob, os, sys
             key = bytes.fromhex(sys.argv[1]); hexkey = sys.argv[1].encode()

@@ -172,12 +172,7 @@ final class MountedStore {
             usleep(100_000)
         }
         mounted = false
-        // Wait for the daemon to exit (auto_unmount watcher and daemon both go).
-        for _ in 0..<100 {
-            let r = try sh("pgrep -f -- '^[^ ]*mount[.]elastic \(backing) ' >/dev/null || echo gone")
-            if r.stdout.contains("gone") { return }
-            usleep(50_000)
-        }
+        try waitForDaemonExit(backing: backing)
     }
 
     func remount(options: [String] = []) throws {
@@ -227,6 +222,18 @@ func expectOK(_ r: CommandResult, _ what: String, sourceLocation: SourceLocation
     #expect(
         r.ok, "\(what) failed with \(r.status)\nstdout:\n\(r.stdout)\nstderr:\n\(r.stderr)",
         sourceLocation: sourceLocation)
+}
+
+/// Waits until no daemon serves `backing` any more (after an unmount, the auto_unmount watcher
+/// and the daemon both go; the daemon writes its versions map first: up to half a minute on a
+/// loaded machine).
+func waitForDaemonExit(backing: String) throws {
+    for _ in 0..<600 {
+        // Anchored, so the shell running pgrep (whose command line holds the pattern) never matches.
+        let r = try sh("pgrep -f -- '^[^ ]*mount[.]elastic \(backing) ' >/dev/null || echo gone")
+        if r.stdout.contains("gone") { return }
+        usleep(50_000)
+    }
 }
 
 /// Expects `output` to be a refusal (EIO) that shows nothing of `hidden`. The store's

@@ -34,13 +34,13 @@ def mount():
     options = ",".join(["keyfile=" + key] + [o for o in [os.environ.get("CRASH_MOUNT_OPTIONS", "")] if o])
     p = subprocess.Popen([bin_dir + "/mount.elastic", store, mnt, "-o", options, "-f"],
                          stdout=logf, stderr=logf)
-    for _ in range(200):
+    for _ in range(1200):  # (the first mount after a crash walks the store: up to a minute when loaded)
         if mounted():
             return p
         if p.poll() is not None:
             raise SystemExit(f"mount failed (status {p.returncode}): {open(log).read()[-2000:]}")
         time.sleep(0.05)
-    raise SystemExit("not mounted in 10 s")
+    raise SystemExit("not mounted in 60 s")
 
 
 def unmount():
@@ -64,8 +64,17 @@ def check(cycle, synced, over_log):
             if rel in synced and hashlib.sha256(data).hexdigest() != synced[rel]:
                 failures.append(f"cycle {cycle}: fsynced {rel} changed")
             if rel == "over":
-                started = [int(x) for x in open(over_log).read().split()] if os.path.exists(over_log) else []
-                allowed = set(started[-2:]) | {0}
+                # Values whose write started since the last one that completed, and that one
+                # (lines "k" when a write starts, "done k" when it completed).
+                lines = open(over_log).read().split("\n") if os.path.exists(over_log) else []
+                allowed, completed = set(), False
+                for line in reversed([l for l in lines if l]):
+                    allowed.add(int(line.split()[-1]))
+                    if line.startswith("done"):
+                        completed = True
+                        break
+                if not completed:
+                    allowed.add(0)
                 for b in range(len(data) // BLOCK):
                     blk = data[b * BLOCK:(b + 1) * BLOCK]
                     if blk.count(blk[0]) != BLOCK or blk[0] not in allowed:
@@ -132,6 +141,8 @@ def overwriter(over_log):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         os.pwrite(fd, bytes([k]) * (BLOCK * OVER_BLOCKS), 0)
         os.close(fd)
+        with open(over_log, "a") as f:
+            f.write(f"done {k}\n")
 
 
 os.makedirs(mnt, exist_ok=True)
