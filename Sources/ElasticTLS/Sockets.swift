@@ -58,48 +58,43 @@ public struct Endpoint: Sendable, CustomStringConvertible {
 
     /// A listening socket (SO_REUSEADDR, backlog 1024).
     public func listen() throws -> Int32 {
-        var last: TLSFailure? = nil
-        for (family, address) in try resolve(passive: true) {
-            let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { continue }
+        try firstSocket(passive: true, "cannot listen on", (EADDRINUSE, "the port is in use")) { fd, address in
             var one: Int32 = 1
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            let bound = address.withUnsafeBytes {
-                bind(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
-            }
-            if bound == 0 && Glibc.listen(fd, 1024) == 0 { return fd }
-            let e = errno
-            close(fd)
-            last =
-                e == EADDRINUSE
-                ? TLSFailure("cannot listen on \(self): the port is in use")
-                : Self.failure("cannot listen on \(self)", e)
+            return bind(fd, address.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count)) == 0
+                && Glibc.listen(fd, 1024) == 0
         }
-        throw last ?? TLSFailure("cannot listen on \(self)")
     }
 
     /// A connected socket.
     public func connect() throws -> Int32 {
+        let fd = try firstSocket(
+            passive: false, "cannot connect to", (ECONNREFUSED, "nothing listens there (connection refused)")
+        ) { fd, address in
+            Glibc.connect(fd, address.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
+                == 0
+        }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        return fd
+    }
+
+    /// A socket for the first address `attach` succeeds with (bind and listen, or connect);
+    /// otherwise the last address's failure, `named` giving one errno its own words.
+    private func firstSocket(
+        passive: Bool, _ what: String, _ named: (errno: Int32, words: String),
+        _ attach: (Int32, UnsafeRawBufferPointer) -> Bool
+    ) throws -> Int32 {
         var last: TLSFailure? = nil
-        for (family, address) in try resolve(passive: false) {
+        for (family, address) in try resolve(passive: passive) {
             let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard fd >= 0 else { continue }
-            let rc = address.withUnsafeBytes {
-                Glibc.connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
-            }
-            if rc == 0 {
-                var one: Int32 = 1
-                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-                return fd
-            }
+            if address.withUnsafeBytes({ attach(fd, $0) }) { return fd }
             let e = errno
             close(fd)
-            last =
-                e == ECONNREFUSED
-                ? TLSFailure("cannot connect to \(self): nothing listens there (connection refused)")
-                : Self.failure("cannot connect to \(self)", e)
+            last = e == named.errno ? TLSFailure("\(what) \(self): \(named.words)") : Self.failure("\(what) \(self)", e)
         }
-        throw last ?? TLSFailure("cannot connect to \(self)")
+        throw last ?? TLSFailure("\(what) \(self)")
     }
 }
 
