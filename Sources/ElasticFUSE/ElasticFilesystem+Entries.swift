@@ -198,7 +198,16 @@ extension ElasticFilesystem {
     /// first names the set to come as pending, `op` runs, then the new set is committed (a crash
     /// at any point leaves every directory matching one of the two). Callers hold the namespace
     /// locks of every directory involved, exclusively.
-    func changingEntries<R>(_ changes: [EntryChange], _ op: () throws -> R) throws -> R {
+    ///
+    /// With `answer`, the caller is told of success before any of it reaches BACKING: the
+    /// directories' new times are set in memory, `answer` runs, and the rest follows with the
+    /// locks still held, so every later request on those directories waits for it (see
+    /// `EarlyAnswer`).
+    func changingEntries<R>(_ changes: [EntryChange], answer: (() -> Void)? = nil, _ op: () throws -> R) throws -> R {
+        if let answer {
+            for change in changes { try stampChanged(change.directory) }
+            answer()
+        }
         let crypto = try worker().crypto
         var plans: [(entries: DirectoryEntries, change: EntryChange, next: EntryDigest, fd: Int32)] = []
         for change in changes {
@@ -210,10 +219,12 @@ extension ElasticFilesystem {
             for a in change.add {
                 next.add(try EntryDigest.hash(name: a.name, id: a.id, dirIV: entries.iv, with: crypto))
             }
-            let fd = try dirivFile(change.directory)
-            plans.append((entries, change, next, fd))
+            plans.append((entries, change, next, try dirivFile(change.directory)))
+        }
+        for p in plans {
             try DirectoryIV.writeEntrySet(
-                EntrySetState(committed: entries.committed, pending: next), iv: entries.iv, fd: fd, with: crypto)
+                EntrySetState(committed: p.entries.committed, pending: p.next), iv: p.entries.iv, fd: p.fd,
+                with: crypto)
         }
         let result: R
         do { result = try op() } catch {
@@ -234,8 +245,10 @@ extension ElasticFilesystem {
             do {
                 try dir.content.withWriteLock {
                     var record = try directoryInfo(dir).record
-                    record.ctime = ObjectRecord.now()
-                    record.mtime = record.ctime
+                    if answer == nil {
+                        record.ctime = ObjectRecord.now()
+                        record.mtime = record.ctime
+                    }
                     try DirectoryIV.writeRecordAndEntrySet(
                         record, EntrySetState(committed: p.next), iv: p.entries.iv, fd: p.fd, with: crypto)
                     dir.directoryRecord.withLock { $0 = record }
@@ -247,5 +260,16 @@ extension ElasticFilesystem {
             }
         }
         return result
+    }
+
+    /// Gives `dir` a new mtime and ctime in memory (served from now on; written with the
+    /// committed entry set).
+    private func stampChanged(_ dir: Inode) throws {
+        try dir.content.withWriteLock {
+            var record = try directoryInfo(dir).record
+            record.ctime = ObjectRecord.now()
+            record.mtime = record.ctime
+            dir.directoryRecord.withLock { $0 = record }
+        }
     }
 }

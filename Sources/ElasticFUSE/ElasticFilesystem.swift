@@ -866,7 +866,11 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
 
     // MARK: Remove
 
-    func unlink(_ parentID: UInt64, _ name: [UInt8]) throws {
+    /// Removes the name `name` from `parentID`. When nothing could see the file between the
+    /// answer and the removal in BACKING (no open file, no other name, no directory), `answer`
+    /// tells the kernel of success as soon as the name is known to be in the sealed set; the
+    /// removal follows with the parent's namespace lock still held.
+    func unlink(_ parentID: UInt64, _ name: [UInt8], answer: EarlyAnswer? = nil) throws {
         let parent = try inode(parentID)
         if isControlName(parent, name) { throw Errno.notPermitted }
         let b = try backingName(parent, name)
@@ -877,14 +881,19 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                     throw Errno.noSuchFileOrDirectory
                 }
                 let victim = inodes.read { $0.byName[key] }
+                let early = answer.flatMap { a in unobservableOnceUnlinked(victim, key) ? a.send : nil }
                 // A file that keeps other names gets a new ctime: opened now, while this name leads to it.
                 let survivor = openIfOtherNamesRemain(victim, dirfd, b.name)
                 defer { if let survivor { Syscall.close(survivor) } }
                 let pinned = pinIfStillReachable(victim, losing: key)
-                let lastName = (try? Syscall.lstatat(dirfd, b.name))?.st_nlink == 1
+                let lastName: Bool
                 do {
-                    try changingEntries([EntryChange(directory: parent, remove: [(b.name, id)])]) {
+                    lastName = try changingEntries(
+                        [EntryChange(directory: parent, remove: [(b.name, id)])], answer: early
+                    ) {
+                        let links = (try? Syscall.lstatat(dirfd, b.name))?.st_nlink
                         try Syscall.unlinkat(dirfd, b.name, 0)
+                        return links == 1
                     }
                 } catch {
                     if pinned, let victim { handles.unpin(victim) }
@@ -896,6 +905,23 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 if let survivor, let victim { try? touchChanged(victim, fd: survivor) }
             }
         }
+    }
+
+    /// Whether the object `victim` (named `key`, known to the kernel or not) can no longer be
+    /// reached by any request once the kernel hears that `key` is gone: not a directory, not
+    /// open, and no other name.
+    func unobservableOnceUnlinked(_ victim: Inode?, _ key: NameKey) -> Bool {
+        guard let victim else { return true }
+        return !victim.isDirectory && victim.openCount.load(ordering: .relaxed) == 0
+            && !victim.mayHaveOtherNames.load(ordering: .relaxed)
+            && inodes.read { _ in victim.links.count == 1 && victim.links.contains(key) }
+    }
+
+    /// Waits until the removals already answered in the directory named `key` (if it is one)
+    /// are in BACKING: they hold its namespace lock until then. Before its emptiness is checked;
+    /// the kernel holds the directory's lock meanwhile, so no new one starts.
+    func waitForAnsweredRemovals(in key: NameKey) {
+        if let dir = inodes.read({ $0.byName[key] }), dir.isDirectory { dir.namespace.withWriteLock {} }
     }
 
     /// A writable descriptor on `victim` (a file with a header, named `name` in `dirfd`) when it
@@ -911,6 +937,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         let parent = try inode(parentID)
         let b = try backingName(parent, name)
         let key = NameKey(parent: parent.id, name: b.name)
+        waitForAnsweredRemovals(in: key)
         try withEntries(parent, exclusive: true) { entries in
             try withHandle(parent) { dirfd in
                 guard let id = try entryID(parent, entries, b.name, dirfd: dirfd) else {
@@ -987,6 +1014,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         }
         try checkCreatable(newParent, newName)
         let from = try backingName(parent, name), to = try backingName(newParent, newName)
+        waitForAnsweredRemovals(in: NameKey(parent: newParent.id, name: to.name))
         try withEntries(parent, newParent) { fromEntries, toEntries in
             try withHandle(parent) { fromfd in
                 try withHandle(newParent) { tofd in

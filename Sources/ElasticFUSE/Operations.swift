@@ -31,12 +31,21 @@ enum Operations {
         return Array(UnsafeRawBufferPointer(start: p, count: strlen(p)))
     }
 
-    /// Runs `body`; on error replies with the mapped errno.
+    /// Runs `body`; on error replies with the mapped errno (or, once `answered` was sent, logs it).
     @inline(__always)
-    static func run(_ req: fuse_req_t?, _ op: StaticString, _ ino: UInt64, _ body: (ElasticFilesystem) throws -> Void) {
+    static func run(
+        _ req: fuse_req_t?, _ op: StaticString, _ ino: UInt64, answered: EarlyAnswer? = nil,
+        _ body: (ElasticFilesystem) throws -> Void
+    ) {
         let f = fs(req)
         if f.debug { f.logger.debug("op", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)"]) }
         do { try body(f) } catch {
+            if let answered, answered.sent {
+                f.logger.error(
+                    "operation failed after its success was answered: BACKING keeps the old state",
+                    metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "why": "\(error)"])
+                return
+            }
             let e = ErrnoMapping.errno(for: error, logger: f.logger, op: "\(op)", ino: ino)
             if f.debug {
                 f.logger.debug("op failed", metadata: ["fuse.op": "\(op)", "fuse.ino": "\(ino)", "errno": "\(e)"])
@@ -131,9 +140,10 @@ enum Operations {
             }
         }
         ops.unlink = { req, parent, name in
-            Operations.run(req, "unlink", parent) { f in
-                try f.unlink(parent, Operations.name(name))
-                fuse_reply_err(req, 0)
+            let answer = EarlyAnswer(req)
+            Operations.run(req, "unlink", parent, answered: answer) { f in
+                try f.unlink(parent, Operations.name(name), answer: answer)
+                answer.send()
             }
         }
         ops.rmdir = { req, parent, name in

@@ -30,6 +30,18 @@ struct POSIXTests {
         }
     }
 
+    /// Unlinks are answered before BACKING has them (see `EarlyAnswer`): every later call, made
+    /// at once by the same process, must see them done, and the store must check clean after.
+    @Test func removalsAnsweredEarlyLookFinishedToEveryLaterCall() throws {
+        try MountedStore.with { s in
+            let r = try run("/usr/bin/env", ["python3", Env.scripts + "/answered_removals.py", s.mountpoint, "300"])
+            expectOK(r, "answered_removals.py")
+            #expect(r.stdout.contains("ok 300"))
+            try s.unmount()
+            expectOK(try run(Env.elastic, ["fsck", s.backing, "--unlock-keyfile", s.keyFile]), "fsck")
+        }
+    }
+
     @Test func readOnlyMountRefusesWrites() throws {
         try MountedStore.with { s in
             try sh("echo data > '\(s.path("f"))'")
