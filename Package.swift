@@ -21,7 +21,7 @@ let package = Package(
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CElasticLinux"),  // syscalls and GNU-only calls
-        .target(name: "CElasticFUSEInit"),  // /dev/fuse I/O hook that offers HANDLE_KILLPRIV_V2 at INIT
+        .target(name: "CElasticFUSEInit"),  // /dev/fuse: the request loop, and the KILLPRIV_V2 I/O hook
         .target(name: "CElasticSEV"),  // <linux/sev-guest.h>
         .target(name: "CElasticTDX"),  // <linux/tdx-guest.h>
         // A TPM 2.0 NV counter through tpm2-tss (ESAPI): the `tpm:` freshness witness.

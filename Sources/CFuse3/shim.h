@@ -13,14 +13,4 @@ static inline struct fuse_args CFuse3_args_init(int argc, char **argv) {
 static inline struct fuse_session *CFuse3_session_new(struct fuse_args *args, const struct fuse_lowlevel_ops *op, void *userdata) {
     return fuse_session_new(args, op, sizeof(*op), userdata);
 }
-static inline int CFuse3_loop_mt(struct fuse_session *se, unsigned int max_threads) {
-    struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-    if (!cfg) return -1;
-    fuse_loop_cfg_set_clone_fd(cfg, 0);
-    fuse_loop_cfg_set_max_threads(cfg, max_threads);
-    fuse_loop_cfg_set_idle_threads(cfg, max_threads);
-    int r = fuse_session_loop_mt(se, cfg);
-    fuse_loop_cfg_destroy(cfg);
-    return r;
-}
 #endif

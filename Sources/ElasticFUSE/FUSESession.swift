@@ -17,14 +17,16 @@ public enum SessionError: Error, CustomStringConvertible {
     }
 }
 
-/// One mounted ELASTIC filesystem: a libfuse low-level session with the multi-threaded loop.
+/// One mounted ELASTIC filesystem: a libfuse low-level session served by ELASTIC's own request
+/// loop (`CElasticFUSEInit_loop`: one thread reads /dev/fuse, polling for `spinMicroseconds`
+/// before it sleeps; all of them read while callers run in parallel).
 public enum FUSESession {
     /// Mounts `fs` at `mountpoint` with `options` (libfuse `-o` options), calls `onMounted` once
     /// the mount exists, serves requests until unmounted or signalled (SIGTERM, SIGINT, SIGHUP),
     /// then unmounts. In-flight requests complete before this returns.
     public static func run(
         _ fs: ElasticFilesystem, mountpoint: String, options: [String], debug: Bool,
-        maxThreads: Int, onMounted: () -> Void
+        maxThreads: Int, spinMicroseconds: Int = 50, onMounted: () -> Void
     ) throws {
         var argv: [String] = ["mount.elastic"]
         if !options.isEmpty { argv += ["-o", options.joined(separator: ",")] }
@@ -57,7 +59,7 @@ public enum FUSESession {
                 throw SessionError.mountFailed("cannot set up FUSE i/o")
             }
             onMounted()
-            _ = CFuse3_loop_mt(se, UInt32(maxThreads))
+            _ = CElasticFUSEInit_loop(se, UInt32(maxThreads), UInt32(spinMicroseconds))
             fs.helper?.stop()
             fs.slow.stop()
         }

@@ -34,7 +34,9 @@ struct MountElastic: ParsableCommand {
             is accepted); ctl_group=GROUP (that \
             group may use the control file .elastic too); cache_timeout=SECONDS (how long the kernel \
             may cache names and attributes, default 1); threads=N (FUSE worker threads, 1 to 64, \
-            default 8); single_crypto_thread; debug. \
+            default 8); spin=MICROSECONDS (how long the thread that reads FUSE requests polls for the next \
+            one before it sleeps, default 50: a busy caller's requests are taken without a wake-up; \
+            0: it sleeps at once); single_crypto_thread; debug. \
             ro and other FUSE options (allow_other, ...) go to FUSE; fstab's defaults, auto, noauto, \
             nofail, _netdev, user and x-* are accepted and ignored. default_permissions and \
             auto_unmount are always set.
@@ -196,7 +198,8 @@ struct MountElastic: ParsableCommand {
                 }
             }
             try FUSESession.run(
-                fs, mountpoint: mountpoint, options: opts.fuse, debug: debugging && debug, maxThreads: opts.threads
+                fs, mountpoint: mountpoint, options: opts.fuse, debug: debugging && debug, maxThreads: opts.threads,
+                spinMicroseconds: opts.spinMicroseconds
             ) {
                 if let fd = notifyFD { Daemon.detach(notifyFD: fd) }
                 logger.info("mounted", metadata: ["backing": "\(backing)", "mountpoint": "\(mountpoint)"])

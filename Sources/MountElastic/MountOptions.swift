@@ -13,6 +13,8 @@ struct MountOptions {
     var debug = false
     var readOnly = false
     var threads = 8
+    /// `spin=MICROSECONDS`: how long the thread that reads /dev/fuse polls it before it sleeps.
+    var spinMicroseconds = 50
     var cacheTimeout = 1.0
     var parallelCrypto = true
     /// `ctl_group=GROUP`: the control file's group, which may then use it too (mode 0660).
@@ -49,6 +51,11 @@ struct MountOptions {
                         throw MountError.usage("threads takes a number from 1 to 64")
                     }
                     threads = v
+                case "spin":
+                    guard let v = value.flatMap({ Int($0) }), (0...10000).contains(v) else {
+                        throw MountError.usage("spin takes microseconds from 0 to 10000")
+                    }
+                    spinMicroseconds = v
                 case "cache_timeout":
                     guard let v = value.flatMap({ Double($0) }), v >= 0, v <= 3600 else {
                         throw MountError.usage("cache_timeout takes seconds from 0 to 3600")
