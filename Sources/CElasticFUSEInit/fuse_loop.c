@@ -18,6 +18,7 @@
 // - one follower, the watchdog, ticks every `tick` while requests flow; when a single request
 //   has held the reader for a whole tick, it takes the reader role, so a slow request never
 //   holds up the others for longer than about two ticks.
+#define _GNU_SOURCE  // sem_clockwait
 #define FUSE_USE_VERSION 314
 #include <fuse3/fuse_lowlevel.h>
 #include <linux/fuse.h>
@@ -90,7 +91,7 @@ static int request_queued(int fd) {
 
 // The reader's wait for a request on /dev/fuse: polls it for spin_ns, then sleeps in poll.
 // Returns 1 when the device is readable (a request, or an error the read reports), 0 when
-// woken for exit.
+// woken for exit, a negative errno if poll fails.
 static int await_request(struct loop *l) {
     if (l->spin_ns) {
         uint64_t until = monotonic_ns() + l->spin_ns;
@@ -103,7 +104,8 @@ static int await_request(struct loop *l) {
     for (;;) {
         int n = poll(p, 2, -1);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0 || p[1].revents) return 0;
+        if (n < 0) return -errno;
+        if (p[1].revents) return 0;
         if (p[0].revents) return 1;
     }
 }
@@ -118,7 +120,8 @@ static void follow(struct loop *l) {
     l->watchdog = 1;
     uint64_t seen = l->received;
     int quiet = 0;
-    while (l->reader && !l->exiting && quiet < quiet_ticks) {
+    // (Not while callers run in parallel: then every worker reads.)
+    while (l->reader && !l->exiting && quiet < quiet_ticks && monotonic_ns() >= l->mixed_until) {
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_nsec += tick_ns;
@@ -140,7 +143,7 @@ static void follow(struct loop *l) {
         }
     }
     l->watchdog = 0;  // (no requests for a while: the next one that finds no watchdog wakes one)
-    if (l->reader && !l->exiting) pthread_cond_wait(&l->followers, &l->lock);
+    if (l->reader && !l->exiting && monotonic_ns() >= l->mixed_until) pthread_cond_wait(&l->followers, &l->lock);
 }
 
 static void finish(struct loop *l, int res) {
@@ -178,8 +181,10 @@ static int quick(const struct fuse_buf *buf) {
 static void free_buffer(void *buf) { free(((struct fuse_buf *)buf)->mem); }
 
 // A blocking read of the next request, as libfuse's loop does it: the kernel wakes one waiting
-// thread per request. The only point where a worker can be cancelled (at exit).
-static int receive_in_parallel(struct loop *l, struct fuse_buf *buf) {
+// thread per request. The only point where a worker can be cancelled (at exit): the reader
+// reads here too, as the request its poll saw may be gone (taken by a worker still reading
+// in parallel, or its caller killed) and the read then waits.
+static int receive(struct loop *l, struct fuse_buf *buf) {
     int res;
     pthread_cleanup_push(free_buffer, buf);
     pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
@@ -208,8 +213,8 @@ static void *worker(void *arg) {
             lead = ++l->generation;
         }
         pthread_mutex_unlock(&l->lock);
-        int res = lead ? (await_request(l) ? fuse_session_receive_buf(l->se, &buf) : 0)
-                       : receive_in_parallel(l, &buf);
+        int ready = lead ? await_request(l) : 1;
+        int res = ready > 0 ? receive(l, &buf) : ready;
         pthread_mutex_lock(&l->lock);
         int leading = lead && l->generation == lead;
         if (res == -EINTR || res == -EAGAIN) {
@@ -285,9 +290,9 @@ int CElasticFUSEInit_loop(struct fuse_session *se, unsigned threads, unsigned sp
     // timeout covers a signal taken by a thread other than this one.
     while (started && !fuse_session_exited(se)) {
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
+        clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += 1;
-        if (sem_timedwait(&l.finished, &until) == 0) break;
+        if (sem_clockwait(&l.finished, CLOCK_MONOTONIC, &until) == 0) break;
     }
     pthread_mutex_lock(&l.lock);
     finish(&l, 0);
