@@ -14,7 +14,7 @@
 //   (one follower wakes and reads) before it serves its own, unless its own is a quick one;
 // - while requests come from more than one thread of the callers (within `mixed_ns`), there
 //   is no reader role: every worker reads /dev/fuse in turn, as in libfuse's loop, so callers
-//   running in parallel are served in parallel;
+//   running in parallel are served in parallel (and so it always is with spin_us 0);
 // - one follower, the watchdog, ticks every `tick` while requests flow; when a single request
 //   has held the reader for a whole tick, it takes the reader role, so a slow request never
 //   holds up the others for longer than about two ticks.
@@ -58,6 +58,16 @@ struct loop {
     uint64_t mixed_until; // requests from several caller threads were seen until then
 };
 
+static uint64_t monotonic_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+// Whether every worker reads /dev/fuse now: while callers run in parallel, and always without
+// spinning (spin=0: libfuse's loop exactly).
+static int all_read(const struct loop *l) { return l->spin_ns == 0 || monotonic_ns() < l->mixed_until; }
+
 // Notes the caller of the request in `buf`; returns whether callers run in parallel now.
 static int callers_in_parallel(struct loop *l, const struct fuse_buf *buf, uint64_t now) {
     const struct fuse_in_header *in = buf->mem;
@@ -68,12 +78,6 @@ static int callers_in_parallel(struct loop *l, const struct fuse_buf *buf, uint6
         l->last_pid = in->pid;
     }
     return now < l->mixed_until;
-}
-
-static uint64_t monotonic_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
 static void cpu_relax(void) {
@@ -121,7 +125,7 @@ static void follow(struct loop *l) {
     uint64_t seen = l->received;
     int quiet = 0;
     // (Not while callers run in parallel: then every worker reads.)
-    while (l->reader && !l->exiting && quiet < quiet_ticks && monotonic_ns() >= l->mixed_until) {
+    while (l->reader && !l->exiting && quiet < quiet_ticks && !all_read(l)) {
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_nsec += tick_ns;
@@ -143,7 +147,7 @@ static void follow(struct loop *l) {
         }
     }
     l->watchdog = 0;  // (no requests for a while: the next one that finds no watchdog wakes one)
-    if (l->reader && !l->exiting && monotonic_ns() >= l->mixed_until) pthread_cond_wait(&l->followers, &l->lock);
+    if (l->reader && !l->exiting && !all_read(l)) pthread_cond_wait(&l->followers, &l->lock);
 }
 
 static void finish(struct loop *l, int res) {
@@ -201,7 +205,7 @@ static void *worker(void *arg) {
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
     pthread_mutex_lock(&l->lock);
     while (!l->exiting) {
-        int parallel = monotonic_ns() < l->mixed_until;
+        int parallel = all_read(l);
         uint64_t lead = 0;  // the generation of the reader role this thread holds
         if (!parallel) {
             if (l->reader) {

@@ -42,6 +42,29 @@ struct POSIXTests {
         }
     }
 
+    /// ELASTIC's request loop, every way it runs: one reader that polls between requests (the
+    /// default), none (`spin=0`: every worker reads, as in libfuse's loop), a single worker.
+    /// One caller, then four at once, each checking what it wrote; a bad `spin=` is refused.
+    @Test(arguments: [[], ["spin=0"], ["threads=1"], ["threads=1", "spin=0"]])
+    func theRequestLoopServesOneCallerAndManyAtOnce(options: [String]) throws {
+        try MountedStore.with(options: options) { s in
+            let one = try run("/usr/bin/env", ["python3", Env.scripts + "/answered_removals.py", s.mountpoint, "40"])
+            expectOK(one, "answered_removals.py with \(options)")
+            let many = try sh(
+                """
+                cd '\(s.mountpoint)' && for j in 1 2 3 4; do
+                  ( mkdir p$j && for i in $(seq 60); do head -c $((i * 997)) /dev/urandom > p$j/f$i &&
+                      cp p$j/f$i p$j/g$i && cmp -s p$j/f$i p$j/g$i && rm p$j/f$i || exit 1; done && touch ok$j ) &
+                done; wait; ls ok* | wc -l; find p1 p2 p3 p4 -type f | wc -l
+                """)
+            #expect(many.stdout.split(separator: "\n") == ["4", "240"], "four callers at once with \(options)")
+            try s.unmount()
+            let bad = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "keyfile=\(s.keyFile),spin=often"])
+            #expect(!bad.ok && bad.stderr.contains("spin takes microseconds"))
+            #expect(!(try sh("grep -c ' \(s.mountpoint) ' /proc/mounts || true").stdout.hasPrefix("1")))
+        }
+    }
+
     @Test func readOnlyMountRefusesWrites() throws {
         try MountedStore.with { s in
             try sh("echo data > '\(s.path("f"))'")
