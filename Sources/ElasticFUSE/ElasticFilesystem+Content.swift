@@ -84,13 +84,9 @@ extension ElasticFilesystem {
         try sealed.withUnsafeBytes { try Syscall.pwrite(fd, $0.baseAddress!, $0.count, FileHeader.recordOffset) }
         i.header.withLock { $0 = h }
         remember(h.fileID, h.record, sealedBy: crypto)
-        // The write's blocks and record are both in place: its journal record is done.
-        let t = try worker()
-        t.kept = nil
-        if t.undoArmed, let undo = t.undo {
-            try? undo.journal.done(slot: undo.slot)
-            t.undoArmed = false
-        }
+        // The write's blocks and record are both in place: nothing to put back if it fails
+        // later (its journal slot stays armed, harmlessly, until the next overwrite).
+        try worker().kept = nil
     }
 
     /// Creates the header of a new backing file (open for writing as `fd`).
@@ -204,10 +200,7 @@ extension ElasticFilesystem {
                 slot: undo.slot, file: fd, fileID: fileID, path: { backingPath(inode) }, first: first, offset: offset,
                 length: whole,
                 scratch: undo.scratch)
-            if kept > 0 {
-                t.undoArmed = true
-                t.kept = (fd, offset, kept)
-            }
+            if kept > 0 { t.kept = (fd, offset, kept) }
         }
         // The slot stays armed until the file's record follows (`updateRecord`), or the next
         // keep replaces it: recovery compares with that record, so an armed slot is harmless,
@@ -228,7 +221,6 @@ extension ElasticFilesystem {
                 t.kept = nil
                 if (try? Syscall.pwrite(kept.fd, undo.scratch, kept.count, kept.offset)) != nil {
                     try? undo.journal.done(slot: undo.slot)
-                    t.undoArmed = false
                 } else {
                     logger.error(
                         "a failed write could not be undone: the next mount puts the old blocks back",

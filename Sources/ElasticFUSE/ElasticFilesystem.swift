@@ -96,7 +96,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         }
         if readOnly && UndoJournal.hasRecords(rootfd: store.directory.fd) {
             logger.warning(
-                "a write a crash interrupted is still in the undo journal: its file fails (EIO) until the store is mounted read-write once"
+                "the undo journal holds what a crash left: a file whose write it interrupted fails (EIO) until the store is mounted read-write once"
             )
         }
         // After a crash (or on a new store), every object's version is read now, so the map
@@ -151,6 +151,8 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
             guard !ended, !readOnly else { return }
             ended = true
             try store.root.endSession(versions, current: clock.current)
+            // Every write's record followed: nothing in the undo journal counts any more.
+            try? undo?.clear()
         }
     }
 

@@ -17,9 +17,6 @@ final class ThreadState {
     /// The `elastic.diriv` files this thread last changed entry sets in (at most three, least
     /// recently used first), kept open: by directory inode and the epoch they were opened in.
     var dirivFiles: [(inode: UInt64, epoch: UInt64, fd: Int32)] = []
-    /// Whether this thread's journal slot holds a record its write has not yet closed with the
-    /// file's record update (`updateRecord` clears it).
-    var undoArmed = false
     /// The bytes the last kept overwrite replaced (still in `undo.scratch`): where, in which
     /// backing file, and how many. A write or truncate that fails before its record puts them
     /// back (`rollBack`), so the file stays what its record names.

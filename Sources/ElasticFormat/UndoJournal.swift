@@ -6,9 +6,11 @@ import Synchronization
 /// Crash safety of overwrites: a `kill -9` of the daemon can stop a `pwrite` of several cipher
 /// blocks at a page boundary, and a cipher block (4,124 bytes) always spans two pages, so the
 /// block would be left half old, half new, and fail. Before it overwrites cipher bytes in place,
-/// a writer copies the old bytes into its own slot of `elastic.undo` in BACKING (payload first,
-/// then the slot's header, all in the page cache, so the copy is complete before the overwrite
-/// starts), and clears the slot's magic once the file's record follows. At the next mount,
+/// a writer copies the old bytes into its own slot of `elastic.undo` in BACKING (the slot's
+/// header and the payload in one call, in the page cache, so the copy is complete before the
+/// overwrite starts). The slot stays armed until its next use (recovery compares with the
+/// file's record, which follows the blocks, so an armed slot of a finished write is harmless),
+/// and the journal is emptied at the clean end of a mount. At the next mount,
 /// `recover` puts the kept bytes back into every file whose blocks are not the ones its record
 /// (content digest) names, and keeps them only if the file then is: a file being written reads
 /// back as its old or new contents for each write.
@@ -66,8 +68,6 @@ public final class UndoJournal: Sendable {
     ) throws -> Int {
         let old = try Syscall.pread(file, scratch, length, offset)
         guard old > 0, let path = path() else { return 0 }
-        let base = Int64(slot) * slotSize
-        try Syscall.pwrite(fd, scratch, old, base + Int64(Self.headerSize))
         let seq = state.withLock { s in
             s.sequence += 1
             return s.sequence
@@ -82,12 +82,21 @@ public final class UndoJournal: Sendable {
         w.u64(UInt64(first))
         w.u32(UInt32(old))
         w.raw(p)
-        try Syscall.pwrite(fd, w.bytes, at: base)
+        var header = w.bytes
+        header += [UInt8](repeating: 0, count: Self.headerSize - header.count)
+        // Header and payload in one call. A kill can still cut it at a page boundary, leaving
+        // a header before a payload that is partly another write's: harmless, as the overwrite
+        // it was kept for has not started, so the file still matches its record.
+        try header.withUnsafeBytes { h in
+            try Syscall.pwritev(fd, [h, UnsafeRawBufferPointer(start: scratch, count: old)], Int64(slot) * slotSize)
+        }
         return old
     }
 
-    /// The write the slot's record was kept for is complete, its blocks and the file's record
-    /// both in place: the record no longer counts.
+    /// Empties the journal (at the clean end of a mount: every write's record followed).
+    public func clear() throws { try Syscall.ftruncate(fd, 0) }
+
+    /// The write the slot's record was kept for was undone: the record no longer counts.
     public func done(slot: Int) throws {
         try Syscall.pwrite(fd, [0, 0, 0, 0], at: Int64(slot) * slotSize)
     }

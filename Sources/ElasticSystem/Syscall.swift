@@ -78,6 +78,22 @@ public enum Syscall {
         }
     }
 
+    /// The corresponding C call is `pwritev(2)`: `parts` written one after the other from
+    /// `offset`, in one call when it writes them all (the rest follows with `pwrite`).
+    public static func pwritev(_ fd: Int32, _ parts: [UnsafeRawBufferPointer], _ offset: Int64) throws {
+        var iov = parts.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+        var done = try retrying { Glibc.pwritev(fd, &iov, Int32(iov.count), off_t(offset)) }
+        var at = offset
+        for part in parts {
+            let rest = min(part.count, max(0, done))
+            if rest < part.count, let base = part.baseAddress {
+                try pwrite(fd, base + rest, part.count - rest, at + Int64(rest))
+            }
+            done -= part.count
+            at += Int64(part.count)
+        }
+    }
+
     /// Up to `count` bytes at `offset` (fewer at the end of the file).
     public static func preadBytes(_ fd: Int32, count: Int, at offset: Int64) throws -> [UInt8] {
         var b = [UInt8](repeating: 0, count: count)

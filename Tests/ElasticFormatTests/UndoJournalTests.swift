@@ -58,8 +58,12 @@ import Testing
     }
 
     /// A file of three blocks of 1s, then an overwrite with 2s kept in the journal and torn in
-    /// block 1; `complete` says whether the write then finished and was marked done.
-    func tornOverwrite(complete: Bool, tornAt: Int? = nil) throws -> (fd: Int32, id: [UInt8], restored: Int) {
+    /// block 1; `complete` says whether the write then finished and the file's record followed
+    /// (its journal slot left armed, as the daemon leaves it); `cutJournal` tears the journal's
+    /// own copy instead, before the overwrite starts.
+    func tornOverwrite(complete: Bool, tornAt: Int? = nil, cutJournal: Bool = false) throws -> (
+        fd: Int32, id: [UInt8], restored: Int
+    ) {
         var header = try FileHeader.new(ObjectRecord(kind: .regular, mode: 0o600, uid: 0, gid: 0, size: Int64(3 * bs)))
         let old = try sealed(header.fileID, 1)
         let tags = BlockTags()
@@ -80,9 +84,21 @@ import Testing
                 slot: slot, file: fd, fileID: header.fileID, path: { "f" }, first: 0, offset: offset,
                 length: 3 * cbs, scratch: scratch) == 3 * cbs)
         let new = try sealed(header.fileID, 2)
-        if complete {
+        if cutJournal {
+            // A kill cut the journal's one pwritev after its header: the payload is partly
+            // another write's bytes, and the overwrite never began.
+            let undo = try Syscall.openat(root.fd, UndoJournal.fileName, O_RDWR)
+            try Syscall.pwrite(undo, [UInt8](repeating: 9, count: 2 * cbs), at: Int64(UndoJournal.headerSize + cbs / 2))
+            Syscall.close(undo)
+        } else if complete {
             try Syscall.pwrite(fd, new, at: offset)
-            try journal.done(slot: slot)
+            let now = BlockTags()
+            for i in 0..<3 {
+                var t = new.withUnsafeBytes { BlockTags.tag(ofSealed: $0.baseAddress! + i * cbs, length: cbs) }
+                try now.set(first: Int64(i), tags: &t, count: 1, crypto: crypto)
+            }
+            header.record.content = now.digest
+            try Syscall.pwrite(fd, try header.encode(with: crypto), at: 0)
         } else {
             try Syscall.pwrite(fd, Array(new[0..<(tornAt ?? (cbs + 2000))]), at: offset)  // stopped inside block 1
         }
@@ -113,6 +129,14 @@ import Testing
         defer { Syscall.close(fd) }
         #expect(restored == 0)
         for i in 0..<3 { #expect(try block(fd, id, i) == 2) }
+    }
+
+    @Test func aJournalCopyCutShortChangesNothing() throws {
+        defer { cleanUp() }
+        let (fd, id, restored) = try tornOverwrite(complete: false, cutJournal: true)
+        defer { Syscall.close(fd) }
+        #expect(restored == 0)
+        for i in 0..<3 { #expect(try block(fd, id, i) == 1) }
     }
 
     @Test func nothingIsPutBackIntoAnotherFile() throws {
