@@ -202,9 +202,9 @@ extension ElasticFilesystem {
                 scratch: undo.scratch)
             if kept > 0 { t.kept = (fd, offset, kept) }
         }
-        // The slot stays armed until the file's record follows (`updateRecord`), or the next
-        // keep replaces it: recovery compares with that record, so an armed slot is harmless,
-        // and a write that fails half way keeps its old copy.
+        // The slot stays armed until the next keep replaces it: recovery compares with the
+        // file's record (which follows the blocks), so an armed slot of a finished write is
+        // harmless, and a write that fails half way keeps its old copy.
         try Syscall.pwrite(fd, t.cipher, clen, offset)
         try noteTags(t, first: first, count: count, tags: tags)
     }

@@ -52,6 +52,8 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     let threads: ThreadStateKey
     /// Where writers keep the bytes they overwrite (nil on a read-only mount).
     let undo: UndoJournal?
+    /// The libfuse session while it runs (for notifications to the kernel; set by `FUSESession`).
+    nonisolated(unsafe) var session: OpaquePointer?
     let isRoot = geteuid() == 0
     /// Whether the kernel accepted HANDLE_KILLPRIV_V2 (so setuid/setgid clearing is ours).
     var killPrivV2: Bool { CElasticFUSEInit_fuse_killpriv_v2_enabled() != 0 }
@@ -162,6 +164,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         if ino == Self.rootID { return root }
         if ino == Self.controlID { throw Errno.notPermitted }  // the control file only opens and answers ioctls
         guard let i = inodes.read({ $0.byID[ino] }) else { throw Errno.staleNFSFileHandle }
+        if let dir = i.removal.withLock({ $0 }) { dir.namespace.withReadLock {} }  // an unlink answered early
         return i
     }
 
@@ -869,21 +872,36 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     // MARK: Remove
 
     /// Removes the name `name` from `parentID`. When nothing could see the file between the
-    /// answer and the removal in BACKING (no open file, no other name, no directory), `answer`
-    /// tells the kernel of success as soon as the name is known to be in the sealed set; the
-    /// removal follows with the parent's namespace lock still held.
+    /// answer and the removal in BACKING (a known object, not open, no other name, not a
+    /// directory), `answer` tells the kernel of success as soon as the name is known to be in
+    /// the sealed set; the removal follows with the parent's namespace lock still held, every
+    /// request on the file waits for it (`Inode.removal`), and the parent keeps a lookup
+    /// meanwhile, so the kernel cannot make it forget the directory whose lock is held.
     func unlink(_ parentID: UInt64, _ name: [UInt8], answer: EarlyAnswer? = nil) throws {
         let parent = try inode(parentID)
         if isControlName(parent, name) { throw Errno.notPermitted }
         let b = try backingName(parent, name)
         let key = NameKey(parent: parent.id, name: b.name)
+        var answered: Inode? = nil
+        defer {
+            if answered != nil, parent !== root { forget(parent.id, 1) }
+        }
         try withEntries(parent, exclusive: true) { entries in
             try withHandle(parent) { dirfd in
                 guard let id = try entryID(parent, entries, b.name, dirfd: dirfd) else {
                     throw Errno.noSuchFileOrDirectory
                 }
                 let victim = inodes.read { $0.byName[key] }
-                let early = answer.flatMap { a in unobservableOnceUnlinked(victim, key) ? a.send : nil }
+                var early: (() -> Void)? = nil
+                if let answer, let victim, unobservableOnceUnlinked(victim, key) {
+                    early = {
+                        victim.removal.withLock { $0 = parent }
+                        if parent !== self.root { self.inodes.withLock { _ in parent.nlookup += 1 } }
+                        answered = victim
+                        answer.send()
+                    }
+                }
+                defer { answered?.removal.withLock { $0 = nil } }
                 // A file that keeps other names gets a new ctime: opened now, while this name leads to it.
                 let survivor = openIfOtherNamesRemain(victim, dirfd, b.name)
                 defer { if let survivor { Syscall.close(survivor) } }
@@ -909,14 +927,20 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         }
     }
 
-    /// Whether the object `victim` (named `key`, known to the kernel or not) can no longer be
-    /// reached by any request once the kernel hears that `key` is gone: not a directory, not
-    /// open, and no other name.
-    func unobservableOnceUnlinked(_ victim: Inode?, _ key: NameKey) -> Bool {
-        guard let victim else { return true }
-        return !victim.isDirectory && victim.openCount.load(ordering: .relaxed) == 0
+    /// Whether the object `victim`, named `key`, can no longer be reached by any request once
+    /// the kernel hears that `key` is gone: not a directory, not open, and no other name.
+    func unobservableOnceUnlinked(_ victim: Inode, _ key: NameKey) -> Bool {
+        !victim.isDirectory && victim.openCount.load(ordering: .relaxed) == 0
             && !victim.mayHaveOtherNames.load(ordering: .relaxed)
             && inodes.read { _ in victim.links.count == 1 && victim.links.contains(key) }
+    }
+
+    /// After an unlink answered early failed in BACKING (the name is still there): the kernel
+    /// drops its negative entry at once. Called with no namespace lock held (the kernel may
+    /// hold the directory's lock for a request that waits for one).
+    func nameStillThere(parent: UInt64, name: UnsafePointer<CChar>) {
+        guard let session else { return }
+        _ = fuse_lowlevel_notify_inval_entry(session, parent, name, strlen(name))
     }
 
     /// Waits until the removals already answered in the directory named `key` (if it is one)

@@ -59,6 +59,8 @@ public enum FUSESession {
                 throw SessionError.mountFailed("cannot set up FUSE i/o")
             }
             onMounted()
+            fs.session = se
+            defer { fs.session = nil }
             _ = CElasticFUSEInit_loop(se, UInt32(maxThreads), UInt32(spinMicroseconds))
             fs.helper?.stop()
             fs.slow.stop()

@@ -110,6 +110,11 @@ final class Inode: @unchecked Sendable {
     var referenced = false
     var pinned = false
 
+    /// While an unlink of this object, answered early, finishes in BACKING: the directory whose
+    /// namespace lock that unlink holds. Every request on this object waits for it first
+    /// (`ElasticFilesystem.inode`), so none sees the name answered as gone but still there.
+    let removal = Mutex<Inode?>(nil)
+
     /// Content lock (regular files).
     let content = RWLock()
     /// The header of a regular backing file (file ID and record), read once: this copy is

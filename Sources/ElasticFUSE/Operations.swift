@@ -142,7 +142,10 @@ enum Operations {
         ops.unlink = { req, parent, name in
             let answer = EarlyAnswer(req)
             Operations.run(req, "unlink", parent, answered: answer) { f in
-                try f.unlink(parent, Operations.name(name), answer: answer)
+                do { try f.unlink(parent, Operations.name(name), answer: answer) } catch  where answer.sent {
+                    f.nameStillThere(parent: parent, name: name!)  // told gone, still there
+                    throw error
+                }
                 answer.send()
             }
         }
@@ -254,7 +257,9 @@ enum Operations {
             fuse_reply_err(req, 0)
         }
         ops.fsyncdir = { req, ino, datasync, fi in
-            Operations.run(req, "fsyncdir", ino) { _ in
+            Operations.run(req, "fsyncdir", ino) { f in
+                // Unlinks answered early in the directory reach BACKING first.
+                try f.inode(ino).namespace.withReadLock {}
                 let h = Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi!.pointee.fh))!)
                     .takeUnretainedValue()
                 try Syscall.fsync(h.fd, dataOnly: datasync != 0)

@@ -59,8 +59,8 @@ public final class UndoJournal: Sendable {
     /// Keeps the bytes of `file` in `[offset, offset + length)` that exist (blocks from `first`)
     /// before they are overwritten; `scratch` holds at least `length` bytes; `path` (the file's
     /// backing path, asked only when there is something to keep; nil: none) names it. Returns
-    /// how many bytes were kept (left in `scratch`; 0: no record was written): then call
-    /// `done` once the file's record follows.
+    /// how many bytes were kept (left in `scratch`; 0: no record was written). The record stays
+    /// armed until the slot's next use; `done` disarms it after a write that was undone.
     @discardableResult
     public func keep(
         slot: Int, file: Int32, fileID: [UInt8], path: () -> String?, first: Int64, offset: Int64, length: Int,

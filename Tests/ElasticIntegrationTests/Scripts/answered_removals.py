@@ -7,7 +7,8 @@ Each round, in one process and with no pause between calls: a file is made and r
 straight after the unlink the directory's times must have moved on, the name must be gone
 from lookups and listings, the same name must be creatable again with new contents, and the
 directory (once emptied) must be removable and renamable onto. An open file and a file with a
-second name (answered only once BACKING has them) are checked too. Prints "ok N" or the first
+second name (answered only once BACKING has them) and one held by an O_PATH descriptor are
+checked too. Prints "ok N" or the first
 failure, and exits non-zero on failure.
 """
 import errno
@@ -68,6 +69,16 @@ def main():
         fail("an open file still has a name after its unlink")
     if os.pread(fd, 100, 0) != b"still readable":
         fail("an open, unlinked file does not read back")
+    os.close(fd)
+    # A file reached only through an O_PATH descriptor (no OPEN reaches the daemon): its unlink
+    # is answered early, and a request on it right after waits for the removal.
+    f = os.path.join(base, "path-only")
+    with open(f, "wb") as h:
+        h.write(b"x")
+    fd = os.open(f, os.O_PATH)
+    os.unlink(f)
+    if os.fstat(fd).st_nlink != 0:
+        fail("a file held by an O_PATH descriptor still has a name after its unlink")
     os.close(fd)
     # A file with two names: removing one leaves the other, with one link.
     a, b = os.path.join(base, "a"), os.path.join(base, "b")
