@@ -230,8 +230,9 @@ static void *worker(void *arg) {
             break;
         }
         l->received++;
-        int was_parallel = monotonic_ns() < l->mixed_until;
-        int now_parallel = callers_in_parallel(l, &buf, monotonic_ns());
+        uint64_t now = monotonic_ns();
+        int was_parallel = now < l->mixed_until;
+        int now_parallel = callers_in_parallel(l, &buf, now);
         if (now_parallel && !was_parallel) {
             pthread_cond_broadcast(&l->followers);  // every follower goes to read
         }

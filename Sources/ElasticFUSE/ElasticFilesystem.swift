@@ -163,8 +163,10 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     func inode(_ ino: UInt64) throws -> Inode {
         if ino == Self.rootID { return root }
         if ino == Self.controlID { throw Errno.notPermitted }  // the control file only opens and answers ioctls
-        guard let i = inodes.read({ $0.byID[ino] }) else { throw Errno.staleNFSFileHandle }
-        if let dir = i.removal.withLock({ $0 }) { dir.namespace.withReadLock {} }  // an unlink answered early
+        guard let (i, removal) = inodes.read({ t in t.byID[ino].map { ($0, $0.removal) } }) else {
+            throw Errno.staleNFSFileHandle
+        }
+        removal?.namespace.withReadLock {}  // an unlink of `i` answered early: done first
         return i
     }
 
@@ -895,13 +897,15 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 var early: (() -> Void)? = nil
                 if let answer, let victim, unobservableOnceUnlinked(victim, key) {
                     early = {
-                        victim.removal.withLock { $0 = parent }
-                        if parent !== self.root { self.inodes.withLock { _ in parent.nlookup += 1 } }
+                        self.inodes.withLock { _ in
+                            victim.removal = parent
+                            if parent !== self.root { parent.nlookup += 1 }
+                        }
                         answered = victim
                         answer.send()
                     }
                 }
-                defer { answered?.removal.withLock { $0 = nil } }
+                defer { if let answered { inodes.withLock { _ in answered.removal = nil } } }
                 // A file that keeps other names gets a new ctime: opened now, while this name leads to it.
                 let survivor = openIfOtherNamesRemain(victim, dirfd, b.name)
                 defer { if let survivor { Syscall.close(survivor) } }

@@ -113,7 +113,8 @@ final class Inode: @unchecked Sendable {
     /// While an unlink of this object, answered early, finishes in BACKING: the directory whose
     /// namespace lock that unlink holds. Every request on this object waits for it first
     /// (`ElasticFilesystem.inode`), so none sees the name answered as gone but still there.
-    let removal = Mutex<Inode?>(nil)
+    /// Guarded by the table lock, read with the lookup that finds the inode.
+    var removal: Inode?
 
     /// Content lock (regular files).
     let content = RWLock()

@@ -27,6 +27,8 @@ public final class UndoJournal: Sendable {
     static let headerSize = 4096
     /// The header before the path.
     static let fixedHeader = 44
+    /// Zeros from the end of a slot's header to its payload.
+    static let padding = [UInt8](repeating: 0, count: headerSize)
     let fd: Int32
     let slotSize: Int64
     /// Free slots, slots handed out so far, the last sequence number.
@@ -82,13 +84,20 @@ public final class UndoJournal: Sendable {
         w.u64(UInt64(first))
         w.u32(UInt32(old))
         w.raw(p)
-        var header = w.bytes
-        header += [UInt8](repeating: 0, count: Self.headerSize - header.count)
-        // Header and payload in one call. A kill can still cut it at a page boundary, leaving
-        // a header before a payload that is partly another write's: harmless, as the overwrite
-        // it was kept for has not started, so the file still matches its record.
+        // Header, its padding and payload in one call. A kill can still cut it at a page
+        // boundary, leaving a header before a payload that is partly another write's: harmless,
+        // as the overwrite it was kept for has not started, so the file still matches its record.
+        let header = w.bytes
         try header.withUnsafeBytes { h in
-            try Syscall.pwritev(fd, [h, UnsafeRawBufferPointer(start: scratch, count: old)], Int64(slot) * slotSize)
+            try Self.padding.withUnsafeBytes { z in
+                try Syscall.pwritev(
+                    fd,
+                    [
+                        h, UnsafeRawBufferPointer(rebasing: z[header.count...]),
+                        UnsafeRawBufferPointer(start: scratch, count: old),
+                    ],
+                    Int64(slot) * slotSize)
+            }
         }
         return old
     }
