@@ -74,19 +74,31 @@ extension ElasticFilesystem {
     /// offset of the header); every change sets ctime to now (before `change` runs, so it may
     /// set mtime from it). Call with the content write lock held; `fd` open for writing.
     func updateRecord(_ i: Inode, fd: Int32, _ change: (inout ObjectRecord) -> Void) throws {
+        let (h, sealed) = try sealRecord(i, change)
+        try commitRecord(i, fd: fd, h, sealed: sealed)
+    }
+
+    /// `i`'s header with the record `change` makes of it (a new ctime, and the content digest
+    /// of its tags as they now are), and that record sealed: `commitRecord` writes it.
+    func sealRecord(_ i: Inode, _ change: (inout ObjectRecord) -> Void) throws -> (FileHeader, [UInt8]) {
         var h = try header(i)
         h.record.ctime = ObjectRecord.now()
         change(&h.record)
         // The record names the blocks as they now are (the tags follow every block written).
         if let tags = i.tags.withLock({ $0 }) { h.record.content = tags.digest }
-        let crypto = try worker().crypto
-        let sealed = try h.sealedRecord(with: crypto)
+        return (h, try h.sealedRecord(with: worker().crypto))
+    }
+
+    /// Writes `sealed` (`h`'s record, from `sealRecord`) into `i`'s backing file `fd` and makes
+    /// `h` the header `i` has.
+    func commitRecord(_ i: Inode, fd: Int32, _ h: FileHeader, sealed: [UInt8]) throws {
         try sealed.withUnsafeBytes { try Syscall.pwrite(fd, $0.baseAddress!, $0.count, FileHeader.recordOffset) }
         i.header.withLock { $0 = h }
-        remember(h.fileID, h.record, sealedBy: crypto)
+        let t = try worker()
+        remember(h.fileID, h.record, sealedBy: t.crypto)
         // The write's blocks and record are both in place: nothing to put back if it fails
         // later (its journal slot stays armed, harmlessly, until the next overwrite).
-        try worker().kept = nil
+        t.kept = nil
     }
 
     /// Creates the header of a new backing file (open for writing as `fd`).
@@ -207,6 +219,34 @@ extension ElasticFilesystem {
         // harmless, and a write that fails half way keeps its old copy.
         try Syscall.pwrite(fd, t.cipher, clen, offset)
         try noteTags(t, first: first, count: count, tags: tags)
+    }
+
+    /// Seals `count` plaintext bytes at `plain` as blocks from `first`, which all exist (the
+    /// file's length stays), writes them over the old ones and then the record that names them
+    /// (mtime and ctime now). The new bytes and record go to the journal first
+    /// (`UndoJournal.writeAhead`): a kill during the overwrite leaves a file the next mount
+    /// finishes, without a read of the old bytes. A file without a name needs no copy.
+    func overwriteBlocks(
+        _ i: Inode, _ t: ThreadState, fd: Int32, fileID: [UInt8], first: Int64, from plain: UnsafeRawPointer,
+        count: Int, tags: BlockTags
+    ) throws {
+        let clen = try seal(t, fileID: fileID, first: first, plaintext: plain, count: count)
+        try noteTags(t, first: first, count: count, tags: tags)
+        let (h, sealed) = try sealRecord(i) { $0.mtime = $0.ctime }
+        if let undo = t.undo, let path = backingPath(i) {
+            try undo.journal.writeAhead(
+                slot: undo.slot, fileID: fileID, path: path, first: first, cipher: t.cipher, count: clen,
+                record: sealed)
+        }
+        do {
+            try Syscall.pwrite(fd, t.cipher, clen, BlockLayout.cipherOffset(block: first))
+            try commitRecord(i, fd: fd, h, sealed: sealed)
+        } catch {
+            logger.error(
+                "an overwrite failed half way: the file fails (EIO) until the next mount finishes it from the journal",
+                metadata: ["fuse.ino": "\(i.id)", "why": "\(error)"])
+            throw error
+        }
     }
 
     /// Runs `body`, a change of `i`'s blocks and record; if it fails before the record
@@ -438,17 +478,20 @@ extension ElasticFilesystem {
                 loadedAny = true
             }
         }
+        let source: UnsafeRawPointer, count: Int
         if headSkip == 0 && regionEnd - regionStart == Int64(size) && !loadedAny {
-            // Nothing to merge: seal straight from the request buffer.
-            try storeBlocks(t, fd: fd, fileID: id, first: first, from: data, count: size, of: i, tags: tags)
+            (source, count) = (data, size)  // nothing to merge: sealed straight from the request
         } else {
             (t.plain + Int(headSkip)).copyMemory(from: data, byteCount: size)
-            try storeBlocks(
-                t, fd: fd, fileID: id, first: first, from: t.plain, count: Int(regionEnd - regionStart), of: i,
-                tags: tags)
+            (source, count) = (UnsafeRawPointer(t.plain), Int(regionEnd - regionStart))
         }
-        // The data first, then the record that makes it part of the file.
-        // (and the new mtime and ctime).
+        if end <= oldSize {
+            try overwriteBlocks(i, t, fd: fd, fileID: id, first: first, from: source, count: count, tags: tags)
+            return
+        }
+        try storeBlocks(t, fd: fd, fileID: id, first: first, from: source, count: count, of: i, tags: tags)
+        // The data first, then the record that makes it part of the file (and the new mtime
+        // and ctime).
         try updateRecord(i, fd: fd) { r in
             r.size = newSize
             r.mtime = r.ctime

@@ -90,11 +90,13 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
         root = Inode(id: Self.rootID, stat: try Syscall.fstat(rootHandle.fd))
         root.nlookup = 1
         handles.pin(root, rootHandle)
-        // Blocks a killed overwrite left half written are put back first (`UndoJournal`).
+        // Blocks a killed overwrite left half written are repaired first (`UndoJournal`).
         let restored =
             readOnly ? 0 : try UndoJournal.recover(rootfd: store.directory.fd, with: CryptoWorker(keys: store.keys))
         if restored > 0 {
-            logger.notice("put back blocks an interrupted write left half written", metadata: ["blocks": "\(restored)"])
+            logger.notice(
+                "repaired blocks an interrupted write left half written (put back or finished from the journal)",
+                metadata: ["blocks": "\(restored)"])
         }
         if readOnly && UndoJournal.hasRecords(rootfd: store.directory.fd) {
             logger.warning(

@@ -6,33 +6,47 @@ import Synchronization
 /// Crash safety of overwrites: a `kill -9` of the daemon can stop a `pwrite` of several cipher
 /// blocks at a page boundary, and a cipher block (4,124 bytes) always spans two pages, so the
 /// block would be left half old, half new, and fail. Before it overwrites cipher bytes in place,
-/// a writer copies the old bytes into its own slot of `elastic.undo` in BACKING (the slot's
-/// header and the payload in one call, in the page cache, so the copy is complete before the
-/// overwrite starts). The slot stays armed until its next use (recovery compares with the
-/// file's record, which follows the blocks, so an armed slot of a finished write is harmless),
-/// and the journal is emptied at the clean end of a mount. At the next mount,
-/// `recover` puts the kept bytes back into every file whose blocks are not the ones its record
-/// (content digest) names, and keeps them only if the file then is: a file being written reads
-/// back as its old or new contents for each write.
-/// Appends (nothing old to keep) cost nothing.
+/// a writer puts a copy into its own slot of `elastic.undo` in BACKING (header and payload in
+/// one call, in the page cache, so the copy is complete before the overwrite starts):
+/// - a **write-ahead copy** (`writeAhead`) when the write changes no length: the new cipher
+///   bytes and the sealed record that names them. Recovery finishes the write.
+/// - an **undo copy** (`keep`) otherwise (a block grown or cut): the old bytes. Recovery puts
+///   them back, before the write.
+/// A slot stays armed until its next use (recovery compares with the file's record, which is
+/// written after the blocks, so an armed slot of a finished write is harmless), and the journal
+/// is emptied at the clean end of a mount. At the next mount `recover` applies, newest first,
+/// the copies of every file whose blocks are not the ones its record (content digest) names,
+/// and keeps a change only if the file then is: a file being written reads back as its old or
+/// new contents for each write. Appends (nothing old to keep) cost nothing.
 ///
-/// Slot layout (at `slot × slotSize`): a 4,096-byte header, magic "ELUN" ‖ version u16 = 1 ‖
-/// path length u16 ‖ sequence u64 ‖ file ID (16) ‖ first block u64 ‖ payload length u32 ‖ the
-/// backing path (relative to BACKING), then the old cipher bytes from the first block's offset.
-/// The journal holds only ciphertext that was in BACKING before, and what it puts back must
-/// leave the file as its sealed record names it: the host gains nothing by editing it.
+/// Record layout (at `slot × slotSize`, slots page-aligned): magic "ELUN" ‖ version u16 = 2 ‖
+/// kind u8 (0 undo, 1 write-ahead) ‖ 0 u8 ‖ path length u16 ‖ record length u16 ‖ sequence u64
+/// ‖ file ID (16) ‖ first block u64 ‖ payload length u32 ‖ the backing path (relative to
+/// BACKING) ‖ the sealed record (write-ahead only) ‖ the payload, cipher bytes from the first
+/// block's offset. (Version 1, left by an earlier build: no kind or record, payload at +4096.)
+/// The journal holds only ciphertext and records this daemon sealed for BACKING, and what it
+/// applies must leave the file as a sealed record names it: the host gains nothing by editing it.
 public final class UndoJournal: Sendable {
     public static let fileName = BackingNames.undo
     static let magic: [UInt8] = Array("ELUN".utf8)
+    /// Room for the header, path and record before the payload.
     static let headerSize = 4096
     /// The header before the path.
-    static let fixedHeader = 44
-    /// Zeros from the end of a slot's header to its payload.
-    static let padding = [UInt8](repeating: 0, count: headerSize)
+    static let fixedHeader = 48
+    /// Version 1's header before the path.
+    static let fixedHeaderV1 = 44
     let fd: Int32
     let slotSize: Int64
     /// Free slots, slots handed out so far, the last sequence number.
     private let state = Mutex<(free: [Int], slots: Int, sequence: UInt64)>(([], 0, 0))
+
+    /// What a record's payload is.
+    enum Kind: UInt8 {
+        /// The bytes before the write: put back.
+        case undo = 0
+        /// The bytes of the write, with the file's record after it: written (again).
+        case writeAhead = 1
+    }
 
     /// Opens (creating) the journal of the store whose root is `rootfd`, emptied: run `recover` first.
     public init(rootfd: Int32, maxPayload: Int) throws {
@@ -70,36 +84,51 @@ public final class UndoJournal: Sendable {
     ) throws -> Int {
         let old = try Syscall.pread(file, scratch, length, offset)
         guard old > 0, let path = path() else { return 0 }
+        try put(.undo, slot: slot, fileID: fileID, path: path, first: first, record: [], payload: scratch, count: old)
+        return old
+    }
+
+    /// Copies the `count` new cipher bytes at `cipher` (blocks from `first`) and `record`, the
+    /// sealed record the file gets after them, before they overwrite bytes of the file (its
+    /// length unchanged) at `path`. The record stays armed until the slot's next use.
+    public func writeAhead(
+        slot: Int, fileID: [UInt8], path: String, first: Int64, cipher: UnsafeRawPointer, count: Int, record: [UInt8]
+    ) throws {
+        try put(
+            .writeAhead, slot: slot, fileID: fileID, path: path, first: first, record: record, payload: cipher,
+            count: count)
+    }
+
+    /// Writes one record into `slot`: its header, path and sealed record, then the payload, in
+    /// one call. A kill can cut it at a page boundary, leaving a header before a payload that
+    /// is partly another write's: harmless, as the overwrite it was written for has not
+    /// started, so the file still matches its record.
+    private func put(
+        _ kind: Kind, slot: Int, fileID: [UInt8], path: String, first: Int64, record: [UInt8],
+        payload: UnsafeRawPointer, count: Int
+    ) throws {
         let seq = state.withLock { s in
             s.sequence += 1
             return s.sequence
         }
-        let p = Array(path.utf8.prefix(Self.headerSize - Self.fixedHeader))
+        let p = Array(path.utf8.prefix(Self.headerSize - Self.fixedHeader - record.count))
         var w = ByteWriter()
         w.raw(Self.magic)
-        w.u16(1)
+        w.u16(2)
+        w.raw([kind.rawValue, 0])
         w.u16(UInt16(p.count))
+        w.u16(UInt16(record.count))
         w.u64(seq)
         w.raw(fileID)
         w.u64(UInt64(first))
-        w.u32(UInt32(old))
+        w.u32(UInt32(count))
         w.raw(p)
-        // Header, its padding and payload in one call. A kill can still cut it at a page
-        // boundary, leaving a header before a payload that is partly another write's: harmless,
-        // as the overwrite it was kept for has not started, so the file still matches its record.
+        w.raw(record)
         let header = w.bytes
         try header.withUnsafeBytes { h in
-            try Self.padding.withUnsafeBytes { z in
-                try Syscall.pwritev(
-                    fd,
-                    [
-                        h, UnsafeRawBufferPointer(rebasing: z[header.count...]),
-                        UnsafeRawBufferPointer(start: scratch, count: old),
-                    ],
-                    Int64(slot) * slotSize)
-            }
+            try Syscall.pwritev(
+                fd, [h, UnsafeRawBufferPointer(start: payload, count: count)], Int64(slot) * slotSize)
         }
-        return old
     }
 
     /// Empties the journal (at the clean end of a mount: every write's record followed).
@@ -132,9 +161,20 @@ public final class UndoJournal: Sendable {
         return restored
     }
 
-    typealias Record = (seq: UInt64, fileID: [UInt8], first: Int64, length: Int, path: String, at: Int64)
+    /// One armed record: its payload's and sealed record's places in the journal.
+    struct Record {
+        var kind: Kind
+        var seq: UInt64
+        var fileID: [UInt8]
+        var first: Int64
+        var length: Int
+        var path: String
+        var record: [UInt8]
+        var at: Int64
+    }
 
-    /// Recovers one file from its `records` (newest first); returns how many blocks were put back.
+    /// Recovers one file from its `records` (newest first); returns how many blocks were
+    /// written back.
     static func recover(_ records: [Record], journal fd: Int32, rootfd: Int32, with crypto: CryptoWorker) throws
         -> Int
     {
@@ -144,27 +184,26 @@ public final class UndoJournal: Sendable {
             return 0  // gone or renamed since: nothing to put back there
         }
         defer { Syscall.close(file) }
-        // The file's record names every block (its content digest), and a write's record
-        // follows its blocks: blocks that do not match it belong to a write whose record never
-        // followed (torn or whole), and the kept copy is what the record names.
-        guard let raw = try? Syscall.preadBytes(file, count: FileHeader.size, at: 0),
-            let header = try? FileHeader(decoding: raw, with: crypto), header.fileID == newest.fileID
-        else { return 0 }
+        guard let header = readHeader(file, crypto), header.fileID == newest.fileID else { return 0 }
         let usable = records.filter {
             $0.length <= slotLimit && $0.first >= 0 && $0.first < BlockLayout.maxPlaintextSize / BlockLayout.blockSize
         }
         let cbs = Int(BlockLayout.cipherBlockSize)
-        let fileBlocks = (header.record.size + BlockLayout.blockSize - 1) / BlockLayout.blockSize
-        // The record's blocks, whole: the tags it names (a pwrite torn inside a block can leave
-        // the old tag behind new bytes), and every block of the records' ranges authenticates.
+        // The file's record names every block (its content digest), and a write's record is
+        // written after its blocks: blocks that do not match it belong to a write whose record
+        // never followed (torn or whole). Matching means the record's blocks, whole: the tags it
+        // names (a pwrite torn inside a block can leave the old tag behind new bytes), and every
+        // block of the records' ranges authenticates.
         func matches() -> Bool {
-            guard let tags = try? BlockTags.load(fd: file, size: header.record.size, crypto: crypto),
-                tags.digest == header.record.content
+            guard let record = readHeader(file, crypto)?.record,
+                let tags = try? BlockTags.load(fd: file, size: record.size, crypto: crypto),
+                tags.digest == record.content
             else { return false }
+            let fileBlocks = (record.size + BlockLayout.blockSize - 1) / BlockLayout.blockSize
             return usable.allSatisfy { r in
                 let end = min(r.first + Int64((r.length + cbs - 1) / cbs), fileBlocks)
                 return (r.first..<max(r.first, end)).allSatisfy { index in
-                    let length = Int(BlockLayout.plaintextLength(block: index, fileSize: header.record.size))
+                    let length = Int(BlockLayout.plaintextLength(block: index, fileSize: record.size))
                     let block =
                         (try? Syscall.preadBytes(
                             file, count: length + Int(BlockLayout.overhead), at: BlockLayout.cipherOffset(block: index)))
@@ -177,19 +216,29 @@ public final class UndoJournal: Sendable {
         if matches() { return 0 }
         let backingSize = Int64(try Syscall.fstat(file).st_size)
         var replaced: [(offset: Int64, bytes: [UInt8])] = []
+        func replace(_ bytes: [UInt8], at offset: Int64) throws {
+            replaced.append((offset, try Syscall.preadBytes(file, count: bytes.count, at: offset)))
+            try Syscall.pwrite(file, bytes, at: offset)
+        }
         var blocks = 0
         for r in usable {
-            let old = try Syscall.preadBytes(fd, count: r.length, at: r.at)
-            let offset = BlockLayout.cipherOffset(block: r.first)
-            replaced.append((offset, try Syscall.preadBytes(file, count: old.count, at: offset)))
-            try Syscall.pwrite(file, old, at: offset)
-            blocks += (old.count + cbs - 1) / cbs
+            let payload = try Syscall.preadBytes(fd, count: r.length, at: r.at)
+            try replace(payload, at: BlockLayout.cipherOffset(block: r.first))
+            // A write-ahead copy ends with the record its write was to leave.
+            if r.kind == .writeAhead { try replace(r.record, at: FileHeader.recordOffset) }
+            blocks += (payload.count + cbs - 1) / cbs
             if matches() { return blocks }
         }
         // No copy fits (the file was damaged otherwise): leave it as it was.
         for r in replaced.reversed() { try Syscall.pwrite(file, r.bytes, at: r.offset) }
         if Int64(try Syscall.fstat(file).st_size) > backingSize { try Syscall.ftruncate(file, backingSize) }
         return 0
+    }
+
+    /// The header of the backing file `file`, if it authenticates.
+    static func readHeader(_ file: Int32, _ crypto: CryptoWorker) -> FileHeader? {
+        guard let raw = try? Syscall.preadBytes(file, count: FileHeader.size, at: 0) else { return nil }
+        return try? FileHeader(decoding: raw, with: crypto)
     }
 
     /// Whether the journal of the store whose root is `rootfd` holds a record a crash left
@@ -210,24 +259,41 @@ public final class UndoJournal: Sendable {
     }
 
     /// The armed records of the journal `fd`. Slots are found by their headers, at page
-    /// boundaries (old cipher bytes never start with the magic and version: a nonce is random,
-    /// and a false match must still leave the file as its record names it).
+    /// boundaries (a false match inside a payload is as unlikely as a 48-bit guess, and must
+    /// still leave the file as a sealed record names it).
     static func records(in fd: Int32) throws -> [Record] {
         let size = Int64(try Syscall.fstat(fd).st_size)
         var records: [Record] = []
-        var header = [UInt8](repeating: 0, count: fixedHeader)
         var slot: Int64 = 0
         while slot < size {
-            let n = try header.withUnsafeMutableBytes { try Syscall.pread(fd, $0.baseAddress!, fixedHeader, slot) }
-            if n == fixedHeader, Array(header[0..<4]) == magic, header[4] == 0, header[5] == 1 {
-                var r = ByteReader(Array(header[6...]))
+            defer { slot += 4096 }
+            let header = try Syscall.preadBytes(fd, count: fixedHeader, at: slot)
+            guard header.count >= fixedHeaderV1, Array(header[0..<4]) == magic, header[4] == 0,
+                header[5] == 1 || header[5] == 2
+            else { continue }
+            var r = ByteReader(Array(header[6...]))
+            if header[5] == 1 {
                 let pathLength = Int(try r.u16()), seq = try r.u64(), fileID = try r.raw(16)
                 let first = Int64(try r.u64()), length = Int(try r.u32())
-                let path = try Syscall.preadBytes(fd, count: pathLength, at: slot + Int64(fixedHeader))
+                let path = try Syscall.preadBytes(fd, count: pathLength, at: slot + Int64(fixedHeaderV1))
                 records.append(
-                    (seq, fileID, first, length, String(decoding: path, as: UTF8.self), slot + Int64(headerSize)))
+                    Record(
+                        kind: .undo, seq: seq, fileID: fileID, first: first, length: length,
+                        path: String(decoding: path, as: UTF8.self), record: [], at: slot + Int64(headerSize)))
+                continue
             }
-            slot += 4096
+            guard header.count == fixedHeader, let kind = Kind(rawValue: try r.u8()) else { continue }
+            _ = try r.u8()
+            let pathLength = Int(try r.u16()), recordLength = Int(try r.u16())
+            let seq = try r.u64(), fileID = try r.raw(16), first = Int64(try r.u64()), length = Int(try r.u32())
+            let names = try Syscall.preadBytes(fd, count: pathLength + recordLength, at: slot + Int64(fixedHeader))
+            guard names.count == pathLength + recordLength, kind == .undo || recordLength == ObjectRecord.sealedSize
+            else { continue }
+            records.append(
+                Record(
+                    kind: kind, seq: seq, fileID: fileID, first: first, length: length,
+                    path: String(decoding: names[..<pathLength], as: UTF8.self), record: Array(names[pathLength...]),
+                    at: slot + Int64(fixedHeader + pathLength + recordLength)))
         }
         return records
     }

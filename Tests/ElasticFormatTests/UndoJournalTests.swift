@@ -57,13 +57,14 @@ import Testing
         return ok && out.allSatisfy({ $0 == out[0] }) ? out[0] : nil
     }
 
-    /// A file of three blocks of 1s, then an overwrite with 2s kept in the journal and torn in
-    /// block 1; `complete` says whether the write then finished and the file's record followed
-    /// (its journal slot left armed, as the daemon leaves it); `cutJournal` tears the journal's
-    /// own copy instead, before the overwrite starts.
-    func tornOverwrite(complete: Bool, tornAt: Int? = nil, cutJournal: Bool = false) throws -> (
-        fd: Int32, id: [UInt8], restored: Int
-    ) {
+    /// A file of three blocks of 1s, then an overwrite with 2s, its old bytes kept in the
+    /// journal (or, with `ahead`, its new bytes and record), torn in block 1; `complete` says
+    /// whether the write then finished and the file's record followed (its journal slot left
+    /// armed, as the daemon leaves it); `cutJournal` tears the journal's own copy instead,
+    /// before the overwrite starts; `started` false: the kill came before the overwrite.
+    func tornOverwrite(
+        complete: Bool, tornAt: Int? = nil, cutJournal: Bool = false, ahead: Bool = false, started: Bool = true
+    ) throws -> (fd: Int32, id: [UInt8], restored: Int) {
         var header = try FileHeader.new(ObjectRecord(kind: .regular, mode: 0o600, uid: 0, gid: 0, size: Int64(3 * bs)))
         let old = try sealed(header.fileID, 1)
         let tags = BlockTags()
@@ -79,26 +80,38 @@ import Testing
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: 4 * cbs, alignment: 16)
         defer { scratch.deallocate() }
         let offset = BlockLayout.cipherOffset(block: 0)
-        #expect(
-            try journal.keep(
-                slot: slot, file: fd, fileID: header.fileID, path: { "f" }, first: 0, offset: offset,
-                length: 3 * cbs, scratch: scratch) == 3 * cbs)
         let new = try sealed(header.fileID, 2)
-        if cutJournal {
+        var newHeader = header
+        let now = BlockTags()
+        for i in 0..<3 {
+            var t = new.withUnsafeBytes { BlockTags.tag(ofSealed: $0.baseAddress! + i * cbs, length: cbs) }
+            try now.set(first: Int64(i), tags: &t, count: 1, crypto: crypto)
+        }
+        newHeader.record.content = now.digest
+        let newRecord = try newHeader.sealedRecord(with: crypto)
+        if ahead {
+            try new.withUnsafeBytes {
+                try journal.writeAhead(
+                    slot: slot, fileID: header.fileID, path: "f", first: 0, cipher: $0.baseAddress!, count: new.count,
+                    record: newRecord)
+            }
+        } else {
+            #expect(
+                try journal.keep(
+                    slot: slot, file: fd, fileID: header.fileID, path: { "f" }, first: 0, offset: offset,
+                    length: 3 * cbs, scratch: scratch) == 3 * cbs)
+        }
+        let payloadAt = Int64(UndoJournal.fixedHeader + 1 + (ahead ? newRecord.count : 0))
+        if !started {
+        } else if cutJournal {
             // A kill cut the journal's one pwritev after its header: the payload is partly
             // another write's bytes, and the overwrite never began.
             let undo = try Syscall.openat(root.fd, UndoJournal.fileName, O_RDWR)
-            try Syscall.pwrite(undo, [UInt8](repeating: 9, count: 2 * cbs), at: Int64(UndoJournal.headerSize + cbs / 2))
+            try Syscall.pwrite(undo, [UInt8](repeating: 9, count: 2 * cbs), at: payloadAt + Int64(cbs / 2))
             Syscall.close(undo)
         } else if complete {
             try Syscall.pwrite(fd, new, at: offset)
-            let now = BlockTags()
-            for i in 0..<3 {
-                var t = new.withUnsafeBytes { BlockTags.tag(ofSealed: $0.baseAddress! + i * cbs, length: cbs) }
-                try now.set(first: Int64(i), tags: &t, count: 1, crypto: crypto)
-            }
-            header.record.content = now.digest
-            try Syscall.pwrite(fd, try header.encode(with: crypto), at: 0)
+            try Syscall.pwrite(fd, newRecord, at: FileHeader.recordOffset)
         } else {
             try Syscall.pwrite(fd, Array(new[0..<(tornAt ?? (cbs + 2000))]), at: offset)  // stopped inside block 1
         }
@@ -137,6 +150,40 @@ import Testing
         defer { Syscall.close(fd) }
         #expect(restored == 0)
         for i in 0..<3 { #expect(try block(fd, id, i) == 1) }
+    }
+
+    /// A write-ahead copy: the torn overwrite is finished (every block new, and the record
+    /// that names them written).
+    @Test func aTornOverwriteWithItsNewBytesCopiedIsFinished() throws {
+        defer { cleanUp() }
+        for tornAt in [cbs + 2000, cbs - 100, 3 * cbs] {
+            let (fd, id, restored) = try tornOverwrite(complete: false, tornAt: tornAt, ahead: true)
+            defer {
+                Syscall.close(fd)
+                _ = unlink(dir + "/f")
+            }
+            #expect(restored == 3)
+            for i in 0..<3 { #expect(try block(fd, id, i) == 2, "block \(i) is the new version (torn at \(tornAt))") }
+            #expect(try UndoJournal.recover(rootfd: root.fd, with: crypto) == 0, "the file now matches its record")
+        }
+    }
+
+    /// A write-ahead copy whose overwrite never began, or whose own copy was cut short: the
+    /// file is left as it was; one whose write completed: left as it is.
+    @Test func aWriteAheadCopyChangesOnlyAnUnfinishedFile() throws {
+        defer { cleanUp() }
+        for (complete, cut, started, expected) in [
+            (false, false, false, UInt8(1)), (false, true, true, 1), (true, false, true, 2),
+        ] {
+            let (fd, id, restored) = try tornOverwrite(
+                complete: complete, cutJournal: cut, ahead: true, started: started)
+            defer {
+                Syscall.close(fd)
+                _ = unlink(dir + "/f")
+            }
+            #expect(restored == 0)
+            for i in 0..<3 { #expect(try block(fd, id, i) == expected) }
+        }
     }
 
     @Test func nothingIsPutBackIntoAnotherFile() throws {
