@@ -18,6 +18,14 @@
 // - one follower, the watchdog, ticks every `tick` while requests flow; when a single request
 //   has held the reader for a whole tick, it takes the reader role, so a slow request never
 //   holds up the others for longer than about two ticks.
+//
+// Spinning does not always pay. When each request keeps its caller asleep long enough for the
+// caller's CPU to go idle (a 4 KiB write with its journal copy, on a VM whose idle CPUs halt at
+// once), the reply's wake-up of the caller costs more than the spin saves, and the caller is
+// served faster by workers that sleep in read() as libfuse's do (caller and worker then take
+// turns on one CPU). So the loop measures: requests served per second with spinning and
+// without, `probe_ns` each, keeps the faster for `keep_ns`, and measures again (afresh after
+// a pause or while callers run in parallel, which always read in parallel).
 #define _GNU_SOURCE  // sem_clockwait
 #define FUSE_USE_VERSION 314
 #include <fuse3/fuse_lowlevel.h>
@@ -38,6 +46,9 @@
 #include "CElasticFUSEInit.h"
 
 enum { tick_ns = 1000000, quiet_ticks = 3, mixed_ns = 20000000 };
+// Spinning measured against not spinning (see the top of the file).
+enum { probe_ns = 30000000, keep_ns = 300000000, probe_min = 100, pause_ns = 5000000 };
+enum { measure_spin, measure_without, keep_faster };
 
 struct loop {
     struct fuse_session *se;
@@ -56,6 +67,10 @@ struct loop {
     int watchdog;         // a follower is timing the reader
     uint32_t last_pid;    // the caller thread of the last request
     uint64_t mixed_until; // requests from several caller threads were seen until then
+    int spin_off;         // spinning does not pay now: every worker reads (as with spin 0)
+    int phase;            // measure_spin, measure_without or keep_faster
+    uint64_t phase_start, phase_end, phase_received, last_request;
+    uint64_t spin_served, spin_took;  // what measure_spin saw
 };
 
 static uint64_t monotonic_ns(void) {
@@ -66,7 +81,47 @@ static uint64_t monotonic_ns(void) {
 
 // Whether every worker reads /dev/fuse now: while callers run in parallel, and always without
 // spinning (spin=0: libfuse's loop exactly).
-static int all_read(const struct loop *l) { return l->spin_ns == 0 || monotonic_ns() < l->mixed_until; }
+static int all_read(const struct loop *l) {
+    return l->spin_ns == 0 || l->spin_off || monotonic_ns() < l->mixed_until;
+}
+
+static void start_phase(struct loop *l, int phase, int spin_off, uint64_t now) {
+    if (spin_off && !l->spin_off) pthread_cond_broadcast(&l->followers);  // every follower reads
+    l->spin_off = spin_off;
+    l->phase = phase;
+    l->phase_start = now;
+    l->phase_end = now + (phase == keep_faster ? keep_ns : probe_ns);
+    l->phase_received = l->received;
+}
+
+// Called with the lock held for each request received: moves the measurement on.
+static void measure(struct loop *l, uint64_t now) {
+    if (l->spin_ns == 0) return;
+    int restart = now < l->mixed_until || now - l->last_request > pause_ns;
+    l->last_request = now;
+    if (restart) {
+        start_phase(l, measure_spin, 0, now);
+        return;
+    }
+    if (now < l->phase_end) return;
+    uint64_t served = l->received - l->phase_received, took = now - l->phase_start;
+    switch (l->phase) {
+    case measure_spin:
+        l->spin_served = served;
+        l->spin_took = took;
+        start_phase(l, measure_without, 1, now);
+        break;
+    case measure_without: {
+        // Off only when clearly faster without (by 15 %: the mix of requests differs from one
+        // measurement to the next), over enough requests each way.
+        int off = served >= probe_min && l->spin_served >= probe_min &&
+                  (double)served * (double)l->spin_took > 1.15 * (double)l->spin_served * (double)took;
+        start_phase(l, keep_faster, off, now);
+        break;
+    }
+    default: start_phase(l, measure_spin, 0, now);
+    }
+}
 
 // Notes the caller of the request in `buf`; returns whether callers run in parallel now.
 static int callers_in_parallel(struct loop *l, const struct fuse_buf *buf, uint64_t now) {
@@ -233,11 +288,12 @@ static void *worker(void *arg) {
         uint64_t now = monotonic_ns();
         int was_parallel = now < l->mixed_until;
         int now_parallel = callers_in_parallel(l, &buf, now);
+        measure(l, now);
         if (now_parallel && !was_parallel) {
             pthread_cond_broadcast(&l->followers);  // every follower goes to read
         }
         if (leading) {
-            if (now_parallel || (!quick(&buf) && request_queued(l->fd))) {
+            if (now_parallel || l->spin_off || (!quick(&buf) && request_queued(l->fd))) {
                 // More are waiting, or callers run in parallel: another thread reads while
                 // this one serves.
                 l->reader = 0;

@@ -19,7 +19,8 @@ public enum SessionError: Error, CustomStringConvertible {
 
 /// One mounted ELASTIC filesystem: a libfuse low-level session served by ELASTIC's own request
 /// loop (`CElasticFUSEInit_loop`: one thread reads /dev/fuse, polling for `spinMicroseconds`
-/// before it sleeps; all of them read while callers run in parallel).
+/// before it sleeps while that is measured to pay; all of them read while callers run in
+/// parallel).
 public enum FUSESession {
     /// Mounts `fs` at `mountpoint` with `options` (libfuse `-o` options), calls `onMounted` once
     /// the mount exists, serves requests until unmounted or signalled (SIGTERM, SIGINT, SIGHUP),

@@ -58,6 +58,28 @@ struct POSIXTests {
                 done; wait; ls ok* | wc -l; find p1 p2 p3 p4 -type f | wc -l
                 """)
             #expect(many.stdout.split(separator: "\n") == ["4", "240"], "four callers at once with \(options)")
+            // One caller's stream of small overwrites, long enough for the loop to measure
+            // spinning against not spinning and switch between the two: every write lands.
+            let stream = try run(
+                "/usr/bin/env",
+                [
+                    "python3", "-c",
+                    """
+                    import os, random, sys
+                    path, r = sys.argv[1], random.Random(3)
+                    model = bytearray(os.urandom(1 << 20))
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+                    os.pwrite(fd, bytes(model), 0)
+                    for k in range(30000):
+                        at = r.randrange(256) * 4096
+                        block = bytes([k % 251]) * 4096
+                        os.pwrite(fd, block, at)
+                        model[at:at + 4096] = block
+                    os.close(fd)
+                    sys.exit(0 if open(path, "rb").read() == bytes(model) else 1)
+                    """, s.path("stream"),
+                ])
+            expectOK(stream, "30,000 overwrites by one caller with \(options)")
             try s.unmount()
             let bad = try run(Env.mountElastic, [s.backing, s.mountpoint, "-o", "keyfile=\(s.keyFile),spin=often"])
             #expect(!bad.ok && bad.stderr.contains("spin takes microseconds"))
