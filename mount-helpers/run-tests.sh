@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(fuse3 libfuse3-dev libssl-dev libtss2-dev swtpm pkg-config python3 python3-cryptography openssl gcc libc6-dev sqlite3 git rsync attr util-linux stress-ng gdb curl)
+packages=(fuse3 libfuse3-dev libssl-dev libtss2-dev swtpm pkg-config python3 python3-cryptography openssl gcc libc6-dev sqlite3 git rsync attr util-linux stress-ng gdb curl strace)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

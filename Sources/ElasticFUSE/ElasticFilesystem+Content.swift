@@ -63,6 +63,9 @@ extension ElasticFilesystem {
 
     /// The header of `i` (a regular or special file): cached since its lookup.
     func header(_ i: Inode) throws -> FileHeader {
+        if i.unfinished.load(ordering: .acquiring) {
+            throw FormatError.integrity("an overwrite failed half way: the next mount finishes it from the journal")
+        }
         if let h = i.header.withLock({ $0 }) { return h }
         let h = try atName(
             i, { dirfd, name in try readHeader(dirfd: dirfd, name: name, expected: i.key) }, check: { _ in true })
@@ -233,17 +236,31 @@ extension ElasticFilesystem {
         let clen = try seal(t, fileID: fileID, first: first, plaintext: plain, count: count)
         try noteTags(t, first: first, count: count, tags: tags)
         let (h, sealed) = try sealRecord(i) { $0.mtime = $0.ctime }
+        var copied = false
         if let undo = t.undo, let path = backingPath(i) {
             try undo.journal.writeAhead(
                 slot: undo.slot, fileID: fileID, path: path, first: first, cipher: t.cipher, count: clen,
                 record: sealed)
+            copied = true
         }
         do {
             try Syscall.pwrite(fd, t.cipher, clen, BlockLayout.cipherOffset(block: first))
             try commitRecord(i, fd: fd, h, sealed: sealed)
         } catch {
+            // The old bytes are gone, and the copy is the only way back to a file a record
+            // names: it is kept (never reused or emptied) for the next mount, which finishes
+            // the write, and its record is the version this session records. The file is
+            // refused until then (a later change would commit a record naming neither).
+            i.unfinished.store(true, ordering: .releasing)
+            if copied {
+                remember(h.fileID, h.record, sealedBy: t.crypto)
+                do { try t.keepJournalSlot() } catch {
+                    logger.error(
+                        "could not keep the journal copy of a failed overwrite", metadata: ["why": "\(error)"])
+                }
+            }
             logger.error(
-                "an overwrite failed half way: the file fails (EIO) until the next mount finishes it from the journal",
+                "an overwrite failed half way: the file is refused (EIO) until the next mount finishes it from the journal",
                 metadata: ["fuse.ino": "\(i.id)", "why": "\(error)"])
             throw error
         }
@@ -252,6 +269,8 @@ extension ElasticFilesystem {
     /// Runs `body`, a change of `i`'s blocks and record; if it fails before the record
     /// follows, the bytes its overwrite replaced are put back and the tags are read again, so
     /// the file stays what its record names (a failed write, an EFBIG truncate, ENOSPC half way).
+    /// (An overwrite with a write-ahead copy keeps no old bytes: `overwriteBlocks` leaves its
+    /// failure to the next mount.)
     func rollingBack<R>(_ i: Inode, _ t: ThreadState, _ body: () throws -> R) throws -> R {
         do {
             return try body()

@@ -116,6 +116,10 @@ final class Inode: @unchecked Sendable {
     /// Guarded by the table lock, read with the lookup that finds the inode.
     var removal: Inode?
 
+    /// An overwrite of this file failed half way (the host refused a write): the file's
+    /// blocks are neither its record's nor the write's, and its journal copy is kept for the
+    /// next mount to finish it. Until then nothing reads or changes it (`header` fails).
+    let unfinished = Atomic<Bool>(false)
     /// Content lock (regular files).
     let content = RWLock()
     /// The header of a regular backing file (file ID and record), read once: this copy is

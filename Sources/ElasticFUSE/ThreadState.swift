@@ -22,7 +22,7 @@ final class ThreadState {
     /// back (`rollBack`), so the file stays what its record names.
     var kept: (fd: Int32, offset: Int64, count: Int)?
     /// This thread's slot of the undo journal, and a buffer for the old bytes it keeps.
-    let undo: (journal: UndoJournal, slot: Int, scratch: UnsafeMutableRawPointer)?
+    private(set) var undo: (journal: UndoJournal, slot: Int, scratch: UnsafeMutableRawPointer)?
 
     init(keys: StoreKeys, clock: SessionClock, undo journal: UndoJournal?) throws {
         crypto = try CryptoWorker(keys: keys, clock: clock)
@@ -31,6 +31,14 @@ final class ThreadState {
         undo = journal.map {
             ($0, $0.acquire(), UnsafeMutableRawPointer.allocate(byteCount: Self.cipherCapacity, alignment: 4096))
         }
+    }
+
+    /// Leaves this thread's journal slot armed for the next mount (`UndoJournal.pin`) and
+    /// takes another.
+    func keepJournalSlot() throws {
+        guard let u = undo else { return }
+        try u.journal.pin(u.slot)
+        undo = (u.journal, u.journal.acquire(), u.scratch)
     }
 
     deinit {

@@ -20,7 +20,7 @@ import Synchronization
 /// new contents for each write. Appends (nothing old to keep) cost nothing.
 ///
 /// Record layout (at `slot × slotSize`, slots page-aligned): magic "ELUN" ‖ version u16 = 2 ‖
-/// kind u8 (0 undo, 1 write-ahead) ‖ 0 u8 ‖ path length u16 ‖ record length u16 ‖ sequence u64
+/// kind u8 (0 undo, 1 write-ahead) ‖ finish u8 (1: a write-ahead copy `pin` kept) ‖ path length u16 ‖ record length u16 ‖ sequence u64
 /// ‖ file ID (16) ‖ first block u64 ‖ payload length u32 ‖ the backing path (relative to
 /// BACKING) ‖ the sealed record (write-ahead only) ‖ the payload, cipher bytes from the first
 /// block's offset. (Version 1, left by an earlier build: no kind or record, payload at +4096.)
@@ -37,8 +37,9 @@ public final class UndoJournal: Sendable {
     static let fixedHeaderV1 = 44
     let fd: Int32
     let slotSize: Int64
-    /// Free slots, slots handed out so far, the last sequence number.
-    private let state = Mutex<(free: [Int], slots: Int, sequence: UInt64)>(([], 0, 0))
+    /// Free slots, slots handed out so far, the last sequence number, slots kept for the next
+    /// mount.
+    private let state = Mutex<(free: [Int], slots: Int, sequence: UInt64, pinned: Set<Int>)>(([], 0, 0, []))
 
     /// What a record's payload is.
     enum Kind: UInt8 {
@@ -70,7 +71,20 @@ public final class UndoJournal: Sendable {
         }
     }
 
-    public func release(_ slot: Int) { state.withLock { $0.free.append(slot) } }
+    public func release(_ slot: Int) {
+        state.withLock { s in
+            if !s.pinned.contains(slot) { s.free.append(slot) }
+        }
+    }
+
+    /// Keeps `slot`'s write-ahead record for the next mount, marked to be finished even where
+    /// the file still matches its old record: it holds the only copy that can finish a write
+    /// which failed half way, and whose record this session took as the file's. The slot is
+    /// never handed out again, and `clear` leaves the journal.
+    public func pin(_ slot: Int) throws {
+        state.withLock { _ = $0.pinned.insert(slot) }
+        try Syscall.pwrite(fd, [1], at: Int64(slot) * slotSize + 7)
+    }
 
     /// Keeps the bytes of `file` in `[offset, offset + length)` that exist (blocks from `first`)
     /// before they are overwritten; `scratch` holds at least `length` bytes; `path` (the file's
@@ -131,8 +145,12 @@ public final class UndoJournal: Sendable {
         }
     }
 
-    /// Empties the journal (at the clean end of a mount: every write's record followed).
-    public func clear() throws { try Syscall.ftruncate(fd, 0) }
+    /// Empties the journal at the clean end of a mount (every write's record followed), unless
+    /// a slot is pinned.
+    public func clear() throws {
+        guard state.withLock({ $0.pinned.isEmpty }) else { return }
+        try Syscall.ftruncate(fd, 0)
+    }
 
     /// The write the slot's record was kept for was undone: the record no longer counts.
     public func done(slot: Int) throws {
@@ -164,6 +182,8 @@ public final class UndoJournal: Sendable {
     /// One armed record: its payload's and sealed record's places in the journal.
     struct Record {
         var kind: Kind
+        /// A write-ahead copy to apply even where the file matches its old record (`pin`).
+        var finish = false
         var seq: UInt64
         var fileID: [UInt8]
         var first: Int64
@@ -185,9 +205,10 @@ public final class UndoJournal: Sendable {
         }
         defer { Syscall.close(file) }
         guard let header = readHeader(file, crypto), header.fileID == newest.fileID else { return 0 }
+        // (At most `recordsPerFile`, newest first: a journal holds one per writer thread.)
         let usable = records.filter {
             $0.length <= slotLimit && $0.first >= 0 && $0.first < BlockLayout.maxPlaintextSize / BlockLayout.blockSize
-        }
+        }.prefix(recordsPerFile)
         let cbs = Int(BlockLayout.cipherBlockSize)
         // The file's record names every block (its content digest), and a write's record is
         // written after its blocks: blocks that do not match it belong to a write whose record
@@ -213,7 +234,8 @@ public final class UndoJournal: Sendable {
                 }
             }
         }
-        if matches() { return 0 }
+        // (A kept copy is the newest of its file: nothing changed the file after its write failed.)
+        if matches() && !newest.finish { return 0 }
         let backingSize = Int64(try Syscall.fstat(file).st_size)
         var replaced: [(offset: Int64, bytes: [UInt8])] = []
         func replace(_ bytes: [UInt8], at offset: Int64) throws {
@@ -221,13 +243,17 @@ public final class UndoJournal: Sendable {
             try Syscall.pwrite(file, bytes, at: offset)
         }
         var blocks = 0
-        for r in usable {
-            let payload = try Syscall.preadBytes(fd, count: r.length, at: r.at)
-            try replace(payload, at: BlockLayout.cipherOffset(block: r.first))
-            // A write-ahead copy ends with the record its write was to leave.
-            if r.kind == .writeAhead { try replace(r.record, at: FileHeader.recordOffset) }
-            blocks += (payload.count + cbs - 1) / cbs
-            if matches() { return blocks }
+        do {
+            for r in usable {
+                let payload = try Syscall.preadBytes(fd, count: r.length, at: r.at)
+                try replace(payload, at: BlockLayout.cipherOffset(block: r.first))
+                // A write-ahead copy ends with the record its write was to leave.
+                if r.kind == .writeAhead { try replace(r.record, at: FileHeader.recordOffset) }
+                blocks += (payload.count + cbs - 1) / cbs
+                if matches() { return blocks }
+            }
+        } catch {
+            // (A record the file cannot take, such as a place past its largest size.)
         }
         // No copy fits (the file was damaged otherwise): leave it as it was.
         for r in replaced.reversed() { try Syscall.pwrite(file, r.bytes, at: r.offset) }
@@ -283,15 +309,16 @@ public final class UndoJournal: Sendable {
                 continue
             }
             guard header.count == fixedHeader, let kind = Kind(rawValue: try r.u8()) else { continue }
-            _ = try r.u8()
+            let finish = try r.u8() == 1 && kind == .writeAhead
             let pathLength = Int(try r.u16()), recordLength = Int(try r.u16())
             let seq = try r.u64(), fileID = try r.raw(16), first = Int64(try r.u64()), length = Int(try r.u32())
             let names = try Syscall.preadBytes(fd, count: pathLength + recordLength, at: slot + Int64(fixedHeader))
-            guard names.count == pathLength + recordLength, kind == .undo || recordLength == ObjectRecord.sealedSize
+            guard fixedHeader + pathLength + recordLength <= headerSize, names.count == pathLength + recordLength,
+                recordLength == (kind == .undo ? 0 : ObjectRecord.sealedSize)
             else { continue }
             records.append(
                 Record(
-                    kind: kind, seq: seq, fileID: fileID, first: first, length: length,
+                    kind: kind, finish: finish, seq: seq, fileID: fileID, first: first, length: length,
                     path: String(decoding: names[..<pathLength], as: UTF8.self), record: Array(names[pathLength...]),
                     at: slot + Int64(fixedHeader + pathLength + recordLength)))
         }
@@ -300,6 +327,8 @@ public final class UndoJournal: Sendable {
 
     /// The largest record `recover` reads (a slot's payload at most).
     static let slotLimit = 64 << 20
+    /// The most records `recover` tries for one file.
+    static let recordsPerFile = 64
 
     /// Whether `block` (a whole cipher block) opens as block `index` of `fileID`.
     static func authenticates(_ block: [UInt8], _ crypto: CryptoWorker, _ fileID: [UInt8], _ index: Int64) -> Bool {

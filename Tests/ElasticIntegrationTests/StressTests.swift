@@ -52,3 +52,58 @@ struct CrashCycleTests {
         #expect(r.stdout.contains("cycles=20 ") && r.stdout.contains(" problems=0"), "\(r.stdout)")
     }
 }
+
+/// The host refuses an overwrite's `pwrite` (EIO, injected into the daemon by `strace`): the
+/// one of the blocks, or the one of the record that follows them. Either way the write fails
+/// with EIO, the file is refused while mounted, another file is still served, the journal copy
+/// outlives a clean unmount, and the next mount finishes the write from it: the file reads
+/// whole, with the write (the version this session recorded for it).
+@Suite(
+    .enabled(if: Env.canMount && FileManager.default.fileExists(atPath: "/usr/bin/strace"), "needs root, FUSE, strace"))
+struct RefusedOverwriteTests {
+    @Test(arguments: [1, 2])
+    func anOverwriteTheHostRefusesIsFinishedByTheNextMount(failing call: Int) throws {
+        try MountedStore.with { s in
+            try sh(
+                """
+                python3 -c "import os; fd = os.open('\(s.path("f"))', os.O_RDWR | os.O_CREAT, 0o600); \
+                os.pwrite(fd, b'A' * 65536, 0); os.fsync(fd); os.close(fd)" && echo other > '\(s.path("g"))'
+                """)
+            guard let pid = try s.daemonPID() else { throw TestFailure("no daemon") }
+            let log = s.dir + "/strace.log"
+            let tracer = try sh(
+                """
+                '\(Env.scripts)/detach.sh' strace -I1 -f -qq -o '\(log)' -e trace=pwrite64 \
+                -e inject=pwrite64:error=EIO:when=\(call) -p \(pid) </dev/null >/dev/null 2>&1 & echo $!
+                """
+            ).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            // (strace leaves a tracee that makes no system call only when killed; the kernel then
+            // lets the daemon go on untraced.)
+            defer { _ = try? sh("kill -9 \(tracer) 2>/dev/null; true") }
+            // Every thread of the daemon traced before the write is made.
+            for _ in 0..<200 {
+                let untraced = try sh("grep -h '^TracerPid:' /proc/\(pid)/task/*/status | grep -c -w 0 || true")
+                if untraced.stdout.hasPrefix("0") { break }
+                usleep(50_000)
+            }
+            let w = try sh(
+                """
+                python3 -c "import os; fd = os.open('\(s.path("f"))', os.O_RDWR); os.pwrite(fd, b'B' * 8192, 4096)" 2>&1 || echo REFUSED
+                """)
+            #expect(w.stdout.contains("Input/output error") && w.stdout.contains("REFUSED"), "\(w.stdout)")
+            _ = try sh(
+                """
+                kill -9 \(tracer); for i in $(seq 200); do
+                  grep -h '^TracerPid:' /proc/\(pid)/task/*/status | grep -qvw 0 || break; sleep 0.05; done
+                """)
+            expectRefused(try sh("cat '\(s.path("f"))' 2>&1 || true").stdout, hiding: "AAAA", in: s)
+            #expect(try sh("cat '\(s.path("g"))'").stdout == "other\n")
+            try s.remount()
+            let expected = "A" * 4096 + "B" * 8192 + "A" * (65536 - 12288)
+            #expect(try sh("cat '\(s.path("f"))'").stdout == expected, "the file whole, with the write")
+            #expect(try sh("cat '\(s.path("g"))'").stdout == "other\n")
+        }
+    }
+}
+
+private func * (s: String, n: Int) -> String { String(repeating: s, count: n) }
