@@ -53,6 +53,22 @@ struct CrashCycleTests {
     }
 }
 
+/// `kill -9` of the daemon while one process overwrites random runs of blocks, then a remount,
+/// 60 times (Scripts/overwrite_kills.py): the file always reads, and no block holds two writes
+/// (a write the kill tore is undone or finished from the journal at the next mount).
+@Suite(.enabled(if: Env.canMount, "needs root and /dev/fuse"))
+struct OverwriteKillTests {
+    @Test func sixtyKillsDuringOverwritesLeaveNoTornBlock() throws {
+        let work = try sh("mktemp -d /dev/shm/elastic-overwrite.XXXXXX").stdout.trimmingCharacters(
+            in: .whitespacesAndNewlines)
+        guard work.hasPrefix("/dev/shm/elastic-overwrite.") else { throw TestFailure("mktemp: \(work)") }
+        defer { _ = try? sh("fusermount3 -u '\(work)/mnt' 2>/dev/null || true; rm -rf '\(work)'") }
+        let r = try run("/usr/bin/env", ["python3", Env.scripts + "/overwrite_kills.py", Env.binDir, work, "60"])
+        expectOK(r, "overwrite_kills.py")
+        #expect(r.stdout.contains("cycles=60 mixed=0 "), "\(r.stdout)")
+    }
+}
+
 /// The host refuses an overwrite's `pwrite` (EIO, injected into the daemon by `strace`): the
 /// one of the blocks, or the one of the record that follows them. Either way the write fails
 /// with EIO, the file is refused while mounted, another file is still served, the journal copy
