@@ -77,28 +77,31 @@ extension ElasticFilesystem {
     /// offset of the header); every change sets ctime to now (before `change` runs, so it may
     /// set mtime from it). Call with the content write lock held; `fd` open for writing.
     func updateRecord(_ i: Inode, fd: Int32, _ change: (inout ObjectRecord) -> Void) throws {
-        let (h, sealed) = try sealRecord(i, change)
-        try commitRecord(i, fd: fd, h, sealed: sealed)
+        try commitRecord(i, fd: fd, try sealRecord(i, change))
     }
+
+    /// A record sealed for its file: the header it belongs to, the sealed bytes, its version.
+    typealias SealedRecord = (header: FileHeader, sealed: [UInt8], version: ObjectVersion)
 
     /// `i`'s header with the record `change` makes of it (a new ctime, and the content digest
     /// of its tags as they now are), and that record sealed: `commitRecord` writes it.
-    func sealRecord(_ i: Inode, _ change: (inout ObjectRecord) -> Void) throws -> (FileHeader, [UInt8]) {
+    func sealRecord(_ i: Inode, _ change: (inout ObjectRecord) -> Void) throws -> SealedRecord {
         var h = try header(i)
         h.record.ctime = ObjectRecord.now()
         change(&h.record)
         // The record names the blocks as they now are (the tags follow every block written).
         if let tags = i.tags.withLock({ $0 }) { h.record.content = tags.digest }
-        return (h, try h.sealedRecord(with: worker().crypto))
+        let (sealed, version) = try h.record.sealWithVersion(objectID: h.fileID, with: worker().crypto)
+        return (h, sealed, version)
     }
 
-    /// Writes `sealed` (`h`'s record, from `sealRecord`) into `i`'s backing file `fd` and makes
-    /// `h` the header `i` has.
-    func commitRecord(_ i: Inode, fd: Int32, _ h: FileHeader, sealed: [UInt8]) throws {
-        try sealed.withUnsafeBytes { try Syscall.pwrite(fd, $0.baseAddress!, $0.count, FileHeader.recordOffset) }
-        i.header.withLock { $0 = h }
+    /// Writes `r` (from `sealRecord`) into `i`'s backing file `fd`, makes its header the one `i`
+    /// has and its version the file's.
+    func commitRecord(_ i: Inode, fd: Int32, _ r: SealedRecord) throws {
+        try r.sealed.withUnsafeBytes { try Syscall.pwrite(fd, $0.baseAddress!, $0.count, FileHeader.recordOffset) }
+        i.header.withLock { $0 = r.header }
         let t = try worker()
-        remember(h.fileID, h.record, sealedBy: t.crypto)
+        versions.note(VersionKey(ObjectID(r.header.fileID), .record), r.version)
         // The write's blocks and record are both in place: nothing to put back if it fails
         // later (its journal slot stays armed, harmlessly, until the next overwrite).
         t.kept = nil
@@ -235,17 +238,17 @@ extension ElasticFilesystem {
     ) throws {
         let clen = try seal(t, fileID: fileID, first: first, plaintext: plain, count: count)
         try noteTags(t, first: first, count: count, tags: tags)
-        let (h, sealed) = try sealRecord(i) { $0.mtime = $0.ctime }
+        let record = try sealRecord(i) { $0.mtime = $0.ctime }
         var copied = false
         if let undo = t.undo, let path = backingPath(i) {
             try undo.journal.writeAhead(
                 slot: undo.slot, fileID: fileID, path: path, first: first, cipher: t.cipher, count: clen,
-                record: sealed)
+                record: record.sealed)
             copied = true
         }
         do {
             try Syscall.pwrite(fd, t.cipher, clen, BlockLayout.cipherOffset(block: first))
-            try commitRecord(i, fd: fd, h, sealed: sealed)
+            try commitRecord(i, fd: fd, record)
         } catch {
             // The old bytes are gone, and the copy is the only way back to a file a record
             // names: it is kept (never reused or emptied) for the next mount, which finishes
@@ -253,7 +256,7 @@ extension ElasticFilesystem {
             // refused until then (a later change would commit a record naming neither).
             i.unfinished.store(true, ordering: .releasing)
             if copied {
-                remember(h.fileID, h.record, sealedBy: t.crypto)
+                versions.note(VersionKey(ObjectID(fileID), .record), record.version)
                 do { try t.keepJournalSlot() } catch {
                     logger.error(
                         "could not keep the journal copy of a failed overwrite", metadata: ["why": "\(error)"])

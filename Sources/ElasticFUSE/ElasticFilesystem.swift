@@ -917,7 +917,9 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                     lastName = try changingEntries(
                         [EntryChange(directory: parent, remove: [(b.name, id)])], answer: early
                     ) {
-                        let links = (try? Syscall.lstatat(dirfd, b.name))?.st_nlink
+                        // (An unlink answered early removes the only name of an object with no
+                        // other: no need to ask BACKING.)
+                        let links = early != nil ? 1 : (try? Syscall.lstatat(dirfd, b.name))?.st_nlink
                         try Syscall.unlinkat(dirfd, b.name, 0)
                         return links == 1
                     }

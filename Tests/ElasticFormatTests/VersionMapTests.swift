@@ -81,6 +81,10 @@ import Testing
         let opened = try ObjectRecord.open(try r.seal(objectID: id, with: crypto), objectID: id, with: crypto)
         #expect(opened.session == 42 && opened == r && opened.version == r.sealedBy(crypto).version)
         #expect(opened.version == r.version && r.version.session == 0, "what it says, not when")
+        // Sealed with its version from one encoding: the same record, the same version.
+        let (sealed, version) = try r.sealWithVersion(objectID: id, with: crypto)
+        let again = try ObjectRecord.open(sealed, objectID: id, with: crypto)
+        #expect(again.session == 42 && again == r && version == r.sealedBy(crypto).version && version.session == 42)
         let state = EntrySetState(committed: .empty)
         let back = try EntrySetState.open(try state.seal(dirIV: id, with: crypto), dirIV: id, with: crypto)
         #expect(back.session == 42 && back == state)

@@ -191,6 +191,19 @@ public struct ObjectRecord: Equatable, Sendable {
         try crypto.sealMetadata(sealedBy(crypto).encoded, context: Self.aad(objectID: objectID))
     }
 
+    /// `seal(objectID:with:)` and the version of what it seals (`sealedBy(crypto).version`),
+    /// from one encoding (the session is its last field).
+    public func sealWithVersion(objectID: [UInt8], with crypto: CryptoWorker) throws -> (
+        sealed: [UInt8], version: ObjectVersion
+    ) {
+        var content = self
+        content.session = 0
+        var bytes = content.encoded
+        let version = ObjectVersion(digestOf: bytes, session: crypto.session)
+        for k in 0..<8 { bytes[bytes.count - 8 + k] = UInt8(truncatingIfNeeded: crypto.session >> UInt64(56 - 8 * k)) }
+        return (try crypto.sealMetadata(bytes, context: Self.aad(objectID: objectID)), version)
+    }
+
     /// This record as `seal` writes it with `crypto` (stamped with its session).
     public func sealedBy(_ crypto: CryptoWorker) -> ObjectRecord {
         var r = self
