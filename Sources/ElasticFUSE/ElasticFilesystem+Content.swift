@@ -256,8 +256,19 @@ extension ElasticFilesystem {
             // refused until then (a later change would commit a record naming neither).
             i.unfinished.store(true, ordering: .releasing)
             if copied {
-                versions.note(VersionKey(ObjectID(fileID), .record), record.version)
-                do { try t.keepJournalSlot() } catch {
+                do {
+                    try t.keepJournalSlot()
+                    versions.note(VersionKey(ObjectID(fileID), .record), record.version)
+                    let path = inodes.read { _ -> [UInt64] in
+                        var ids: [UInt64] = [], current = i
+                        while current !== root, let link = current.links.first, ids.count < 4096 {
+                            ids.append(current.id)
+                            current = link.parent
+                        }
+                        return ids
+                    }
+                    keptCopyPaths.withLock { $0.formUnion(path) }
+                } catch {
                     logger.error(
                         "could not keep the journal copy of a failed overwrite", metadata: ["why": "\(error)"])
                 }

@@ -52,6 +52,10 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
     let threads: ThreadStateKey
     /// Where writers keep the bytes they overwrite (nil on a read-only mount).
     let undo: UndoJournal?
+    /// Inodes of files whose failed overwrite the next mount finishes from a kept journal copy,
+    /// and of the directories above them: their names must not move or go until then (the copy
+    /// finds the file by its path).
+    let keptCopyPaths = Mutex<Set<UInt64>>([])
     /// The libfuse session while it runs (for notifications to the kernel; set by `FUSESession`).
     nonisolated(unsafe) var session: OpaquePointer?
     let isRoot = geteuid() == 0
@@ -896,6 +900,7 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                     throw Errno.noSuchFileOrDirectory
                 }
                 let victim = inodes.read { $0.byName[key] }
+                try refuseIfKeptCopyPath(key)
                 var early: (() -> Void)? = nil
                 if let answer, let victim, unobservableOnceUnlinked(victim, key) {
                     early = {
@@ -933,6 +938,16 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                 if let survivor, let victim { try? touchChanged(victim, fd: survivor) }
             }
         }
+    }
+
+    /// Throws if `key` names a file whose failed overwrite waits for the next mount, or a
+    /// directory above one (`keptCopyPaths`).
+    func refuseIfKeptCopyPath(_ key: NameKey) throws {
+        guard let i = inodes.read({ $0.byName[key] }), keptCopyPaths.withLock({ $0.contains(i.id) }) else { return }
+        logger.error(
+            "not moving or removing a name on the path of a file whose failed write the next mount finishes",
+            metadata: ["fuse.ino": "\(i.id)"])
+        throw FormatError.integrity("a failed write waits for the next mount on this path")
     }
 
     /// Whether the object `victim`, named `key`, can no longer be reached by any request once
@@ -1056,6 +1071,8 @@ public final class ElasticFilesystem: @unchecked Sendable {  // immutable fields
                         throw Errno.noSuchFileOrDirectory
                     }
                     let replaced = try entryID(newParent, toEntries, to.name, dirfd: tofd)
+                    try refuseIfKeptCopyPath(NameKey(parent: parent.id, name: from.name))
+                    if replaced != nil { try refuseIfKeptCopyPath(NameKey(parent: newParent.id, name: to.name)) }
                     let changes = try Self.renameChanges(
                         parent, from.name, moved, newParent, to.name, replaced, flags: flags)
                     try rename(parent, fromfd, from, newParent, tofd, to, flags, changes)

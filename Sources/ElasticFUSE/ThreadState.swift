@@ -37,8 +37,9 @@ final class ThreadState {
     /// takes another.
     func keepJournalSlot() throws {
         guard let u = undo else { return }
-        try u.journal.pin(u.slot)
+        // (Another slot from now on, even if marking this one fails: never written again.)
         undo = (u.journal, u.journal.acquire(), u.scratch)
+        try u.journal.pin(u.slot)
     }
 
     deinit {

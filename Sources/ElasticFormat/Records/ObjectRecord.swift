@@ -199,8 +199,9 @@ public struct ObjectRecord: Equatable, Sendable {
         var content = self
         content.session = 0
         var bytes = content.encoded
-        let version = ObjectVersion(digestOf: bytes, session: crypto.session)
-        for k in 0..<8 { bytes[bytes.count - 8 + k] = UInt8(truncatingIfNeeded: crypto.session >> UInt64(56 - 8 * k)) }
+        let session = crypto.session  // (read once: a checkpoint may move it on meanwhile)
+        let version = ObjectVersion(digestOf: bytes, session: session)
+        for k in 0..<8 { bytes[bytes.count - 8 + k] = UInt8(truncatingIfNeeded: session >> UInt64(56 - 8 * k)) }
         return (try crypto.sealMetadata(bytes, context: Self.aad(objectID: objectID)), version)
     }
 
