@@ -259,14 +259,7 @@ extension ElasticFilesystem {
                 do {
                     try t.keepJournalSlot()
                     versions.note(VersionKey(ObjectID(fileID), .record), record.version)
-                    let path = inodes.read { _ -> [UInt64] in
-                        var ids: [UInt64] = [], current = i
-                        while current !== root, let link = current.links.first, ids.count < 4096 {
-                            ids.append(current.id)
-                            current = link.parent
-                        }
-                        return ids
-                    }
+                    let path = ancestry(i)?.map(\.id) ?? [i.id]
                     keptCopyPaths.withLock { $0.formUnion(path) }
                 } catch {
                     logger.error(
@@ -320,15 +313,21 @@ extension ElasticFilesystem {
 
     /// The backing path of `i` from the root of BACKING, by its first name (nil: it has none).
     func backingPath(_ i: Inode) -> String? {
-        inodes.read { _ -> String? in
-            var parts: [String] = []
+        ancestry(i).map { $0.reversed().map(\.name).joined(separator: "/") }
+    }
+
+    /// `i` and the directories above it, up to (not including) the root, each with the first
+    /// name it has in the next: nil when one has no name (or the chain is implausibly deep).
+    func ancestry(_ i: Inode) -> [(id: UInt64, name: String)]? {
+        inodes.read { _ -> [(id: UInt64, name: String)]? in
+            var chain: [(id: UInt64, name: String)] = []
             var current = i
             while current !== root {
-                guard let link = current.links.first, parts.count < 4096 else { return nil }
-                parts.append(link.name)
+                guard let link = current.links.first, chain.count < 4096 else { return nil }
+                chain.append((current.id, link.name))
                 current = link.parent
             }
-            return parts.reversed().joined(separator: "/")
+            return chain
         }
     }
 

@@ -20,10 +20,10 @@ import Synchronization
 /// new contents for each write. Appends (nothing old to keep) cost nothing.
 ///
 /// Record layout (at `slot × slotSize`, slots page-aligned): magic "ELUN" ‖ version u16 = 2 ‖
-/// kind u8 (0 undo, 1 write-ahead) ‖ finish u8 (1: a write-ahead copy `pin` kept) ‖ path length u16 ‖ record length u16 ‖ sequence u64
-/// ‖ file ID (16) ‖ first block u64 ‖ payload length u32 ‖ the backing path (relative to
-/// BACKING) ‖ the sealed record (write-ahead only) ‖ the payload, cipher bytes from the first
-/// block's offset. (Version 1, left by an earlier build: no kind or record, payload at +4096.)
+/// kind u8 (0 undo, 1 write-ahead) ‖ finish u8 (1: a write-ahead copy `pin` kept) ‖ path
+/// length u16 ‖ record length u16 ‖ sequence u64 ‖ file ID (16) ‖ first block u64 ‖ payload
+/// length u32 ‖ the backing path (relative to BACKING) ‖ the sealed record (write-ahead only) ‖
+/// the payload, cipher bytes from the first block's offset. (Version 1, left by an earlier build: no kind or record, payload at +4096.)
 /// The journal holds only ciphertext and records this daemon sealed for BACKING, and what it
 /// applies must leave the file as a sealed record names it: the host gains nothing by editing it.
 public final class UndoJournal: Sendable {

@@ -35,6 +35,19 @@ struct StressTests {
     }
 }
 
+/// Runs a kill-and-remount script of Scripts/ (`BIN_DIR WORK_DIR` then `args`) in a fresh work
+/// directory on tmpfs, expects it to succeed, and removes the directory (and a mount a run cut
+/// short left) afterwards.
+private func runKillScript(_ script: String, _ args: [String]) throws -> CommandResult {
+    let work = try sh("mktemp -d /dev/shm/elastic-kills.XXXXXX").stdout.trimmingCharacters(
+        in: .whitespacesAndNewlines)
+    guard work.hasPrefix("/dev/shm/elastic-kills.") else { throw TestFailure("mktemp: \(work)") }
+    defer { _ = try? sh("fusermount3 -u '\(work)/mnt' 2>/dev/null || true; rm -rf '\(work)'") }
+    let r = try run("/usr/bin/env", ["python3", Env.scripts + "/" + script, Env.binDir, work] + args)
+    expectOK(r, script)
+    return r
+}
+
 /// `kill -9` of the daemon during heavy writes, whole-file overwrites and namespace changes by
 /// several processes, then a remount, 20 times (Scripts/crash_cycles.py): every mount is free
 /// of integrity alarms, every file and directory reads, fsynced files are exact, and every
@@ -42,13 +55,7 @@ struct StressTests {
 @Suite(.enabled(if: Env.canMount, "needs root and /dev/fuse"))
 struct CrashCycleTests {
     @Test func twentyKillRemountCycles() throws {
-        let work = try sh("mktemp -d /dev/shm/elastic-crash.XXXXXX").stdout.trimmingCharacters(
-            in: .whitespacesAndNewlines)
-        guard work.hasPrefix("/dev/shm/elastic-crash.") else { throw TestFailure("mktemp: \(work)") }
-        // (The script unmounts what it mounts; this is for a run cut short.)
-        defer { _ = try? sh("fusermount3 -u '\(work)/mnt' 2>/dev/null || true; rm -rf '\(work)'") }
-        let r = try run("/usr/bin/env", ["python3", Env.scripts + "/crash_cycles.py", Env.binDir, work, "20", "1"])
-        expectOK(r, "crash_cycles.py")
+        let r = try runKillScript("crash_cycles.py", ["20", "1"])
         #expect(r.stdout.contains("cycles=20 ") && r.stdout.contains(" problems=0"), "\(r.stdout)")
     }
 }
@@ -59,12 +66,7 @@ struct CrashCycleTests {
 @Suite(.enabled(if: Env.canMount, "needs root and /dev/fuse"))
 struct OverwriteKillTests {
     @Test func sixtyKillsDuringOverwritesLeaveNoTornBlock() throws {
-        let work = try sh("mktemp -d /dev/shm/elastic-overwrite.XXXXXX").stdout.trimmingCharacters(
-            in: .whitespacesAndNewlines)
-        guard work.hasPrefix("/dev/shm/elastic-overwrite.") else { throw TestFailure("mktemp: \(work)") }
-        defer { _ = try? sh("fusermount3 -u '\(work)/mnt' 2>/dev/null || true; rm -rf '\(work)'") }
-        let r = try run("/usr/bin/env", ["python3", Env.scripts + "/overwrite_kills.py", Env.binDir, work, "60"])
-        expectOK(r, "overwrite_kills.py")
+        let r = try runKillScript("overwrite_kills.py", ["60"])
         #expect(r.stdout.contains("cycles=60 mixed=0 "), "\(r.stdout)")
     }
 }
