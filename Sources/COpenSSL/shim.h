@@ -27,4 +27,17 @@ static inline int COpenSSL_ctx_tls13_only(SSL_CTX *ctx) {
 }
 static inline long COpenSSL_ctx_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
 static inline int COpenSSL_set_host_name(SSL *ssl, const char *name) { return SSL_set_tlsext_host_name(ssl, name) == 1; }
+/// SHA-256 in one call without a provider fetch or a context allocation (a record's version
+/// digest is taken at every write). The low-level functions are deprecated for new code but
+/// are OpenSSL's own implementation, with the same assembly.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static inline void COpenSSL_sha256(const void *data, size_t n, unsigned char out[32]) {
+    SHA256_CTX c;
+    SHA256_Init(&c);
+    SHA256_Update(&c, data, n);
+    SHA256_Final(out, &c);
+    OPENSSL_cleanse(&c, sizeof c);
+}
+#pragma GCC diagnostic pop
 #endif

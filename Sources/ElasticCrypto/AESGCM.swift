@@ -14,6 +14,9 @@ public final class AESGCM {
         return c
     }()
 
+    /// Nonces for `seal(_:aad:)` and for callers that seal with this context (`sealBlocks`).
+    public let nonces = NoncePool()
+
     /// The one context: the key schedule is its only copy of the key.
     private let ctx: OpaquePointer
     private var enc: OpaquePointer { ctx }
@@ -93,18 +96,21 @@ public final class AESGCM {
 
     /// One-shot seal: returns nonce ‖ ciphertext ‖ tag with a fresh random nonce.
     public func seal(_ plaintext: [UInt8], aad: [UInt8]) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: Self.nonceSize + plaintext.count + Self.tagSize)
-        try out.withUnsafeMutableBytes { (o) throws in
-            try Random.fill(UnsafeMutableRawBufferPointer(rebasing: o[0..<Self.nonceSize]))
-            try plaintext.withUnsafeBytes { (p) throws in
-                try aad.withUnsafeBytes { (a) throws in
-                    try seal(
-                        nonce: o.baseAddress!, aad: a, input: p.baseAddress, count: p.count,
-                        output: o.baseAddress! + Self.nonceSize, tag: o.baseAddress! + Self.nonceSize + p.count)
-                }
+        try plaintext.withUnsafeBytes { try seal($0, aad: aad) }
+    }
+
+    /// One-shot seal of the bytes at `plaintext`: nonce ‖ ciphertext ‖ tag.
+    public func seal(_ plaintext: UnsafeRawBufferPointer, aad: [UInt8]) throws -> [UInt8] {
+        try [UInt8](unsafeUninitializedCapacity: Self.nonceSize + plaintext.count + Self.tagSize) { b, n in
+            let o = UnsafeMutableRawPointer(b.baseAddress!)
+            try nonces.fill(UnsafeMutableRawBufferPointer(start: o, count: Self.nonceSize))
+            try aad.withUnsafeBytes { (a) throws in
+                try seal(
+                    nonce: o, aad: a, input: plaintext.baseAddress, count: plaintext.count,
+                    output: o + Self.nonceSize, tag: o + Self.nonceSize + plaintext.count)
             }
+            n = b.count
         }
-        return out
     }
 
     /// One-shot open of nonce ‖ ciphertext ‖ tag.

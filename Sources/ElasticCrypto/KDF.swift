@@ -55,9 +55,14 @@ public enum KDF {
     /// SHA-256. The corresponding C call is `EVP_Digest`.
     public static func sha256(_ data: [UInt8]) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
-        var n: UInt32 = 0
-        _ = data.withUnsafeBufferPointer { d in EVP_Digest(d.baseAddress, d.count, &out, &n, EVP_sha256(), nil) }
+        data.withUnsafeBytes { d in out.withUnsafeMutableBytes { sha256(d, into: $0.baseAddress!) } }
         return out
+    }
+
+    /// SHA-256 of `data` into the 32 bytes at `out` (no provider fetch or context allocation:
+    /// it runs for every record written).
+    public static func sha256(_ data: UnsafeRawBufferPointer, into out: UnsafeMutableRawPointer) {
+        COpenSSL_sha256(data.baseAddress, data.count, out.assumingMemoryBound(to: UInt8.self))
     }
 
     /// Constant-time comparison. The corresponding C call is `CRYPTO_memcmp`.

@@ -311,24 +311,32 @@ extension ElasticFilesystem {
         }
     }
 
-    /// The backing path of `i` from the root of BACKING, by its first name (nil: it has none).
+    /// The backing path of `i` from the root of BACKING, by its first name (nil: it has none);
+    /// made again only after the inode table changed.
     func backingPath(_ i: Inode) -> String? {
-        ancestry(i).map { $0.reversed().map(\.name).joined(separator: "/") }
+        inodes.read { t -> String? in
+            if let c = i.pathCache.withLock({ $0 }), c.generation == t.generation { return c.path }
+            guard let chain = ancestry(i, in: t) else { return nil }
+            let path = chain.reversed().map(\.name).joined(separator: "/")
+            i.pathCache.withLock { $0 = (t.generation, path) }
+            return path
+        }
     }
 
     /// `i` and the directories above it, up to (not including) the root, each with the first
     /// name it has in the next: nil when one has no name (or the chain is implausibly deep).
-    func ancestry(_ i: Inode) -> [(id: UInt64, name: String)]? {
-        inodes.read { _ -> [(id: UInt64, name: String)]? in
-            var chain: [(id: UInt64, name: String)] = []
-            var current = i
-            while current !== root {
-                guard let link = current.links.first, chain.count < 4096 else { return nil }
-                chain.append((current.id, link.name))
-                current = link.parent
-            }
-            return chain
+    func ancestry(_ i: Inode) -> [(id: UInt64, name: String)]? { inodes.read { ancestry(i, in: $0) } }
+
+    /// `ancestry`, the table's lock held.
+    private func ancestry(_ i: Inode, in _: InodeTable) -> [(id: UInt64, name: String)]? {
+        var chain: [(id: UInt64, name: String)] = []
+        var current = i
+        while current !== root {
+            guard let link = current.links.first, chain.count < 4096 else { return nil }
+            chain.append((current.id, link.name))
+            current = link.parent
         }
+        return chain
     }
 
     /// Seals into `t.cipher`; requests of 256 KiB and more are split with the crypto helper

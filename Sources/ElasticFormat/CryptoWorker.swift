@@ -57,7 +57,7 @@ public final class CryptoWorker {
         let nblocks = (count + bs - 1) / bs
         if nonces.count < nblocks * ns { nonces = [UInt8](repeating: 0, count: max(nblocks * ns, 256 * ns)) }
         try nonces.withUnsafeMutableBytes { n in
-            try Random.fill(UnsafeMutableRawBufferPointer(rebasing: n[0..<(nblocks * ns)]))
+            try content.nonces.fill(UnsafeMutableRawBufferPointer(rebasing: n[0..<(nblocks * ns)]))
             var out = 0
             for i in 0..<nblocks {
                 let len = min(bs, count - i * bs)
@@ -139,6 +139,10 @@ public final class CryptoWorker {
 
     /// Seals `plain` under the metadata key; `context` is authenticated (what the value is for).
     public func sealMetadata(_ plain: [UInt8], context: [UInt8]) throws -> [UInt8] {
+        try metadata.seal(plain, aad: context)
+    }
+
+    public func sealMetadata(_ plain: UnsafeRawBufferPointer, context: [UInt8]) throws -> [UInt8] {
         try metadata.seal(plain, aad: context)
     }
 

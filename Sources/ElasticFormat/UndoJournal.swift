@@ -125,23 +125,31 @@ public final class UndoJournal: Sendable {
             s.sequence += 1
             return s.sequence
         }
-        let p = Array(path.utf8.prefix(Self.headerSize - Self.fixedHeader - record.count))
-        var w = ByteWriter()
-        w.raw(Self.magic)
-        w.u16(2)
-        w.raw([kind.rawValue, 0])
-        w.u16(UInt16(p.count))
-        w.u16(UInt16(record.count))
-        w.u64(seq)
-        w.raw(fileID)
-        w.u64(UInt64(first))
-        w.u32(UInt32(count))
-        w.raw(p)
-        w.raw(record)
-        let header = w.bytes
-        try header.withUnsafeBytes { h in
+        // Built in place (no heap arrays: this runs before every overwrite).
+        try withUnsafeTemporaryAllocation(byteCount: Self.headerSize, alignment: 8) { h in
+            var at = 0
+            func put(_ bytes: UnsafeRawBufferPointer) {
+                h.baseAddress!.advanced(by: at).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                at += bytes.count
+            }
+            func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.bigEndian) { put($0) } }
+            Self.magic.withUnsafeBytes { put($0) }
+            put(UInt16(2))
+            put(kind.rawValue)
+            put(UInt8(0))
+            var path = path
+            let pathLength = min(path.utf8.count, Self.headerSize - Self.fixedHeader - record.count)
+            put(UInt16(pathLength))
+            put(UInt16(record.count))
+            put(seq)
+            fileID.withUnsafeBytes { put($0) }
+            put(UInt64(first))
+            put(UInt32(count))
+            path.withUTF8 { put(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer($0)[..<pathLength])) }
+            record.withUnsafeBytes { put($0) }
             try Syscall.pwritev(
-                fd, [h, UnsafeRawBufferPointer(start: payload, count: count)], Int64(slot) * slotSize)
+                fd, UnsafeRawBufferPointer(rebasing: h[..<at]), UnsafeRawBufferPointer(start: payload, count: count),
+                Int64(slot) * slotSize)
         }
     }
 

@@ -80,6 +80,27 @@ public enum Syscall {
 
     /// The corresponding C call is `pwritev(2)`: `parts` written one after the other from
     /// `offset`, in one call when it writes them all (the rest follows with `pwrite`).
+    /// `first` then `second`, from `offset`, in one call where the kernel takes them whole.
+    public static func pwritev(
+        _ fd: Int32, _ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer, _ offset: Int64
+    ) throws {
+        var iov = (
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress), iov_len: first.count),
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress), iov_len: second.count)
+        )
+        let done = try withUnsafeMutableBytes(of: &iov) { v in
+            try retrying { Glibc.pwritev(fd, v.baseAddress!.assumingMemoryBound(to: iovec.self), 2, off_t(offset)) }
+        }
+        // A short write: the rest, part by part.
+        if done < first.count, let base = first.baseAddress {
+            try pwrite(fd, base + done, first.count - done, offset + Int64(done))
+        }
+        let second0 = max(0, done - first.count)
+        if second0 < second.count, let base = second.baseAddress {
+            try pwrite(fd, base + second0, second.count - second0, offset + Int64(first.count + second0))
+        }
+    }
+
     public static func pwritev(_ fd: Int32, _ parts: [UnsafeRawBufferPointer], _ offset: Int64) throws {
         var iov = parts.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
         var done = try retrying { Glibc.pwritev(fd, &iov, Int32(iov.count), off_t(offset)) }

@@ -1,4 +1,5 @@
 import ElasticCrypto
+import Glibc
 import Testing
 
 func hex(_ s: String) -> [UInt8] {
@@ -138,5 +139,55 @@ func key(_ bytes: [UInt8]) -> SecureBytes {
         #expect(Hex.decode("abc") == nil)
         #expect(Hex.decode("zz") == nil)
         #expect(Hex.decode("") == [])
+    }
+}
+
+@Suite struct NonceTests {
+    /// SHA-256 of "abc" (FIPS 180-2, B.1) through the pointer form records use.
+    @Test func sha256IntoMemory() {
+        var out = [UInt8](repeating: 0, count: 32)
+        Array("abc".utf8).withUnsafeBytes { d in out.withUnsafeMutableBytes { KDF.sha256(d, into: $0.baseAddress!) } }
+        #expect(out == hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"))
+        #expect(KDF.sha256(Array("abc".utf8)) == out)
+    }
+
+    /// Nonces drawn from one pool never repeat, across refills and in sizes that go around it.
+    @Test func poolNoncesAreDistinct() throws {
+        let pool = NoncePool()
+        var seen = Set<[UInt8]>()
+        for k in 0..<3000 {
+            // 1100 bytes: more than a quarter of the pool, straight from RAND_bytes.
+            var n = [UInt8](repeating: 0, count: k % 7 == 0 ? 1100 : 12)
+            try n.withUnsafeMutableBytes { try pool.fill($0) }
+            #expect(seen.insert(n).inserted)
+        }
+    }
+
+    /// A fork(2) child draws afresh: it never hands out the nonces its parent is about to.
+    @Test func aForkedChildDrawsOtherNonces() throws {
+        let pool = NoncePool()
+        var first = [UInt8](repeating: 0, count: 12)
+        try first.withUnsafeMutableBytes { try pool.fill($0) }  // the pool now holds the next ones
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        let child = fork()
+        if child == 0 {
+            var n = [UInt8](repeating: 0, count: 12)
+            let ok = (try? n.withUnsafeMutableBytes { try pool.fill($0) }) != nil
+            _ = n.withUnsafeBytes { write(fds[1], $0.baseAddress, ok ? 12 : 0) }
+            _exit(0)
+        }
+        close(fds[1])
+        var fromChild = [UInt8](repeating: 0, count: 12)
+        var ready = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
+        let got =
+            poll(&ready, 1, 20_000) == 1 ? fromChild.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, 12) } : -1
+        close(fds[0])
+        if got != 12 { kill(child, SIGKILL) }
+        var status: Int32 = 0
+        waitpid(child, &status, 0)
+        var parentNext = [UInt8](repeating: 0, count: 12)
+        try parentNext.withUnsafeMutableBytes { try pool.fill($0) }
+        #expect(got == 12 && fromChild != parentNext && fromChild != first)
     }
 }

@@ -30,6 +30,41 @@ import Testing
         #expect(throws: FormatError.self) { try FileHeader(decoding: v1, with: w) }
     }
 
+    /// The record's plaintext, byte for byte as docs/file-format.md lays it out.
+    @Test func recordPlaintextLayout() throws {
+        var r = ObjectRecord(kind: .regular, mode: 0o4755, uid: 0x0102_0304, gid: 0x0506_0708, size: 0x1122_3344_5566)
+        r.sparse = true
+        r.mtime = timespec(tv_sec: 0x0A0B_0C0D, tv_nsec: 999_999_999)
+        r.ctime = timespec(tv_sec: -2, tv_nsec: 7)
+        r.content = BlockTag(0x0102_0304_0506_0708, 0x1112_1314_1516_1718)
+        r.xattrs = BlockTag(1, 2)
+        r.xattrsPending = BlockTag(3, 4)  // not written: no change under way
+        r.session = 0xABCD
+        let b = r.encoded
+        func be(_ v: UInt64, _ n: Int) -> [UInt8] {
+            (0..<n).map { UInt8(truncatingIfNeeded: v >> UInt64(8 * (n - 1 - $0))) }
+        }
+        func mem(_ t: BlockTag) -> [UInt8] { withUnsafeBytes(of: t) { Array($0) } }
+        let expected: [UInt8] =
+            [2, 1] + be(1, 2) + be(0o4755, 4) + be(0x0102_0304, 4) + be(0x0506_0708, 4) + be(0, 8)
+            + be(0x1122_3344_5566, 8) + be(0x0A0B_0C0D, 8) + be(999_999_999, 4)
+            + be(UInt64(bitPattern: -2), 8) + be(7, 4) + mem(r.content) + mem(r.xattrs)
+            + [UInt8](repeating: 0, count: 16)
+            + be(0xABCD, 8)
+        #expect(b.count == ObjectRecord.plainSize && b == expected)
+        #expect(
+            try ObjectRecord(decoding: b)
+                == {
+                    var x = r
+                    x.xattrsPending = .zero
+                    return x
+                }())
+        r.xattrsChanging = true
+        let changing = r.encoded
+        #expect(changing[2...3] == [0, 5] && Array(changing[88..<104]) == mem(r.xattrsPending))
+        #expect(try ObjectRecord(decoding: changing) == r)
+    }
+
     @Test func recordsRefuseImpossibleValues() throws {
         let w = try CryptoWorker(keys: StoreKeys(master: SecureBytes.random(count: 32)))
         let id = [UInt8](repeating: 3, count: 16)

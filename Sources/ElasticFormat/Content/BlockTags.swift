@@ -16,7 +16,13 @@ public typealias BlockTag = SIMD2<UInt64>
 /// Guarded by its user (the FUSE layer: the file's content lock).
 public final class BlockTags: @unchecked Sendable {
     static let chunkBlocks: Int64 = 256
-    private var chunks: [Int64: [BlockTag]] = [:]
+    /// The tags of blocks `key × chunkBlocks ..< key × chunkBlocks + tags.count`, in a box that
+    /// is changed in place (a tag is set at every write).
+    private final class Chunk {
+        var tags: [BlockTag]
+        init(_ tags: [BlockTag]) { self.tags = tags }
+    }
+    private var chunks: [Int64: Chunk] = [:]
     /// The digest of the tags held.
     public private(set) var digest: BlockTag = .zero
     /// Whether the tags changed since they were read from, or written to, a `TagSnapshot`.
@@ -32,7 +38,7 @@ public final class BlockTags: @unchecked Sendable {
             let end = min(flat.count, start + Int(Self.chunkBlocks))
             var last = end
             while last > start && flat[last - 1] == .zero { last -= 1 }
-            if last > start { chunks[Int64(start) / Self.chunkBlocks] = Array(flat[start..<last]) }
+            if last > start { chunks[Int64(start) / Self.chunkBlocks] = Chunk(Array(flat[start..<last])) }
             start = end
         }
         self.digest = digest
@@ -43,7 +49,7 @@ public final class BlockTags: @unchecked Sendable {
     func flat(blocks: Int64) -> [BlockTag] {
         var out = [BlockTag](repeating: .zero, count: Int(blocks))
         for (key, chunk) in chunks {
-            for (k, t) in chunk.enumerated() where key * Self.chunkBlocks + Int64(k) < blocks {
+            for (k, t) in chunk.tags.enumerated() where key * Self.chunkBlocks + Int64(k) < blocks {
                 out[Int(key * Self.chunkBlocks) + k] = t
             }
         }
@@ -54,24 +60,29 @@ public final class BlockTags: @unchecked Sendable {
     public func tag(_ index: Int64) -> BlockTag {
         guard let c = chunks[index / Self.chunkBlocks] else { return .zero }
         let k = Int(index % Self.chunkBlocks)
-        return k < c.count ? c[k] : .zero
+        return k < c.tags.count ? c.tags[k] : .zero
     }
 
     /// Sets the tags of `count` consecutive blocks from `first` (`.zero`: a hole), updating
     /// the digest with one batch of the pseudorandom function.
     public func set(first: Int64, tags: UnsafePointer<BlockTag>, count: Int, crypto: CryptoWorker) throws {
-        var terms: [(Int64, BlockTag)] = []
-        terms.reserveCapacity(2 * count)
-        for k in 0..<count {
-            let i = first + Int64(k)
-            let old = tag(i), new = tags[k]
-            guard old != new else { continue }
-            if old != .zero { terms.append((i, old)) }
-            if new != .zero { terms.append((i, new)) }
-            store(i, new)
+        // (No heap arrays: this runs for every block written.)
+        try withUnsafeTemporaryAllocation(of: Int64.self, capacity: 2 * count) { indices in
+            try withUnsafeTemporaryAllocation(of: BlockTag.self, capacity: 2 * count) { terms in
+                var n = 0
+                for k in 0..<count {
+                    let i = first + Int64(k)
+                    let old = tag(i), new = tags[k]
+                    guard old != new else { continue }
+                    if old != .zero { (indices[n], terms[n], n) = (i, old, n + 1) }
+                    if new != .zero { (indices[n], terms[n], n) = (i, new, n + 1) }
+                    store(i, new)
+                }
+                guard n > 0 else { return }
+                digest ^= try crypto.digestTerms(indices: indices.baseAddress!, tags: terms.baseAddress!, count: n)
+                changedSinceSnapshot = true
+            }
         }
-        digest ^= try crypto.digestTerms(terms)
-        if !terms.isEmpty { changedSinceSnapshot = true }
     }
 
     /// Drops every block from `first` on (a file cut to `first` blocks).
@@ -79,11 +90,11 @@ public final class BlockTags: @unchecked Sendable {
         var terms: [(Int64, BlockTag)] = []
         for key in chunks.keys where (key + 1) * Self.chunkBlocks > first {
             let c = chunks[key]!
-            for (k, t) in c.enumerated() where t != .zero && key * Self.chunkBlocks + Int64(k) >= first {
+            for (k, t) in c.tags.enumerated() where t != .zero && key * Self.chunkBlocks + Int64(k) >= first {
                 terms.append((key * Self.chunkBlocks + Int64(k), t))
             }
             let keep = Int(max(0, first - key * Self.chunkBlocks))
-            if keep == 0 { chunks[key] = nil } else { chunks[key]!.removeSubrange(min(keep, c.count)...) }
+            if keep == 0 { chunks[key] = nil } else { c.tags.removeSubrange(min(keep, c.tags.count)...) }
         }
         digest ^= try crypto.digestTerms(terms)
         if !terms.isEmpty { changedSinceSnapshot = true }
@@ -91,15 +102,19 @@ public final class BlockTags: @unchecked Sendable {
 
     private func store(_ index: Int64, _ tag: BlockTag) {
         let key = index / Self.chunkBlocks, k = Int(index % Self.chunkBlocks)
-        if chunks[key] == nil {
+        let c: Chunk
+        if let found = chunks[key] {
+            c = found
+        } else {
             if tag == .zero { return }
-            chunks[key] = []
+            c = Chunk([])
+            chunks[key] = c
         }
-        if chunks[key]!.count <= k {
+        if c.tags.count <= k {
             if tag == .zero { return }
-            chunks[key]!.append(contentsOf: repeatElement(.zero, count: k + 1 - chunks[key]!.count))
+            c.tags.append(contentsOf: repeatElement(.zero, count: k + 1 - c.tags.count))
         }
-        chunks[key]![k] = tag
+        c.tags[k] = tag
     }
 
     /// The tag in a sealed block of `length` bytes (overhead included) at `block`.
@@ -111,7 +126,7 @@ public final class BlockTags: @unchecked Sendable {
     public func merge(_ other: BlockTags) {
         for (key, chunk) in other.chunks {
             precondition(chunks[key] == nil, "merging overlapping block ranges")
-            chunks[key] = chunk
+            chunks[key] = Chunk(chunk.tags)
         }
         digest ^= other.digest
     }
@@ -172,19 +187,23 @@ public final class BlockTags: @unchecked Sendable {
 extension CryptoWorker {
     /// XOR of the content-digest terms `E(E(be128(i)) ⊕ tag)` of `terms` (see `BlockTags`).
     public func digestTerms(_ terms: [(Int64, BlockTag)]) throws -> BlockTag {
-        guard !terms.isEmpty else { return .zero }
-        var buffer = [BlockTag](repeating: .zero, count: terms.count)
-        var acc = BlockTag.zero
-        try buffer.withUnsafeMutableBufferPointer { b in
-            for (k, term) in terms.enumerated() {
-                b[k] = BlockTag(0, UInt64(bitPattern: term.0).bigEndian)
-            }
+        try digestTerms(indices: terms.map(\.0), tags: terms.map(\.1), count: terms.count)
+    }
+
+    /// The same for the `count` pairs (`indices[k]`, `tags[k]`).
+    public func digestTerms(indices: UnsafePointer<Int64>, tags: UnsafePointer<BlockTag>, count: Int) throws
+        -> BlockTag
+    {
+        guard count > 0 else { return .zero }
+        return try withUnsafeTemporaryAllocation(of: BlockTag.self, capacity: count) { b in
+            for k in 0..<count { b[k] = BlockTag(0, UInt64(bitPattern: indices[k]).bigEndian) }
             let p = UnsafeMutableRawPointer(b.baseAddress!)
-            try digestPRF.encrypt(p, blocks: terms.count, output: p)
-            for (k, term) in terms.enumerated() { b[k] ^= term.1 }
-            try digestPRF.encrypt(p, blocks: terms.count, output: p)
-            for k in 0..<terms.count { acc ^= b[k] }
+            try digestPRF.encrypt(p, blocks: count, output: p)
+            for k in 0..<count { b[k] ^= tags[k] }
+            try digestPRF.encrypt(p, blocks: count, output: p)
+            var acc = BlockTag.zero
+            for k in 0..<count { acc ^= b[k] }
+            return acc
         }
-        return acc
     }
 }

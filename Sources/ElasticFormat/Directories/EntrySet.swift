@@ -120,7 +120,8 @@ public struct EntrySetState: Equatable, Sendable {
     }
 
     /// Associated data: "elastic/v2/entries" ‖ the directory's IV.
-    static func aad(dirIV: [UInt8]) -> [UInt8] { Array(KeyLabels.entrySet.utf8) + dirIV }
+    static func aad(dirIV: [UInt8]) -> [UInt8] { aadLabel + dirIV }
+    private static let aadLabel = Array(KeyLabels.entrySet.utf8)
 
     /// The sealed state, stamped with the session of `crypto`.
     public func seal(dirIV: [UInt8], with crypto: CryptoWorker) throws -> [UInt8] {

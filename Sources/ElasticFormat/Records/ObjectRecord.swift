@@ -121,26 +121,35 @@ public struct ObjectRecord: Equatable, Sendable {
     /// seconds ‖ u32 nanoseconds) ‖ ctime (the same) ‖ content digest (16) ‖ attribute digest (16) ‖ pending attribute
     /// digest (16; zero unless a change is under way) ‖ session (u64).
     var encoded: [UInt8] {
-        var w = ByteWriter()
-        w.u8(Self.version)
-        w.u8(kind.rawValue)
-        w.u16(
-            (sparse ? Self.sparseFlag : 0) | (storeRoot ? Self.storeRootFlag : 0)
-                | (xattrsChanging ? Self.xattrsChangingFlag : 0))
-        w.u32(UInt32(mode))
-        w.u32(uid)
-        w.u32(gid)
-        w.u64(rdev)
-        w.u64(UInt64(bitPattern: size))
-        for t in [mtime, ctime] {
-            w.u64(UInt64(bitPattern: Int64(t.tv_sec)))
-            w.u32(UInt32(truncatingIfNeeded: t.tv_nsec))
+        [UInt8](unsafeUninitializedCapacity: Self.plainSize) { b, n in
+            encode(into: UnsafeMutableRawPointer(b.baseAddress!))
+            n = Self.plainSize
         }
-        w.raw(withUnsafeBytes(of: content) { Array($0) })
-        w.raw(withUnsafeBytes(of: xattrs) { Array($0) })
-        w.raw(withUnsafeBytes(of: xattrsChanging ? xattrsPending : .zero) { Array($0) })
-        w.u64(session)
-        return w.bytes
+    }
+
+    /// Writes the `plainSize` bytes of `encoded` at `p` (no allocation: once per write).
+    func encode(into p: UnsafeMutableRawPointer) {
+        func put<T: FixedWidthInteger>(_ v: T, _ at: Int) {
+            p.storeBytes(of: v.bigEndian, toByteOffset: at, as: T.self)
+        }
+        put(Self.version, 0)
+        put(kind.rawValue, 1)
+        put(
+            (sparse ? Self.sparseFlag : 0) | (storeRoot ? Self.storeRootFlag : 0)
+                | (xattrsChanging ? Self.xattrsChangingFlag : 0), 2)
+        put(UInt32(mode), 4)
+        put(uid, 8)
+        put(gid, 12)
+        put(rdev, 16)
+        put(UInt64(bitPattern: size), 24)
+        put(UInt64(bitPattern: Int64(mtime.tv_sec)), 32)
+        put(UInt32(truncatingIfNeeded: mtime.tv_nsec), 40)
+        put(UInt64(bitPattern: Int64(ctime.tv_sec)), 44)
+        put(UInt32(truncatingIfNeeded: ctime.tv_nsec), 52)
+        p.storeBytes(of: content, toByteOffset: 56, as: BlockTag.self)
+        p.storeBytes(of: xattrs, toByteOffset: 72, as: BlockTag.self)
+        p.storeBytes(of: xattrsChanging ? xattrsPending : .zero, toByteOffset: 88, as: BlockTag.self)
+        put(session, 104)
     }
 
     init(decoding b: [UInt8]) throws {
@@ -167,10 +176,9 @@ public struct ObjectRecord: Equatable, Sendable {
             let t = timespec(tv_sec: sec, tv_nsec: Int(nsec))
             if which == 0 { mtime = t } else { ctime = t }
         }
-        let digest = try r.raw(16)
-        content = digest.withUnsafeBytes { $0.loadUnaligned(as: BlockTag.self) }
-        xattrs = try r.raw(16).withUnsafeBytes { $0.loadUnaligned(as: BlockTag.self) }
-        xattrsPending = try r.raw(16).withUnsafeBytes { $0.loadUnaligned(as: BlockTag.self) }
+        content = try r.memory(as: BlockTag.self)
+        xattrs = try r.memory(as: BlockTag.self)
+        xattrsPending = try r.memory(as: BlockTag.self)
         guard xattrsChanging || xattrsPending == .zero else {
             throw FormatError.corruptMetadata("object record pending attribute digest")
         }
@@ -183,7 +191,8 @@ public struct ObjectRecord: Equatable, Sendable {
     }
 
     /// Associated data: "elastic/v2/record" ‖ the object's ID.
-    static func aad(objectID: [UInt8]) -> [UInt8] { Array(KeyLabels.objectRecord.utf8) + objectID }
+    static func aad(objectID: [UInt8]) -> [UInt8] { aadLabel + objectID }
+    private static let aadLabel = Array(KeyLabels.objectRecord.utf8)
 
     /// The sealed record (`sealedSize` bytes) for the object `objectID`, stamped with the
     /// session of `crypto`.
@@ -197,12 +206,17 @@ public struct ObjectRecord: Equatable, Sendable {
         sealed: [UInt8], version: ObjectVersion
     ) {
         var content = self
-        content.session = 0
-        var bytes = content.encoded
-        let session = crypto.session  // (read once: a checkpoint may move it on meanwhile)
-        let version = ObjectVersion(digestOf: bytes, session: session)
-        for k in 0..<8 { bytes[bytes.count - 8 + k] = UInt8(truncatingIfNeeded: session >> UInt64(56 - 8 * k)) }
-        return (try crypto.sealMetadata(bytes, context: Self.aad(objectID: objectID)), version)
+        content.session = crypto.session  // (read once: a checkpoint may move it on meanwhile)
+        return try withUnsafeTemporaryAllocation(byteCount: Self.plainSize, alignment: 8) { plain in
+            let p = plain.baseAddress!
+            content.encode(into: p)
+            p.storeBytes(of: UInt64(0), toByteOffset: Self.plainSize - 8, as: UInt64.self)
+            let version = ObjectVersion(digestOf: UnsafeRawBufferPointer(plain), session: content.session)
+            p.storeBytes(of: content.session.bigEndian, toByteOffset: Self.plainSize - 8, as: UInt64.self)
+            return (
+                try crypto.sealMetadata(UnsafeRawBufferPointer(plain), context: Self.aad(objectID: objectID)), version
+            )
+        }
     }
 
     /// This record as `seal` writes it with `crypto` (stamped with its session).

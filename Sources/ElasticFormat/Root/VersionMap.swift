@@ -10,8 +10,13 @@ public struct ObjectVersion: Equatable, Sendable {
     public let session: UInt64
 
     public init(digestOf bytes: [UInt8], session: UInt64) {
-        let d = KDF.sha256(bytes)
-        (high, low) = (Self.load(d, 0), Self.load(d, 8))
+        self = bytes.withUnsafeBytes { ObjectVersion(digestOf: $0, session: session) }
+    }
+
+    public init(digestOf bytes: UnsafeRawBufferPointer, session: UInt64) {
+        var d = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        withUnsafeMutableBytes(of: &d) { KDF.sha256(bytes, into: $0.baseAddress!) }
+        (high, low) = (UInt64(bigEndian: d.0), UInt64(bigEndian: d.1))
         self.session = session
     }
 
