@@ -22,6 +22,9 @@ public final class CryptoWorker {
     let metadata: AESGCM
     /// The pseudorandom function of content digests (`BlockTags`).
     let digestPRF: AESBlockCipher
+    /// Keyed hashes of directory entries (`EntryDigest`) and of extended attributes (`XattrSet`).
+    let entryMAC: HMACSHA256
+    let xattrMAC: HMACSHA256
     /// Scratch for the nonces of one request (one RAND_bytes call per request).
     private var nonces: [UInt8] = []
 
@@ -43,6 +46,8 @@ public final class CryptoWorker {
         names = try AESSIV(key: keys.names)
         metadata = try AESGCM(key: keys.metadata)
         digestPRF = try AESBlockCipher(key: keys.contentDigest)
+        entryMAC = try HMACSHA256(key: keys.entries)
+        xattrMAC = try HMACSHA256(key: keys.xattrs)
     }
 
     // MARK: Content blocks

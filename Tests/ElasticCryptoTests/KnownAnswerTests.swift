@@ -121,6 +121,17 @@ func key(_ bytes: [UInt8]) -> SecureBytes {
         // RFC 4231 test case 2.
         let mac = try KDF.hmacSHA256(key: key(Array("Jefe".utf8)), data: Array("what do ya want for nothing?".utf8))
         #expect(mac == hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"))
+        // The same through a context keyed once: every message alike, whatever its parts.
+        let keyed = try HMACSHA256(key: key(Array("Jefe".utf8)))
+        for split in [0, 4, 28] {
+            let m = Array("what do ya want for nothing?".utf8)
+            let got = try keyed.mac { feed in
+                m[..<split].withUnsafeBytes(feed)
+                m[split...].withUnsafeBytes(feed)
+            }
+            #expect(got == mac, "split at \(split)")
+            #expect(try keyed.mac { Array("other".utf8).withUnsafeBytes($0) } != mac)
+        }
     }
 
     @Test func secureBytesNeverPrintsItsContents() throws {

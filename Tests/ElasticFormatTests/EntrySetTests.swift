@@ -20,6 +20,19 @@ import Testing
         #expect(ObjectID([UInt8](0..<16)).bytes == [UInt8](0..<16))
     }
 
+    /// An entry's hash and an attribute's term, as docs/file-format.md defines them.
+    @Test func hashesAreTheDocumentedHMACs() throws {
+        let iv = [UInt8](0..<16), oid = ObjectID([UInt8](100..<116)), name = "entry-é"
+        let n = Array(name.utf8)
+        #expect(
+            try EntryDigest.hash(name: name, id: oid, dirIV: iv, with: crypto)
+                == KDF.hmacSHA256(key: crypto.keys.entries, data: iv + [0, UInt8(n.count)] + n + Array(100..<116)))
+        let tag = BlockTag(0x0102_0304_0506_0708, 0x1112_1314_1516_1718)
+        let mac = try KDF.hmacSHA256(
+            key: crypto.keys.xattrs, data: [0, UInt8(n.count)] + n + withUnsafeBytes(of: tag) { Array($0) })
+        #expect(try XattrSet.term(name, tag, crypto) == mac.withUnsafeBytes { $0.loadUnaligned(as: BlockTag.self) })
+    }
+
     @Test func digestIsOrderFreeAndBindsNameIDAndDirectory() throws {
         let iv = [UInt8](repeating: 1, count: 16)
         let a = try EntryDigest.of(["x": id(1), "y": id(2)], dirIV: iv, with: crypto)

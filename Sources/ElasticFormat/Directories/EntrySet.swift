@@ -43,9 +43,13 @@ public struct EntryDigest: Equatable, Sendable {
 
     /// The hash of one entry.
     public static func hash(name: String, id: ObjectID, dirIV: [UInt8], with crypto: CryptoWorker) throws -> [UInt8] {
-        let n = Array(name.utf8)
-        return try KDF.hmacSHA256(
-            key: crypto.keys.entries, data: dirIV + [UInt8(n.count >> 8), UInt8(n.count & 0xff)] + n + id.bytes)
+        var name = name
+        return try crypto.entryMAC.mac { feed in
+            dirIV.withUnsafeBytes(feed)
+            withUnsafeBytes(of: UInt16(truncatingIfNeeded: name.utf8.count).bigEndian, feed)
+            name.withUTF8 { feed(UnsafeRawBufferPointer($0)) }
+            withUnsafeBytes(of: (id.high.bigEndian, id.low.bigEndian), feed)
+        }
     }
 
     public mutating func add(_ hash: [UInt8]) {
@@ -94,16 +98,26 @@ public struct EntrySetState: Equatable, Sendable {
     public static let sealedSize = 12 + plainSize + 16
 
     var encoded: [UInt8] {
-        var w = ByteWriter()
-        w.u8(Self.version)
-        w.u8(pending == nil ? 0 : 1)
-        w.u16(UInt16(truncatingIfNeeded: session >> 32))
-        w.u32(UInt32(truncatingIfNeeded: session))
-        for d in [committed, pending ?? .empty] {
-            w.u64(d.count)
-            w.raw(d.value)
+        [UInt8](unsafeUninitializedCapacity: Self.plainSize) { b, n in
+            encode(into: UnsafeMutableRawPointer(b.baseAddress!))
+            n = Self.plainSize
         }
-        return w.bytes
+    }
+
+    /// Writes the `plainSize` bytes of `encoded` at `p` (no allocation: twice per change of names).
+    func encode(into p: UnsafeMutableRawPointer) {
+        p.storeBytes(of: Self.version, toByteOffset: 0, as: UInt8.self)
+        p.storeBytes(of: pending == nil ? 0 : 1, toByteOffset: 1, as: UInt8.self)
+        p.storeBytes(of: UInt16(truncatingIfNeeded: session >> 32).bigEndian, toByteOffset: 2, as: UInt16.self)
+        p.storeBytes(of: UInt32(truncatingIfNeeded: session).bigEndian, toByteOffset: 4, as: UInt32.self)
+        Self.encode(committed, into: p + 8)
+        Self.encode(pending ?? .empty, into: p + 48)
+    }
+
+    /// be64 count ‖ the 32-byte XOR: 40 bytes at `p`.
+    static func encode(_ d: EntryDigest, into p: UnsafeMutableRawPointer) {
+        p.storeBytes(of: d.count.bigEndian, toByteOffset: 0, as: UInt64.self)
+        d.value.withUnsafeBytes { (p + 8).copyMemory(from: $0.baseAddress!, byteCount: 32) }
     }
 
     init(decoding b: [UInt8]) throws {
@@ -127,7 +141,10 @@ public struct EntrySetState: Equatable, Sendable {
     public func seal(dirIV: [UInt8], with crypto: CryptoWorker) throws -> [UInt8] {
         var s = self
         s.session = crypto.session
-        return try crypto.sealMetadata(s.encoded, context: Self.aad(dirIV: dirIV))
+        return try withUnsafeTemporaryAllocation(byteCount: Self.plainSize, alignment: 8) { plain in
+            s.encode(into: plain.baseAddress!)
+            return try crypto.sealMetadata(UnsafeRawBufferPointer(plain), context: Self.aad(dirIV: dirIV))
+        }
     }
 
     public static func open(_ sealed: [UInt8], dirIV: [UInt8], with crypto: CryptoWorker) throws -> EntrySetState {
@@ -141,10 +158,10 @@ public struct EntrySetState: Equatable, Sendable {
 
     /// The version of a directory's entries whose digest is `entries`, sealed in `session`.
     public static func version(of entries: EntryDigest, session: UInt64) -> ObjectVersion {
-        var w = ByteWriter()
-        w.u64(entries.count)
-        w.raw(entries.value)
-        return ObjectVersion(digestOf: w.bytes, session: session)
+        withUnsafeTemporaryAllocation(byteCount: 40, alignment: 8) { b in
+            encode(entries, into: b.baseAddress!)
+            return ObjectVersion(digestOf: UnsafeRawBufferPointer(b), session: session)
+        }
     }
 
     /// Whether `actual` is the committed set or the one a change under way leads to.

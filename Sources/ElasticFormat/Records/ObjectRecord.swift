@@ -231,7 +231,10 @@ public struct ObjectRecord: Equatable, Sendable {
     public var version: ObjectVersion {
         var content = self
         content.session = 0
-        return ObjectVersion(digestOf: content.encoded, session: session)
+        return withUnsafeTemporaryAllocation(byteCount: Self.plainSize, alignment: 8) { plain in
+            content.encode(into: plain.baseAddress!)
+            return ObjectVersion(digestOf: UnsafeRawBufferPointer(plain), session: session)
+        }
     }
 
     /// Opens a sealed record of `objectID`; a record of another object, or an edited one, throws.

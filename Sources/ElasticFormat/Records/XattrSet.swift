@@ -21,11 +21,16 @@ public struct XattrSet: Sendable {
     }
 
     static func term(_ name: String, _ tag: BlockTag, _ crypto: CryptoWorker) throws -> BlockTag {
-        let n = Array(name.utf8)
-        let mac = try KDF.hmacSHA256(
-            key: crypto.keys.xattrs,
-            data: [UInt8(n.count >> 8), UInt8(n.count & 0xff)] + n + withUnsafeBytes(of: tag) { Array($0) })
-        return mac.withUnsafeBytes { $0.loadUnaligned(as: BlockTag.self) }
+        var name = name
+        var mac = (BlockTag.zero, BlockTag.zero)
+        try withUnsafeMutableBytes(of: &mac) { out in
+            try crypto.xattrMAC.mac(into: out.baseAddress!) { feed in
+                withUnsafeBytes(of: UInt16(truncatingIfNeeded: name.utf8.count).bigEndian, feed)
+                name.withUTF8 { feed(UnsafeRawBufferPointer($0)) }
+                withUnsafeBytes(of: tag, feed)
+            }
+        }
+        return mac.0
     }
 
     /// Sets attribute `name` to the sealed value `sealed`.

@@ -1,0 +1,57 @@
+import COpenSSL
+
+/// HMAC-SHA-256 keyed once, for many short messages (a directory entry's hash at every create,
+/// unlink and listing): OpenSSL's one-shot `HMAC` fetches the digest and builds a context per
+/// call, which cost more than the hashing. Not thread-safe: one instance per thread.
+public final class HMACSHA256 {
+    public static let size = 32
+
+    nonisolated(unsafe) static let mac: OpaquePointer = {
+        guard let m = EVP_MAC_fetch(nil, "HMAC", nil) else { fatalError("OpenSSL has no HMAC") }
+        return m
+    }()
+
+    /// The context: keyed at init, reset to its key before each message.
+    private let ctx: OpaquePointer
+
+    public init(key: SecureBytes) throws {
+        guard let c = EVP_MAC_CTX_new(Self.mac) else { throw CryptoError.drain("EVP_MAC_CTX_new") }
+        ctx = c
+        let ok = key.withUnsafeBytes { k in
+            "SHA256".withCString { name in
+                var params = [
+                    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, UnsafeMutablePointer(mutating: name), 0),
+                    OSSL_PARAM_construct_end(),
+                ]
+                return EVP_MAC_init(c, k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count, &params) == 1
+            }
+        }
+        guard ok else {
+            EVP_MAC_CTX_free(c)
+            throw CryptoError.drain("EVP_MAC_init")
+        }
+    }
+
+    deinit { EVP_MAC_CTX_free(ctx) }
+
+    /// The MAC of the concatenation of what `body` feeds, into the 32 bytes at `out`.
+    public func mac(into out: UnsafeMutableRawPointer, _ body: ((UnsafeRawBufferPointer) -> Void) -> Void) throws {
+        var ok = EVP_MAC_init(ctx, nil, 0, nil) == 1  // the key set at init
+        body { part in
+            if ok && part.count > 0 {
+                ok = EVP_MAC_update(ctx, part.baseAddress!.assumingMemoryBound(to: UInt8.self), part.count) == 1
+            }
+        }
+        var n = 0
+        guard ok, EVP_MAC_final(ctx, out.assumingMemoryBound(to: UInt8.self), &n, Self.size) == 1, n == Self.size
+        else { throw CryptoError.drain("HMAC-SHA-256") }
+    }
+
+    /// The MAC of the concatenation of what `body` feeds.
+    public func mac(_ body: ((UnsafeRawBufferPointer) -> Void) -> Void) throws -> [UInt8] {
+        try [UInt8](unsafeUninitializedCapacity: Self.size) { b, n in
+            try mac(into: b.baseAddress!, body)
+            n = Self.size
+        }
+    }
+}
