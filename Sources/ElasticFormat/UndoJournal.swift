@@ -125,7 +125,9 @@ public final class UndoJournal: Sendable {
             s.sequence += 1
             return s.sequence
         }
-        // Built in place (no heap arrays: this runs before every overwrite).
+        // Built in place (no heap arrays: this runs before every overwrite); the path is cut
+        // to what fits after the fixed fields, a 16-byte file ID among them, and the record.
+        precondition(fileID.count == 16 && record.count <= Self.headerSize - Self.fixedHeader)
         try withUnsafeTemporaryAllocation(byteCount: Self.headerSize, alignment: 8) { h in
             var at = 0
             func put(_ bytes: UnsafeRawBufferPointer) {
