@@ -3,6 +3,7 @@ import COpenSSL
 import Dispatch
 import ElasticControlClient
 import ElasticCrypto
+import Glibc
 
 /// A key of the mount's key store as an OpenSSL `EVP_PKEY`: its public half read from the
 /// control file, every signature made by the control file (the private key never leaves the
@@ -64,11 +65,17 @@ public final class RemoteKey: @unchecked Sendable {  // the EVP_PKEY is never mu
                     guard let context, let sig, let siglen else { return 0 }
                     let signer = Unmanaged<Signer>.fromOpaque(context).takeUnretainedValue()
                     let message = msg.map { Array(UnsafeBufferPointer(start: $0, count: len)) } ?? []
-                    guard
-                        let signature = try? signer.sign(
-                            digest: digest.map { String(cString: $0) }, pss: pss != 0, message: message),
-                        signature.count <= siglen.pointee
-                    else { return 0 }
+                    let signature: [UInt8]
+                    do {
+                        signature = try signer.sign(
+                            digest: digest.map { String(cString: $0) }, pss: pss != 0, message: message)
+                    } catch {
+                        // OpenSSL only says "EVP lib": the reason goes to standard error (the log).
+                        let line = Array("signing with key \(signer.name) failed: \(error)\n".utf8)
+                        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+                        return 0
+                    }
+                    guard signature.count <= siglen.pointee else { return 0 }
                     signature.withUnsafeBytes {
                         sig.update(from: $0.bindMemory(to: UInt8.self).baseAddress!, count: $0.count)
                     }
