@@ -59,6 +59,32 @@ import Testing
         #expect(t.digest == .zero)
     }
 
+    /// Runs of tags set at once (appends, overwrites, holes, runs across chunks, a file cut)
+    /// leave the same tags and digest as a plain map of them, block by block.
+    @Test func runsMatchAModel() throws {
+        var rng = SystemRandomNumberGenerator()
+        let t = BlockTags()
+        var model: [Int64: BlockTag] = [:]
+        for step in 0..<400 {
+            if step % 97 == 96 {
+                let cut = Int64.random(in: 0..<1200, using: &rng)
+                try t.drop(from: cut, crypto: crypto)
+                model = model.filter { $0.key < cut }
+                continue
+            }
+            let first = Int64.random(in: 0..<1000, using: &rng)
+            let count = Int.random(in: 1...300, using: &rng)
+            var run = (0..<count).map { _ in Int.random(in: 0..<4, using: &rng) == 0 ? .zero : tag(rng.next()) }
+            try t.set(first: first, tags: &run, count: count, crypto: crypto)
+            for (k, v) in run.enumerated() { model[first + Int64(k)] = v == .zero ? nil : v }
+            for i in Int64(0)..<1300 where t.tag(i) != (model[i] ?? .zero) {
+                Issue.record("block \(i) after step \(step)")
+                return
+            }
+        }
+        #expect(t.digest == (try digest(model)))
+    }
+
     /// Tags read back from a backing file: holes skipped, a block the file is too short to
     /// hold counts as absent.
     @Test func loadReadsTheTagsOfABackingFile() throws {

@@ -70,13 +70,37 @@ public final class BlockTags: @unchecked Sendable {
         try withUnsafeTemporaryAllocation(of: Int64.self, capacity: 2 * count) { indices in
             try withUnsafeTemporaryAllocation(of: BlockTag.self, capacity: 2 * count) { terms in
                 var n = 0
-                for k in 0..<count {
-                    let i = first + Int64(k)
-                    let old = tag(i), new = tags[k]
-                    guard old != new else { continue }
-                    if old != .zero { (indices[n], terms[n], n) = (i, old, n + 1) }
-                    if new != .zero { (indices[n], terms[n], n) = (i, new, n + 1) }
-                    store(i, new)
+                // Chunk by chunk: one lookup, at most one growth and no per-tag checks per run
+                // of blocks (an append of 1 MiB sets 256 tags).
+                var k = 0
+                while k < count {
+                    let i0 = first + Int64(k)
+                    let key = i0 / Self.chunkBlocks, start = Int(i0 % Self.chunkBlocks)
+                    let run = min(count - k, Int(Self.chunkBlocks) - start)
+                    var chunk = chunks[key]
+                    let held = chunk.map { max(0, min(run, $0.tags.count - start)) } ?? 0
+                    // The last block of the run that gets data: the chunk must reach it.
+                    var last = -1
+                    for j in 0..<run where tags[k + j] != .zero { last = j }
+                    if last >= held {
+                        let c = chunk ?? Chunk([])
+                        if chunk == nil { chunks[key] = c }
+                        chunk = c
+                        c.tags.append(contentsOf: repeatElement(.zero, count: start + last + 1 - c.tags.count))
+                    }
+                    if let c = chunk {
+                        c.tags.withUnsafeMutableBufferPointer { b in
+                            for j in 0..<run {
+                                let i = i0 + Int64(j), new = tags[k + j]
+                                let old = start + j < b.count ? b[start + j] : .zero
+                                guard old != new else { continue }
+                                if old != .zero { (indices[n], terms[n], n) = (i, old, n + 1) }
+                                if new != .zero { (indices[n], terms[n], n) = (i, new, n + 1) }
+                                b[start + j] = new  // (new is zero past the end: equal to old, skipped)
+                            }
+                        }
+                    }
+                    k += run
                 }
                 guard n > 0 else { return }
                 digest ^= try crypto.digestTerms(indices: indices.baseAddress!, tags: terms.baseAddress!, count: n)
@@ -98,23 +122,6 @@ public final class BlockTags: @unchecked Sendable {
         }
         digest ^= try crypto.digestTerms(terms)
         if !terms.isEmpty { changedSinceSnapshot = true }
-    }
-
-    private func store(_ index: Int64, _ tag: BlockTag) {
-        let key = index / Self.chunkBlocks, k = Int(index % Self.chunkBlocks)
-        let c: Chunk
-        if let found = chunks[key] {
-            c = found
-        } else {
-            if tag == .zero { return }
-            c = Chunk([])
-            chunks[key] = c
-        }
-        if c.tags.count <= k {
-            if tag == .zero { return }
-            c.tags.append(contentsOf: repeatElement(.zero, count: k + 1 - c.tags.count))
-        }
-        c.tags[k] = tag
     }
 
     /// The tag in a sealed block of `length` bytes (overhead included) at `block`.
