@@ -215,7 +215,8 @@ extension ElasticFilesystem {
             // Whole old blocks: a truncate that shrinks the last block keeps all of it.
             let whole = (clen + Int(Self.cbs) - 1) / Int(Self.cbs) * Int(Self.cbs)
             let kept = try undo.journal.keep(
-                slot: undo.slot, file: fd, fileID: fileID, path: { backingPath(inode) }, first: first, offset: offset,
+                slot: undo.slot, file: fd, fileID: fileID, path: { backingPath(inode, t) }, first: first,
+                offset: offset,
                 length: whole,
                 scratch: undo.scratch)
             if kept > 0 { t.kept = (fd, offset, kept) }
@@ -240,7 +241,7 @@ extension ElasticFilesystem {
         try noteTags(t, first: first, count: count, tags: tags)
         let record = try sealRecord(i) { $0.mtime = $0.ctime }
         var copied = false
-        if let undo = t.undo, let path = backingPath(i) {
+        if let undo = t.undo, let path = backingPath(i, t) {
             try undo.journal.writeAhead(
                 slot: undo.slot, fileID: fileID, path: path, first: first, cipher: t.cipher, count: clen,
                 record: record.sealed)
@@ -312,13 +313,14 @@ extension ElasticFilesystem {
     }
 
     /// The backing path of `i` from the root of BACKING, by its first name (nil: it has none);
-    /// made again only after the inode table changed.
-    func backingPath(_ i: Inode) -> String? {
-        inodes.read { t -> String? in
-            if let c = i.pathCache.withLock({ $0 }), c.generation == t.generation { return c.path }
-            guard let chain = ancestry(i, in: t) else { return nil }
+    /// made again only for another inode than `t`'s last, or after the inode table changed
+    /// (a stream of overwrites asks for one file's path again and again).
+    func backingPath(_ i: Inode, _ t: ThreadState) -> String? {
+        inodes.read { table -> String? in
+            if let last = t.lastPath, last.inode == i.id, last.generation == table.generation { return last.path }
+            guard let chain = ancestry(i, in: table) else { return nil }
             let path = chain.reversed().map(\.name).joined(separator: "/")
-            i.pathCache.withLock { $0 = (t.generation, path) }
+            t.lastPath = (i.id, table.generation, path)
             return path
         }
     }

@@ -120,8 +120,6 @@ final class Inode: @unchecked Sendable {
     /// blocks are neither its record's nor the write's, and its journal copy is kept for the
     /// next mount to finish it. Until then nothing reads or changes it (`header` fails).
     let unfinished = Atomic<Bool>(false)
-    /// The backing path last made for the journal, with the table generation it was made at.
-    let pathCache = Mutex<(generation: UInt64, path: String)?>(nil)
     /// Content lock (regular files).
     let content = RWLock()
     /// The header of a regular backing file (file ID and record), read once: this copy is
@@ -175,7 +173,7 @@ struct InodeTable {
     var byName: [NameKey: Inode] = [:]
     var nextID: UInt64 = 3  // 1 is the root, 2 is reserved for the control file
     /// Moves on at every change of the table (under its write lock): a name derived from the
-    /// links while it stays the same is still right (`Inode.pathCache`).
+    /// links while it stays the same is still right (`ThreadState.lastPath`).
     var generation: UInt64 = 0
 
     /// Records that `inode` is known as `link` (replacing whatever the index had for that name).

@@ -21,6 +21,9 @@ final class ThreadState {
     /// backing file, and how many. A write or truncate that fails before its record puts them
     /// back (`rollBack`), so the file stays what its record names.
     var kept: (fd: Int32, offset: Int64, count: Int)?
+    /// The backing path this thread last gave the journal: for which inode, made at which
+    /// generation of the inode table (`ElasticFilesystem.backingPath`).
+    var lastPath: (inode: UInt64, generation: UInt64, path: String)?
     /// This thread's slot of the undo journal, and a buffer for the old bytes it keeps.
     private(set) var undo: (journal: UndoJournal, slot: Int, scratch: UnsafeMutableRawPointer)?
 
