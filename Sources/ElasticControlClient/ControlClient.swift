@@ -109,7 +109,7 @@ public final class ControlClient: @unchecked Sendable {  // `fd` and `mountpoint
     }
 
     /// Sends one request. EAGAIN (this uid has as many slow requests in flight as it may) is
-    /// retried with a growing pause, for up to a minute, and EINTR at once. A refused ioctl copies nothing back
+    /// retried with a growing pause, for up to a minute. A refused ioctl copies nothing back
     /// (the kernel writes the buffer only on success), so the request is sent again as it was.
     func call<Layout>(_ cmd: UInt32, _ request: ControlRequest<Layout>) throws {
         var pause: UInt32 = 1_000
@@ -117,7 +117,6 @@ public final class ControlClient: @unchecked Sendable {  // `fd` and `mountpoint
         while true {
             if CElasticControlABI_ioctl(fd, cmd, request.pointer) == 0 { return }
             let e = Errno(rawValue: errno)
-            if e == .interrupted { continue }  // a signal before the daemon took the request
             guard e == .resourceTemporarilyUnavailable, waited < 60_000_000 else { throw e }
             usleep(pause)
             waited += pause

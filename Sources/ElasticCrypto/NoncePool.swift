@@ -11,6 +11,7 @@ public final class NoncePool {
     private var buffer: UnsafeMutableRawPointer?  // allocated at the first draw
     private var left = 0
     private var generation = -1
+    private var draws = 0
 
     public init() { _ = Self.forkWatch }
 
@@ -19,7 +20,12 @@ public final class NoncePool {
     /// Fills `out` with random bytes (requests over a quarter of the pool go to `RAND_bytes`).
     public func fill(_ out: UnsafeMutableRawBufferPointer) throws {
         guard out.count > 0 else { return }
-        guard out.count <= Self.size / 4 else { return try Random.fill(out) }
+        // Large requests, and the first of a context (most seal once: a root, a map, a key
+        // slot), straight from RAND_bytes; the pool is for contexts that seal again and again.
+        guard out.count <= Self.size / 4, draws > 0 else {
+            draws += 1
+            return try Random.fill(out)
+        }
         let g = forks.load(ordering: .acquiring)
         let buffer = self.buffer ?? UnsafeMutableRawPointer.allocate(byteCount: Self.size, alignment: 16)
         self.buffer = buffer

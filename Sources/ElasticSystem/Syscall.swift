@@ -78,9 +78,8 @@ public enum Syscall {
         }
     }
 
-    /// The corresponding C call is `pwritev(2)`: `parts` written one after the other from
-    /// `offset`, in one call when it writes them all (the rest follows with `pwrite`).
-    /// `first` then `second`, from `offset`, in one call where the kernel takes them whole.
+    /// `first` then `second`, from `offset`, in one `pwritev(2)` where the kernel takes them
+    /// whole (the rest follows with `pwrite`), without an array of parts.
     public static func pwritev(
         _ fd: Int32, _ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer, _ offset: Int64
     ) throws {
@@ -101,6 +100,8 @@ public enum Syscall {
         }
     }
 
+    /// The corresponding C call is `pwritev(2)`: `parts` written one after the other from
+    /// `offset`, in one call when it writes them all (the rest follows with `pwrite`).
     public static func pwritev(_ fd: Int32, _ parts: [UnsafeRawBufferPointer], _ offset: Int64) throws {
         var iov = parts.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
         var done = try retrying { Glibc.pwritev(fd, &iov, Int32(iov.count), off_t(offset)) }

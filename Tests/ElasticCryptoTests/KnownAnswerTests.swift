@@ -1,6 +1,7 @@
-import ElasticCrypto
 import Glibc
 import Testing
+
+@testable import ElasticCrypto
 
 func hex(_ s: String) -> [UInt8] {
     var out: [UInt8] = []
@@ -121,7 +122,8 @@ func key(_ bytes: [UInt8]) -> SecureBytes {
         // RFC 4231 test case 2.
         let mac = try KDF.hmacSHA256(key: key(Array("Jefe".utf8)), data: Array("what do ya want for nothing?".utf8))
         #expect(mac == hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"))
-        // The same through a context keyed once: every message alike, whatever its parts.
+        // The same through a context keyed once: every message alike, whatever its parts, both
+        // where a reset keeps the key (OpenSSL 3.0.3 and later) and where the key is passed again.
         let keyed = try HMACSHA256(key: key(Array("Jefe".utf8)))
         for split in [0, 4, 28] {
             let m = Array("what do ya want for nothing?".utf8)
@@ -130,6 +132,11 @@ func key(_ bytes: [UInt8]) -> SecureBytes {
                 m[split...].withUnsafeBytes(feed)
             }
             #expect(got == mac, "split at \(split)")
+            let keyedAgain = try keyed.mac(reset: false) { feed in
+                m[..<split].withUnsafeBytes(feed)
+                m[split...].withUnsafeBytes(feed)
+            }
+            #expect(keyedAgain == mac, "the key passed again")
             #expect(try keyed.mac { Array("other".utf8).withUnsafeBytes($0) } != mac)
         }
     }
@@ -178,7 +185,7 @@ func key(_ bytes: [UInt8]) -> SecureBytes {
     @Test func aForkedChildDrawsOtherNonces() throws {
         let pool = NoncePool()
         var first = [UInt8](repeating: 0, count: 12)
-        try first.withUnsafeMutableBytes { try pool.fill($0) }  // the pool now holds the next ones
+        for _ in 0..<2 { try first.withUnsafeMutableBytes { try pool.fill($0) } }  // the pool now holds the next ones
         var fds: [Int32] = [0, 0]
         #expect(pipe(&fds) == 0)
         let child = fork()
