@@ -41,7 +41,7 @@ public final class HMACSHA256 {
     /// OpenSSL 3.0.0 to 3.0.2 accept the call but keep the previous message's state
     /// (openssl/openssl#17811): checked once per process against the one-shot `HMAC`, and
     /// where it fails every message passes the key again.
-    static let resetKeepsKey: Bool = {
+    public static let resetKeepsKey: Bool = {
         var k = [UInt8](repeating: 0x0B, count: 32)
         let key = SecureBytes(consuming: &k)
         guard let probe = try? HMACSHA256(key: key) else { return false }
@@ -55,13 +55,11 @@ public final class HMACSHA256 {
         return true
     }()
 
-    /// The MAC of the concatenation of what `body` feeds, into the 32 bytes at `out`.
-    public func mac(into out: UnsafeMutableRawPointer, _ body: ((UnsafeRawBufferPointer) -> Void) -> Void) throws {
-        try mac(into: out, reset: Self.resetKeepsKey, body)
-    }
-
-    private func mac(
-        into out: UnsafeMutableRawPointer, reset: Bool, _ body: ((UnsafeRawBufferPointer) -> Void) -> Void
+    /// The MAC of the concatenation of what `body` feeds, into the 32 bytes at `out`; `reset`
+    /// false passes the key again (what an OpenSSL whose reset forgets it needs).
+    public func mac(
+        into out: UnsafeMutableRawPointer, reset: Bool = resetKeepsKey,
+        _ body: ((UnsafeRawBufferPointer) -> Void) -> Void
     ) throws {
         var ok =
             reset
@@ -80,12 +78,9 @@ public final class HMACSHA256 {
     }
 
     /// The MAC of the concatenation of what `body` feeds.
-    public func mac(_ body: ((UnsafeRawBufferPointer) -> Void) -> Void) throws -> [UInt8] {
-        try mac(reset: Self.resetKeepsKey, body)
-    }
-
-    /// `reset` false: the key is passed again (what an OpenSSL whose reset forgets it needs).
-    func mac(reset: Bool, _ body: ((UnsafeRawBufferPointer) -> Void) -> Void) throws -> [UInt8] {
+    public func mac(reset: Bool = resetKeepsKey, _ body: ((UnsafeRawBufferPointer) -> Void) -> Void) throws
+        -> [UInt8]
+    {
         try [UInt8](unsafeUninitializedCapacity: Self.size) { b, n in
             try mac(into: b.baseAddress!, reset: reset, body)
             n = Self.size

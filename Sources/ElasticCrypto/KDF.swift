@@ -52,7 +52,7 @@ public enum KDF {
         return out
     }
 
-    /// SHA-256. The corresponding C call is `EVP_Digest`.
+    /// SHA-256 (`sha256(_:into:)`).
     public static func sha256(_ data: [UInt8]) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         data.withUnsafeBytes { d in out.withUnsafeMutableBytes { sha256(d, into: $0.baseAddress!) } }

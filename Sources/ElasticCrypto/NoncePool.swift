@@ -11,7 +11,7 @@ public final class NoncePool {
     private var buffer: UnsafeMutableRawPointer?  // allocated at the first draw
     private var left = 0
     private var generation = -1
-    private var draws = 0
+    private var drawn = false
 
     public init() { _ = Self.forkWatch }
 
@@ -22,8 +22,8 @@ public final class NoncePool {
         guard out.count > 0 else { return }
         // Large requests, and the first of a context (most seal once: a root, a map, a key
         // slot), straight from RAND_bytes; the pool is for contexts that seal again and again.
-        guard out.count <= Self.size / 4, draws > 0 else {
-            draws += 1
+        guard out.count <= Self.size / 4, drawn else {
+            drawn = true
             return try Random.fill(out)
         }
         let g = forks.load(ordering: .acquiring)

@@ -1,7 +1,6 @@
 /// Big-endian writer for the store's binary structures.
 struct ByteWriter {
     var bytes: [UInt8] = []
-    init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
     mutating func u8(_ v: UInt8) { bytes.append(v) }
     mutating func u16(_ v: UInt16) {
         bytes.append(UInt8(v >> 8))
@@ -15,9 +14,6 @@ struct ByteWriter {
         u32(UInt32(truncatingIfNeeded: v))
     }
     mutating func raw(_ v: [UInt8]) { bytes += v }
-    mutating func raw(_ v: UnsafeRawBufferPointer) { bytes.append(contentsOf: v) }
-    /// The bytes of `value` as they lie in memory (a digest or tag kept as `SIMD2<UInt64>`).
-    mutating func memory<T>(of value: T) { withUnsafeBytes(of: value) { bytes.append(contentsOf: $0) } }
 }
 
 /// Big-endian reader; every read past the end throws `corruptConfig`.
@@ -35,7 +31,8 @@ struct ByteReader {
         let start = try take(n)
         return Array(bytes[start..<(start + n)])
     }
-    /// The next `MemoryLayout<T>.size` bytes as they lie (the inverse of `ByteWriter.memory`).
+    /// The next `MemoryLayout<T>.size` bytes as they lie in memory (a digest or tag kept as
+    /// `SIMD2<UInt64>`).
     mutating func memory<T>(as: T.Type) throws -> T {
         let start = try take(MemoryLayout<T>.size)
         return bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: start, as: T.self) }

@@ -97,14 +97,7 @@ public struct EntrySetState: Equatable, Sendable {
     public static let plainSize = 8 + 2 * 40
     public static let sealedSize = 12 + plainSize + 16
 
-    var encoded: [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: Self.plainSize) { b, n in
-            encode(into: UnsafeMutableRawPointer(b.baseAddress!))
-            n = Self.plainSize
-        }
-    }
-
-    /// Writes the `plainSize` bytes of `encoded` at `p` (no allocation: twice per change of names).
+    /// Writes the `plainSize` bytes of the state at `p` (no allocation: twice per change of names).
     func encode(into p: UnsafeMutableRawPointer) {
         p.storeBytes(of: Self.version, toByteOffset: 0, as: UInt8.self)
         p.storeBytes(of: pending == nil ? 0 : 1, toByteOffset: 1, as: UInt8.self)

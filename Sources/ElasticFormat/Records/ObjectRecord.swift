@@ -120,10 +120,13 @@ public struct ObjectRecord: Equatable, Sendable {
     /// version ‖ kind ‖ u16 flags (bit 0: sparse) ‖ mode ‖ uid ‖ gid ‖ rdev ‖ size ‖ mtime (i64
     /// seconds ‖ u32 nanoseconds) ‖ ctime (the same) ‖ content digest (16) ‖ attribute digest (16) ‖ pending attribute
     /// digest (16; zero unless a change is under way) ‖ session (u64).
-    var encoded: [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: Self.plainSize) { b, n in
-            encode(into: UnsafeMutableRawPointer(b.baseAddress!))
-            n = Self.plainSize
+    var encoded: [UInt8] { withEncoding { Array($0) } }
+
+    /// `body` with `encoded` in a stack buffer (no allocation: records are sealed at every write).
+    func withEncoding<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        try withUnsafeTemporaryAllocation(byteCount: Self.plainSize, alignment: 8) { b in
+            encode(into: b.baseAddress!)
+            return try body(b)
         }
     }
 
@@ -197,7 +200,9 @@ public struct ObjectRecord: Equatable, Sendable {
     /// The sealed record (`sealedSize` bytes) for the object `objectID`, stamped with the
     /// session of `crypto`.
     public func seal(objectID: [UInt8], with crypto: CryptoWorker) throws -> [UInt8] {
-        try crypto.sealMetadata(sealedBy(crypto).encoded, context: Self.aad(objectID: objectID))
+        try sealedBy(crypto).withEncoding {
+            try crypto.sealMetadata(UnsafeRawBufferPointer($0), context: Self.aad(objectID: objectID))
+        }
     }
 
     /// `seal(objectID:with:)` and the version of what it seals (`sealedBy(crypto).version`),
@@ -205,11 +210,9 @@ public struct ObjectRecord: Equatable, Sendable {
     public func sealWithVersion(objectID: [UInt8], with crypto: CryptoWorker) throws -> (
         sealed: [UInt8], version: ObjectVersion
     ) {
-        var content = self
-        content.session = crypto.session  // (read once: a checkpoint may move it on meanwhile)
-        return try withUnsafeTemporaryAllocation(byteCount: Self.plainSize, alignment: 8) { plain in
+        let content = sealedBy(crypto)  // (the session read once: a checkpoint may move it on)
+        return try content.withEncoding { plain in
             let p = plain.baseAddress!
-            content.encode(into: p)
             p.storeBytes(of: UInt64(0), toByteOffset: Self.plainSize - 8, as: UInt64.self)
             let version = ObjectVersion(digestOf: UnsafeRawBufferPointer(plain), session: content.session)
             p.storeBytes(of: content.session.bigEndian, toByteOffset: Self.plainSize - 8, as: UInt64.self)
@@ -231,10 +234,7 @@ public struct ObjectRecord: Equatable, Sendable {
     public var version: ObjectVersion {
         var content = self
         content.session = 0
-        return withUnsafeTemporaryAllocation(byteCount: Self.plainSize, alignment: 8) { plain in
-            content.encode(into: plain.baseAddress!)
-            return ObjectVersion(digestOf: UnsafeRawBufferPointer(plain), session: session)
-        }
+        return content.withEncoding { ObjectVersion(digestOf: UnsafeRawBufferPointer($0), session: session) }
     }
 
     /// Opens a sealed record of `objectID`; a record of another object, or an edited one, throws.

@@ -18,6 +18,8 @@ and fsyncs one more file, and SIGKILLs the daemon after 0.3-1.0 s.
 Prints one summary line; exit 1 with the reasons when a check fails."""
 import hashlib, os, random, signal, subprocess, sys, time
 
+import foreground_mount
+
 bin_dir, work, cycles, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 mnt, store, key, log = work + "/mnt", work + "/store", work + "/key", work + "/daemon.log"
 BLOCK, OVER_BLOCKS = 4096, 64
@@ -25,22 +27,12 @@ failures = []
 
 
 def mounted():
-    with open("/proc/mounts") as f:
-        return any(line.split()[1] == mnt for line in f)
+    return foreground_mount.mounted(mnt)
 
 
 def mount():
-    logf = open(log, "a")
     options = ",".join(["keyfile=" + key] + [o for o in [os.environ.get("CRASH_MOUNT_OPTIONS", "")] if o])
-    p = subprocess.Popen([bin_dir + "/mount.elastic", store, mnt, "-o", options, "-f"],
-                         stdout=logf, stderr=logf)
-    for _ in range(1200):  # (the first mount after a crash walks the store: up to a minute when loaded)
-        if mounted():
-            return p
-        if p.poll() is not None:
-            raise SystemExit(f"mount failed (status {p.returncode}): {open(log).read()[-2000:]}")
-        time.sleep(0.05)
-    raise SystemExit("not mounted in 60 s")
+    return foreground_mount.mount(bin_dir, store, mnt, options, log)
 
 
 def unmount():

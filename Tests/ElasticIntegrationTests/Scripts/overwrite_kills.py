@@ -6,6 +6,8 @@ the file is never refused. Prints the cycles, the mixed blocks and how many writ
 journal repaired. Usage: overwrite_kills.py BIN_DIR WORK_DIR CYCLES"""
 import os, random, signal, subprocess, sys, time
 
+import foreground_mount
+
 bin_dir, work, cycles = sys.argv[1], sys.argv[2], int(sys.argv[3])
 mnt, store, key, log = work + "/mnt", work + "/store", work + "/key", work + "/daemon.log"
 BS, BLOCKS = 4096, 256
@@ -14,20 +16,11 @@ subprocess.run([bin_dir + "/elastic", "init", "--keyfile", key, store], capture_
 
 
 def mounted():
-    with open("/proc/mounts") as f:
-        return any(line.split()[1] == mnt for line in f)
+    return foreground_mount.mounted(mnt)
 
 
 def mount():
-    p = subprocess.Popen([bin_dir + "/mount.elastic", store, mnt, "-o", "keyfile=" + key, "-f"],
-                         stdout=open(log, "a"), stderr=subprocess.STDOUT)
-    for _ in range(1200):
-        if mounted():
-            return p
-        if p.poll() is not None:
-            raise SystemExit(f"mount failed: {open(log).read()[-2000:]}")
-        time.sleep(0.05)
-    raise SystemExit("not mounted in 60 s")
+    return foreground_mount.mount(bin_dir, store, mnt, "keyfile=" + key, log)
 
 
 def unmount(p):
